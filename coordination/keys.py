@@ -1,0 +1,96 @@
+"""Every Redis key name the project uses, and nowhere else.
+
+Keys of one swarm run share the hash tag ``{run}`` so that a multi-key Lua script stays in one
+cluster slot, and so that many runs can share one Redis without seeing each other.
+"""
+
+from __future__ import annotations
+
+import re
+
+from coordination.errors import InvalidIdentifier
+
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+GLOBAL_SCOPE = "global"
+
+
+def check_id(value: str, what: str = "identifier") -> str:
+    """Return ``value`` if it is a safe identifier, else raise :class:`InvalidIdentifier`."""
+    if not isinstance(value, str) or not _IDENT.match(value):
+        raise InvalidIdentifier(
+            f"{what} {value!r} is not valid: use 1-128 letters, digits, '_', '.', ':', '@' or '-', "
+            "starting with a letter or digit")
+    return value
+
+
+class Keys:
+    """Key names of one scope (a swarm run, or the global scope for nodes and the run index)."""
+
+    def __init__(self, prefix: str, scope: str) -> None:
+        self.prefix = prefix
+        self.scope = check_id(scope, "run id")
+        self._base = f"{prefix}:{{{self.scope}}}"
+
+    # -- generic records ------------------------------------------------------------------
+    def record(self, kind: str, ident: str) -> str:
+        return f"{self._base}:rec:{kind}:{check_id(ident, kind + ' id')}"
+
+    # -- task board -----------------------------------------------------------------------
+    def task(self, task_id: str) -> str:
+        return f"{self._base}:task:{check_id(task_id, 'task id')}"
+
+    def ready(self, role: str) -> str:
+        return f"{self._base}:ready:{check_id(role, 'role')}"
+
+    def roles(self) -> str:
+        return f"{self._base}:roles"
+
+    def status(self, status: str) -> str:
+        return f"{self._base}:status:{status}"
+
+    def leases(self) -> str:
+        return f"{self._base}:leases"
+
+    def dependents(self, task_id: str) -> str:
+        return f"{self._base}:dependents:{check_id(task_id, 'task id')}"
+
+    def children_open(self) -> str:
+        return f"{self._base}:children_open"
+
+    def children(self, parent_id: str) -> str:
+        return f"{self._base}:children:{check_id(parent_id, 'task id')}"
+
+    def wake_requests(self) -> str:
+        return f"{self._base}:wake_requests"
+
+    def wakeups(self) -> str:
+        return f"{self._base}:wakeups"
+
+    # -- events, notes, progress -------------------------------------------------------------
+    def events(self) -> str:
+        return f"{self._base}:events"
+
+    def notes(self, scope: str) -> str:
+        return f"{self._base}:notes:{check_id(scope, 'note scope')}"
+
+    def progress(self) -> str:
+        return f"{self._base}:progress"
+
+    # -- registry ---------------------------------------------------------------------------
+    def registration(self, ident: str) -> str:
+        return f"{self._base}:reg:{check_id(ident, 'registration id')}"
+
+    def registry_index(self, facet: str, value: str) -> str:
+        return f"{self._base}:regidx:{facet}:{check_id(value, facet)}"
+
+    # -- mailboxes ---------------------------------------------------------------------------
+    def mailbox(self, agent_id: str) -> str:
+        return f"{self._base}:mbox:{check_id(agent_id, 'agent id')}"
+
+    def reply(self, correlation_id: str) -> str:
+        return f"{self._base}:reply:{check_id(correlation_id, 'correlation id')}"
+
+    # -- everything of the scope, for cleanup -----------------------------------------------
+    def pattern(self) -> str:
+        return f"{self._base}:*"

@@ -1,0 +1,57 @@
+"""Settings of the coordination layer, read once from the environment (prefix ``SWARM_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+class CoordinationSettings(BaseSettings):
+    """Where the shared state lives and the limits that protect it.
+
+    Every field can be set as ``SWARM_<FIELD>`` in the environment (``SWARM_REDIS_URL=...``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWARM_", extra="ignore", validate_default=True)
+
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://, rediss:// or unix:// URL, with username and password if needed. "
+        "Unset: start an embedded Redis server owned by this process.",
+    )
+    redis_ssl_ca_certs: Path | None = Field(default=None, description="CA bundle for rediss:// URLs.")
+    redis_ssl_certfile: Path | None = Field(default=None, description="Client certificate for rediss://.")
+    redis_ssl_keyfile: Path | None = Field(default=None, description="Client key for rediss://.")
+    redis_socket_timeout_s: float = Field(default=30.0, gt=0, description="Seconds per Redis command.")
+    redis_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+                            description="First part of every Redis key, so several deployments share one Redis.")
+    embedded_dir: Path | None = Field(
+        default=None, description="Directory for the embedded server's data; unset: a temporary directory.")
+    embedded_appendonly: bool = Field(default=False, description="Embedded server keeps an AOF (survives restart).")
+    max_record_bytes: int = Field(default=1_048_576, gt=0, description="Largest encoded record, in bytes.")
+    max_message_bytes: int = Field(default=262_144, gt=0, description="Largest mailbox message body, in bytes.")
+    event_stream_maxlen: int = Field(default=20_000, gt=0, description="Events kept per run (approximate).")
+    notes_stream_maxlen: int = Field(default=5_000, gt=0, description="Notes kept per scope (approximate).")
+    lease_s: float = Field(default=30.0, gt=0, description="Seconds a task claim lasts without a heartbeat.")
+    sweep_interval_s: float = Field(default=5.0, gt=0, description="Seconds between lease sweeps.")
+    max_attempts: int = Field(default=3, ge=1, description="Claims a task gets before it is failed.")
+    cas_max_attempts: int = Field(default=64, ge=1, description="Compare-and-set tries in update().")
+    cas_backoff_base_s: float = Field(default=0.001, gt=0, description="First retry backoff, seconds.")
+    cas_backoff_cap_s: float = Field(default=0.05, gt=0, description="Largest retry backoff, seconds.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in _SCHEMES:
+            raise ValueError(f"SWARM_REDIS_URL must start with one of {', '.join(s + '://' for s in _SCHEMES)}; "
+                             f"got {scheme or 'no scheme'}://")
+        return value
