@@ -91,6 +91,41 @@ class Keys:
     def reply(self, correlation_id: str) -> str:
         return f"{self._base}:reply:{check_id(correlation_id, 'correlation id')}"
 
+    # -- agents (state records, conversation logs, turn deadlines, usage roll-ups) ------------------
+    def agent(self, agent_id: str) -> str:
+        return f"{self._base}:agent:{check_id(agent_id, 'agent id')}"
+
+    def conversation(self, agent_id: str, generation: int) -> str:
+        return f"{self._base}:conv:{check_id(agent_id, 'agent id')}:{int(generation)}"
+
+    def agent_deadlines(self) -> str:
+        """Sorted set of live agents scored by when someone must look at them (lease or step due)."""
+        return f"{self._base}:agent_deadlines"
+
+    def agent_status(self, status: str) -> str:
+        return f"{self._base}:agent_status:{status}"
+
+    def agent_children(self, agent_id: str) -> str:
+        return f"{self._base}:agent_children:{check_id(agent_id, 'agent id')}"
+
+    def usage(self, facet: str) -> str:
+        """Hash of usage counters (tokens, cost, turns) for ``run``, ``role:<r>`` or ``agent:<id>``."""
+        return f"{self._base}:usage:{facet}"
+
+    def run_record(self) -> str:
+        return f"{self._base}:run"
+
+    def findings(self) -> str:
+        return f"{self._base}:findings"
+
+    def dedupe(self, name: str) -> str:
+        """Hash of idempotency keys already applied (effects that must happen once per key)."""
+        return f"{self._base}:dedupe:{check_id(name, 'dedupe name')}"
+
+    # -- global scope: index of runs ------------------------------------------------------------
+    def runs_index(self) -> str:
+        return f"{self._base}:runs"
+
     # -- everything of the scope, for cleanup -----------------------------------------------
     def pattern(self) -> str:
         return f"{self._base}:*"

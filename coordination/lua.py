@@ -81,6 +81,10 @@ local function ops(at, version)
     elseif name == 'HSET' then redis.call('HSET', k, a[2], a[3])
     elseif name == 'HDEL' then redis.call('HDEL', k, a[2])
     elseif name == 'HINCRBY' then redis.call('HINCRBY', k, a[2], a[3])
+    elseif name == 'HINCRBYFLOAT' then redis.call('HINCRBYFLOAT', k, a[2], a[3])
+    elseif name == 'RPUSH' then
+      for j = 2, argc do redis.call('RPUSH', k, a[j]) end
+    elseif name == 'SET' then redis.call('SET', k, a[2])
     elseif name == 'PEXPIRE' then redis.call('PEXPIRE', k, a[2])
     elseif name == 'DEL' then redis.call('DEL', k)
     elseif name == 'XADD' then

@@ -75,6 +75,19 @@ def hincrby(key: str, name: str, by: int) -> Op:
     return Op("HINCRBY", (key,), (name, str(int(by))))
 
 
+def hincrbyfloat(key: str, name: str, by: float) -> Op:
+    return Op("HINCRBYFLOAT", (key,), (name, repr(float(by))))
+
+
+def rpush(key: str, *values: str | bytes) -> Op:
+    """Append values to a list (conversation logs: appended atomically with the record that counts them)."""
+    return Op("RPUSH", (key,), tuple(v.decode() if isinstance(v, bytes) else v for v in values))
+
+
+def set_value(key: str, value: str) -> Op:
+    return Op("SET", (key,), (value,))
+
+
 def pexpire(key: str, ms: int) -> Op:
     return Op("PEXPIRE", (key,), (str(int(ms)),))
 

@@ -1,0 +1,55 @@
+"""Exceptions of swarm_tasks: one root, a shallow tree. Tool failures are not here: they go back to
+the model as tool results. Budget and contract violations raise."""
+
+from __future__ import annotations
+
+
+class SwarmError(Exception):
+    """Root of every error raised by swarm_tasks."""
+
+
+class JobSpecError(SwarmError, ValueError):
+    """A job (review, build) was described wrongly; nothing was enqueued."""
+
+
+class BudgetExceeded(SwarmError):
+    """An agent or run reached one of its hard limits (turns, tokens, cost, wall time, agents)."""
+
+    def __init__(self, kind: str, limit: float, used: float, scope: str = "agent") -> None:
+        super().__init__(f"{scope} budget exceeded: {kind} used {used:g} of {limit:g}")
+        self.kind = kind
+        self.limit = limit
+        self.used = used
+        self.scope = scope
+
+
+class LoopDetected(SwarmError):
+    """An agent repeated the same tool call, or two agents ping-ponged messages, past the limit."""
+
+
+class ModelError(SwarmError):
+    """The model could not be called (after retries and fallbacks) or answered unusably."""
+
+
+class RealProviderBlocked(ModelError):
+    """The model guard refused a call that would have reached a real provider over the network."""
+
+
+class ToolError(SwarmError):
+    """Raised inside a tool to report a failure; the runner turns it into an error tool result."""
+
+
+class SandboxError(SwarmError):
+    """The sandbox could not be set up as configured (e.g. bwrap requested but unusable)."""
+
+
+class WorkspaceError(SwarmError):
+    """A path escapes the workspace or a workspace cannot be prepared."""
+
+
+class RunNotFound(SwarmError, LookupError):
+    """No run has the given id."""
+
+
+class GitError(SwarmError):
+    """A git operation failed in a way the caller must hear about (not a retried push race)."""

@@ -1,0 +1,97 @@
+"""All configuration of swarm-tasks, declared once. Every field is ``SWARM_<FIELD>`` in the environment.
+
+Units are in the field names (``_s`` seconds, ``_usd`` US dollars, ``_bytes`` bytes). Nothing else in
+the project reads ``os.environ``: build a :class:`SwarmSettings` (or take one passed in) instead.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from coordination.settings import CoordinationSettings
+
+ROLES_DEFAULT_QUEUE = {
+    "planner": "plan", "worker": "work", "judge": "judge", "resolver": "work",
+    "scanner": "scan", "reviewer": "review", "subreviewer": "review", "agent": "agents",
+}
+QUEUES = ("agents", "plan", "work", "judge", "scan", "review", "control")
+
+
+def _default_state_dir() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "swarm-tasks"
+
+
+class SwarmSettings(CoordinationSettings):
+    """Configuration of the Celery app, the agents, their models, budgets and sandbox."""
+
+    model_config = SettingsConfigDict(env_prefix="SWARM_", extra="ignore", validate_default=True)
+
+    # -- models -----------------------------------------------------------------------------------
+    model: str | None = Field(
+        default=None, description="litellm model string used by every role without its own "
+        "(e.g. anthropic/claude-opus-4-5). Unset and no role model: deterministic analysis, named as such.")
+    models: dict[str, str] = Field(
+        default_factory=dict, description='Model per role, JSON: {"planner": "openai/gpt-5.2", ...}.')
+    model_fallbacks: list[str] = Field(default_factory=list, description="Models tried when the first fails.")
+    model_retries: int = Field(default=2, ge=0, description="Retries of a failed model call.")
+    model_timeout_s: float = Field(default=300.0, gt=0, description="Seconds per model call.")
+    api_base: str | None = Field(default=None, description="Base URL for OpenAI-compatible endpoints.")
+    api_key: SecretStr | None = Field(default=None, description="API key passed to litellm, if any.")
+    model_guard: Literal["off", "local-only"] = Field(
+        default="off", description="local-only: refuse any model call that would leave this machine (tests).")
+
+    # -- Celery -----------------------------------------------------------------------------------
+    broker_visibility_timeout_s: int = Field(default=3600, gt=0, description="Redis broker re-delivery time.")
+    worker_pool: Literal["threads", "prefork", "solo"] = Field(
+        default="threads", description="Celery pool for agent queues (see swarm_tasks.runtime for why).")
+    worker_concurrency: int = Field(default=512, ge=1, description="Agent turns one worker process runs at once.")
+    task_signing_key: SecretStr | None = Field(
+        default=None, description="If set, task messages are signed with HMAC-SHA256 and unsigned ones refused.")
+    flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
+
+    # -- agents -----------------------------------------------------------------------------------
+    agent_max_turns: int = Field(default=60, ge=1, description="Model turns per agent.")
+    agent_max_tokens: int = Field(default=2_000_000, ge=1, description="Prompt+completion tokens per agent.")
+    agent_max_cost_usd: float = Field(default=5.0, gt=0, description="Dollars per agent.")
+    agent_max_wall_s: float = Field(default=3600.0, gt=0, description="Seconds from an agent's start to its end.")
+    agent_turn_lease_s: float = Field(default=600.0, gt=0, description="Seconds a worker may hold one turn.")
+    agent_step_grace_s: float = Field(default=120.0, gt=0,
+                                      description="Seconds a queued step may wait before the sweeper re-sends it.")
+    agent_repeat_limit: int = Field(default=3, ge=2, description="Identical consecutive tool calls allowed.")
+    run_max_agents: int = Field(default=20_000, ge=1, description="Agents one run may start in total.")
+    run_max_concurrent_agents: int = Field(default=6_000, ge=1, description="Agents of one run alive at once.")
+    run_max_cost_usd: float = Field(default=100.0, gt=0, description="Dollars one run may spend.")
+    context_compact_ratio: float = Field(default=0.75, gt=0, lt=1,
+                                         description="Compact when a prompt reaches this share of the window.")
+
+    # -- tools and sandbox ------------------------------------------------------------------------
+    state_dir: Path = Field(default_factory=_default_state_dir, description="Workspaces, reports, logs.")
+    sandbox: Literal["auto", "bwrap", "subprocess"] = Field(
+        default="auto", description="auto: bubblewrap when it works here, else a restricted subprocess.")
+    shell_timeout_s: float = Field(default=120.0, gt=0, description="Seconds per shell command.")
+    shell_max_output_bytes: int = Field(default=32_768, gt=0, description="Shell output kept per command.")
+    shell_memory_bytes: int = Field(default=2 * 1024**3, gt=0, description="Address-space limit per command.")
+    shell_max_processes: int = Field(default=256, gt=0, description="Processes a command may create.")
+    shell_max_file_bytes: int = Field(default=256 * 1024**2, gt=0, description="Largest file a command may write.")
+    file_max_read_bytes: int = Field(default=262_144, gt=0, description="Bytes a file tool returns per read.")
+    file_max_write_bytes: int = Field(default=4 * 1024**2, gt=0, description="Bytes a file tool may write.")
+
+    def model_for(self, role: str) -> str | None:
+        """The model of ``role``: its own, else the default, else None (deterministic mode)."""
+        return self.models.get(role) or self.model
+
+    def queue_for(self, role: str) -> str:
+        return ROLES_DEFAULT_QUEUE.get(role, "agents")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> SwarmSettings:
+    """Settings read from the environment once per process (entry points only; pass them on)."""
+    return SwarmSettings()
