@@ -32,6 +32,20 @@ from coordination.tasks import Lease, SweepReport, Task, TaskStatus
 
 _WAKE_MAXLEN = 100_000
 
+# Read-only pick of a claim candidate: the member at position ARGV[2] mod n of the ready queue, where n
+# is the size of its best-scored tier capped at ARGV[1]. Server-side it is O(log N) whatever the cap,
+# and the client parses one short reply instead of the whole head with its scores (which was the
+# costliest part of a claim in the client).
+_PICK_READY = r"""
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then return false end
+local n = math.min(redis.call('ZCOUNT', KEYS[1], first[2], first[2]), tonumber(ARGV[1]))
+local i = tonumber(ARGV[2]) % n
+return redis.call('ZRANGE', KEYS[1], i, i)[1]
+"""
+# How far the candidate spread may widen under contention (see ``TaskBoard.claim``).
+_MAX_SPREAD = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Wakeup:
@@ -55,6 +69,8 @@ class TaskBoard:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.claim_candidates = claim_candidates
+        self._pick = self.redis.register_script(_PICK_READY)
+        self._spread = claim_candidates  # widened by lost races, narrowed by wins (see claim)
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, task_id: str) -> Task:
@@ -100,10 +116,14 @@ class TaskBoard:
         """File a task. It is pending if its dependencies are done, blocked until they are, and
         cancelled at once if one of them already failed. Raises :class:`AlreadyExists` when
         ``task_id`` is taken, :class:`NotFound` for an unknown dependency."""
+        if isinstance(depends_on, str):  # tuple("t-1") would be the dependencies ("t", "-", "1")
+            raise InvalidRecord(f"depends_on must be a sequence of task ids, not the string {depends_on!r}")
         now = self.records.now()
         draft = codec.build(
-            Task, id=task_id or new_id("t"), run=self.run, parent=parent, role=role, title=title, body=body,
-            priority=priority, depends_on=tuple(depends_on), max_attempts=max_attempts or self.max_attempts,
+            # ``is None``, not ``or``: an empty task id or a max_attempts of 0 is refused, not defaulted.
+            Task, id=new_id("t") if task_id is None else task_id, run=self.run, parent=parent, role=role,
+            title=title, body=body, priority=priority, depends_on=tuple(depends_on),
+            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
             labels=labels or {}, created_at=now, updated_at=now)
         if draft.id in draft.depends_on:
             raise InvalidRecord(f"task {draft.id} cannot depend on itself")
@@ -131,25 +151,27 @@ class TaskBoard:
               think: Callable[[Task], None] | None = None) -> Lease | None:
         """Take the best eligible task of ``role`` (highest priority, then oldest) by compare-and-set.
 
-        Among equally good candidates one is picked at random, so concurrent claimants spread over
-        the queue instead of all racing for its head. ``think`` runs between reading and writing (an
-        agent choosing); a lost race reads again. Returns None when nothing is eligible.
+        Among equally good candidates one of the oldest ``claim_candidates`` is picked at random, so
+        concurrent claimants spread over the queue instead of all racing for its head. Each lost race
+        doubles how many of the oldest this board picks from (up to 4096) and each win narrows it again
+        by a sixteenth, so the spread follows the contention: near-FIFO when alone, few collisions with
+        many claimants. ``think`` runs between reading and writing (an agent choosing); a lost race
+        reads again. Returns None when nothing is eligible.
         """
         check_id(claimant, "claimant")
         ready = self.keys.ready(role)
         for attempt in range(self.records.retry.max_attempts):
-            head = self.redis.zrange(ready, 0, self.claim_candidates - 1, withscores=True)
-            if not head:
+            picked = self._pick(keys=[ready], args=[self._spread, random.getrandbits(31)])
+            if picked is None:
                 return None
-            best = head[0][1]
-            tier = [member.decode() for member, score in head if score == best]
-            task_id = random.choice(tier)
+            task_id = picked.decode() if isinstance(picked, bytes) else str(picked)
             try:
                 task, version = self._read(task_id)
             except NotFound:
                 self.redis.zrem(ready, task_id)  # a purged record left its index entry: tidy and go on
                 continue
             if task.status is not TaskStatus.PENDING:
+                self._widen()
                 self.records.retry.pause(attempt)
                 continue
             if think is not None:
@@ -159,10 +181,16 @@ class TaskBoard:
                                   lease_expires_at=now + (lease_s or self.lease_s))
             try:
                 new_version = self._write(task, version, claimed)
-                return Lease(claimed, new_version)
             except VersionConflict:
+                self._widen()
                 self.records.retry.pause(attempt)
+                continue
+            self._spread = max(self.claim_candidates, self._spread - self._spread // 16)
+            return Lease(claimed, new_version)
         raise ConflictRetriesExhausted(ready, 0, 0, self.records.retry.max_attempts)
+
+    def _widen(self) -> None:
+        self._spread = min(_MAX_SPREAD, max(self._spread, self.claim_candidates) * 2)
 
     def heartbeat(self, lease: Lease, *, lease_s: float | None = None) -> Lease:
         """Extend the lease; the returned lease carries the new fencing version."""
@@ -245,36 +273,49 @@ class TaskBoard:
         return report
 
     def _expire(self, task_id: str) -> SweepReport:
+        # What *our* last attempt wrote (empty if it wrote nothing): comparing before/after reads would
+        # also count an expiry that a concurrent sweeper did, reporting and settling it twice.
+        wrote: list[Task] = []
+
         def change(task: Task) -> Task | None:
+            wrote.clear()
             now = self.records.now()
             if task.status is not TaskStatus.CLAIMED or (task.lease_expires_at or 0) > now:
                 return None
             attempts = task.attempts + 1
             if attempts >= task.max_attempts:
-                return task.evolve(status=TaskStatus.FAILED, attempts=attempts, lease_expires_at=None,
-                                   error=f"lease of {task.claimant} expired; {attempts} attempts used",
-                                   updated_at=now, ended_at=now)
-            return task.evolve(status=TaskStatus.PENDING, attempts=attempts, claimant=None,
-                               lease_expires_at=None, error=f"lease of {task.claimant} expired",
-                               updated_at=now)
+                new = task.evolve(status=TaskStatus.FAILED, attempts=attempts, lease_expires_at=None,
+                                  error=f"lease of {task.claimant} expired; {attempts} attempts used",
+                                  updated_at=now, ended_at=now)
+            else:
+                new = task.evolve(status=TaskStatus.PENDING, attempts=attempts, claimant=None,
+                                  lease_expires_at=None, error=f"lease of {task.claimant} expired",
+                                  updated_at=now)
+            wrote.append(new)
+            return new
 
-        before = self.get(task_id)
-        after = self._update(task_id, change)
-        if after.status is TaskStatus.FAILED and before.status is not TaskStatus.FAILED:
+        self._update(task_id, change)
+        if not wrote:
+            return SweepReport()
+        if wrote[0].status is TaskStatus.FAILED:
             self._settle_dependents(task_id)
             return SweepReport(failed=1)
-        if after.status is TaskStatus.PENDING and before.status is TaskStatus.CLAIMED:
-            return SweepReport(requeued=1)
-        return SweepReport()
+        return SweepReport(requeued=1)
 
     def _settle_dependents(self, task_id: str) -> None:
-        for raw in self.redis.smembers(self.keys.dependents(task_id)):
-            self._reevaluate(raw.decode())
+        # A worklist, not recursion: a cancellation cascades down dependency chains of any length.
+        ended = [task_id]
+        while ended:
+            for raw in self.redis.smembers(self.keys.dependents(ended.pop())):
+                dependent = raw.decode()
+                if self._reevaluate(dependent, settle=False).cancelled:
+                    ended.append(dependent)
 
-    def _reevaluate(self, task_id: str) -> SweepReport:
+    def _reevaluate(self, task_id: str, *, settle: bool = True) -> SweepReport:
         outcome: list[TaskStatus] = []
 
         def fn(current: Versioned | None) -> Write | None:
+            outcome.clear()  # only the attempt that was written counts (update may call us again)
             if current is None:
                 return None
             task = codec.decode(Task, current.data, key=current.key)
@@ -293,7 +334,8 @@ class TaskBoard:
 
         self.records.update(self.keys.task(task_id), fn)
         if outcome == [TaskStatus.CANCELLED]:
-            self._settle_dependents(task_id)
+            if settle:
+                self._settle_dependents(task_id)
             return SweepReport(cancelled=1)
         return SweepReport(unblocked=1) if outcome else SweepReport()
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
-from coordination.errors import InvalidRecord, MalformedRecord, PayloadTooLarge
+from coordination.errors import InvalidIdentifier, InvalidRecord, MalformedRecord, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def encode(model: BaseModel, *, limit: int | None = None, what: str = "record") -> bytes:
-    """JSON bytes of ``model``; :class:`PayloadTooLarge` past ``limit``."""
-    data = model.model_dump_json(exclude_none=False).encode()
+    """JSON bytes of ``model``; :class:`PayloadTooLarge` past ``limit``, :class:`InvalidRecord` if a
+    value (a task result, say) cannot be written as JSON."""
+    try:
+        data = model.model_dump_json(exclude_none=False).encode()
+    except PydanticSerializationError as exc:
+        raise InvalidRecord(f"{what} cannot be stored as JSON: {exc}") from None
     if limit is not None and len(data) > limit:
         raise PayloadTooLarge(what, len(data), limit)
     return data
@@ -30,10 +35,16 @@ def decode(cls: type[M], data: bytes | str, *, key: str) -> M:
 
 
 def build(cls: type[M], **fields: object) -> M:
-    """Construct a record from caller input; :class:`InvalidRecord` naming the bad field."""
+    """Construct a record from caller input; :class:`InvalidRecord` naming the bad field
+    (:class:`InvalidIdentifier` when the bad field is an identifier)."""
     try:
         return cls(**fields)
     except ValidationError as exc:
+        for err in exc.errors():
+            # pydantic wraps our validators' InvalidIdentifier; callers are promised the original.
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, InvalidIdentifier):
+                raise InvalidIdentifier(str(cause)) from None
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ())) or 'value'}: {err.get('msg')}" for err in exc.errors())
         raise InvalidRecord(f"invalid {cls.__name__}: {problems}") from None

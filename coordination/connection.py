@@ -14,7 +14,9 @@ from coordination.embedded import EmbeddedRedis
 from coordination.errors import ConfigurationError
 from coordination.settings import CoordinationSettings
 
-_PASSWORD_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+# Up to the *last* '@' of the URL: redis-py accepts a raw '@' in a password (the host follows the last
+# one), so stopping at the first would log the rest of the password. Over-redacting is the safe side.
+_PASSWORD_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):\S*@")
 
 
 def redact_url(text: str) -> str:

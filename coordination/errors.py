@@ -77,6 +77,17 @@ class LeaseLost(VersionConflict):
                      "(the lease expired and was swept, or the task was cancelled)",)
 
 
+class LimitReached(CoordinationError):
+    """An admission limit (a counter that must stay below a cap) stopped a write."""
+
+    def __init__(self, key: str, field: str, cap: int, value: int) -> None:
+        super().__init__(f"limit reached: {field} at {key!r} is {value}, cap {cap}")
+        self.key = key
+        self.field = field
+        self.cap = cap
+        self.value = value
+
+
 class NotFound(CoordinationError, KeyError):
     """A record (task, agent, run, message) that was named does not exist."""
 

@@ -105,6 +105,14 @@ class Keys:
     def agent_status(self, status: str) -> str:
         return f"{self._base}:agent_status:{status}"
 
+    def agent_queue(self) -> str:
+        """Sorted set of agents waiting for a concurrency slot, oldest first."""
+        return f"{self._base}:agent_queue"
+
+    def pair_messages(self) -> str:
+        """Hash counting messages per pair of agents (ping-pong detection)."""
+        return f"{self._base}:pair_messages"
+
     def agent_children(self, agent_id: str) -> str:
         return f"{self._base}:agent_children:{check_id(agent_id, 'agent id')}"
 

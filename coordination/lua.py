@@ -12,10 +12,12 @@ ARGV layout shared by all three scripts::
     ARGV[1] expected version (ignored by create)
     ARGV[2] new data (ignored by delete)
     ARGV[3] guard count G, then G pairs (KEYS index, version)
+    then limit count L, then L triples (KEYS index, hash field, cap): the field must be below the cap
     then op count N, then N ops, each: name, argc, args...  (key arguments are KEYS indexes)
 
 Reply: ``{code, version, exists, key_index}``; code 1 = written (version is the new one), 0 = version
-conflict on KEYS[key_index] (version/exists describe what was found there), -1 = malformed record.
+conflict on KEYS[key_index] (version/exists describe what was found there), 2 = an admission limit
+was reached (version holds the counter's value, a fifth element the field), -1 = malformed record.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ local function state(key)
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'hash' and t ~= 'none' then return nil, false end
   local v = redis.call('HGET', key, 'v')
-  if not v then return 0, false end
+  if not v then
+    -- data without a version is corrupt (get() says so too), not an absent record to write over
+    if redis.call('HEXISTS', key, 'd') == 1 then return nil, false end
+    return 0, false
+  end
   local n = tonumber(v)
   if not n then return nil, false end
   return n, redis.call('HEXISTS', key, 'd') == 1
@@ -52,7 +58,17 @@ local function guards(at)
     local bad = check(ki, want, want > 0)
     if bad then return nil, bad end
   end
-  return at + 1 + 2 * g, nil
+  -- Admission limits: counter fields that must stay below a cap (checked before any write).
+  local at2 = at + 1 + 2 * g
+  local l = tonumber(ARGV[at2])
+  for i = 0, l - 1 do
+    local ki = tonumber(ARGV[at2 + 1 + 3 * i])
+    local field = ARGV[at2 + 2 + 3 * i]
+    local cap = tonumber(ARGV[at2 + 3 + 3 * i])
+    local n = tonumber(redis.call('HGET', KEYS[ki], field) or '0')
+    if n >= cap then return nil, {2, n, 1, ki, field} end
+  end
+  return at2 + 1 + 3 * l, nil
 end
 
 local function wake(counter, field, waits, stream, maxlen)
@@ -65,6 +81,35 @@ local function wake(counter, field, waits, stream, maxlen)
     end
     redis.call('HDEL', KEYS[counter], field)
   end
+end
+
+-- Redis keeps a script's writes up to a failing command, so every op is vetted before anything is
+-- written: an op on a key of the wrong type (or an unknown op) must not leave a half-applied write.
+local OP_TYPE = {ZADD = 'zset', ZREM = 'zset', SADD = 'set', SREM = 'set', HSET = 'hash', HDEL = 'hash',
+  HINCRBY = 'hash', HINCRBYFLOAT = 'hash', RPUSH = 'list', SET = false, PEXPIRE = false, DEL = false,
+  XADD = 'stream', CHILD_END = 'hash', WAKE_WHEN_DONE = 'hash'}
+
+local function fits(ki, want)
+  local t = redis.call('TYPE', KEYS[ki])['ok']
+  return t == 'none' or t == want
+end
+
+local function vet(at)
+  local n = tonumber(ARGV[at]); local i = at + 1
+  for _ = 1, n do
+    local name = ARGV[i]; local argc = tonumber(ARGV[i + 1])
+    local want = OP_TYPE[name]
+    if want == nil then return redis.error_reply('unknown op ' .. tostring(name)) end
+    local ki = tonumber(ARGV[i + 2])
+    if want and not fits(ki, want) then return {-1, 0, 0, ki} end
+    if name == 'CHILD_END' or name == 'WAKE_WHEN_DONE' then
+      local waits, stream = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+      if not fits(waits, 'hash') then return {-1, 0, 0, waits} end
+      if not fits(stream, 'stream') then return {-1, 0, 0, stream} end
+    end
+    i = i + 2 + argc
+  end
+  return nil
 end
 
 local function ops(at, version)
@@ -113,6 +158,8 @@ if bad then return bad end
 local v = state(KEYS[1])
 local nxt, gbad = guards(3)
 if gbad then return gbad end
+local vbad = vet(nxt)
+if vbad then return vbad end
 local new = v + 1
 redis.call('HSET', KEYS[1], 'v', new, 'd', ARGV[2])
 local err = ops(nxt, new)
@@ -125,6 +172,8 @@ local bad = check(1, tonumber(ARGV[1]), true)
 if bad then return bad end
 local nxt, gbad = guards(3)
 if gbad then return gbad end
+local vbad = vet(nxt)
+if vbad then return vbad end
 local new = tonumber(ARGV[1]) + 1
 redis.call('HSET', KEYS[1], 'v', new, 'd', ARGV[2])
 local err = ops(nxt, new)
@@ -137,6 +186,8 @@ local bad = check(1, tonumber(ARGV[1]), true)
 if bad then return bad end
 local nxt, gbad = guards(3)
 if gbad then return gbad end
+local vbad = vet(nxt)
+if vbad then return vbad end
 local new = tonumber(ARGV[1]) + 1
 redis.call('HDEL', KEYS[1], 'd')
 redis.call('HSET', KEYS[1], 'v', new)

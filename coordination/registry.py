@@ -7,6 +7,7 @@ live entries and a dead agent disappears without anyone cleaning up after it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -96,10 +97,9 @@ class Registry:
         if self.events is not None:
             ops.append(self.events.op(f"{entry.kind.value}.gone", entry.id, {"role": entry.role,
                                                                            "node": entry.node}))
-        try:
+        # A heartbeat may race us; the entry then still expires by itself after its TTL.
+        with contextlib.suppress(VersionConflict):
             self.records.delete_if_version(current.key, current.version, ops=ops)
-        except VersionConflict:
-            pass  # a heartbeat raced us; the entry still expires by itself after its TTL
 
     def get(self, ident: str) -> Registration | None:
         rec = self.records.get(self.keys.registration(ident))
@@ -127,9 +127,9 @@ class Registry:
             entry = codec.decode(Registration, rec.data, key=rec.key)
             if entry.expires_at <= now:
                 continue
-            if role and entry.role != role or node and entry.node != node:
+            if (role and entry.role != role) or (node and entry.node != node):
                 continue
-            if capability and capability not in entry.capabilities or kind and entry.kind != kind:
+            if (capability and capability not in entry.capabilities) or (kind and entry.kind != kind):
                 continue
             found.append(entry)
         return found

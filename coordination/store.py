@@ -20,6 +20,7 @@ from coordination import lua
 from coordination.errors import (
     AlreadyExists,
     ConflictRetriesExhausted,
+    LimitReached,
     MalformedRecord,
     PayloadTooLarge,
     VersionConflict,
@@ -125,12 +126,22 @@ _KEY_SLOTS: dict[str, tuple[int, ...]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """An admission check: the hash ``field`` at ``key`` must be below ``cap`` for the write to happen."""
+
+    key: str
+    field: str
+    cap: int
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
-    """What an ``update`` function asks to write: new bytes, plus guards and ops."""
+    """What an ``update`` function asks to write: new bytes, plus guards, limits and ops."""
 
     data: bytes
     ops: Sequence[Op] = ()
     guards: Sequence[tuple[str, int]] = ()
+    limits: Sequence[Limit] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,25 +231,25 @@ class RecordStore:
 
     # -- writes --------------------------------------------------------------------------------
     def create(self, key: str, data: bytes, *, ops: Sequence[Op] = (),
-               guards: Sequence[tuple[str, int]] = ()) -> int:
+               guards: Sequence[tuple[str, int]] = (), limits: Sequence[Limit] = ()) -> int:
         """Write ``data`` if no live record is at ``key``; return the new version.
 
-        Raises :class:`AlreadyExists` when one is.
+        Raises :class:`AlreadyExists` when one is, :class:`LimitReached` when a limit is.
         """
-        return self._run(self._create, key, 0, data, ops, guards, creating=True)
+        return self._run(self._create, key, 0, data, ops, guards, limits, creating=True)
 
     def cas(self, key: str, expected: int, data: bytes, *, ops: Sequence[Op] = (),
-            guards: Sequence[tuple[str, int]] = ()) -> int:
+            guards: Sequence[tuple[str, int]] = (), limits: Sequence[Limit] = ()) -> int:
         """Write ``data`` only if the record is at version ``expected``; return the new version.
 
         Raises :class:`VersionConflict` (carrying expected and actual versions) otherwise.
         """
-        return self._run(self._cas, key, expected, data, ops, guards)
+        return self._run(self._cas, key, expected, data, ops, guards, limits)
 
     def delete_if_version(self, key: str, expected: int, *, ops: Sequence[Op] = (),
                           guards: Sequence[tuple[str, int]] = ()) -> int:
         """Delete the record if it is at version ``expected``; return the tombstone's version."""
-        return self._run(self._delete, key, expected, b"", ops, guards)
+        return self._run(self._delete, key, expected, b"", ops, guards, ())
 
     def update(self, key: str, fn: Callable[[Versioned | None], Write | None]) -> int | None:
         """Read, apply ``fn``, compare-and-set; retry on conflict with jittered backoff.
@@ -255,8 +266,9 @@ class RecordStore:
                 return None
             try:
                 if current is None:
-                    return self.create(key, write.data, ops=write.ops, guards=write.guards)
-                return self.cas(key, current.version, write.data, ops=write.ops, guards=write.guards)
+                    return self.create(key, write.data, ops=write.ops, guards=write.guards, limits=write.limits)
+                return self.cas(key, current.version, write.data, ops=write.ops, guards=write.guards,
+                                limits=write.limits)
             except VersionConflict as conflict:
                 last = conflict
                 self.retry.pause(attempt)
@@ -265,7 +277,7 @@ class RecordStore:
 
     # -- internals -----------------------------------------------------------------------------
     def _run(self, script: Any, key: str, expected: int, data: bytes, ops: Sequence[Op],
-             guards: Sequence[tuple[str, int]], *, creating: bool = False) -> int:
+             guards: Sequence[tuple[str, int]], limits: Sequence[Limit], *, creating: bool = False) -> int:
         if len(data) > self.max_record_bytes:
             raise PayloadTooLarge(f"record {key!r}", len(data), self.max_record_bytes)
         keys: list[str] = [key]
@@ -280,20 +292,29 @@ class RecordStore:
         argv: list[str | bytes] = [str(int(expected)), data, str(len(guards))]
         for gkey, gversion in guards:
             argv += [ref(gkey), str(int(gversion))]
+        argv.append(str(len(limits)))
+        for limit in limits:
+            argv += [ref(limit.key), limit.field, str(int(limit.cap))]
         argv.append(str(len(ops)))
         for op in ops:
             args = _op_args(op, ref)
             argv += [op.name, str(len(args)), *args]
         try:
-            code, version, exists, key_index = script(keys=keys, args=argv)
+            reply = script(keys=keys, args=argv)
         except redis.ResponseError as exc:
             raise MalformedRecord(key, f"write refused by Redis ({exc})") from exc
-        code, version = int(code), int(version)
+        code, version, exists, key_index = (int(reply[0]), int(reply[1]), reply[2], reply[3])
         if code == 1:
             return version
         where = keys[int(key_index) - 1]
+        if code == 2:
+            field = reply[4].decode() if isinstance(reply[4], bytes) else str(reply[4])
+            cap = next(lim.cap for lim in limits if lim.key == where and lim.field == field)
+            raise LimitReached(where, field, cap, version)
         if code == -1:
-            raise MalformedRecord(where, "not a versioned record (wrong Redis type or version field)")
+            if where == key or where in dict(guards):
+                raise MalformedRecord(where, "not a versioned record (wrong Redis type or version field)")
+            raise MalformedRecord(where, "wrong Redis type for an index update riding on this write")
         if creating and where == key:
             raise AlreadyExists(key, 0, version, exists=bool(exists))
         wanted = expected if where == key else dict(guards)[where]

@@ -53,3 +53,7 @@ class RunNotFound(SwarmError, LookupError):
 
 class GitError(SwarmError):
     """A git operation failed in a way the caller must hear about (not a retried push race)."""
+
+
+class ReviewError(SwarmError):
+    """A code review could not start or continue: a bad root path, an unreadable rules file, a bad record."""

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from swarm_tasks.errors import ToolError
+from swarm_tasks.errors import BudgetExceeded, LoopDetected, ToolError
 
 if TYPE_CHECKING:
-    from coordination.run import RunState
     from swarm_tasks.sandbox import Sandbox
+
+    from coordination.run import RunState
     from swarm_tasks.settings import SwarmSettings
 
 
@@ -114,5 +115,7 @@ def run_tool(tool: Tool, raw_args: str | dict[str, Any] | None, ctx: ToolContext
         return tool.run(tool.parse(raw_args), ctx)
     except ToolError as exc:
         return ToolResult.error(str(exc))
+    except (BudgetExceeded, LoopDetected):
+        raise  # contract violations stop the agent; they are not the model's to handle
     except Exception as exc:  # a tool bug must not crash the worker; the model hears about it
         return ToolResult.error(f"{tool.name} failed unexpectedly: {type(exc).__name__}: {exc}")

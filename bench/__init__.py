@@ -1,0 +1,8 @@
+"""Benchmarks of swarm-tasks: ``python -m bench <name> [--full] [--json-only]``.
+
+Each benchmark is a module ``bench/<name>.py`` with ``run(full: bool) -> BenchResult``; see README.md.
+"""
+
+BENCHMARKS = ("coordination", "agents", "git", "review", "faults", "dispatch")
+
+__all__ = ["BENCHMARKS"]

@@ -1,0 +1,84 @@
+"""Command line: ``python -m bench <name|all> [--full] [--json-only] [--out DIR]``.
+
+Benchmark modules are imported only when asked for, so a missing or broken one does not stop the
+others. Exit status: 0 when every requested benchmark ran, 1 when one failed, 2 when one is not
+implemented yet. Goals missed are reported in the table, not by the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import BENCHMARKS
+from bench.common import RESULTS_DIR, BenchResult, markdown_table, render, write_json, write_result
+
+NOT_IMPLEMENTED = 2
+FAILED = 1
+
+
+def available(name: str) -> bool:
+    return importlib.util.find_spec(f"bench.{name}") is not None
+
+
+def run_one(name: str, full: bool) -> BenchResult:
+    module = importlib.import_module(f"bench.{name}")
+    result = module.run(full)
+    if not isinstance(result, BenchResult):
+        raise TypeError(f"bench.{name}.run returned {type(result).__name__}, not BenchResult")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Run swarm-tasks benchmarks.")
+    parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="benchmark to run, or all")
+    parser.add_argument("--full", action="store_true", help="the long version (bigger sizes, longer windows)")
+    parser.add_argument("--json-only", action="store_true",
+                        help="print only the result JSON on stdout (no table); progress stays on stderr")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
+                        help=f"results directory (default {RESULTS_DIR})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = _parser().parse_args(argv)
+    names = list(BENCHMARKS) if opts.name == "all" else [opts.name]
+    results: list[BenchResult] = []
+    status = 0
+    for name in names:
+        if not available(name):
+            print(f"{name}: not implemented yet (no module bench/{name}.py)", file=sys.stderr)
+            if opts.name != "all":  # `all` runs whatever exists; asking for a missing one is an error
+                status = max(status, NOT_IMPLEMENTED)
+            continue
+        try:
+            result = run_one(name, opts.full)
+        except Exception:
+            print(f"{name}: FAILED\n{traceback.format_exc()}", file=sys.stderr)
+            status = max(status, FAILED) if status != NOT_IMPLEMENTED else status
+            continue
+        path = write_result(result, opts.out)
+        results.append(result)
+        if not opts.json_only:
+            print(render(result) if opts.name != "all" else f"{name}: wrote {path}", flush=True)
+    if opts.name == "all":
+        write_json("all", [r.to_dict() for r in results], opts.out)
+        table = markdown_table(results)
+        (opts.out / "all.md").write_text(table + "\n")
+        if not opts.json_only:
+            print(table)
+    if opts.json_only:
+        payload = [r.to_dict() for r in results] if opts.name == "all" else (
+            results[0].to_dict() if results else None)
+        print(json.dumps(payload, indent=2))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Commits landed per minute on ONE shared branch by 1, 4 and 16 concurrent pushers.
+
+Each pusher is a separate OS process (started by ``bench.common.run_together``, forkserver) with its
+own clone of one bare repository in a temp dir; it drives git through subprocesses, exactly as a
+build worker does. Per commit it "works" for ``work_s`` (a sleep standing in for the agent), writes
+its own new file, on every other commit also rewrites its own section of one shared file, commits
+and calls :func:`push_with_rebase`. Sections are separated by unchanged lines so git merges them; a
+resolver that unions the sections handles any conflict that still occurs.
+
+Wall time runs from the common release to the last landed commit. At the end the bare repository is
+checked: every commit is in ``git log``, every file it wrote is in the tree, no file holds a marker.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchResult, Row, at_least, machine_info, progress, ratio, run_together
+from swarm_tasks.build import (
+    Backoff,
+    RebaseConflict,
+    RemoteSpec,
+    commit_all,
+    find_conflict_markers,
+    prepare_clone,
+    push_with_rebase,
+    run_git,
+)
+
+GOAL_PUSHERS = 16
+GOAL_SPEEDUP = 8.0
+SHARED = "shared.txt"
+SEPARATOR = "\n\n\n"  # two blank lines between sections: edits of neighbours never touch
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    pushers: tuple[int, ...] = (1, 4, 16)
+    commits: int = 10
+    work_s: float = 1.0
+    shared_every: int = 2  # every 2nd commit also edits the shared file: half of them
+    max_attempts: int = 200
+    backoff_base_s: float = 0.01
+    backoff_cap_s: float = 0.25
+
+    @classmethod
+    def default(cls, full: bool) -> Params:
+        return cls(pushers=(1, 4, 16, 32), commits=20) if full else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class PusherArgs:
+    url: str
+    index: int
+    sections: int
+    clone_dir: str
+    commits: int
+    work_s: float
+    shared_every: int
+    max_attempts: int
+    backoff_base_s: float
+    backoff_cap_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Landing:
+    """One commit's fate, as its pusher saw it."""
+
+    landed: bool
+    landed_at: float  # time.monotonic, the same clock in every process
+    attempts: int
+    rebases: int
+    conflicts_resolved: int
+    first_try: bool
+    status: str
+
+
+def _section_resolver(index: int) -> Callable[[RebaseConflict], bool]:
+    """Upstream's shared file with this pusher's own section taken from the commit being replayed."""
+
+    def resolve(conflict: RebaseConflict) -> bool:
+        for rel in conflict.files:
+            if rel != SHARED:
+                return False
+            mine = (conflict.replayed_version(rel) or b"").decode().split(SEPARATOR)
+            merged = (conflict.upstream_version(rel) or b"").decode().split(SEPARATOR)
+            merged[index] = mine[index]
+            (conflict.path / rel).write_text(SEPARATOR.join(merged))
+        return True
+
+    return resolve
+
+
+def _set_section(text: str, index: int, value: str) -> str:
+    sections = text.split(SEPARATOR)
+    sections[index] = f"[pusher {index}]\n{value}"
+    return SEPARATOR.join(sections)
+
+
+def _pusher(args: PusherArgs, start: Callable[[], float]) -> list[Landing]:
+    spec = RemoteSpec(url=args.url, branch="main", timeout_s=60)
+    clone = prepare_clone(spec, Path(args.clone_dir), author_name=f"pusher {args.index}",
+                          author_email=f"p{args.index}@bench.invalid")
+    resolve = _section_resolver(args.index)
+    backoff = Backoff(base_s=args.backoff_base_s, cap_s=args.backoff_cap_s)
+    own = clone.path / f"p{args.index:02d}"
+    own.mkdir()
+    landings: list[Landing] = []
+    start()
+    for n in range(args.commits):
+        time.sleep(args.work_s)  # the agent's work on the task
+        (own / f"c{n:02d}.txt").write_text(f"pusher {args.index} commit {n}\n")
+        if n % args.shared_every == 0:
+            shared = clone.path / SHARED
+            shared.write_text(_set_section(shared.read_text(), args.index, f"commit {n}"))
+        commit_all(clone, f"p{args.index} c{n}")
+        outcome = push_with_rebase(clone, resolve=resolve, max_attempts=args.max_attempts, backoff=backoff)
+        landings.append(Landing(outcome.landed, time.monotonic(), outcome.attempts, outcome.rebases,
+                                outcome.conflicts_resolved, outcome.first_try, outcome.status.value))
+    return landings
+
+
+@dataclass(slots=True)
+class Measured:
+    pushers: int
+    commits: int
+    landed: int
+    wall_s: float
+    per_minute: float
+    first_try_share: float
+    retries_per_commit: float
+    rebases_per_commit: float
+    conflicts_resolved: int
+    max_attempts_seen: int
+    verified: bool
+    problems: list[str]
+    startup_s: float
+
+
+def _seed(root: Path, sections: int) -> str:
+    bare, seed = root / "remote.git", root / "seed"
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@bench.invalid"]
+    run_git(["init", "--quiet", "--bare", "-b", "main", str(bare)], cwd=root)
+    run_git(["init", "--quiet", "-b", "main", str(seed)], cwd=root)
+    text = SEPARATOR.join(f"[pusher {i}]\nnothing yet" for i in range(sections)) + "\n"
+    (seed / SHARED).write_text(text)
+    run_git(["add", "--all"], cwd=seed)
+    run_git([*identity, "commit", "--quiet", "-m", "seed"], cwd=seed)
+    run_git(["push", "--quiet", str(bare), "main"], cwd=seed)
+    return str(bare)
+
+
+def _verify(bare: str, root: Path, pushers: int, commits: int) -> list[str]:
+    """Everything every pusher committed is on the branch; nothing holds a conflict marker."""
+    spec = RemoteSpec(url=bare, branch="main")
+    check = prepare_clone(spec, root / "verify", author_name="v", author_email="v@bench.invalid")
+    subjects = set(run_git(["log", "--format=%s"], cwd=check.path).stdout.decode().splitlines())
+    problems = [f"commit p{p} c{n} missing from log" for p in range(pushers) for n in range(commits)
+                if f"p{p} c{n}" not in subjects]
+    problems += [f"file p{p:02d}/c{n:02d}.txt missing" for p in range(pushers) for n in range(commits)
+                 if not (check.path / f"p{p:02d}" / f"c{n:02d}.txt").is_file()]
+    shared = (check.path / SHARED).read_text().split(SEPARATOR)
+    last = max(n for n in range(commits) if n % 2 == 0) if commits else None
+    problems += [f"shared section {p} lost its last edit" for p in range(pushers)
+                 if last is not None and f"commit {last}" not in shared[p]]
+    tracked = [t for t in run_git(["ls-files", "-z"], cwd=check.path).stdout.decode().split("\0") if t]
+    problems += [f"conflict marker at {f}:{line}" for f, line in find_conflict_markers(check.path, tracked)]
+    return problems
+
+
+def measure(pushers: int, p: Params) -> Measured:
+    with tempfile.TemporaryDirectory(prefix=f"bench-git-{pushers}-") as scratch:
+        root = Path(scratch)
+        bare = _seed(root, max(pushers, 1))
+        args = [PusherArgs(bare, i, pushers, str(root / f"clone-{i}"), p.commits, p.work_s, p.shared_every,
+                           p.max_attempts, p.backoff_base_s, p.backoff_cap_s) for i in range(pushers)]
+        together = run_together(_pusher, args, timeout_s=600, preload=["bench.git"])
+        landings = [landing for per in together.results for landing in per]
+        problems = _verify(bare, root, pushers, p.commits)
+    landed = [x for x in landings if x.landed]
+    problems += [f"not landed: {x.status}" for x in landings if not x.landed]
+    wall = max((x.landed_at for x in landed), default=together.released_at) - together.released_at
+    total = len(landings)
+    return Measured(
+        pushers=pushers, commits=total, landed=len(landed), wall_s=round(wall, 3),
+        per_minute=len(landed) / wall * 60 if wall > 0 else 0.0,
+        first_try_share=sum(x.first_try for x in landings) / max(total, 1),
+        retries_per_commit=sum(x.attempts - 1 for x in landings) / max(total, 1),
+        rebases_per_commit=sum(x.rebases for x in landings) / max(total, 1),
+        conflicts_resolved=sum(x.conflicts_resolved for x in landings),
+        max_attempts_seen=max((x.attempts for x in landings), default=0),
+        verified=not problems, problems=problems[:20], startup_s=round(together.startup_s, 2))
+
+
+def _rows(measured: dict[int, Measured]) -> list[Row]:
+    rows: list[Row] = []
+    one = measured.get(1)
+    for n, m in measured.items():
+        speedup = ratio(m.per_minute, one.per_minute if one else None)
+        goal = n == GOAL_PUSHERS and one is not None
+        rows += [
+            Row(f"commits landed per minute, {n} pushers", m.per_minute, "/min",
+                one.per_minute if one and n != 1 else None, "1 pusher" if one and n != 1 else None,
+                speedup if n != 1 else None, f">= {GOAL_SPEEDUP:g}x" if goal else None,
+                at_least(speedup, GOAL_SPEEDUP) if goal else None),
+            Row(f"commits landed and verified, {n} pushers", float(m.landed), "", float(m.commits), "committed",
+                ratio(m.landed, m.commits), "all", m.verified and m.landed == m.commits),
+            Row(f"landed on the first try, {n} pushers", m.first_try_share * 100, "%"),
+            Row(f"push retries per commit, {n} pushers", m.retries_per_commit),
+        ]
+    return rows
+
+
+def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: int | None = None,
+        work_s: float | None = None) -> BenchResult:
+    """Measure every pusher count; keyword arguments shrink the run (for tests)."""
+    p = Params.default(full)
+    overrides: dict[str, Any] = {"pushers": tuple(pushers) if pushers else None, "commits": commits,
+                                 "work_s": work_s}
+    p = Params(**{**asdict(p), **{k: v for k, v in overrides.items() if v is not None}})
+    machine = machine_info()
+    measured: dict[int, Measured] = {}
+    for n in p.pushers:
+        m = measure(n, p)
+        measured[n] = m
+        progress(f"git: {n:>2} pushers: {m.landed}/{m.commits} landed in {m.wall_s:.1f}s = {m.per_minute:.0f}/min, "
+                 f"{m.first_try_share:.0%} first try, {m.retries_per_commit:.2f} retries/commit"
+                 f"{'' if m.verified else ', PROBLEMS: ' + '; '.join(m.problems[:3])}")
+    notes = [
+        f"Pushers are separate OS processes (forkserver), each with its own clone of one bare repository in a "
+        f"temp dir, driving the git CLI through subprocesses. Each commit follows {p.work_s:g} s of simulated "
+        f"work (sleep); every {p.shared_every}nd commit also edits the pusher's own section of one shared file.",
+        "Wall time runs from the moment all pushers are released (clones are made before) to the last landed "
+        "commit; per minute = landed / wall. A retry is a push attempt after the first (the branch had moved: "
+        "fetch, replay the commit onto the new tip, push again).",
+        f"Backoff between attempts: full jitter, base {p.backoff_base_s:g} s, cap {p.backoff_cap_s:g} s; at most "
+        f"{p.max_attempts} attempts per commit.",
+        f"The machine ({machine['cores']} cores, load {machine['load_average']} at start) was shared with other "
+        "work; with more pushers than cores the git processes compete for CPU, so the numbers vary run to run.",
+    ]
+    details = {str(n): asdict(m) for n, m in measured.items()}
+    return BenchResult("git", _rows(measured), machine, asdict(p), notes, details)

@@ -1,0 +1,224 @@
+"""Run one step of an agent: acquire its turn by compare-and-set, run the turn, record it, schedule the next.
+
+A step message names ``(run, agent, seq)``. Only a message whose ``seq`` matches the agent's record
+and whose turn nobody holds can run, so a redelivered or duplicated message is a cheap no-op. The
+turn is held as a lease (the agent's version is the fencing token, extended while the turn runs); a
+worker that dies mid-turn loses the lease, the sweeper hands the agent to another worker, and
+whatever the dead worker did not record never happened as far as the swarm is concerned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+import redis
+
+from coordination.errors import LeaseLost, NotFound, VersionConflict
+from coordination.run import RunState
+from coordination.store import Limit, Op, RecordStore
+from swarm_tasks.agents.spec import AgentSpec, SpecBook
+from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore, Usage
+from swarm_tasks.agents.toolset import ToolRegistry
+from swarm_tasks.models.types import ChatMessage
+from swarm_tasks.runs import RunRecord, RunStatus, RunStore
+from swarm_tasks.settings import SwarmSettings
+
+if TYPE_CHECKING:
+    from swarm_tasks.models.gateway import ModelGateway
+    from swarm_tasks.sandbox import Sandbox
+
+log = logging.getLogger("swarm_tasks.agents")
+
+
+class StepOutcome(StrEnum):
+    """What a step message led to."""
+
+    RAN = "ran"
+    STALE = "stale"  # the message names an old seq: a duplicate or a resend that lost the race
+    BUSY = "busy"  # another worker holds the turn
+    NOT_READY = "not_ready"  # queued or waiting for sub-agents
+    ENDED = "ended"  # the agent had already ended
+    LOST_RACE = "lost_race"  # another worker acquired the same turn first
+    LEASE_LOST = "lease_lost"  # our hold expired mid-turn; nothing we did was recorded
+    MISSING = "missing"
+
+
+class Scheduler(Protocol):
+    """Puts an agent's next step on a queue (Celery in production, an in-process queue in tests)."""
+
+    def enqueue(self, agent: AgentState, queue: str, *, countdown_s: float = 0.0) -> None: ...
+
+
+class RunContext:
+    """Everything of one run a worker needs, cached per process (the run record for a second)."""
+
+    def __init__(self, client: redis.Redis, run_id: str, settings: SwarmSettings, records: RecordStore,
+                 runs: RunStore) -> None:
+        self.run_id = run_id
+        self.state = RunState(client, run_id, settings, records=records)
+        self.agents = AgentStore(self.state, step_grace_s=settings.agent_step_grace_s)
+        self.specs = SpecBook(client, records, self.state.keys)
+        self.runs = runs
+        self._record: RunRecord | None = None
+        self._record_at = 0.0
+
+    def record(self, max_age_s: float = 1.0) -> RunRecord:
+        if self._record is None or time.monotonic() - self._record_at > max_age_s:
+            self._record = self.runs.get(self.run_id)
+            self._record_at = time.monotonic()
+        return self._record
+
+
+@dataclass(kw_only=True)
+class SwarmClient:
+    """What any process needs to start and drive runs: Redis, runs, per-run contexts, a scheduler."""
+
+    settings: SwarmSettings
+    client: redis.Redis
+    records: RecordStore
+    runs: RunStore
+    scheduler: Scheduler
+    _contexts: dict[str, RunContext] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: SwarmSettings, client: redis.Redis, scheduler: Scheduler) -> SwarmClient:
+        from coordination.run import record_store  # noqa: PLC0415
+
+        records = record_store(client, settings)
+        return cls(settings=settings, client=client, records=records, runs=RunStore(client, records, settings),
+                   scheduler=scheduler)
+
+    def run(self, run_id: str) -> RunContext:
+        ctx = self._contexts.get(run_id)
+        if ctx is None:
+            if len(self._contexts) > 256:
+                self._contexts.clear()
+            ctx = self._contexts[run_id] = RunContext(self.client, run_id, self.settings, self.records, self.runs)
+        return ctx
+
+    def schedule(self, ctx: RunContext, agents: list[AgentState], *, countdown_s: float = 0.0) -> None:
+        """Send the next step of every READY agent in ``agents`` to its queue."""
+        for agent in agents:
+            if agent.status is AgentStatus.READY:
+                spec = ctx.specs.get(agent.spec)
+                self.scheduler.enqueue(agent, spec.queue or self.settings.queue_for(spec.role),
+                                       countdown_s=countdown_s)
+
+    def promote_and_schedule(self, ctx: RunContext) -> int:
+        """Give free run slots to queued agents and send their first steps."""
+        promoted = ctx.agents.promote(ctx.record().limits.max_concurrent_agents)
+        self.schedule(ctx, promoted)
+        return len(promoted)
+
+
+@dataclass(kw_only=True)
+class AgentServices(SwarmClient):
+    """Per-process services of a worker: the client plus model gateway, tools and sandbox."""
+
+    gateway: ModelGateway
+    tools: ToolRegistry
+    node: str
+    tool_executor: ThreadPoolExecutor
+    sandbox_factory: Callable[[], Sandbox] | None = None
+    _sandbox: Sandbox | None = None
+
+    def sandbox(self) -> Sandbox | None:
+        """The process's shell sandbox, made on first use (probing bubblewrap costs a subprocess)."""
+        if self._sandbox is None and self.sandbox_factory is not None:
+            self._sandbox = self.sandbox_factory()
+        return self._sandbox
+
+
+class Holder:
+    """The current holder of an agent's turn: its record and the version that fences its writes."""
+
+    def __init__(self, ctx: RunContext, agent: AgentState, version: int, lease_s: float) -> None:
+        self.ctx = ctx
+        self.agent = agent
+        self.version = version
+        self.lease_s = lease_s
+
+    def save(self, new: AgentState, *, append: list[ChatMessage] | None = None,
+             rewrite: list[ChatMessage] | None = None, usage: Usage | None = None,
+             extra_ops: list[Op] | None = None, limits: list[Limit] | None = None) -> None:
+        try:
+            self.version, self.agent = self.ctx.agents.save(self.agent, self.version, new, append=append,
+                                                            rewrite=rewrite, usage=usage, extra_ops=extra_ops,
+                                                            limits=limits)
+        except VersionConflict as exc:
+            raise LeaseLost(exc.key, exc.expected, exc.actual, exists=exc.exists) from None
+
+    def extend(self) -> None:
+        now = self.ctx.state.records.now()
+        self.save(self.agent.evolve(owner_expires_at=now + self.lease_s, due_at=now + self.lease_s))
+
+    async def keep_alive(self) -> None:
+        """Extend the lease every third of its length while the turn runs (same event loop: no race)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            with contextlib.suppress(LeaseLost):
+                self.extend()
+
+
+class AgentRunner:
+    """Runs steps of agents; one instance per worker process, shared by all its concurrent steps."""
+
+    def __init__(self, services: AgentServices) -> None:
+        self.services = services
+        self._owner_seq = 0
+
+    async def step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
+        from swarm_tasks.agents.turn import Turn
+
+        services = self.services
+        ctx = services.run(run_id)
+        try:
+            agent, version = ctx.agents.load(agent_id)
+        except NotFound:
+            return StepOutcome.MISSING
+        if agent.status.terminal:
+            return StepOutcome.ENDED
+        if agent.seq != seq:
+            return StepOutcome.STALE
+        now = ctx.state.records.now()
+        if agent.status is AgentStatus.RUNNING and (agent.owner_expires_at or 0) > now:
+            return StepOutcome.BUSY
+        if agent.status not in (AgentStatus.READY, AgentStatus.RUNNING):
+            return StepOutcome.NOT_READY
+        spec = ctx.specs.get(agent.spec)
+        lease_s = services.settings.agent_turn_lease_s
+        self._owner_seq += 1
+        held = agent.evolve(status=AgentStatus.RUNNING, owner=f"{services.node}#{self._owner_seq}",
+                            owner_expires_at=now + lease_s, due_at=now + lease_s, updated_at=now,
+                            started_at=agent.started_at or now, last_node=services.node,
+                            turns_lost=agent.turns_lost + (1 if agent.status is AgentStatus.RUNNING else 0))
+        holder = Holder(ctx, agent, version, lease_s)
+        try:
+            holder.save(held)
+        except LeaseLost:
+            return StepOutcome.LOST_RACE
+        keeper = asyncio.ensure_future(holder.keep_alive())
+        try:
+            await Turn(services, ctx, spec, holder).run(ctx.record())
+            return StepOutcome.RAN
+        except LeaseLost:
+            log.warning("agent %s lost its turn lease mid-turn; its work was not recorded", agent_id)
+            return StepOutcome.LEASE_LOST
+        finally:
+            keeper.cancel()
+
+
+def run_is_live(record: RunRecord) -> bool:
+    return record.status in (RunStatus.RUNNING, RunStatus.FINALIZING)
+
+
+def spec_lookup(specs: SpecBook) -> Callable[[str], AgentSpec]:
+    return specs.get

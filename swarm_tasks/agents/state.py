@@ -1,0 +1,302 @@
+"""An agent's durable state: one versioned record plus an append-only conversation log.
+
+Every turn ends in one compare-and-set of the record that also appends the turn's messages to the
+log and rolls usage up to the agent, its role and the run, all in the same Lua call. So a turn is
+either entirely recorded or not at all, and a worker that lost the agent's lease cannot record one.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from coordination import codec, store
+from coordination.errors import LimitReached, NotFound, VersionConflict
+from coordination.keys import check_id
+from coordination.run import RunState
+from coordination.store import Limit, Op
+from swarm_tasks.models.types import ChatMessage
+from swarm_tasks.runs import RUN_ROOT
+
+
+class AgentStatus(StrEnum):
+    """Where an agent is in its life."""
+
+    QUEUED = "queued"  # waiting for a concurrency slot of its run
+    READY = "ready"  # its next step is on a queue
+    RUNNING = "running"  # a worker holds its turn (a lease until owner_expires_at)
+    WAITING = "waiting"  # waiting for its sub-agents to end
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"  # a budget or loop guard stopped it
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (AgentStatus.DONE, AgentStatus.FAILED, AgentStatus.STOPPED, AgentStatus.CANCELLED)
+
+
+class Usage(BaseModel):
+    """What an agent (or a turn) consumed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    model_calls: int = 0
+    tool_calls: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+                     completion_tokens=self.completion_tokens + other.completion_tokens,
+                     cost_usd=self.cost_usd + other.cost_usd, model_calls=self.model_calls + other.model_calls,
+                     tool_calls=self.tool_calls + other.tool_calls)
+
+
+class AgentState(BaseModel):
+    """The record of one agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    run: str
+    spec: str
+    role: str
+    kind: str = "llm"
+    parent: str | None = None
+    depth: int = 0
+    input: JsonValue = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    status: AgentStatus = AgentStatus.READY
+    reason: str | None = None
+    seq: int = 0  # step number: a step message names it, so duplicates and stale messages are dropped
+    turn: int = 0  # model turns recorded
+    owner: str | None = None
+    owner_expires_at: float | None = None
+    last_node: str | None = None  # the worker that ran the latest turn
+    due_at: float | None = None  # when the sweeper must look at this agent if nothing else happened
+    conv_gen: int = 0
+    conv_len: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    last_prompt_tokens: int = 0
+    model: str | None = None
+    result: JsonValue = None
+    recent_calls: list[str] = Field(default_factory=list)
+    inflight: list[str] = Field(default_factory=list)  # non-idempotent tool calls started, not recorded
+    waiting_call: str | None = None
+    waiting_on: list[str] = Field(default_factory=list)
+    compactions: int = 0
+    turns_lost: int = 0
+    model_failures: int = 0
+    resent: int = 0
+    created_at: float
+    started_at: float | None = None
+    updated_at: float
+    ended_at: float | None = None
+
+    def evolve(self, **changes: object) -> AgentState:
+        return self.model_copy(update=changes)
+
+
+class AgentStore:
+    """Agents of one run: spawn, load, save turns, promote queued agents."""
+
+    def __init__(self, state: RunState, *, step_grace_s: float = 120.0) -> None:
+        self.state = state
+        self.records = state.records
+        self.redis = state.redis
+        self.keys = state.keys
+        self.events = state.events
+        self.step_grace_s = step_grace_s
+        self.run_usage = self.keys.usage("run")
+
+    # -- reading -------------------------------------------------------------------------------
+    def load(self, agent_id: str) -> tuple[AgentState, int]:
+        key = self.keys.agent(agent_id)
+        rec = self.records.get(key)
+        if rec is None:
+            raise NotFound(f"no agent {agent_id!r} in run {self.keys.scope!r}")
+        return codec.decode(AgentState, rec.data, key=key), rec.version
+
+    def get(self, agent_id: str) -> AgentState:
+        return self.load(agent_id)[0]
+
+    def get_many(self, agent_ids: list[str]) -> list[AgentState | None]:
+        recs = self.records.get_many([self.keys.agent(a) for a in agent_ids])
+        return [None if r is None else codec.decode(AgentState, r.data, key=r.key) for r in recs]
+
+    def conversation(self, agent: AgentState) -> list[ChatMessage]:
+        if agent.conv_len == 0:
+            return []
+        raw = self.redis.lrange(self.keys.conversation(agent.id, agent.conv_gen), 0, agent.conv_len - 1)
+        return [json.loads(m) for m in raw]
+
+    def ids(self, status: AgentStatus) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.keys.agent_status(status)))
+
+    def counts(self) -> dict[AgentStatus, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for status in AgentStatus:
+            pipe.scard(self.keys.agent_status(status))
+        return {s: int(n) for s, n in zip(AgentStatus, pipe.execute(), strict=True)}
+
+    def children(self, agent_id: str) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.keys.agent_children(agent_id)))
+
+    def usage(self, facet: str = "run") -> dict[str, float]:
+        raw = self.redis.hgetall(self.keys.usage(facet))
+        return {k.decode(): float(v) for k, v in raw.items()}
+
+    def due(self, now: float, limit: int = 200) -> list[str]:
+        return [m.decode() for m in self.redis.zrangebyscore(self.keys.agent_deadlines(), "-inf", now,
+                                                              start=0, num=limit)]
+
+    # -- spawning ------------------------------------------------------------------------------
+    def spawn(self, agent: AgentState, messages: list[ChatMessage], *, max_agents: int,
+              max_concurrent: int) -> AgentState:
+        """Create the agent (idempotent by id): READY if its run has a free slot, else QUEUED.
+
+        Raises :class:`LimitReached` when the run already started ``max_agents`` agents, and
+        :class:`AlreadyExists` if an agent with this id exists (a re-run of the same spawn).
+        """
+        check_id(agent.id, "agent id")
+        now = self.records.now()
+        ready = agent.evolve(status=AgentStatus.READY, created_at=now, updated_at=now, conv_len=len(messages),
+                             due_at=now + self.step_grace_s)
+        total = Limit(self.run_usage, "agents_started", max_agents)
+        try:
+            self._create(ready, messages, [total, Limit(self.run_usage, "active", max_concurrent)])
+            return ready
+        except LimitReached as exc:
+            if exc.field != "active":
+                raise
+        queued = ready.evolve(status=AgentStatus.QUEUED, due_at=None)
+        self._create(queued, messages, [total])
+        return queued
+
+    def _create(self, agent: AgentState, messages: list[ChatMessage], limits: list[Limit]) -> None:
+        k = self.keys
+        ops = self._index_ops(None, agent)
+        ops += [store.hincrby(self.run_usage, "agents_started", 1),
+                store.hincrby(k.usage(f"role:{agent.role}"), "agents", 1),
+                store.hincrby(k.children_open(), RUN_ROOT, 1)]
+        if messages:
+            ops.append(store.rpush(k.conversation(agent.id, agent.conv_gen), *(_dump(m) for m in messages)))
+        if agent.parent:
+            ops += [store.hincrby(k.children_open(), agent.parent, 1),
+                    store.sadd(k.agent_children(agent.parent), agent.id)]
+        self.records.create(k.agent(agent.id), self._encode(agent), ops=ops, limits=limits)
+
+    def promote(self, max_concurrent: int, *, limit: int = 100) -> list[AgentState]:
+        """Move queued agents to READY while the run has free slots; returns those promoted."""
+        promoted: list[AgentState] = []
+        for raw in self.redis.zrange(self.keys.agent_queue(), 0, limit - 1):
+            agent_id = raw.decode()
+            try:
+                agent, version = self.load(agent_id)
+            except NotFound:
+                self.redis.zrem(self.keys.agent_queue(), agent_id)
+                continue
+            if agent.status is not AgentStatus.QUEUED:
+                continue
+            now = self.records.now()
+            new = agent.evolve(status=AgentStatus.READY, due_at=now + self.step_grace_s, updated_at=now)
+            try:
+                self.save(agent, version, new, limits=[Limit(self.run_usage, "active", max_concurrent)])
+            except LimitReached:
+                break
+            except VersionConflict:  # a concurrent promoter won this one; try the next
+                continue
+            promoted.append(new)
+        return promoted
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self, old: AgentState, version: int, new: AgentState, *, append: list[ChatMessage] | None = None,
+             rewrite: list[ChatMessage] | None = None, usage: Usage | None = None, extra_ops: list[Op] | None = None,
+             limits: list[Limit] | None = None) -> tuple[int, AgentState]:
+        """Write ``new`` over ``old`` at ``version`` with its messages, usage and index changes.
+
+        The conversation pointer (``conv_gen``, ``conv_len``) is derived here from ``rewrite`` (a
+        compaction: a new generation of the log) and ``append``. Returns the new version and record.
+        """
+        k = self.keys
+        generation = old.conv_gen + 1 if rewrite is not None else old.conv_gen
+        length = (len(rewrite) if rewrite is not None else old.conv_len) + len(append or [])
+        new = new.evolve(conv_gen=generation, conv_len=length)
+        ops: list[Op] = []
+        if rewrite is not None:
+            if rewrite:
+                ops.append(store.rpush(k.conversation(new.id, generation), *(_dump(m) for m in rewrite)))
+            ops.append(store.delete(k.conversation(old.id, old.conv_gen)))
+        if append:
+            ops.append(store.rpush(k.conversation(new.id, generation), *(_dump(m) for m in append)))
+        if usage is not None:
+            ops += self._usage_ops(new, usage)
+        ops += self._index_ops(old, new)
+        ops += extra_ops or []
+        version = self.records.cas(k.agent(new.id), version, self._encode(new), ops=ops, limits=limits or ())
+        return version, new
+
+    def _usage_ops(self, agent: AgentState, usage: Usage) -> list[Op]:
+        ops: list[Op] = []
+        for facet in ("run", f"role:{agent.role}", f"agent:{agent.id}"):
+            key = self.keys.usage(facet)
+            for name, value in (("prompt_tokens", usage.prompt_tokens),
+                                ("completion_tokens", usage.completion_tokens),
+                                ("model_calls", usage.model_calls), ("tool_calls", usage.tool_calls)):
+                if value:
+                    ops.append(store.hincrby(key, name, value))
+            if usage.cost_usd:
+                ops.append(store.hincrbyfloat(key, "cost_usd", usage.cost_usd))
+        return ops
+
+    def _index_ops(self, old: AgentState | None, new: AgentState) -> list[Op]:
+        """Index changes taking ``old`` to ``new``, derived from the two records."""
+        k = self.keys
+        queue = k.agent_queue()
+        ops: list[Op] = []
+        if old is None or old.status is not new.status:
+            if old is not None:
+                ops.append(store.srem(k.agent_status(old.status), new.id))
+            ops.append(store.sadd(k.agent_status(new.status), new.id))
+            if new.status is AgentStatus.QUEUED:
+                ops.append(store.zadd(queue, new.created_at, new.id))
+            elif old is not None and old.status is AgentStatus.QUEUED:
+                ops.append(store.zrem(queue, new.id))
+                if not new.status.terminal:
+                    ops.append(store.hincrby(self.run_usage, "active", 1))
+            elif old is None and not new.status.terminal:
+                ops.append(store.hincrby(self.run_usage, "active", 1))
+            if old is not None and new.status.terminal and not old.status.terminal:
+                if old.status is not AgentStatus.QUEUED:
+                    ops.append(store.hincrby(self.run_usage, "active", -1))
+                ops.append(store.hincrby(self.run_usage, f"agents_{new.status.value}", 1))
+                ops.append(store.child_end(k.children_open(), RUN_ROOT, k.wake_requests(), k.wakeups(), 100_000))
+                if new.parent:
+                    ops.append(store.child_end(k.children_open(), new.parent, k.wake_requests(), k.wakeups(),
+                                               100_000))
+            ops.append(self.events.op(f"agent.{new.status.value}", new.id, {
+                "role": new.role, "spec": new.spec, "parent": new.parent, "depth": new.depth,
+                "kind": new.kind, "turn": new.turn, "reason": (new.reason or "")[:300] or None,
+                "labels": new.labels or None, "node": new.last_node,
+                "tokens": new.usage.tokens, "cost_usd": round(new.usage.cost_usd, 6)}))
+        if new.status.terminal or new.status is AgentStatus.QUEUED or new.due_at is None:
+            if old is not None and old.due_at is not None:
+                ops.append(store.zrem(k.agent_deadlines(), new.id))
+        elif old is None or new.due_at != old.due_at:
+            ops.append(store.zadd(k.agent_deadlines(), new.due_at, new.id))
+        return ops
+
+    def _encode(self, agent: AgentState) -> bytes:
+        return codec.encode(agent, limit=self.records.max_record_bytes, what=f"agent {agent.id}")
+
+
+def _dump(message: ChatMessage) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

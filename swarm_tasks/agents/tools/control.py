@@ -1,0 +1,54 @@
+"""The two tools the runner itself carries out: ``finish`` (the only way an LLM agent ends) and
+``spawn_agents`` (start sub-agents in parallel; their results come back as this call's result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, JsonValue
+
+from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+from swarm_tasks.errors import ToolError
+
+
+class FinishArgs(ToolArgs):
+    summary: str = Field(description="What you did and concluded, in a few sentences.")
+    result: JsonValue = Field(default=None, description="Your structured result, if your instructions ask for one.")
+    success: bool = Field(default=True, description="False if you could not do the task.")
+
+
+class Finish(Tool):
+    """Ends the agent. The runner records the result; this method is never called directly."""
+
+    name = "finish"
+    description = ("Call this when your task is complete (or cannot be completed) to end your work. "
+                   "Give a short summary and, if your instructions define one, the structured result.")
+    Args = FinishArgs
+    idempotent = True
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        raise ToolError("finish is carried out by the agent runner")
+
+
+class SubAgentRequest(ToolArgs):
+    spec: str = Field(description="Name of the sub-agent kind to start (one of those you are allowed).")
+    task: str = Field(description="The sub-agent's task, stated completely: it sees nothing else of yours.")
+    input: JsonValue = Field(default=None, description="Optional structured input for the sub-agent.")
+
+
+class SpawnArgs(ToolArgs):
+    agents: list[SubAgentRequest] = Field(min_length=1, max_length=64,
+                                          description="Sub-agents to start; they run in parallel.")
+
+
+class SpawnAgents(Tool):
+    """Starts sub-agents; the runner waits for all of them and returns their results as one tool result."""
+
+    name = "spawn_agents"
+    description = ("Start one or more sub-agents that work in parallel. You wait until all have finished; "
+                   "their summaries and results come back as this call's result.")
+    Args = SpawnArgs
+    idempotent = True  # children ids derive from this call's id, so a re-run spawns nothing twice
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        raise ToolError("spawn_agents is carried out by the agent runner")

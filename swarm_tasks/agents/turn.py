@@ -1,0 +1,382 @@
+"""One turn of one agent, held by the current worker (see :mod:`swarm_tasks.agents.runner`).
+
+An LLM turn: answer any tool calls a dead worker left unanswered, check budgets, compact the
+context if it nears the window, call the model, run the tool calls, record everything in one
+compare-and-set (two when a call is not idempotent: the call is marked in flight first, so a crash
+during it is reported to the model as interrupted instead of being silently repeated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import JsonValue
+
+from coordination.store import Op, wake_when_done
+from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
+from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
+from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens
+from swarm_tasks.agents.program import ProgramContext, ProgramResult
+from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
+from swarm_tasks.agents.spec import AgentKind, AgentSpec
+from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
+from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
+from swarm_tasks.agents.tools.control import FinishArgs, SpawnArgs
+from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError, ToolError
+from swarm_tasks.models.types import ChatMessage, ToolCall
+from swarm_tasks.runs import RunRecord
+
+NUDGE = ("You replied without calling a tool. Continue the task using your tools, and call `finish` "
+         "when the task is complete.")
+INTERRUPTED = ("interrupted: the worker running this call stopped before its result was recorded. "
+               "It may or may not have taken effect; check before repeating it.")
+MAX_MODEL_FAILURES = 3
+
+
+@dataclass
+class Finish:
+    call: ToolCall
+    args: FinishArgs
+
+
+@dataclass
+class Spawn:
+    call: ToolCall
+    requests: list[ChildRequest]
+
+
+@dataclass
+class CallsOutcome:
+    messages: list[ChatMessage] = field(default_factory=list)
+    control: Finish | Spawn | None = None
+    calls: int = 0
+
+
+def tool_message(call_id: str, content: str) -> ChatMessage:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def unanswered(messages: list[ChatMessage]) -> list[ToolCall]:
+    """Tool calls of the last assistant message that have no result after them."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] == "assistant":
+            answered = {m.get("tool_call_id") for m in messages[index + 1:] if m["role"] == "tool"}
+            return [ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+                    for c in messages[index].get("tool_calls") or [] if c["id"] not in answered]
+    return []
+
+
+class Turn:
+    """Runs the turn of the agent held by ``holder``."""
+
+    def __init__(self, services: AgentServices, ctx: RunContext, spec: AgentSpec, holder: Holder) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.ctx = ctx
+        self.spec = spec
+        self.holder = holder
+        self.now = ctx.state.records.now
+
+    @property
+    def agent(self) -> AgentState:
+        return self.holder.agent
+
+    async def run(self, record: RunRecord) -> None:
+        if not run_is_live(record):
+            self.end(AgentStatus.CANCELLED, f"run {record.status.value}")
+        elif self.spec.kind is AgentKind.PROGRAM:
+            await self.run_program(record)
+        else:
+            await self.run_llm(record)
+
+    # -- ending and continuing -------------------------------------------------------------------
+    def end(self, status: AgentStatus, reason: str | None, *, result: JsonValue = None,
+            append: list[ChatMessage] | None = None, rewrite: list[ChatMessage] | None = None,
+            usage: Usage | None = None, extra_ops: list[Op] | None = None,
+            children: list[ChildRequest] | None = None, **changes: object) -> None:
+        """Record the agent as ended; follow-up agents are started first so none is lost in a crash."""
+        started: list[AgentState] = []
+        if children:
+            outcome = spawn(self.ctx.agents, self.ctx.specs.get, children, limits=self.ctx.record().limits,
+                            parent=self.agent, call_id=f"end{self.agent.seq}")
+            started = outcome.started
+        now = self.now()
+        total = self.agent.usage.plus(usage) if usage else self.agent.usage
+        events = self.turn_event(append, usage) + list(extra_ops or [])
+        self.holder.save(self.agent.evolve(status=status, reason=reason, result=result, ended_at=now, updated_at=now,
+                                           owner=None, owner_expires_at=None, due_at=None, usage=total,
+                                           inflight=[], **changes),
+                         append=append, rewrite=rewrite, usage=usage, extra_ops=events)
+        self.services.schedule(self.ctx, started)
+        self.services.promote_and_schedule(self.ctx)
+
+    def turn_event(self, append: list[ChatMessage] | None, usage: Usage | None) -> list[Op]:
+        """An ``agent.turn`` event for the live view: which node ran it, what it cost, which tools."""
+        tools = [c["function"]["name"] for m in append or [] for c in m.get("tool_calls") or []]
+        if usage is None or not (usage.model_calls or tools):
+            return []
+        return [self.ctx.state.events.op("agent.turn", self.agent.id, {
+            "turn": self.agent.turn + (1 if usage.model_calls else 0), "node": self.services.node,
+            "tokens": usage.tokens, "cost_usd": round(usage.cost_usd, 6), "tools": tools[:20]}, versioned=False)]
+
+    def cont(self, *, append: list[ChatMessage], usage: Usage, countdown_s: float = 0.0,
+             rewrite: list[ChatMessage] | None = None, **changes: object) -> None:
+        """Record the turn and put the agent's next step on its queue."""
+        now = self.now()
+        events = self.turn_event(append, usage)
+        new = self.agent.evolve(status=AgentStatus.READY, seq=self.agent.seq + 1, owner=None, owner_expires_at=None,
+                                due_at=now + countdown_s + self.settings.agent_step_grace_s, updated_at=now,
+                                usage=self.agent.usage.plus(usage), inflight=[], **changes)
+        self.holder.save(new, append=append, rewrite=rewrite, usage=usage, extra_ops=events)
+        self.services.schedule(self.ctx, [self.agent], countdown_s=countdown_s)
+
+    # -- program agents --------------------------------------------------------------------------
+    async def run_program(self, record: RunRecord) -> None:
+        assert self.spec.program is not None
+        pctx = ProgramContext(agent=self.agent, spec=self.spec, run=record, state=self.ctx.state,
+                              workspace=self.workspace(), settings=self.settings)
+        loop = asyncio.get_running_loop()
+        try:
+            fn = resolve_callable(self.spec.program)
+            result: ProgramResult = await loop.run_in_executor(self.services.tool_executor, fn, pctx)
+        except Exception as exc:  # a program bug ends this agent, never the worker
+            self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1)
+            return
+        events = [self.ctx.state.events.op(e.type, e.subject, e.data, versioned=False) for e in result.events]
+        self.end(result.status, result.reason, result=result.result, usage=result.usage, extra_ops=events,
+                 children=result.children, turn=1)
+
+    # -- LLM agents ------------------------------------------------------------------------------
+    async def run_llm(self, record: RunRecord) -> None:
+        agent = self.agent
+        history = self.ctx.agents.conversation(agent)
+        pending: list[ChatMessage] = []
+        usage = Usage()
+        changes: dict[str, Any] = {}
+        if agent.waiting_call:  # woken: every sub-agent has ended
+            results = collect(self.ctx.agents, agent.waiting_on)
+            pending.append(tool_message(agent.waiting_call, json.dumps(results, ensure_ascii=False)))
+            changes.update(waiting_call=None, waiting_on=[])
+        left = unanswered(history + pending)
+        if left:  # a worker died during these calls
+            outcome = await self.process_calls(left, interrupted=set(agent.inflight))
+            pending += outcome.messages
+            usage = usage.plus(Usage(tool_calls=outcome.calls))
+            if outcome.control is not None:
+                await self.apply_control(outcome.control, pending, usage, **changes)
+                return
+        try:
+            AgentBudget.resolve(self.spec.limits, self.settings).check(agent, self.now())
+            check_run(record.limits, self.ctx.agents.usage("run"), agent.role,
+                      self.ctx.agents.usage(f"role:{agent.role}"))
+        except BudgetExceeded as exc:
+            self.end(AgentStatus.STOPPED, str(exc), append=pending, usage=usage, **changes)
+            return
+        model = self.spec.model or record.models.get(agent.role) or self.settings.model_for(agent.role)
+        if not model:
+            self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
+                     "SWARM_MODELS, or use the workflow's deterministic mode", append=pending, **changes)
+            return
+        gateway = self.services.gateway
+        conversation = history + pending
+        rewrite: list[ChatMessage] | None = None
+        window = gateway.context_window(model)
+        if agent.last_prompt_tokens + estimate_tokens(pending) >= window * self.settings.context_compact_ratio:
+            conversation, summary_usage = await self.compact(conversation, model, window)
+            rewrite, pending = conversation, []
+            usage = usage.plus(summary_usage)
+            changes.update(compactions=agent.compactions + 1, last_prompt_tokens=estimate_tokens(conversation))
+        tools = self.services.tools.schemas(self.spec.tools)
+        try:
+            reply = await gateway.complete(model, conversation, tools=tools or None,
+                                           fallbacks=list(self.spec.fallbacks) or None)
+        except ModelError as exc:
+            failures = agent.model_failures + 1
+            if failures >= MAX_MODEL_FAILURES:
+                self.end(AgentStatus.FAILED, f"model failed {failures} times in a row: {exc}", append=pending,
+                         rewrite=rewrite, usage=usage, model_failures=failures, **changes)
+            else:  # a provider outage: try again later, from this same point
+                self.cont(append=pending, rewrite=rewrite, usage=usage, countdown_s=5.0 * failures,
+                          model_failures=failures, **changes)
+            return
+        usage = usage.plus(Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                                 cost_usd=reply.cost_usd, model_calls=1))
+        assistant = reply.message()
+        changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
+                       last_prompt_tokens=reply.prompt_tokens or estimate_tokens(conversation))
+        messages = [*pending, assistant]
+        try:
+            changes["recent_calls"] = note_calls(agent.recent_calls, reply.tool_calls,
+                                                 self.settings.agent_repeat_limit)
+        except LoopDetected as exc:
+            self.end(AgentStatus.STOPPED, f"loop detected: {exc}", append=messages, rewrite=rewrite, usage=usage,
+                     **changes)
+            return
+        if not reply.tool_calls:  # the model must act through tools; its text is not an ending
+            nudge: ChatMessage = {"role": "user", "content": NUDGE}
+            self.cont(append=[*messages, nudge], rewrite=rewrite, usage=usage, **changes)
+            return
+        risky = [c.id for c in reply.tool_calls if not self.idempotent(c.name)]
+        if risky:  # record the calls before doing something that must not be repeated
+            events = self.turn_event(messages, usage)
+            self.holder.save(self.agent.evolve(inflight=risky, usage=self.agent.usage.plus(usage), **changes),
+                             append=messages, rewrite=rewrite, usage=usage, extra_ops=events)
+            messages, usage, rewrite, changes = [], Usage(), None, {}
+        outcome = await self.process_calls(list(reply.tool_calls), interrupted=set())
+        messages += outcome.messages
+        usage = usage.plus(Usage(tool_calls=outcome.calls))
+        if outcome.control is not None:
+            await self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
+            return
+        self.cont(append=messages, rewrite=rewrite, usage=usage, **changes)
+
+    # -- tools -----------------------------------------------------------------------------------
+    def idempotent(self, name: str) -> bool:
+        tool = self.services.tools.get(name)
+        return True if tool is None else tool.idempotent
+
+    def workspace(self) -> Path:
+        label = self.agent.labels.get("workspace")
+        if label:
+            return Path(label)
+        path = self.settings.state_dir / "workspaces" / self.agent.run / self.agent.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def process_calls(self, calls: list[ToolCall], *, interrupted: set[str]) -> CallsOutcome:
+        outcome = CallsOutcome()
+        allowed = set(self.spec.tools)
+        finish = next((c for c in calls if c.name == "finish"), None)
+        loop = asyncio.get_running_loop()
+        for call in calls:
+            outcome.calls += 1
+            tool = self.services.tools.get(call.name)
+            if tool is None or call.name not in allowed:
+                outcome.messages.append(tool_message(call.id, f"error: unknown tool {call.name!r}; your tools are: "
+                                                              f"{', '.join(sorted(allowed))}"))
+                continue
+            if call.name == "finish":
+                continue  # handled after the others
+            if call.name == "spawn_agents":
+                if finish is not None:
+                    outcome.messages.append(tool_message(call.id, "error: not started because you also finished"))
+                    continue
+                control = self.parse_spawn(call)
+                if isinstance(control, str):
+                    outcome.messages.append(tool_message(call.id, control))
+                elif outcome.control is None:
+                    outcome.control = control
+                else:
+                    outcome.messages.append(tool_message(call.id, "error: one spawn_agents call per turn"))
+                continue
+            if call.id in interrupted:
+                outcome.messages.append(tool_message(call.id, INTERRUPTED))
+                continue
+            ctx = ToolContext(run_id=self.agent.run, agent_id=self.agent.id, role=self.agent.role, call_id=call.id,
+                              workspace=self.workspace(), settings=self.settings, state=self.ctx.state,
+                              sandbox=self.services.sandbox(), extras={"pingpong_limit": 40})
+            result: ToolResult = await loop.run_in_executor(self.services.tool_executor, run_tool, tool,
+                                                            call.arguments, ctx)
+            outcome.messages.append(tool_message(call.id, result.content))
+        if finish is not None:
+            parsed = self.parse_finish(finish)
+            if isinstance(parsed, str):
+                outcome.messages.append(tool_message(finish.id, parsed))
+            else:
+                outcome.messages.append(tool_message(finish.id, "finished"))
+                outcome.control = parsed
+        return outcome
+
+    def parse_finish(self, call: ToolCall) -> Finish | str:
+        tool = self.services.tools.get("finish")
+        assert tool is not None
+        try:
+            args = tool.parse(call.arguments)
+        except ToolError as exc:
+            return f"error: {exc}"
+        assert isinstance(args, FinishArgs)
+        if self.spec.result_schema is not None and args.success:
+            try:
+                jsonschema.validate(args.result, self.spec.result_schema)
+            except jsonschema.ValidationError as exc:
+                return (f"error: your result does not match the required schema: {exc.message}; "
+                        "fix it and call finish again")
+        return Finish(call, args)
+
+    def parse_spawn(self, call: ToolCall) -> Spawn | str:
+        tool = self.services.tools.get("spawn_agents")
+        assert tool is not None
+        try:
+            args = tool.parse(call.arguments)
+        except ToolError as exc:
+            return f"error: {exc}"
+        assert isinstance(args, SpawnArgs)
+        bad = [r.spec for r in args.agents if r.spec not in self.spec.subagents]
+        if bad:
+            return (f"error: you may not start {', '.join(sorted(set(bad)))}; allowed sub-agents: "
+                    f"{', '.join(self.spec.subagents) or 'none'}")
+        return Spawn(call, [ChildRequest(r.spec, r.task, r.input, key=str(i)) for i, r in enumerate(args.agents)])
+
+    async def apply_control(self, control: Finish | Spawn, messages: list[ChatMessage], usage: Usage,
+                            rewrite: list[ChatMessage] | None = None, **changes: object) -> None:
+        if isinstance(control, Finish):
+            result: JsonValue = {"summary": control.args.summary, "result": control.args.result}
+            status = AgentStatus.DONE if control.args.success else AgentStatus.FAILED
+            follow: list[ChildRequest] = []
+            if self.spec.on_finish and status is AgentStatus.DONE:
+                follow = list(resolve_callable(self.spec.on_finish)(self.agent, control.args.result))
+            self.end(status, None if control.args.success else control.args.summary, result=result,
+                     append=messages, rewrite=rewrite, usage=usage, children=follow, **changes)
+            return
+        spawned = spawn(self.ctx.agents, self.ctx.specs.get, control.requests, limits=self.ctx.record().limits,
+                        parent=self.agent, call_id=control.call.id)
+        if not spawned.started:
+            refused = "; ".join(f"{r.spec}: {why}" for r, why in spawned.refused)
+            msgs = [*messages, tool_message(control.call.id, f"error: no sub-agent started ({refused})")]
+            self.cont(append=msgs, rewrite=rewrite, usage=usage, **changes)
+            return
+        now = self.now()
+        payload = json.dumps({"kind": "agent", "agent": self.agent.id})
+        k = self.ctx.state.keys
+        wake = wake_when_done(k.children_open(), self.agent.id, k.wake_requests(), k.wakeups(), 100_000, payload)
+        self.holder.save(self.agent.evolve(status=AgentStatus.WAITING, waiting_call=control.call.id,
+                                           waiting_on=[a.id for a in spawned.started], owner=None,
+                                           owner_expires_at=None, due_at=now + 300.0, updated_at=now,
+                                           usage=self.agent.usage.plus(usage), inflight=[], **changes),
+                         append=messages, rewrite=rewrite, usage=usage, extra_ops=[wake])
+        self.services.schedule(self.ctx, spawned.started)
+
+    async def compact(self, conversation: list[ChatMessage], model: str,
+                      window: int) -> tuple[list[ChatMessage], Usage]:
+        notes = [n.text for n in reversed(self.ctx.state.notes.latest(self.agent.id, limit=5))]
+        summary: str | None = None
+        usage = Usage()
+        try:
+            reply = await self.services.gateway.complete(model, [*conversation[:1], {
+                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + _transcript(conversation[1:])}])
+            summary = (reply.content or "").strip() or None
+            usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                          cost_usd=reply.cost_usd, model_calls=1)
+        except ModelError:
+            summary = None  # fall back to the deterministic digest, named as such in the bridge message
+        result = compact(conversation, window=window, summary=summary, notes=notes)
+        self.ctx.state.notes.append(self.agent.id, f"context compacted: {result.replaced} messages replaced "
+                                    f"({result.summary_source})", kind="compaction", author=self.agent.id)
+        self.ctx.state.events.emit("agent.compacted", self.agent.id, {"replaced": result.replaced,
+                                                                       "source": result.summary_source})
+        return result.messages, usage
+
+
+def _transcript(messages: list[ChatMessage], limit: int = 60_000) -> str:
+    lines = []
+    for m in messages:
+        calls = " ".join(f"{c['function']['name']}({c['function']['arguments'][:200]})"
+                         for c in m.get("tool_calls") or [])
+        lines.append(f"[{m['role']}] {(m.get('content') or '')[:2000]} {calls}".strip())
+    text = "\n".join(lines)
+    return text[-limit:]

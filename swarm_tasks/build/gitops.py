@@ -1,0 +1,387 @@
+"""The git layer of the build swarm: the shared remote, each worker's clone, and committing into it.
+
+Every git process runs through :func:`run_git`: no prompts (no terminal, no editor, no askpass that
+could block), a hard timeout that kills the whole process group, English messages we can parse, and
+output with credentials redacted before it reaches an exception or a log. Credentials never reach
+git's command line or a clone's config: a password in the URL is split off and handed to git by a
+credential helper that reads it from the child's environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from coordination.connection import redact_url
+from swarm_tasks.build.check import ProcessResult, run_process
+from swarm_tasks.errors import GitError, WorkspaceError
+
+LOCAL_TIMEOUT_S = 300.0
+# Secrets shorter than this are not searched for literally: replacing every "ab" would wreck messages.
+_MIN_LITERAL_SECRET = 4
+_MAX_LISTED = 20
+_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+           '"$_SWARM_GIT_USERNAME" "$_SWARM_GIT_PASSWORD"; }; f')
+# Settings that make every git call deterministic and unattended, whatever the user's global config.
+_BASE_CONFIG = ("commit.gpgsign=false", "tag.gpgsign=false", "merge.conflictStyle=merge",
+                "rebase.autoStash=false", "protocol.ext.allow=never", "core.sshCommand=ssh -o BatchMode=yes",
+                "advice.detachedHead=false", "http.lowSpeedLimit=1",
+                # No automatic maintenance inside the push loop, where every millisecond widens the
+                # race window; prepare_clone runs it between tasks instead.
+                "maintenance.auto=false")
+_BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "GIT_EDITOR": "true",
+             "GIT_SEQUENCE_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C", "LANGUAGE": "C"}
+MARKER_PREFIXES = (b"<<<<<<< ", b">>>>>>> ", b"||||||| ")
+MARKER_LINES = (b"=======", b"<<<<<<<", b">>>>>>>")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A user name and password (or token) for an HTTP(S) remote, passed in, never read from the env."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSpec:
+    """The shared remote and the one branch every worker pushes to.
+
+    ``url`` is a local path (a bare repository works), a ``file://`` URL or any git URL; an HTTP(S)
+    URL may carry ``user:password@``, which is treated as if given as ``credential``.
+    ``timeout_s`` bounds each network operation (ls-remote, clone, fetch, push).
+    """
+
+    url: str
+    branch: str
+    credential: Credential | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.url or self.url.startswith("-"):
+            raise GitError(f"invalid remote URL {self.display_url!r}")
+        bad = set(" ~^:?*[\\") | {"..", "@{", "//"}
+        if (not self.branch or self.branch.startswith(("-", "/")) or self.branch.endswith((".", "/", ".lock"))
+                or any(part in self.branch for part in bad) or any(ord(c) < 32 for c in self.branch)):
+            raise GitError(f"invalid branch name {self.branch!r}")
+        if self.credential is not None and urlsplit(self.url).password is not None:
+            raise GitError("give the password in the URL or as credential, not both")
+
+    def __repr__(self) -> str:
+        return f"RemoteSpec(url={self.display_url!r}, branch={self.branch!r})"
+
+    @property
+    def is_local(self) -> bool:
+        """True for a path on this machine (plain or ``file://``); scp-like ``host:path`` is remote."""
+        if "://" in self.url:
+            return self.url.startswith("file://")
+        colon, slash = self.url.find(":"), self.url.find("/")
+        return colon == -1 or (slash != -1 and slash < colon)
+
+    @property
+    def local_path(self) -> Path | None:
+        if not self.is_local:
+            return None
+        raw = unquote(urlsplit(self.url).path) if self.url.startswith("file://") else self.url
+        return Path(raw).expanduser().absolute()
+
+    @property
+    def git_url(self) -> str:
+        """The URL git is given and a clone records: no password in it."""
+        local = self.local_path
+        if local is not None:
+            return str(local)
+        parts = urlsplit(self.url)
+        if self.effective_credential is None or "@" not in parts.netloc:
+            return self.url
+        # No user name either: with one in the URL, curl sends it with an empty password and never
+        # asks our helper.
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    @property
+    def effective_credential(self) -> Credential | None:
+        if self.credential is not None:
+            return self.credential
+        if "://" not in self.url:
+            return None
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return None
+        return Credential(unquote(parts.username or ""), unquote(parts.password))
+
+    def redact(self, text: str) -> str:
+        """``text`` with URL passwords and this remote's secret replaced by ``***``."""
+        text = redact_url(text)
+        cred = self.effective_credential
+        if cred is not None and len(cred.password) >= _MIN_LITERAL_SECRET:
+            for secret in {cred.password, quote(cred.password, safe="")}:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def run_git(args: Sequence[str], *, cwd: Path | None, spec: RemoteSpec | None = None,
+            timeout_s: float = LOCAL_TIMEOUT_S, check: bool = True, stdin: bytes | None = None,
+            extra_env: dict[str, str] | None = None) -> ProcessResult:
+    """Run ``git <args>`` unattended. With ``check``, a failure raises :class:`GitError` whose message
+    is redacted; without it the (unredacted) result is returned: redact with ``spec.redact`` first."""
+    argv = ["git"]
+    for item in _BASE_CONFIG:
+        argv += ["-c", item]
+    env = dict(_BASE_ENV)
+    if spec is not None:
+        argv += ["-c", f"http.lowSpeedTime={max(1, int(spec.timeout_s))}"]
+        cred = spec.effective_credential
+        if cred is not None:
+            # The empty value clears inherited helpers, so ours is the only one asked.
+            argv += ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
+            env.update(_SWARM_GIT_USERNAME=cred.username, _SWARM_GIT_PASSWORD=cred.password)
+    if extra_env:
+        env.update(extra_env)
+    argv += list(args)
+    result = run_process(argv, cwd, timeout_s, env=env, stdin=stdin)
+    if check and not result.ok:
+        raise GitError(describe_failure(args, result, spec, timeout_s))
+    return result
+
+
+def describe_failure(args: Sequence[str], result: ProcessResult, spec: RemoteSpec | None,
+                     timeout_s: float) -> str:
+    """A one-paragraph, redacted account of a failed git call."""
+    shown = " ".join(a for a in args[:3] if not a.startswith("-"))
+    if result.timed_out:
+        text = f"git {shown} did not finish within {timeout_s:g} s and was killed"
+    else:
+        tail = "\n".join(_decode(result.stderr or result.stdout).strip().splitlines()[-6:])
+        text = f"git {shown} failed (exit {result.exit_code}): {tail}"
+    return spec.redact(text) if spec is not None else redact_url(text)
+
+
+def split_z(data: bytes) -> list[str]:
+    """The entries of NUL-separated git output (``-z``)."""
+    return [_decode(item) for item in data.split(b"\0") if item]
+
+
+# -- the remote ---------------------------------------------------------------------------------------
+
+def remote_branches(spec: RemoteSpec) -> dict[str, str]:
+    """Branch name -> tip sha on the remote, or :class:`GitError` saying why it cannot be read."""
+    local = spec.local_path
+    if local is not None:
+        if not local.exists():
+            raise GitError(f"remote {spec.display_url} does not exist")
+        if not local.is_dir():
+            raise GitError(f"remote {spec.display_url} is not a git repository (not a directory)")
+    result = run_git(["ls-remote", "--heads", "--", spec.git_url], cwd=None, spec=spec,
+                     timeout_s=spec.timeout_s, check=False)
+    if result.timed_out:
+        raise GitError(f"remote {spec.display_url} did not answer within {spec.timeout_s:g} s")
+    if not result.ok:
+        stderr = spec.redact(_decode(result.stderr)).strip()
+        if local is not None and ("not a git repository" in stderr or "does not appear to be a git" in stderr):
+            raise GitError(f"remote {spec.display_url} is not a git repository")
+        detail = "\n".join(stderr.splitlines()[-4:])
+        raise GitError(f"cannot reach remote {spec.display_url}: {detail}")
+    heads: dict[str, str] = {}
+    for line in _decode(result.stdout).splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha
+    return heads
+
+
+def validate_remote(spec: RemoteSpec) -> str:
+    """The sha at the tip of ``spec.branch``; :class:`GitError` if the remote cannot be used."""
+    heads = remote_branches(spec)
+    if spec.branch in heads:
+        return heads[spec.branch]
+    if not heads:
+        raise GitError(f"branch {spec.branch!r} does not exist on remote {spec.display_url}: "
+                       "the repository has no branches (push an initial commit first)")
+    names = sorted(heads)
+    listed = ", ".join(names[:_MAX_LISTED]) + (f" and {len(names) - _MAX_LISTED} more"
+                                               if len(names) > _MAX_LISTED else "")
+    raise GitError(f"branch {spec.branch!r} does not exist on remote {spec.display_url}; "
+                   f"branches: {listed}")
+
+
+# -- the clone ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Clone:
+    """A worker's own clone of the remote, checked out on ``spec.branch``."""
+
+    path: Path
+    spec: RemoteSpec
+    local_timeout_s: float = LOCAL_TIMEOUT_S
+
+    @property
+    def branch(self) -> str:
+        return self.spec.branch
+
+    @property
+    def upstream_ref(self) -> str:
+        """The remote-tracking ref of the shared branch, as of the last fetch."""
+        return f"refs/remotes/origin/{self.spec.branch}"
+
+    def git(self, *args: str, network: bool = False, check: bool = True,
+            stdin: bytes | None = None, extra_env: dict[str, str] | None = None) -> ProcessResult:
+        timeout = self.spec.timeout_s if network else self.local_timeout_s
+        return run_git(args, cwd=self.path, spec=self.spec, timeout_s=timeout, check=check, stdin=stdin,
+                       extra_env=extra_env)
+
+    def out(self, *args: str) -> str:
+        """Stripped stdout of a git command that must succeed."""
+        return _decode(self.git(*args).stdout).strip()
+
+    def out_with(self, *args: str, stdin: bytes, extra_env: dict[str, str] | None = None) -> str:
+        return _decode(self.git(*args, stdin=stdin, extra_env=extra_env).stdout).strip()
+
+    def head(self) -> str:
+        return self.out("rev-parse", "HEAD")
+
+    def git_dir(self) -> Path:
+        return self.path / ".git"
+
+    def fetch(self) -> str:
+        """Fetch the shared branch; return its tip."""
+        self.git("fetch", "--quiet", "--no-tags", "origin",
+                 f"+refs/heads/{self.branch}:{self.upstream_ref}", network=True)
+        return self.out("rev-parse", self.upstream_ref)
+
+    def dirty_files(self) -> list[str]:
+        """Tracked files with uncommitted changes (staged or not)."""
+        return split_z(self.git("status", "--porcelain", "-z", "--untracked-files=no").stdout)
+
+    def operation_in_progress(self) -> str | None:
+        """The name of an interrupted rebase, merge or cherry-pick left in the clone, if any."""
+        names = {"rebase-merge": "rebase", "rebase-apply": "rebase", "MERGE_HEAD": "merge",
+                 "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "sequencer": "cherry-pick"}
+        return next((op for name, op in names.items() if (self.git_dir() / name).exists()), None)
+
+    def clear_operations(self) -> None:
+        """Abandon any interrupted rebase/merge/cherry-pick and discard tracked changes (HEAD stays)."""
+        self.git("reset", "--quiet", "--hard")
+        git_dir = self.git_dir()
+        if (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists():
+            self.git("rebase", "--quit", check=False)
+        self.git("cherry-pick", "--quit", check=False)
+
+
+def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_email: str) -> Clone:
+    """A clone of ``spec`` in ``dest`` checked out at the branch tip, with a local commit identity.
+
+    A fresh clone if ``dest`` is missing or empty; if ``dest`` already is a clone of this remote it is
+    fetched and hard-reset to the tip (interrupted operations abandoned, local commits and untracked
+    files dropped; ignored files kept). Anything else in ``dest`` is refused with :class:`WorkspaceError`.
+    """
+    dest = dest.absolute()
+    clone = Clone(dest, spec)
+    if (dest / ".git").is_dir():
+        origin = run_git(["config", "--get", "remote.origin.url"], cwd=dest, spec=spec, check=False)
+        recorded = _decode(origin.stdout).strip()
+        if recorded != spec.git_url:
+            raise WorkspaceError(f"{dest} is a clone of {spec.redact(recorded) or 'nothing'}, "
+                                 f"not of {spec.display_url}")
+        clone.clear_operations()
+        tip = clone.fetch()
+        clone.git("checkout", "--quiet", "--force", "-B", spec.branch, tip)
+        clone.git("clean", "--quiet", "-ffd")
+        clone.git("maintenance", "run", "--auto", "--quiet")
+    else:
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise WorkspaceError(f"{dest} exists and is not an empty directory or a clone of the remote")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        result = run_git(["clone", "--quiet", "--no-tags", "--single-branch", "--branch", spec.branch,
+                          "--", spec.git_url, str(dest)], cwd=dest.parent, spec=spec,
+                         timeout_s=spec.timeout_s, check=False)
+        if not result.ok:
+            validate_remote(spec)  # raises the precise reason when it is the remote or the branch
+            raise GitError(describe_failure(["clone"], result, spec, spec.timeout_s))
+    for key, value in (("user.name", author_name), ("user.email", author_email),
+                       ("commit.gpgsign", "false"), ("merge.conflictStyle", "merge"), ("core.editor", "true")):
+        clone.git("config", key, value)  # local, so git run by hand (or by an agent) here never prompts
+    return clone
+
+
+# -- committing ---------------------------------------------------------------------------------------
+
+def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, int]]:
+    """``(path, line number)`` of every conflict-marker line in the text files ``paths`` under ``root``.
+
+    A marker line starts with ``<<<<<<< ``, ``>>>>>>> `` or ``||||||| `` (diff3 style), or is exactly
+    ``=======`` (a CR before the newline is allowed). Missing files, symlinks and binary files are
+    skipped. Note that a reStructuredText underline of exactly seven ``=`` counts as a marker too.
+    """
+    root_resolved = root.resolve()
+    found: list[tuple[str, int]] = []
+    for rel in paths:
+        path = root / rel
+        if not path.resolve().is_relative_to(root_resolved):
+            raise WorkspaceError(f"{rel!r} is outside the clone")
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8000]:
+            continue
+        for number, line in enumerate(data.split(b"\n"), 1):
+            stripped = line.rstrip(b"\r")
+            if stripped.startswith(MARKER_PREFIXES) or stripped in MARKER_LINES:
+                found.append((rel, number))
+    return found
+
+
+def format_markers(markers: Sequence[tuple[str, int]]) -> str:
+    listed = ", ".join(f"{path}:{line}" for path, line in markers[:_MAX_LISTED])
+    more = f" and {len(markers) - _MAX_LISTED} more" if len(markers) > _MAX_LISTED else ""
+    return listed + more
+
+
+def _pathspec_stdin(paths: Sequence[str]) -> bytes:
+    return b"".join(p.encode() + b"\0" for p in paths)
+
+
+def commit_all(clone: Clone, message: str, *, paths: Sequence[str] | None = None) -> str | None:
+    """Commit every change in the clone (or only ``paths``); return the new sha, None if nothing changed.
+
+    Refuses with :class:`GitError` naming ``file:line`` if a file to be committed holds conflict
+    markers; the changes are then left unstaged in the working tree.
+    """
+    if paths is None:
+        clone.git("add", "--all")
+    else:
+        clone.git("reset", "--quiet")  # only what was asked for goes into this commit
+        if not paths:
+            return None
+        clone.git("--literal-pathspecs", "add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul",
+                  stdin=_pathspec_stdin(paths))
+    status = split_z(clone.git("diff", "--cached", "--name-status", "-z", "--no-renames").stdout)
+    if not status:
+        return None
+    changed = [status[i + 1] for i in range(0, len(status) - 1, 2) if status[i] != "D"]
+    markers = find_conflict_markers(clone.path, changed)
+    if markers:
+        clone.git("reset", "--quiet")
+        raise GitError(f"refusing to commit conflict markers: {format_markers(markers)}")
+    clone.git("commit", "--quiet", "--no-verify", "--allow-empty-message", "--file=-", stdin=message.encode())
+    return clone.head()
+
+
+def changed_files(clone: Clone, old: str, new: str) -> list[str]:
+    """Files that differ between two commits (deleted ones included)."""
+    return split_z(clone.git("diff", "--name-only", "-z", "--no-renames", old, new).stdout)

@@ -1,0 +1,244 @@
+"""Land local commits on the shared branch: push, and when the branch moved, fetch, replay, push again.
+
+Pushes are never forced, and git updates a ref atomically, so the remote only ever moves from one
+complete commit to a descendant of it: nothing is half-pushed and no landed commit can be lost. A
+push that loses the race costs a fetch and a replay (see :mod:`swarm_tasks.build.replay`) and is
+tried again after a jittered backoff, up to ``max_attempts`` pushes.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from swarm_tasks.build.check import CheckResult, ProcessResult
+from swarm_tasks.build.gitops import Clone, find_conflict_markers, format_markers, split_z
+from swarm_tasks.build.replay import RebaseConflict, Replayer, ReplayState, Resolver
+from swarm_tasks.errors import GitError
+
+__all__ = ["Backoff", "PushOutcome", "PushStatus", "RebaseConflict", "Recheck", "push_with_rebase"]
+
+# Words of a "[remote rejected]" push that mean another push won the ref lock: a race, so retry.
+_LOCK_RACE = ("cannot lock", "failed to lock", "failed to update ref", "incorrect old value",
+              "but expected", "reference already exists", "unable to update")
+_MOVED = ("fetch first", "non-fast-forward", "stale info")
+
+
+class PushStatus(enum.Enum):
+    """How :func:`push_with_rebase` ended."""
+
+    LANDED = "landed"
+    UP_TO_DATE = "up_to_date"  # the remote already held every local change (landed, nothing pushed)
+    CONFLICT_UNRESOLVED = "conflict_unresolved"
+    CONFLICT_MARKERS = "conflict_markers"
+    CHECK_FAILED = "check_failed"
+    REJECTED = "rejected"  # refused for a reason other than the branch moving (a server hook, say)
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    REMOTE_ERROR = "remote_error"  # the remote could not be reached on the last attempt
+
+
+class Recheck(enum.Enum):
+    """When :func:`push_with_rebase` re-runs the check after replaying onto a moved branch."""
+
+    ALWAYS = "always"  # after every replay: upstream can break us without touching our files
+    # Only when upstream changed a file we change (or a conflict was resolved): much shorter race
+    # window with a slow check, at the risk of missing a break elsewhere.
+    CONTENDED = "contended"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Jittered exponential backoff between push attempts (full jitter: uniform in [0, ceiling])."""
+
+    base_s: float = 0.05
+    cap_s: float = 1.0
+    factor: float = 2.0
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * self.factor ** max(0, retry - 1)))
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    """What happened to the local commits. ``conflicted_files`` needed resolving; ``contended_files``
+    were changed both locally and upstream (the hot spots to feed back to the planner)."""
+
+    status: PushStatus
+    landed: bool
+    sha: str | None
+    attempts: int
+    rebases: int
+    conflicts_resolved: int
+    first_try: bool
+    conflicted_files: list[str]
+    contended_files: list[str]
+    reason: str
+    check: CheckResult | None = None
+
+    @property
+    def hot_spots(self) -> list[str]:
+        return sorted({*self.conflicted_files, *self.contended_files})
+
+
+@dataclass(slots=True)
+class _Tally:
+    attempts: int = 0
+    rebases: int = 0
+    resolved: int = 0
+    conflicted: set[str] = field(default_factory=set)
+    contended: set[str] = field(default_factory=set)
+    check: CheckResult | None = None
+
+    def outcome(self, status: PushStatus, sha: str | None, reason: str) -> PushOutcome:
+        landed = status in (PushStatus.LANDED, PushStatus.UP_TO_DATE)
+        return PushOutcome(status=status, landed=landed, sha=sha, attempts=self.attempts,
+                           rebases=self.rebases, conflicts_resolved=self.resolved,
+                           first_try=landed and self.attempts == 1 and self.rebases == 0,
+                           conflicted_files=sorted(self.conflicted), contended_files=sorted(self.contended),
+                           reason=reason, check=self.check)
+
+
+class _Push(enum.Enum):
+    PUSHED = "pushed"
+    UP_TO_DATE = "up_to_date"
+    MOVED = "moved"
+    REFUSED = "refused"
+    ERROR = "error"
+
+
+def _push(clone: Clone, sha: str) -> tuple[_Push, str]:
+    ref = f"refs/heads/{clone.branch}"
+    result = clone.git("push", "--porcelain", "origin", f"{sha}:{ref}", network=True, check=False)
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        flag, _, rest = line.partition("\t")
+        refs, _, summary = rest.partition("\t")
+        if len(flag) != 1 or not refs.endswith(f":{ref}"):
+            continue
+        if flag == "=":
+            return _Push.UP_TO_DATE, summary
+        if flag in " +*-":
+            return _Push.PUSHED, summary
+        if "[remote rejected]" in summary:
+            raced = any(word in summary for word in _LOCK_RACE)
+            return (_Push.MOVED if raced else _Push.REFUSED), clone.spec.redact(summary)
+        if "[remote failure]" in summary:
+            return _Push.ERROR, clone.spec.redact(summary)
+        moved = any(word in summary for word in _MOVED)
+        return (_Push.MOVED if moved else _Push.REFUSED), clone.spec.redact(summary)
+    return _Push.ERROR, _failure(result, "push", clone)
+
+
+def _failure(result: ProcessResult, what: str, clone: Clone) -> str:
+    if result.timed_out:
+        return f"{what} timed out after {clone.spec.timeout_s:g} s"
+    tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+    return clone.spec.redact(f"{what} failed: " + " / ".join(tail))
+
+
+def _state(clone: Clone) -> tuple[str, list[str]]:
+    """HEAD and the tracked files with uncommitted changes, in one git call."""
+    entries = split_z(clone.git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no").stdout)
+    head = next((e.split()[-1] for e in entries if e.startswith("# branch.oid ")), "")
+    fields = {"1": 8, "2": 9, "u": 10}  # fields before the path in each kind of porcelain v2 entry
+    return head, [e.split(" ", fields[e[0]])[-1] for e in entries if e[:2] in ("1 ", "2 ", "u ")]
+
+
+def _outgoing(clone: Clone) -> set[str]:
+    """Files the local commits change relative to the remote branch (as last fetched)."""
+    return set(split_z(clone.git("diff", "--name-only", "-z", "--no-renames",
+                                 f"{clone.upstream_ref}...HEAD").stdout))
+
+
+def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], CheckResult] | None = None,
+                     max_attempts: int = 5, backoff: Backoff | None = None, overlaps_conflict: bool = False,
+                     recheck: Recheck = Recheck.ALWAYS, rng: random.Random | None = None,
+                     sleep: Callable[[float], None] = time.sleep) -> PushOutcome:
+    """Push the clone's branch to the shared branch, replaying onto it whenever it moved.
+
+    ``resolve`` is called for each commit that conflicts (see :class:`RebaseConflict`); False aborts
+    with the local commits untouched. ``check`` runs after a replay (see :class:`Recheck`); a failure
+    stops, the clone keeping the replayed commits. Files with conflict markers are never pushed. At
+    most ``max_attempts`` pushes, with jittered ``backoff`` between them. ``overlaps_conflict``: see
+    :mod:`swarm_tasks.build.replay`. Whatever the outcome the clone is left on its branch with no
+    rebase or cherry-pick in progress, and the remote holds either all of it or none of it.
+    """
+    if max_attempts < 1:
+        raise GitError("max_attempts must be at least 1")
+    backoff = backoff or Backoff()
+    rng = rng or random.Random()
+    busy = clone.operation_in_progress()
+    if busy:
+        raise GitError(f"a {busy} is in progress in {clone.path}")
+    head, dirty = _state(clone)
+    if dirty:
+        raise GitError(f"uncommitted changes in {clone.path}: {', '.join(dirty[:10])}; commit them first")
+    first_head, candidate, last_onto = head, head, ""
+    ours, scan = _outgoing(clone), True
+    replayer = Replayer(clone, resolve, overlaps_conflict=overlaps_conflict)
+    tally, reason, kind = _Tally(), "", _Push.ERROR
+
+    def finish(status: PushStatus, sha: str, why: str) -> PushOutcome:
+        if last_onto:  # hot spots, computed once and after the race: ours vs all that landed meanwhile
+            tally.contended |= ours & replayer.upstream_files(first_head, last_onto)
+        return tally.outcome(status, sha, why)
+
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            sleep(backoff.delay(attempt - 1, rng))
+        if scan:  # only new content can bring markers: our commits at first, then a resolver's edits
+            markers = find_conflict_markers(clone.path, sorted(ours))
+            if markers:
+                return finish(PushStatus.CONFLICT_MARKERS, head,
+                              f"refusing to push conflict markers: {format_markers(markers)}")
+            scan = False
+        tally.attempts = attempt
+        kind, detail = _push(clone, candidate)
+        if kind in (_Push.PUSHED, _Push.UP_TO_DATE):
+            if candidate != head:
+                clone.git("reset", "--quiet", "--keep", candidate)
+            return finish(PushStatus.LANDED, candidate, detail)
+        if kind is _Push.REFUSED:
+            return finish(PushStatus.REJECTED, head, f"remote refused the push: {detail}")
+        if kind is _Push.ERROR:
+            reason = detail
+            continue
+        fetched = clone.git("fetch", "--quiet", "--no-tags", "origin",
+                            f"+refs/heads/{clone.branch}:{clone.upstream_ref}", network=True, check=False)
+        if not fetched.ok:
+            kind, reason = _Push.ERROR, _failure(fetched, "fetch", clone)
+            continue
+        last_onto, onto_tree = clone.out("rev-parse", clone.upstream_ref, f"{clone.upstream_ref}^{{tree}}").split()
+        tally.rebases += 1
+        rechecking = check is not None and recheck is Recheck.CONTENDED
+        replayed = replayer.replay(head, last_onto, onto_tree, ours=ours, attempt=attempt, want_upstream=rechecking)
+        tally.conflicted |= replayed.conflicted
+        tally.resolved += replayed.resolved
+        if replayed.state is ReplayState.ABORTED:
+            return finish(PushStatus.CONFLICT_UNRESOLVED, head, replayed.reason)
+        if replayed.state is ReplayState.MARKERS:
+            return finish(PushStatus.CONFLICT_MARKERS, head, replayed.reason)
+        candidate = replayed.head
+        if replayed.branch_moved:
+            head = candidate
+        if replayed.state is ReplayState.EMPTY:
+            return finish(PushStatus.UP_TO_DATE, head, "every local change was already upstream")
+        if replayed.resolved:
+            ours, scan = _outgoing(clone), True
+        contended = bool(ours & (replayed.upstream_files or set()))
+        if check is not None and (recheck is Recheck.ALWAYS or contended or replayed.resolved):
+            if candidate != head:  # the check needs the files
+                clone.git("reset", "--quiet", "--keep", candidate)
+                head = candidate
+            tally.check = check()
+            if _state(clone)[1]:  # what is pushed is what was committed: the check's edits go
+                clone.git("reset", "--quiet", "--hard")
+            if not tally.check.passed:
+                what = "timed out" if tally.check.timed_out else f"failed (exit {tally.check.exit_code})"
+                return finish(PushStatus.CHECK_FAILED, head, f"check {what} after rebase")
+        reason = f"the branch moved {tally.rebases} times"
+    status = PushStatus.REMOTE_ERROR if kind is _Push.ERROR else PushStatus.RETRIES_EXHAUSTED
+    return finish(status, head, f"not landed after {max_attempts} attempts: {reason}")

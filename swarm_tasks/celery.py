@@ -1,0 +1,197 @@
+"""The Celery app: ``celery -A swarm_tasks worker -Q agents,review`` works as Celery users expect.
+
+Broker and result backend are the configured Redis (``SWARM_REDIS_URL``) or, when none is set, an
+embedded server this process starts and owns. JSON only (pickle refused), late acks with
+reject-on-worker-lost, prefetch 1, task events on (Flower sees everything), one queue per role.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+from pydantic import SecretStr
+
+from coordination.connection import RedisHandle, connect, redact_url
+from swarm_tasks.agents.children import resolve_callable
+from swarm_tasks.agents.runner import StepOutcome
+from swarm_tasks.agents.state import AgentState
+from swarm_tasks.runtime import WorkerRuntime
+from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
+
+log = logging.getLogger("swarm_tasks")
+
+# Workflow hooks run when a run has no live agent left (module:function(services, run)).
+ON_IDLE = {
+    "agents": "swarm_tasks.launch:on_idle",
+    "review": "swarm_tasks.review.workflow:on_idle",
+    "build": "swarm_tasks.build.workflow:on_idle",
+}
+
+
+class _Process:
+    """This process's Redis connection and worker runtime, made on first use."""
+
+    def __init__(self) -> None:
+        self.settings: SwarmSettings | None = None
+        self.handle: RedisHandle | None = None
+        self.runtime: WorkerRuntime | None = None
+        self.celery_name: str | None = None
+        self.main_pid = os.getpid()
+        self.queues: list[str] = []
+        self.guard = threading.Lock()  # once-only initialisation inside one process, not a distributed lock
+
+    def redis(self) -> RedisHandle:
+        with self.guard:
+            if self.handle is None:
+                self.settings = get_settings()
+                self.handle = connect(self.settings)
+                if self.handle.embedded is not None:
+                    log.warning("SWARM_REDIS_URL is not set: started an embedded Redis at %s; point other "
+                                "workers and clients at it with SWARM_REDIS_URL", redact_url(self.handle.url))
+            return self.handle
+
+
+PROCESS = _Process()
+
+
+def use_settings(settings: SwarmSettings) -> RedisHandle:
+    """Point this process's app at ``settings`` (for clients that build their settings in code, and
+    tests). Call before sending tasks; switching servers later resets the app's connection pool."""
+    with PROCESS.guard:
+        PROCESS.settings = settings
+        PROCESS.handle = connect(settings)
+        url = PROCESS.handle.url
+    if app.conf.broker_url != url:
+        app.conf.update(celery_config(settings, url))
+        if app._pool is not None:  # connections to the previous broker must not be reused
+            app._pool.force_close_all()
+            app._pool = None
+    return PROCESS.handle
+
+
+def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
+    """Every Celery setting we rely on, in one place."""
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "task_ignore_result": True,
+        "result_expires": 86_400,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        "result_backend_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        "task_default_queue": "agents",
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": {"swarm.run.*": {"queue": "control"}},
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+
+
+def _lazy_config() -> dict[str, Any]:
+    handle = PROCESS.redis()
+    assert PROCESS.settings is not None
+    return celery_config(PROCESS.settings, handle.url)
+
+
+app = Celery("swarm_tasks")
+app.add_defaults(_lazy_config)
+
+
+class CeleryScheduler:
+    """Sends agent steps as Celery tasks, named so Flower shows who runs what."""
+
+    def __init__(self, celery_app: Celery) -> None:
+        self.app = celery_app
+
+    def enqueue(self, agent: AgentState, queue: str, *, countdown_s: float = 0.0) -> None:
+        agent_step.apply_async(
+            (agent.run, agent.id, agent.seq), queue=queue, countdown=countdown_s or None,
+            shadow=f"swarm.agent.step:{agent.spec}",
+            argsrepr=f"run={agent.run} agent={agent.id} role={agent.role} spec={agent.spec} seq={agent.seq}")
+
+    def run_idle(self, run_id: str) -> None:
+        run_idle.apply_async((run_id,), queue="control", argsrepr=f"run={run_id}")
+
+
+def runtime() -> WorkerRuntime:
+    """This worker process's runtime (made on first use, after any fork)."""
+    if PROCESS.runtime is None:
+        handle = PROCESS.redis()
+        with PROCESS.guard:
+            if PROCESS.runtime is None:
+                assert PROCESS.settings is not None
+                scheduler = CeleryScheduler(app)
+                node = PROCESS.celery_name or None
+                if node and os.getpid() != PROCESS.main_pid:
+                    node = f"{node}-{os.getpid()}"  # prefork children: one runtime each
+                PROCESS.runtime = WorkerRuntime(PROCESS.settings, handle, scheduler, on_idle=scheduler.run_idle,
+                                                node=node, queues=PROCESS.queues, celery_name=PROCESS.celery_name)
+    return PROCESS.runtime
+
+
+@app.task(name="swarm.agent.step", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def agent_step(run_id: str, agent_id: str, seq: int) -> str:
+    """One turn of one agent (a duplicate or stale message is a no-op)."""
+    return runtime().run_step(run_id, agent_id, seq).value
+
+
+@app.task(name="swarm.run.idle", acks_late=True, ignore_result=True)
+def run_idle(run_id: str) -> str:
+    """A run has no live agent: its workflow decides what comes next (finish, next cycle, report)."""
+    rt = runtime()
+    run = rt.services.runs.get(run_id)
+    hook = ON_IDLE.get(run.kind)
+    if hook is None:
+        return f"no idle hook for run kind {run.kind!r}"
+    resolve_callable(hook)(rt.services, run)
+    return "ok"
+
+
+@signals.celeryd_after_setup.connect
+def _remember_identity(sender: str, instance: Any, **_kwargs: object) -> None:
+    PROCESS.celery_name = sender
+    PROCESS.main_pid = os.getpid()
+    with contextlib.suppress(Exception):
+        PROCESS.queues = sorted(instance.app.amqp.queues.consume_from or [])
+
+
+@signals.worker_ready.connect
+def _start_runtime(**_kwargs: object) -> None:
+    runtime()  # start the control loop even before the first task arrives
+
+
+@signals.worker_process_init.connect
+def _start_child_runtime(**_kwargs: object) -> None:
+    # A forked (prefork) child must not reuse the parent's loop thread or sockets; it reconnects to
+    # the parent's server (an embedded one stays owned by the parent).
+    PROCESS.runtime = None
+    if PROCESS.handle is not None and PROCESS.settings is not None:
+        PROCESS.settings = PROCESS.settings.model_copy(update={"redis_url": SecretStr(PROCESS.handle.url)})
+        PROCESS.handle = connect(PROCESS.settings)
+
+
+@signals.worker_shutdown.connect
+def _stop_runtime(**_kwargs: object) -> None:
+    if PROCESS.runtime is not None:
+        PROCESS.runtime.close()
+
+
+__all__ = ["CeleryScheduler", "StepOutcome", "agent_step", "app", "celery_config", "run_idle", "runtime"]

@@ -1,0 +1,193 @@
+"""The control loop every worker process runs beside its tasks: wake-ups, sweeps, promotions.
+
+Any number of processes run it at once; every change it makes is a compare-and-set, so two
+sweepers never both act. It (a) wakes agents whose sub-agents all ended and hands idle runs to
+their workflow, (b) returns expired task-board claims, (c) re-sends steps that went missing and
+takes turns back from workers that died holding them, and (d) gives free run slots to queued agents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from coordination.errors import CoordinationError, NotFound, VersionConflict
+from coordination.registry import Kind
+from coordination.run import global_registry
+from coordination.streams import StreamGroup
+from swarm_tasks.agents.children import all_ended
+from swarm_tasks.agents.runner import AgentServices, RunContext
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.runs import RUN_ROOT, RunStatus
+
+log = logging.getLogger("swarm_tasks.control")
+
+WAITING_RECHECK_S = 300.0
+
+
+def idle_payload(run_id: str) -> str:
+    return json.dumps({"kind": "run-idle", "run": run_id})
+
+
+class ControlLoop:
+    """Wake-ups and sweeps for every live run, in a daemon thread of a worker process."""
+
+    def __init__(self, services: AgentServices, on_idle: Callable[[str], None], *, group: str = "control",
+                 queues: list[str] | None = None, celery_name: str | None = None) -> None:
+        self.services = services
+        self.registry = global_registry(services.client, services.settings)
+        self.queues = queues or []
+        self.celery_name = celery_name or services.node
+        self._beat_at = 0.0
+        self.on_idle = on_idle
+        self.group = group
+        self.consumer = services.node
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._runs: list[str] = []
+        self._runs_at = 0.0
+        self._swept_at = 0.0
+        self._groups: dict[str, StreamGroup] = {}
+        self.blocking = services.client  # wake-ups are read with a short block
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="swarm-control", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        with contextlib.suppress(Exception):
+            self.registry.deregister(self.services.node)
+
+    def heartbeat(self) -> None:
+        """Keep this worker process discoverable (``swarm workers``); it vanishes 15 s after it dies."""
+        if time.monotonic() - self._beat_at < 5.0:
+            return
+        self._beat_at = time.monotonic()
+        self.registry.register(self.services.node, kind=Kind.WORKER, role="worker", node=self.services.node,
+                               capabilities=[q for q in self.queues if q], ttl_s=15.0,
+                               meta={"celery_name": self.celery_name, "pid": str(os.getpid()),
+                                     "host": socket.gethostname()})
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.cycle(block_ms=500)
+            except Exception:  # keep the loop alive through Redis restarts and bugs; say so
+                log.exception("control loop cycle failed; retrying")
+                self._stop.wait(1.0)
+
+    # -- one cycle -------------------------------------------------------------------------------
+    def live_runs(self) -> list[str]:
+        if time.monotonic() - self._runs_at > 2.0:
+            self._runs = [r.id for r in self.services.runs.list(limit=200)
+                          if r.status in (RunStatus.RUNNING, RunStatus.FINALIZING)]
+            self._runs_at = time.monotonic()
+        return self._runs
+
+    def cycle(self, *, block_ms: int = 0) -> None:
+        self.heartbeat()
+        runs = self.live_runs()
+        for run_id in runs:
+            self.handle_wakeups(run_id)
+        if time.monotonic() - self._swept_at >= self.services.settings.sweep_interval_s:
+            self._swept_at = time.monotonic()
+            for run_id in runs:
+                self.sweep(run_id)
+        if block_ms and not runs:
+            self._stop.wait(block_ms / 1000)
+        elif block_ms:
+            self._stop.wait(min(block_ms, 200) / 1000)
+
+    def handle_wakeups(self, run_id: str) -> int:
+        ctx = self.services.run(run_id)
+        group = self._groups.get(run_id)
+        if group is None:
+            group = self._groups[run_id] = ctx.state.board.wakeups(self.group)
+        handled = 0
+        for entry in group.read(self.consumer, count=100):
+            wake = ctx.state.board.as_wakeup(entry)
+            try:
+                payload = json.loads(wake.payload)
+            except json.JSONDecodeError:
+                payload = {}
+            if payload.get("kind") == "agent":
+                self.wake_agent(ctx, str(payload.get("agent")))
+            elif payload.get("kind") == "run-idle" or wake.parent == RUN_ROOT:
+                self.on_idle(run_id)
+            group.ack(entry.id)
+            handled += 1
+        return handled
+
+    # -- agents ----------------------------------------------------------------------------------
+    def wake_agent(self, ctx: RunContext, agent_id: str) -> bool:
+        """A waiting agent whose sub-agents all ended becomes READY and its step is sent."""
+        for _ in range(8):
+            try:
+                agent, version = ctx.agents.load(agent_id)
+            except NotFound:
+                return False
+            if agent.status is not AgentStatus.WAITING or not all_ended(ctx.agents, agent.waiting_on):
+                return False
+            now = ctx.state.records.now()
+            new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, updated_at=now,
+                               due_at=now + self.services.settings.agent_step_grace_s)
+            try:
+                _, saved = ctx.agents.save(agent, version, new)
+            except VersionConflict:
+                continue
+            self.services.schedule(ctx, [saved])
+            return True
+        return False
+
+    def sweep(self, run_id: str) -> None:
+        ctx = self.services.run(run_id)
+        try:
+            ctx.state.board.sweep()
+            self.sweep_agents(ctx)
+            self.services.promote_and_schedule(ctx)
+        except CoordinationError as exc:
+            log.warning("sweep of run %s failed: %s", run_id, exc)
+
+    def sweep_agents(self, ctx: RunContext) -> int:
+        """Act on agents whose deadline passed: resend lost steps, reclaim dead turns, recheck waits."""
+        acted = 0
+        settings = self.services.settings
+        for agent_id in ctx.agents.due(ctx.state.records.now()):
+            try:
+                agent, version = ctx.agents.load(agent_id)
+            except NotFound:
+                continue
+            now = ctx.state.records.now()
+            if agent.due_at is None or agent.due_at > now or agent.status.terminal:
+                continue
+            if agent.status is AgentStatus.WAITING:
+                if all_ended(ctx.agents, agent.waiting_on):
+                    acted += self.wake_agent(ctx, agent_id)
+                    continue
+                new = agent.evolve(due_at=now + WAITING_RECHECK_S)
+            elif agent.status is AgentStatus.RUNNING:  # its worker died (or stalled past its lease)
+                new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, owner=None, owner_expires_at=None,
+                                   turns_lost=agent.turns_lost + 1, due_at=now + settings.agent_step_grace_s,
+                                   updated_at=now)
+            elif agent.status is AgentStatus.READY:  # its step message went missing or waits long
+                new = agent.evolve(resent=agent.resent + 1, due_at=now + settings.agent_step_grace_s)
+            else:
+                continue
+            try:
+                _, saved = ctx.agents.save(agent, version, new)
+            except VersionConflict:
+                continue  # someone else acted on it first
+            if saved.status is AgentStatus.READY:
+                log.info("re-sending step of agent %s (%s)", agent_id, agent.status.value)
+                self.services.schedule(ctx, [saved])
+                acted += 1
+        return acted

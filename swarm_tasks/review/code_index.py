@@ -1,0 +1,89 @@
+"""Read-through cache of the reviewed code (texts, Python ASTs, lexed JS) for repository-wide searches."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from pathlib import Path
+
+from swarm_tasks.errors import ReviewError
+from swarm_tasks.review import jslex, pyast
+from swarm_tasks.review.languages import JS_FAMILY, Language
+from swarm_tasks.review.source import SourceFile, read_source
+
+
+class CodeIndex:
+    """The files a review may search (the repository and the dependencies it follows), read lazily
+    once each. Not thread-safe: one per sub-reviewer or per serial review."""
+
+    def __init__(self, root: Path, files: Iterable[SourceFile] = ()) -> None:
+        self.root = root
+        self.files: dict[str, SourceFile] = {}
+        self._text: dict[str, str | None] = {}
+        self._tree: dict[str, ast.Module | None] = {}
+        self._js: dict[str, jslex.JsText | None] = {}
+        self._calls: dict[str, list[tuple[str, ast.Call]]] | None = None
+        for file in files:
+            self.add(file)
+
+    def add(self, file: SourceFile) -> None:
+        """Make ``file`` searchable."""
+        if file.path not in self.files:
+            self.files[file.path] = file
+            self._calls = None  # rebuilt with the new file on next use
+
+    def text(self, path: str) -> str | None:
+        """The file's text, or None when unknown or unreadable."""
+        if path not in self._text:
+            file = self.files.get(path)
+            try:
+                self._text[path] = read_source(self.root, file) if file else None
+            except ReviewError:
+                self._text[path] = None
+        return self._text[path]
+
+    def lines(self, path: str) -> list[str]:
+        """The file's lines (empty when unreadable)."""
+        text = self.text(path)
+        return text.splitlines() if text is not None else []
+
+    def tree(self, path: str) -> ast.Module | None:
+        """The parsed Python module, or None (not Python, unreadable, or a syntax error)."""
+        if path not in self._tree:
+            file, text = self.files.get(path), self.text(path)
+            tree = None
+            if file is not None and file.language is Language.PYTHON and text is not None:
+                try:
+                    tree = pyast.parse_python(text, path)
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    tree = None
+            self._tree[path] = tree
+        return self._tree[path]
+
+    def js(self, path: str) -> jslex.JsText | None:
+        """The lexed JS/TS text, or None."""
+        if path not in self._js:
+            file, text = self.files.get(path), self.text(path)
+            ok = file is not None and file.language in JS_FAMILY and text is not None
+            self._js[path] = jslex.lex(text) if ok and text is not None else None
+        return self._js[path]
+
+    def python_calls(self, name: str) -> list[tuple[str, ast.Call]]:
+        """(path, call) of every call of a function or method named ``name`` in the indexed Python code.
+        The index is built once, on first use, so many traces cost one walk of the code."""
+        if self._calls is None:
+            self._calls = {}
+            for path in self.paths(Language.PYTHON):
+                tree = self.tree(path)
+                for node in ast.walk(tree) if tree is not None else ():
+                    if isinstance(node, ast.Call):
+                        func = node.func
+                        callee = func.attr if isinstance(func, ast.Attribute) else \
+                            func.id if isinstance(func, ast.Name) else ""
+                        if callee:
+                            self._calls.setdefault(callee, []).append((path, node))
+        return self._calls.get(name, [])
+
+    def paths(self, *languages: Language) -> list[str]:
+        """Indexed paths in these languages (all when none given), sorted."""
+        return sorted(p for p, f in self.files.items() if not languages or f.language in languages)

@@ -1,0 +1,106 @@
+"""Follow imports from the flagged files, breadth first, up to the dependency depth: each file once,
+third-party packages bounded by ``max_files_per_package``, with the chain of importers kept."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from pathlib import Path
+
+from pydantic import Field
+
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.review.enums import FileOrigin, SkipReason
+from swarm_tasks.review.imports import ImportResolver, ImportTarget, UnresolvedImport
+from swarm_tasks.review.inventory import describe_file
+from swarm_tasks.review.records import Record
+from swarm_tasks.review.scan import ImportRef, ScanResult, quick_scan
+from swarm_tasks.review.source import SkippedPath, SourceFile
+
+
+class ImportEdge(Record):
+    """``importer`` imports ``target`` at ``line``."""
+
+    importer: str
+    target: str
+    module: str
+    line: int = Field(ge=1)
+
+
+class DependencyFile(Record):
+    """A file reviewed because a reviewed file imports it."""
+
+    file: SourceFile
+    depth: int = Field(ge=1)
+    imported_by: str
+    module: str
+    line: int = Field(ge=1)
+    chain: list[str] = Field(description="From the flagged file that started it down to the direct importer.")
+
+
+class DependencyGraph(Record):
+    """What following imports found."""
+
+    files: list[DependencyFile] = Field(default_factory=list)
+    edges: list[ImportEdge] = Field(default_factory=list)
+    unresolved: list[UnresolvedImport] = Field(default_factory=list)
+    skipped: list[SkippedPath] = Field(default_factory=list)
+
+
+def follow_imports(root: Path, config: ReviewConfig, resolver: ImportResolver,
+                   start: list[tuple[SourceFile, list[ImportRef]]],
+                   known: dict[str, SourceFile]) -> tuple[DependencyGraph, list[ScanResult]]:
+    """Dependency files of the ``start`` files (each with its imports), and the quick scans of those
+    dependency files (made to read their imports). ``known`` are the inventory's files, reused instead of
+    being described again; files in ``start`` are never listed as dependencies."""
+    graph = DependencyGraph()
+    scans: list[ScanResult] = []
+    visited = {file.path for file, _ in start}
+    per_package: Counter[str] = Counter()
+    over_budget: set[str] = set()
+    queue = deque((file, imports, 0, [file.path]) for file, imports in start)
+    while queue:
+        file, imports, depth, chain = queue.popleft()
+        if depth >= config.dependency_depth:
+            continue
+        targets, unresolved = resolver.resolve(file, imports)
+        graph.unresolved.extend(u for u in unresolved if not u.module.startswith("."))
+        for target in targets:
+            graph.edges.append(ImportEdge(importer=file.path, target=target.path, module=target.module,
+                                          line=target.line))
+            if target.path in visited:
+                continue
+            source = _admit(root, config, target, known, per_package, over_budget, graph)
+            if source is None:
+                continue
+            visited.add(target.path)
+            graph.files.append(DependencyFile(file=source, depth=depth + 1, imported_by=file.path,
+                                              module=target.module, line=target.line, chain=chain))
+            scan = quick_scan(root, source, config)
+            scans.append(scan)
+            queue.append((source, scan.imports, depth + 1, [*chain, source.path]))
+    return graph, scans
+
+
+def _admit(root: Path, config: ReviewConfig, target: ImportTarget, known: dict[str, SourceFile],
+           per_package: Counter[str], over_budget: set[str], graph: DependencyGraph) -> SourceFile | None:
+    third_party = target.origin is FileOrigin.THIRD_PARTY
+    if third_party and not config.follow_third_party:
+        return None
+    package = target.package or target.path
+    if third_party and per_package[package] >= config.max_files_per_package:
+        if package not in over_budget:
+            over_budget.add(package)
+            graph.skipped.append(SkippedPath(path=target.path, reason=SkipReason.VENDORED,
+                                             detail=f"package {package}: more than {config.max_files_per_package} "
+                                                    "files; the rest were not reviewed"))
+        return None
+    source = known.get(target.path)
+    if source is None:
+        described = describe_file(root, target.path, config, origin=target.origin, package=target.package)
+        if not isinstance(described, SourceFile):
+            graph.skipped.append(described)
+            return None
+        source = described
+    if third_party:
+        per_package[package] += 1
+    return source

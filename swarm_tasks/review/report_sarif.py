@@ -1,0 +1,208 @@
+"""The report as SARIF 2.1.0 for GitHub code scanning (validated in tests against the vendored schema).
+
+Only the subset of SARIF we emit is modelled. Levels: critical/high -> error, medium -> warning,
+low/info -> note. Security rules carry ``security-severity`` (GitHub's 0-10 scale) and CWE tags.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swarm_tasks.review.enums import Category, Severity
+from swarm_tasks.review.findings import Finding
+from swarm_tasks.review.report import Report
+
+SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SCHEMA_RESOURCE = "schemas/sarif-schema-2.1.0.json"
+TOOL_NAME = "swarm-tasks review"
+TOOL_VERSION = "0.1.0"
+SRCROOT = "%SRCROOT%"
+LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning", Severity.LOW: "note",
+         Severity.INFO: "note"}
+SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "3.0",
+                     Severity.INFO: "1.0"}
+PRECISION = ((0.8, "high"), (0.5, "medium"), (0.0, "low"))
+
+
+class _Sarif(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class Message(_Sarif):
+    text: str
+
+
+class ArtifactLocation(_Sarif):
+    uri: str
+    uri_base_id: str | None = Field(default=None, alias="uriBaseId")
+
+
+class Snippet(_Sarif):
+    text: str
+
+
+class Region(_Sarif):
+    start_line: int = Field(alias="startLine", ge=1)
+    end_line: int = Field(alias="endLine", ge=1)
+    snippet: Snippet | None = None
+
+
+class PhysicalLocation(_Sarif):
+    artifact_location: ArtifactLocation = Field(alias="artifactLocation")
+    region: Region
+
+
+class SarifLocation(_Sarif):
+    id: int | None = Field(default=None, ge=0)
+    physical_location: PhysicalLocation = Field(alias="physicalLocation")
+    message: Message | None = None
+
+
+class RuleProperties(_Sarif):
+    tags: list[str]
+    precision: str
+    security_severity: str | None = Field(default=None, alias="security-severity")
+    problem_severity: str = Field(alias="problem.severity")
+
+
+class ReportingConfiguration(_Sarif):
+    level: str
+
+
+class Rule(_Sarif):
+    id: str
+    name: str
+    short_description: Message = Field(alias="shortDescription")
+    help: Message
+    default_configuration: ReportingConfiguration = Field(alias="defaultConfiguration")
+    properties: RuleProperties
+
+
+class ResultProperties(_Sarif):
+    severity: str
+    category: str
+    confidence: float
+    cwe: str | None = None
+    tools: list[str]
+    agents: list[str]
+    notes: list[str] = Field(default_factory=list)
+    package: str | None = None
+
+
+class Result(_Sarif):
+    rule_id: str = Field(alias="ruleId")
+    rule_index: int = Field(alias="ruleIndex", ge=0)
+    level: str
+    message: Message
+    locations: list[SarifLocation]
+    related_locations: list[SarifLocation] | None = Field(default=None, alias="relatedLocations")
+    partial_fingerprints: dict[str, str] = Field(alias="partialFingerprints")
+    properties: ResultProperties
+
+
+class Driver(_Sarif):
+    name: str
+    version: str
+    information_uri: str = Field(alias="informationUri")
+    rules: list[Rule]
+
+
+class Tool(_Sarif):
+    driver: Driver
+
+
+class Run(_Sarif):
+    tool: Tool
+    results: list[Result]
+    original_uri_base_ids: dict[str, ArtifactLocation] | None = Field(default=None, alias="originalUriBaseIds")
+
+
+class SarifLog(_Sarif):
+    schema_uri: str = Field(default=SARIF_SCHEMA_URI, alias="$schema")
+    version: str = "2.1.0"
+    runs: list[Run]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The log as SARIF JSON text."""
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=indent)
+
+
+def _artifact(file: str) -> ArtifactLocation:
+    if file.startswith("/"):
+        return ArtifactLocation(uri="file://" + quote(file))
+    return ArtifactLocation(uri=quote(file), uri_base_id=SRCROOT)
+
+
+def _precision(confidence: float) -> str:
+    return next(label for floor, label in PRECISION if confidence >= floor)
+
+
+def _rules(findings: list[Finding]) -> list[Rule]:
+    worst: dict[str, Finding] = {}
+    for f in findings:
+        if f.rule not in worst or f.severity.rank > worst[f.rule].severity.rank:
+            worst[f.rule] = f
+    rules = []
+    for rule_id in sorted(worst):
+        f = worst[rule_id]
+        tags = [f.category.value]  # "security" for security rules: what GitHub keys security-severity on
+        if f.cwe:
+            tags.append(f"external/cwe/{f.cwe.lower()}")
+        rules.append(Rule(
+            id=rule_id, name=rule_id.replace("-", "_"), short_description=Message(text=f.title[:200]),
+            help=Message(text=f.recommendation or f.title), default_configuration=ReportingConfiguration(
+                level=LEVEL[f.severity]),
+            properties=RuleProperties(tags=tags, precision=_precision(f.confidence),
+                                      security_severity=SECURITY_SEVERITY[f.severity]
+                                      if f.category is Category.SECURITY else None,
+                                      problem_severity=LEVEL[f.severity] if f.severity is not Severity.INFO
+                                      else "recommendation")))
+    return rules
+
+
+def _result(f: Finding, index: int) -> Result:
+    region = Region(start_line=f.start_line, end_line=f.end_line,
+                    snippet=Snippet(text=f.evidence) if f.evidence else None)
+    related = [SarifLocation(id=i, message=Message(text=loc.message or "related"),
+                             physical_location=PhysicalLocation(
+                                 artifact_location=_artifact(loc.file),
+                                 region=Region(start_line=loc.start_line, end_line=loc.end_line)))
+               for i, loc in enumerate(f.related, start=1)]
+    text = f.title + (f" Fix: {f.recommendation}" if f.recommendation else "")
+    return Result(
+        rule_id=f.rule, rule_index=index, level=LEVEL[f.severity], message=Message(text=text),
+        locations=[SarifLocation(physical_location=PhysicalLocation(artifact_location=_artifact(f.file),
+                                                                    region=region))],
+        related_locations=related or None, partial_fingerprints={"swarmFindingId/v1": f.id},
+        properties=ResultProperties(severity=f.severity.value, category=f.category.value, confidence=f.confidence,
+                                    cwe=f.cwe, tools=sorted({r.tool for r in f.reporters}),
+                                    agents=sorted({r.agent_id for r in f.reporters if r.agent_id}), notes=f.notes,
+                                    package=f.package))
+
+
+def build_sarif(report: Report) -> SarifLog:
+    """The report's findings as a SARIF log with one run."""
+    rules = _rules(report.findings)
+    index = {rule.id: i for i, rule in enumerate(rules)}
+    results = [_result(f, index[f.rule]) for f in report.findings]
+    root_uri = "file://" + quote(report.root.rstrip("/") + "/")
+    return SarifLog(runs=[Run(
+        tool=Tool(driver=Driver(name=TOOL_NAME, version=TOOL_VERSION,
+                                information_uri="https://github.com/swarm-tasks/swarm-tasks", rules=rules)),
+        results=results, original_uri_base_ids={SRCROOT: ArtifactLocation(uri=root_uri)})])
+
+
+def render_sarif(report: Report, indent: int | None = 2) -> str:
+    """The report as SARIF 2.1.0 JSON text."""
+    return build_sarif(report).to_json(indent)
+
+
+def sarif_schema() -> dict[str, object]:
+    """The vendored OASIS SARIF 2.1.0 JSON schema (see schemas/README.md for its origin)."""
+    data = resources.files("swarm_tasks.review").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, object] = json.loads(data)
+    return schema

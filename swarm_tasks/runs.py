@@ -1,0 +1,137 @@
+"""Runs: one swarm job (a review, a build, an ad-hoc agent) with its limits, status and index."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from coordination import codec, store
+from coordination.errors import AlreadyExists
+from coordination.events import EventLog
+from coordination.ids import new_id
+from coordination.keys import GLOBAL_SCOPE, Keys
+from coordination.settings import CoordinationSettings
+from coordination.store import RecordStore, Versioned, Write
+from swarm_tasks.errors import RunNotFound
+
+RUN_ROOT = "run-root"  # pseudo-parent of every agent of a run: the run is idle when it has no open child
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life."""
+
+    RUNNING = "running"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunLimits(BaseModel):
+    """Hard limits of one run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_agents: int = Field(default=20_000, ge=1, description="Agents the run may start in total.")
+    max_concurrent_agents: int = Field(default=6_000, ge=1, description="Agents alive at once.")
+    max_cost_usd: float = Field(default=100.0, gt=0, description="Dollars the run may spend.")
+    role_max_cost_usd: dict[str, float] = Field(default_factory=dict, description="Dollars per role.")
+    max_depth: int = Field(default=8, ge=0, description="How deep sub-agents may nest.")
+
+
+class RunRecord(BaseModel):
+    """A run as stored in Redis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: str
+    status: RunStatus = RunStatus.RUNNING
+    title: str = ""
+    spec: JsonValue = None
+    limits: RunLimits = Field(default_factory=RunLimits)
+    models: dict[str, str] = Field(default_factory=dict)
+    created_at: float
+    ended_at: float | None = None
+    reason: str | None = None
+    result: JsonValue = None
+
+
+class RunStore:
+    """Create, find and end runs; the index of runs lives in the global scope."""
+
+    def __init__(self, client: redis.Redis, records: RecordStore, settings: CoordinationSettings) -> None:
+        self.redis = client
+        self.records = records
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self.index_key = Keys(self.prefix, GLOBAL_SCOPE).runs_index()
+
+    def keys(self, run_id: str) -> Keys:
+        return Keys(self.prefix, run_id)
+
+    def create(self, kind: str, *, title: str = "", spec: JsonValue = None, limits: RunLimits | None = None,
+               models: dict[str, str] | None = None, run_id: str | None = None) -> RunRecord:
+        run = codec.build(RunRecord, id=run_id or new_id(kind[:8] or "run"), kind=kind, title=title, spec=spec,
+                          limits=limits or RunLimits(), models=models or {}, created_at=self.records.now())
+        keys = self.keys(run.id)
+        self.records.create(keys.run_record(), codec.encode(run, limit=self.records.max_record_bytes),
+                            ops=[store.zadd(self.index_key, run.created_at, run.id)])
+        return run
+
+    def get(self, run_id: str) -> RunRecord:
+        run, _ = self.get_versioned(run_id)
+        return run
+
+    def get_versioned(self, run_id: str) -> tuple[RunRecord, int]:
+        key = self.keys(run_id).run_record()
+        rec = self.records.get(key)
+        if rec is None:
+            raise RunNotFound(f"no run {run_id!r} (list runs with `swarm status`)")
+        return codec.decode(RunRecord, rec.data, key=key), rec.version
+
+    def exists(self, run_id: str) -> bool:
+        return self.records.get(self.keys(run_id).run_record()) is not None
+
+    def list(self, limit: int = 50) -> list[RunRecord]:
+        """Newest runs first."""
+        ids = [m.decode() for m in self.redis.zrevrange(self.index_key, 0, limit - 1)]
+        recs = self.records.get_many([self.keys(i).run_record() for i in ids])
+        return [codec.decode(RunRecord, r.data, key=r.key) for r in recs if r is not None]
+
+    def transition(self, run_id: str, status: RunStatus, *, reason: str | None = None,
+                   result: JsonValue = None, only_from: tuple[RunStatus, ...] | None = None) -> RunRecord | None:
+        """Move a run to ``status`` (by compare-and-set); None if it was not in ``only_from``."""
+        changed: list[RunRecord] = []
+        key = self.keys(run_id).run_record()
+
+        def fn(current: Versioned | None) -> Write | None:
+            if current is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            run = codec.decode(RunRecord, current.data, key=key)
+            if only_from is not None and run.status not in only_from:
+                return None
+            if run.status.terminal:
+                return None
+            update: dict[str, object] = {"status": status, "reason": reason or run.reason}
+            if result is not None:
+                update["result"] = result
+            if status.terminal:
+                update["ended_at"] = self.records.now()
+            new = run.model_copy(update=update)
+            changed[:] = [new]
+            events = EventLog(self.redis, self.keys(run_id), maxlen=self.settings.event_stream_maxlen)
+            return Write(codec.encode(new), ops=[events.op(f"run.{status.value}", run_id, {"reason": reason})])
+
+        self.records.update(key, fn)
+        return changed[0] if changed else None
+
+    def ensure_new(self, run_id: str) -> None:
+        if self.exists(run_id):
+            raise AlreadyExists(self.keys(run_id).run_record(), 0, 1)

@@ -1,0 +1,110 @@
+"""The per-process runtime of a worker: one asyncio loop that runs every agent turn of the process.
+
+Why this design (measured, see bench/agents.py and bench/README.md): agents are I/O-bound — a turn
+is mostly waiting for a model — so a process should hold thousands of them. Prefork holds one turn
+per ~90 MB process. A gevent pool would need monkey-patching under Celery's Redis transport (known
+re-delivery and reconnect bugs, FIELD-NOTES). Instead each worker process runs Celery's *threads*
+pool, and each step task hands its turn to this process's single event loop
+(``run_coroutine_threadsafe``) and waits for it: the turn itself (litellm ``acompletion``, the
+cheapest call path litellm has) runs on the loop, where thousands of turns interleave, while the
+pool thread only waits, so Celery still acknowledges the message after the turn (acks_late) and
+Flower shows the real duration. Tools that block (files, shell, git) run on a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from coordination.connection import RedisHandle
+from coordination.run import record_store
+from swarm_tasks.agents.runner import AgentRunner, AgentServices, Scheduler, StepOutcome
+from swarm_tasks.agents.toolset import ToolRegistry, default_tools
+from swarm_tasks.control import ControlLoop
+from swarm_tasks.models.gateway import ModelGateway
+from swarm_tasks.runs import RunStore
+from swarm_tasks.settings import SwarmSettings
+
+if TYPE_CHECKING:
+    from swarm_tasks.sandbox import Sandbox
+
+log = logging.getLogger("swarm_tasks.runtime")
+
+
+def _make_sandbox(settings: SwarmSettings) -> Sandbox:
+    from swarm_tasks.sandbox import make_sandbox
+
+    return make_sandbox(settings)
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerRuntime:
+    """Redis, the model gateway, tools, the agent runner, the event loop and the control loop of one process."""
+
+    def __init__(self, settings: SwarmSettings, handle: RedisHandle, scheduler: Scheduler, *,
+                 tools: ToolRegistry | None = None, node: str | None = None,
+                 on_idle: Callable[[str], None] | None = None, control: bool = True,
+                 queues: list[str] | None = None, celery_name: str | None = None) -> None:
+
+        self.settings = settings
+        self.handle = handle
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._run_loop, name="swarm-agents-loop", daemon=True)
+        self._loop_thread.start()
+        records = record_store(handle.client, settings)
+        self.services = AgentServices(
+            settings=settings, client=handle.client, records=records,
+            runs=RunStore(handle.client, records, settings), gateway=ModelGateway(settings),
+            tools=tools or default_tools(), scheduler=scheduler, node=node or node_name(),
+            tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),
+            sandbox_factory=lambda: _make_sandbox(settings))
+        self.runner = AgentRunner(self.services)
+        self.control: ControlLoop | None = None
+        if control:
+            self.control = ControlLoop(self.services, on_idle or (lambda _run: None), queues=queues,
+                                       celery_name=celery_name)
+            self.control.start()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run_step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
+        """Run one step on the process's loop and wait for it (called from a pool thread)."""
+        future = asyncio.run_coroutine_threadsafe(self.runner.step(run_id, agent_id, seq), self.loop)
+        return future.result()
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.stop()
+        if self.loop.is_running():
+            # Cancel what still runs on the loop (litellm's logging worker, stray turns) before
+            # stopping it, so nothing is destroyed while pending.
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+        self.services.tool_executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self.handle.client.close()

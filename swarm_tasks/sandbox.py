@@ -1,0 +1,349 @@
+"""Where agents' shell commands run: bubblewrap when it works here, else a restricted subprocess.
+
+Every command goes ``[bwrap ...] python -I -S -c <sandbox_launch.py> <spec>``: the launcher sets the
+rlimits, switches a root worker's command to a fresh unused uid (the kernel exempts uid 0 from
+RLIMIT_NPROC), sets no_new_privs and execs ``bash -c`` (``sh`` without bash).
+The environment is built from an
+allowlist, never copied from the worker. Output (stdout and stderr interleaved in one pipe, as a
+terminal shows them) is read incrementally: the first and last halves of ``shell_max_output_bytes``
+are kept, and a command that streams far past that is killed. On timeout, flood or exit the whole
+tree dies: bubblewrap's PID namespace goes with it; in subprocess mode the process group is killed
+and, for a root worker, every process of the sandbox uid.
+
+``SANDBOX_TABLE`` states what each mode stops; tests/agents/test_sandbox.py proves each row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from swarm_tasks.errors import SandboxError
+from swarm_tasks.sandbox_proc import (
+    CapturedOutput,
+    bwrap_argv,
+    bwrap_supports_size,
+    kill_group,
+    kill_uid,
+    limit_hit,
+    nproc_limit,
+    sandbox_uid,
+)
+
+if TYPE_CHECKING:
+    from swarm_tasks.settings import SwarmSettings
+
+SandboxMode = Literal["bwrap", "subprocess"]
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KEEP_CAPS = (1, 3)  # CAP_DAC_OVERRIDE, CAP_FOWNER: enough to work in a root-owned workspace
+_LAUNCHER = Path(__file__).with_name("sandbox_launch.py").read_text(encoding="utf-8")
+_FLOOD_MIN_BYTES = 16 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxRow:
+    """One threat and what each mode does about it (the README shows these)."""
+
+    threat: str
+    bwrap: str
+    subprocess: str
+
+
+SANDBOX_TABLE: tuple[SandboxRow, ...] = (
+    SandboxRow("read a file outside the workspace (/etc/shadow, /root, a sibling directory)",
+               "blocked: not mounted (only /usr, the system libraries and a few /etc files are)",
+               "NOT blocked: no filesystem isolation"),
+    SandboxRow("write outside the workspace",
+               "blocked: / and the system are read-only; /tmp is private and discarded",
+               "NOT blocked: no filesystem isolation"),
+    SandboxRow("escape through a symlink or '..' out of the workspace",
+               "blocked: the target is not mounted",
+               "NOT blocked in the shell (the file tools refuse such paths in every mode)"),
+    SandboxRow("see or signal other processes (their environment via /proc, kill the worker)",
+               "blocked: own PID namespace, other processes are invisible",
+               "blocked when the worker is root (the command runs as another uid), though other processes "
+               "are listed with their command lines; as a normal user NOT blocked"),
+    SandboxRow("outbound network (even to 127.0.0.1)",
+               "blocked: own network namespace (unless network=True)",
+               "NOT blocked: no network isolation"),
+    SandboxRow("fork bomb",
+               "bounded by RLIMIT_NPROC (sandbox uid or own user namespace); killed at the timeout",
+               "bounded by RLIMIT_NPROC (sandbox uid when root; as a normal user: the user's tasks plus "
+               "the limit); killed at the timeout"),
+    SandboxRow("fill the disk with one huge file",
+               "stopped by RLIMIT_FSIZE; /tmp is a size-capped tmpfs",
+               "stopped by RLIMIT_FSIZE (many smaller files are not limited: no quota)"),
+    SandboxRow("allocate huge memory",
+               "stopped by RLIMIT_AS", "stopped by RLIMIT_AS"),
+    SandboxRow("read the worker's secrets from the environment",
+               "blocked: environment built from an allowlist", "blocked: environment built from an allowlist"),
+    SandboxRow("endless output",
+               "kept to the first and last bytes; killed when it streams far past the limit",
+               "kept to the first and last bytes; killed when it streams far past the limit"),
+    SandboxRow("run forever (also in background children)",
+               "killed at the timeout with its whole PID namespace",
+               "killed at the timeout: process group, and all processes of the sandbox uid when root "
+               "(as a normal user a child that calls setsid survives)"),
+    SandboxRow("gain privileges (setuid binaries, setuid(0))",
+               "blocked: no_new_privs; a root worker's command has no root uid or capabilities beyond file "
+               "permissions", "blocked: the same"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What one command did.
+
+    ``output`` is stdout and stderr interleaved. ``exit_code`` is None when the sandbox killed the
+    command (timeout, output flood); death by signal N is reported as 128+N, as shells do.
+    ``limit_hit`` names the limit that stopped it ("timeout", "output", "file_size", "cpu",
+    "memory", "processes"), the last four read from the exit status and messages, so best effort.
+    """
+
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    truncated: bool
+    duration_s: float
+    limit_hit: str | None = None
+
+    def to_data(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Sandbox:
+    """Runs shell commands inside one agent's workspace with the protection of its ``mode``."""
+
+    def __init__(self, mode: SandboxMode, settings: SwarmSettings, *, bwrap_path: str | None = None,
+                 note: str | None = None) -> None:
+        self.mode: SandboxMode = mode
+        self.settings = settings
+        self.note = note
+        self.as_root = os.geteuid() == 0
+        self.shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        self._bwrap = bwrap_path or shutil.which("bwrap", path=SYSTEM_PATH) or "bwrap"
+        self.python, self._extra_binds = _launcher_python(bwrap=mode == "bwrap")
+
+    def describe(self) -> str:
+        """What protection is active, in plain words (for logs, the CLI and the model)."""
+        s = self.settings
+        limits = (f"limits per command: {s.shell_timeout_s:g} s timeout (whole process tree killed), "
+                  f"{s.shell_memory_bytes // 1024**2} MiB address space, {s.shell_max_processes} "
+                  f"processes, {s.shell_max_file_bytes // 1024**2} MiB per file written, "
+                  f"{s.shell_max_output_bytes} bytes of output kept")
+        who = ("runs as a fresh unused uid with no privileges except overriding file permissions"
+               if self.as_root else "runs as this worker's user")
+        env = "environment built from an allowlist (no secrets of the worker)"
+        if self.mode == "bwrap":
+            text = (f"bubblewrap sandbox: the command sees only /usr, the system libraries, a few /etc "
+                    f"files, its workspace (read-write) and a private /tmp; no network unless a call "
+                    f"asks for it; other processes are invisible (own PID namespace); {who}; {env}; "
+                    f"{limits}.")
+        else:
+            text = (f"WARNING: restricted subprocess only - there is NO filesystem isolation and NO "
+                    f"network isolation: the command can read and write any file this worker can and "
+                    f"reach the network. Protection is only: {limits}; {env}; cwd in the workspace; "
+                    f"{who}.")
+        return f"{text} ({self.note})" if self.note else text
+
+    def run(self, command: str, *, workspace: Path, cwd: Path | None = None, timeout_s: float | None = None,
+            network: bool = False, env: dict[str, str] | None = None) -> CommandResult:
+        """Run ``command`` with ``bash -c`` in ``cwd`` (default: the workspace root)."""
+        ws, wd = _check_dirs(workspace, cwd)
+        timeout = float(timeout_s if timeout_s is not None else self.settings.shell_timeout_s)
+        if timeout <= 0:
+            raise SandboxError(f"timeout must be positive, got {timeout}")
+        uid = sandbox_uid() if self.as_root else None
+        host_tmp = None
+        if self.mode == "subprocess":
+            host_tmp = tempfile.mkdtemp(prefix="swarm-sh-")
+            if uid is not None:
+                os.chown(host_tmp, uid, uid)
+        tmpdir = host_tmp or "/tmp"  # noqa: S108 - the private tmpfs inside bwrap
+        spec = {"limits": self._limits(timeout, uid), "uid": uid, "keep_caps": list(KEEP_CAPS),
+                "cwd": str(wd), "argv": [self.shell, "-c", command]}
+        argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
+        if self.mode == "bwrap":
+            size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
+            argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
+                                extra_ro=self._extra_binds, tmpfs_size=size), "--", *argv]
+        sweep_uid = uid if self.mode == "subprocess" else None  # bwrap: the PID namespace does it
+        try:
+            return self._execute(argv, _command_env(ws, tmpdir, uid, env), ws, timeout, sweep_uid)
+        finally:
+            if host_tmp:
+                shutil.rmtree(host_tmp, ignore_errors=True)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _limits(self, timeout: float, uid: int | None) -> dict[str, list[int]]:
+        s = self.settings
+        cpu = math.ceil(timeout) + 1
+        # bwrap without root gets its own user namespace, where the process count starts at zero
+        fresh_count = uid is not None or self.mode == "bwrap"
+        nproc = s.shell_max_processes if fresh_count else nproc_limit(s.shell_max_processes)
+        return {"RLIMIT_AS": [s.shell_memory_bytes] * 2, "RLIMIT_FSIZE": [s.shell_max_file_bytes] * 2,
+                "RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_NPROC": [nproc] * 2, "RLIMIT_CORE": [0, 0]}
+
+    def _execute(self, argv: list[str], env: dict[str, str], ws: Path, timeout: float,
+                 sweep_uid: int | None) -> CommandResult:
+        limit = self.settings.shell_max_output_bytes
+        flood_at = max(256 * limit, _FLOOD_MIN_BYTES)
+        out = CapturedOutput(limit)
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the command is the point; it runs confined
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                cwd=ws, start_new_session=True)
+        except OSError as exc:
+            raise SandboxError(f"cannot start {argv[0]}: {exc}") from None
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        timed_out = flooded = eof = False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                wait_ms = min(remaining, 0.05) * 1000
+                if eof:
+                    time.sleep(wait_ms / 1000)  # stdout closed; wait for the process itself
+                elif poller.poll(wait_ms):
+                    eof = out.read_from(fd)
+                    if out.total > flood_at:
+                        flooded = True
+                        break
+                if _exited(proc.pid):
+                    break
+        finally:
+            kill_group(proc.pid)
+            if sweep_uid is not None:
+                kill_uid(sweep_uid)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # unkillable (D state): leave it, report what we have
+                proc.kill()
+            if not eof and not flooded:
+                out.drain(fd, seconds=2.0)
+            proc.stdout.close()
+        text, truncated = out.text()
+        code = None if (timed_out or flooded or proc.returncode is None) else _shell_code(proc.returncode)
+        return CommandResult(exit_code=code, output=text, timed_out=timed_out, truncated=truncated,
+                             duration_s=time.monotonic() - start,
+                             limit_hit=limit_hit(code, text, timed_out=timed_out, flooded=flooded))
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited, without reaping it: its zombie keeps the process group id ours."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _shell_code(returncode: int) -> int:
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _check_dirs(workspace: Path, cwd: Path | None) -> tuple[Path, Path]:
+    try:
+        ws = Path(os.path.realpath(workspace, strict=True))
+        wd = Path(os.path.realpath(cwd if cwd is not None else ws, strict=True))
+    except OSError as exc:
+        raise SandboxError(f"workspace or cwd does not exist: {exc}") from None
+    if not ws.is_dir() or not wd.is_dir():
+        raise SandboxError(f"workspace {ws} and cwd {wd} must be directories")
+    if wd != ws and ws not in wd.parents:
+        raise SandboxError(f"cwd {wd} is outside the workspace {ws}")
+    if ws == Path("/"):
+        raise SandboxError("the file system root cannot be a workspace")
+    return ws, wd
+
+
+def _command_env(ws: Path, tmpdir: str, uid: int | None, extra: dict[str, str] | None) -> dict[str, str]:
+    """The whole environment of a command: nothing is inherited from the worker."""
+    env = {"PATH": SYSTEM_PATH, "HOME": str(ws), "TMPDIR": tmpdir, "LANG": "C.UTF-8", "TERM": "dumb",
+           "XDG_CACHE_HOME": f"{tmpdir}/.cache"}
+    if uid is not None:  # the sandbox uid does not own the repository; git would refuse it
+        env |= {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
+    return env | (extra or {})
+
+
+def _launcher_python(*, bwrap: bool) -> tuple[str, list[str]]:
+    """An interpreter for the launcher, and what bubblewrap must mount for it to be visible."""
+    own = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    if not bwrap:
+        return own, []
+    for candidate in (own, "/usr/bin/python3", "/usr/local/bin/python3"):
+        real = os.path.realpath(candidate)
+        if real.startswith("/usr/") and os.access(real, os.X_OK):
+            return real, []
+    return own, [os.path.realpath(sys.base_prefix)]  # read-only: the interpreter, not its owner's home
+
+
+_PROBES: dict[tuple[str, str], str | None] = {}
+_PROBE_LOCK = threading.Lock()
+
+
+def sandbox_problem(sandbox: Sandbox) -> str | None:
+    """None if ``sandbox`` really runs a command here, else why not. Probed once per process."""
+    key = (sandbox.mode, sandbox._bwrap if sandbox.mode == "bwrap" else "")
+    with _PROBE_LOCK:
+        if key not in _PROBES:
+            _PROBES[key] = _probe(sandbox)
+        return _PROBES[key]
+
+
+def _probe(sandbox: Sandbox) -> str | None:
+    if sandbox.mode == "bwrap" and shutil.which(sandbox._bwrap, path=SYSTEM_PATH) is None:
+        return "bubblewrap (bwrap) is not installed"
+    with tempfile.TemporaryDirectory(prefix="swarm-probe-") as tmp:
+        try:
+            result = sandbox.run("echo sandbox-ok", workspace=Path(tmp), timeout_s=30)
+        except SandboxError as exc:
+            return str(exc)
+    if result.exit_code == 0 and result.output.strip() == "sandbox-ok":
+        return None
+    return (result.output.strip() or f"exit code {result.exit_code}")[:500]
+
+
+def make_sandbox(settings: SwarmSettings) -> Sandbox:
+    """The sandbox ``settings.sandbox`` asks for: "auto" prefers bubblewrap and falls back."""
+    if settings.sandbox != "subprocess":
+        bwrap = Sandbox("bwrap", settings)
+        problem = sandbox_problem(bwrap)
+        if problem is None:
+            return bwrap
+        if settings.sandbox == "bwrap":
+            raise SandboxError(
+                f"SWARM_SANDBOX=bwrap but bubblewrap does not work here: {problem}. Install it "
+                "(apt-get install bubblewrap / dnf install bubblewrap) and allow unprivileged user "
+                "namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04+ "
+                "kernel.apparmor_restrict_unprivileged_userns=0; in Docker run with a seccomp profile "
+                "that allows them), or set SWARM_SANDBOX=subprocess to accept no isolation.")
+        fallback = Sandbox("subprocess", settings, note=f"auto mode: bubblewrap unusable here: {problem}")
+    else:
+        fallback = Sandbox("subprocess", settings)
+    problem = sandbox_problem(fallback)
+    if problem is not None:
+        raise SandboxError(f"cannot run sandboxed commands at all: {problem}")
+    return fallback
+
+
+__all__ = ["SANDBOX_TABLE", "CommandResult", "Sandbox", "SandboxRow", "make_sandbox", "sandbox_problem"]

@@ -1,0 +1,107 @@
+"""Report renderers: Markdown, JSON round trip, SARIF 2.1.0 valid against the vendored OASIS schema."""
+
+from __future__ import annotations
+
+import json
+
+from jsonschema import Draft4Validator
+
+from swarm_tasks.review.enums import Category, FileOrigin, FindingSource, ReviewReason, RiskLevel, Severity
+from swarm_tasks.review.findings import Finding, Location, Reporter
+from swarm_tasks.review.languages import Language
+from swarm_tasks.review.report import AgentRole, AgentRun, Report, ReviewedFile, ReviewMode, Usage
+from swarm_tasks.review.report_json import parse_json, render_json
+from swarm_tasks.review.report_markdown import render_markdown
+from swarm_tasks.review.report_sarif import build_sarif, render_sarif, sarif_schema
+
+
+def validate_sarif(text: str) -> dict[str, object]:
+    doc = json.loads(text)
+    errors = sorted(Draft4Validator(sarif_schema()).iter_errors(doc), key=str)
+    assert not errors, "\n".join(str(e.message) for e in errors[:5])
+    return doc
+
+
+def sample_report() -> Report:
+    sql = Finding(file="src/db.py", start_line=12, end_line=13, severity=Severity.CRITICAL, category=Category.SECURITY,
+                  rule="B608", title="SQL built from input | unsafe", evidence='cur.execute(f"... {x}")\n```x```',
+                  recommendation="Use parameters.", confidence=0.9, tool="bandit",
+                  agent_id="reviewer:security:src/db.py",
+                  cwe="CWE-89", related=[Location(file="src/app.py", start_line=4, end_line=4, message="caller")],
+                  notes=["taint-trace: request.args reaches the sink"])
+    sql = sql.model_copy(update={"reporters": [*sql.reporters, Reporter(
+        source=FindingSource.MODEL, tool="model:anthropic/claude", agent_id="reviewer:security:src/db.py#m",
+        rule="sql-injection", severity=Severity.HIGH, confidence=0.7)]})
+    doc = Finding(file="src/db.py", start_line=1, end_line=1, severity=Severity.LOW, category=Category.DOCUMENTATION,
+                  rule="D100", title="Missing module docstring", confidence=0.9, tool="ruff",
+                  source=FindingSource.ANALYZER)
+    model_only = Finding(file="src/x y.py", start_line=3, end_line=3, severity=Severity.MEDIUM,
+                         category=Category.QUALITY, rule="error-swallowed", title="Errors swallowed", confidence=0.5,
+                         tool="model:anthropic/claude", source=FindingSource.MODEL)
+    external = Finding(file="/opt/site-packages/pkg/core.py", start_line=7, end_line=7, severity=Severity.INFO,
+                       category=Category.SECURITY, rule="ANALYZER-FAILED", title="note", confidence=1.0, tool="bandit",
+                       origin=FileOrigin.THIRD_PARTY, package="pkg")
+    return Report(root="/work/repo", run_id="run-1", mode=ReviewMode.MIXED, models=["anthropic/claude"],
+                  files_scanned=3, findings=[sql, model_only, doc, external],
+                  reviewed=[ReviewedFile(path="src/db.py", language=Language.PYTHON, origin=FileOrigin.REPOSITORY,
+                                         reason=ReviewReason.FLAGGED, risk=RiskLevel.HIGH),
+                            ReviewedFile(path="/opt/site-packages/pkg/core.py", language=Language.PYTHON,
+                                         origin=FileOrigin.THIRD_PARTY, package="pkg", reason=ReviewReason.IMPORTED,
+                                         risk=RiskLevel.LOW, depth=1, chain=["src/db.py"])],
+                  agents=[AgentRun(agent_id="scanner:src/db.py", role=AgentRole.SCANNER, kind="scan", file="src/db.py"),
+                          AgentRun(agent_id="reviewer:security:src/db.py", role=AgentRole.REVIEWER, kind="security",
+                                   file="src/db.py", source=FindingSource.MODEL, model="anthropic/claude",
+                                   prompt_tokens=1200, completion_tokens=300, cost_usd=0.0123)],
+                  usage=Usage(prompt_tokens=1200, completion_tokens=300, cost_usd=0.0123))
+
+
+def test_markdown_summary() -> None:
+    text = render_markdown(sample_report())
+    assert "# Code review: repo" in text and "Model and deterministic review" in text
+    assert "| critical | 1 |" in text and "| documentation | 1 |" in text and "| dependency | 0 |" in text
+    assert "[`src/db.py:12`](src/db.py#L12)" in text and "[`src/x%20y.py:3`]" not in text
+    assert "[`src/x y.py:3`](src/x%20y.py#L3)" in text
+    assert "`/opt/site-packages/pkg/core.py:7`" in text and "third-party package `pkg`" in text
+    assert "Analyzers only: 2" in text and "Models only: 1" in text and "Both: 1" in text
+    assert "Tokens: 1,500" in text and "$0.0123" in text
+    assert "Related: [`src/app.py:4`](src/app.py#L4) caller" in text
+    assert "````" in text  # evidence containing a fence gets a longer fence
+    assert "| scanner | scan | 1 |" in text
+
+
+def test_markdown_names_deterministic_mode() -> None:
+    text = render_markdown(Report(root="/r"))
+    assert "**Deterministic analysis** - no model was configured" in text and "Tokens" not in text
+
+
+def test_json_round_trip() -> None:
+    report = sample_report()
+    assert parse_json(render_json(report)) == report
+    assert json.loads(render_json(report))["findings"][0]["rule"] == "B608"
+
+
+def test_sarif_valid_and_shaped_for_github() -> None:
+    report = sample_report()
+    doc = validate_sarif(render_sarif(report))
+    run = doc["runs"][0]
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    assert rules["B608"]["properties"]["security-severity"] == "9.5"
+    assert "external/cwe/cwe-89" in rules["B608"]["properties"]["tags"]
+    assert "security-severity" not in rules["D100"]["properties"]
+    results = run["results"]
+    assert [r["level"] for r in results] == ["error", "warning", "note", "note"]
+    first = results[0]
+    assert run["tool"]["driver"]["rules"][first["ruleIndex"]]["id"] == first["ruleId"] == "B608"
+    location = first["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"] == {"uri": "src/db.py", "uriBaseId": "%SRCROOT%"}
+    assert location["region"]["startLine"] == 12 and location["region"]["endLine"] == 13
+    assert first["partialFingerprints"]["swarmFindingId/v1"] == report.findings[0].id
+    assert first["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "src/app.py"
+    assert results[1]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "src/x%20y.py"
+    assert results[3]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].startswith("file:///opt/")
+    assert first["properties"]["tools"] == ["bandit", "model:anthropic/claude"]
+
+
+def test_empty_report_sarif_is_valid() -> None:
+    doc = validate_sarif(build_sarif(Report(root="/r")).to_json())
+    assert doc["runs"][0]["results"] == []

@@ -1,0 +1,81 @@
+"""The agent loop on a real Redis with the scripted model behind litellm, in-process (no Celery)."""
+
+from __future__ import annotations
+
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.spec import Limits
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.runs import RunStatus
+
+
+def test_agent_edits_files_runs_shell_and_finishes(local, make_spec):
+    run = local.start([make_spec("editor", "file_worker")], [ChildRequest("editor", "edit things", key="e")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+    assert agent.turn == 4
+    outputs = agent.result["result"]["tool_outputs"]
+    assert "hello from the agent" in outputs[1] and "21" in outputs[1]  # wc -c then cat
+    workspace = local.settings.state_dir / "workspaces" / run.id / agent.id
+    assert (workspace / "notes" / "hello.txt").read_text() == "goodbye from the agent\n"
+    conversation = agents.conversation(agent)
+    assert [m["role"] for m in conversation].count("assistant") == 4
+    assert agents.usage("run")["model_calls"] == 4
+    assert agents.usage("role:agent")["tool_calls"] == 4
+    assert local.services.runs.get(run.id).status is RunStatus.RUNNING  # the idle hook runs under Celery
+
+
+def test_text_only_model_is_nudged_then_stopped_by_turn_budget(local, make_spec):
+    spec = make_spec("talker", "chatter", limits=Limits(max_turns=3))
+    run = local.start([spec], [ChildRequest("talker", "talk", key="t")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
+    assert agent.turn == 3
+    assert "turns" in agent.reason and "3" in agent.reason
+    nudges = [m for m in agents.conversation(agent) if m["role"] == "user" and "without calling a tool" in
+              (m.get("content") or "")]
+    assert len(nudges) == 3
+
+
+def test_repeated_identical_call_is_stopped_as_a_loop(local, make_spec):
+    run = local.start([make_spec("looper", "repeater")], [ChildRequest("looper", "loop", key="l")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
+    assert "loop detected" in agent.reason and "list_files" in agent.reason
+    assert agent.turn == local.settings.agent_repeat_limit
+
+
+def test_token_and_wall_budgets_stop_agents(local, make_spec):
+    tokens = make_spec("hungry", "repeater", limits=Limits(max_tokens=50))
+    run = local.start([tokens], [ChildRequest("hungry", "eat tokens", key="h")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
+    assert agent.reason.startswith("agent budget exceeded: tokens")
+
+
+def test_subagents_run_and_report_back(local, make_spec):
+    parent = make_spec("boss", "spawner", subagents=("adder",), tools=("finish", "spawn_agents"))
+    child = make_spec("adder", "adder", tools=("finish",))
+    run = local.start([parent, child], [ChildRequest("boss", "sum things", key="b")])
+    local.drain()
+    agents = local.agents(run.id)
+    done = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+    boss = next(a for a in done if a.spec == "boss")
+    assert boss.result["result"] == {"total": 12, "children": 3}
+    kids = [a for a in done if a.spec == "adder"]
+    assert len(kids) == 3 and all(k.parent == boss.id and k.depth == 1 for k in kids)
+
+
+def test_malformed_calls_come_back_as_errors_and_the_agent_goes_on(local, make_spec):
+    run = local.start([make_spec("clumsy", "bad_caller")], [ChildRequest("clumsy", "try things", key="c")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+    errors = agent.result["result"]["errors"]
+    assert "invalid arguments for read_file" in errors[0]
+    assert "unknown tool 'launch_missiles'" in errors[1]
+    assert "wrong_field" in errors[2]
+    assert "invalid arguments for finish" in errors[3]
