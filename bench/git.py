@@ -13,6 +13,7 @@ checked: every commit is in ``git log``, every file it wrote is in the tree, no 
 
 from __future__ import annotations
 
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,8 @@ class Landing:
     conflicts_resolved: int
     first_try: bool
     status: str
+    push_s: float  # time inside push_with_rebase (the race, retries and backoff included)
+    cpu_s: float  # CPU of this pusher and its git processes for this commit (commit + push)
 
 
 def _section_resolver(index: int) -> Callable[[RebaseConflict], bool]:
@@ -102,6 +105,11 @@ def _set_section(text: str, index: int, value: str) -> str:
     return SEPARATOR.join(sections)
 
 
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _pusher(args: PusherArgs, start: Callable[[], float]) -> list[Landing]:
     spec = RemoteSpec(url=args.url, branch="main", timeout_s=60)
     clone = prepare_clone(spec, Path(args.clone_dir), author_name=f"pusher {args.index}",
@@ -118,10 +126,13 @@ def _pusher(args: PusherArgs, start: Callable[[], float]) -> list[Landing]:
         if n % args.shared_every == 0:
             shared = clone.path / SHARED
             shared.write_text(_set_section(shared.read_text(), args.index, f"commit {n}"))
+        cpu = _cpu()
         commit_all(clone, f"p{args.index} c{n}")
+        began = time.monotonic()
         outcome = push_with_rebase(clone, resolve=resolve, max_attempts=args.max_attempts, backoff=backoff)
-        landings.append(Landing(outcome.landed, time.monotonic(), outcome.attempts, outcome.rebases,
-                                outcome.conflicts_resolved, outcome.first_try, outcome.status.value))
+        now = time.monotonic()
+        landings.append(Landing(outcome.landed, now, outcome.attempts, outcome.rebases, outcome.conflicts_resolved,
+                                outcome.first_try, outcome.status.value, now - began, _cpu() - cpu))
     return landings
 
 
@@ -137,6 +148,8 @@ class Measured:
     rebases_per_commit: float
     conflicts_resolved: int
     max_attempts_seen: int
+    push_s_mean: float
+    cpu_ms_per_commit: float  # pushers and their git processes (the bare repository's side included)
     verified: bool
     problems: list[str]
     startup_s: float
@@ -194,6 +207,8 @@ def measure(pushers: int, p: Params) -> Measured:
         rebases_per_commit=sum(x.rebases for x in landings) / max(total, 1),
         conflicts_resolved=sum(x.conflicts_resolved for x in landings),
         max_attempts_seen=max((x.attempts for x in landings), default=0),
+        push_s_mean=round(sum(x.push_s for x in landings) / max(total, 1), 3),
+        cpu_ms_per_commit=round(1000 * sum(x.cpu_s for x in landings) / max(total, 1), 1),
         verified=not problems, problems=problems[:20], startup_s=round(together.startup_s, 2))
 
 

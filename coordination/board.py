@@ -20,6 +20,7 @@ from coordination.errors import (
     InvalidRecord,
     InvalidTransition,
     LeaseLost,
+    MalformedRecord,
     NotFound,
     VersionConflict,
 )
@@ -32,16 +33,22 @@ from coordination.tasks import Lease, SweepReport, Task, TaskStatus
 
 _WAKE_MAXLEN = 100_000
 
-# Read-only pick of a claim candidate: the member at position ARGV[2] mod n of the ready queue, where n
-# is the size of its best-scored tier capped at ARGV[1]. Server-side it is O(log N) whatever the cap,
-# and the client parses one short reply instead of the whole head with its scores (which was the
-# costliest part of a claim in the client).
+# Read-only pick of a claim candidate and its record, in one round trip: the member at position
+# ARGV[2] mod n of the ready queue (n = its best-scored tier, capped at ARGV[1]; O(log N) whatever the
+# cap), then that task's record. The record key is ARGV[3] .. id: not declared in KEYS, but it carries
+# the run's hash tag, so it lives in the same cluster slot as the queue. Round trips are what a claim
+# costs most in the client, above all with many claimants per core.
 _PICK_READY = r"""
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first == 0 then return false end
 local n = math.min(redis.call('ZCOUNT', KEYS[1], first[2], first[2]), tonumber(ARGV[1]))
 local i = tonumber(ARGV[2]) % n
-return redis.call('ZRANGE', KEYS[1], i, i)[1]
+local id = redis.call('ZRANGE', KEYS[1], i, i)[1]
+local key = ARGV[3] .. id
+local t = redis.call('TYPE', key)['ok']
+if t ~= 'hash' and t ~= 'none' then return {id, false, false, 1} end
+local rec = redis.call('HMGET', key, 'v', 'd')
+return {id, rec[1], rec[2]}
 """
 # How far the candidate spread may widen under contention (see ``TaskBoard.claim``).
 _MAX_SPREAD = 4096
@@ -161,13 +168,12 @@ class TaskBoard:
         check_id(claimant, "claimant")
         ready = self.keys.ready(role)
         for attempt in range(self.records.retry.max_attempts):
-            picked = self._pick(keys=[ready], args=[self._spread, random.getrandbits(31)])
+            picked = self._pick(keys=[ready], args=[self._spread, random.getrandbits(31),
+                                                    self.keys.task("t")[:-1]])
             if picked is None:
                 return None
-            task_id = picked.decode() if isinstance(picked, bytes) else str(picked)
-            try:
-                task, version = self._read(task_id)
-            except NotFound:
+            task_id, task, version = self._candidate(picked)
+            if task is None:
                 self.redis.zrem(ready, task_id)  # a purged record left its index entry: tidy and go on
                 continue
             if task.status is not TaskStatus.PENDING:
@@ -191,6 +197,21 @@ class TaskBoard:
 
     def _widen(self) -> None:
         self._spread = min(_MAX_SPREAD, max(self._spread, self.claim_candidates) * 2)
+
+    def _candidate(self, reply: Sequence[bytes | str | None]) -> tuple[str, Task | None, int]:
+        """Decode ``_PICK_READY``'s reply: task id, task (None if the record is gone) and version."""
+        task_id = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        key = self.keys.task(task_id)
+        if len(reply) > 3:
+            raise MalformedRecord(key, "not a versioned record (wrong Redis type)")
+        raw_version, data = reply[1], reply[2]
+        if data is None:
+            return task_id, None, 0
+        try:
+            version = int(raw_version)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise MalformedRecord(key, f"version field is {raw_version!r}, not an integer") from None
+        return task_id, codec.decode(Task, data, key=key), version
 
     def heartbeat(self, lease: Lease, *, lease_s: float | None = None) -> Lease:
         """Extend the lease; the returned lease carries the new fencing version."""

@@ -19,9 +19,11 @@ import os
 import resource
 import signal
 import sys
+from errno import EINVAL
 from typing import Any
 
 PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 SECBIT_NO_SETUID_FIXUP = 1 << 2
 SECBIT_NO_SETUID_FIXUP_LOCKED = 1 << 3
@@ -61,6 +63,9 @@ def drop_to(uid: int, keep_caps: list[int], libc: Any) -> None:
     NO_SETUID_FIXUP keeps the capabilities in access(2), which otherwise drops them for a non-root
     real uid: git and pip decide by access() whether they may use a directory.
     """
+    for cap in range(64):  # the bounding set too, though no_new_privs already makes it moot
+        if cap not in keep_caps and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != EINVAL:
+            _check(-1, "prctl(CAPBSET_DROP)")
     bits = SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED
     _check(libc.prctl(PR_SET_SECUREBITS, bits, 0, 0, 0), "prctl(SECUREBITS)")
     _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(KEEPCAPS)")

@@ -33,6 +33,7 @@ class ChildRequest:
     input: JsonValue = None
     labels: dict[str, str] = field(default_factory=dict)
     key: str | None = None  # a stable name for idempotent ids (defaults to the position)
+    global_key: bool = False  # the id derives from ``key`` alone: one such agent per run, whoever asks
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,12 @@ def spawn(store: AgentStore, spec_for: Callable[[str], AgentSpec], requests: lis
             refused.append((request, str(exc)))
             continue
         parent_id = parent.id if parent else None
-        agent_id = (child_id(parent_id, call_id, request.key or str(index)) if parent_id
-                    else new_id("a") if request.key is None else child_id("root", call_id, request.key))
+        if request.global_key and request.key:
+            agent_id = child_id("run", "global", request.key)
+        elif parent_id:
+            agent_id = child_id(parent_id, call_id, request.key or str(index))
+        else:
+            agent_id = new_id("a") if request.key is None else child_id("root", call_id, request.key)
         agent = AgentState(id=agent_id, run=store.keys.scope, spec=spec.name, role=spec.role, kind=spec.kind.value,
                            parent=parent_id, depth=depth, input=request.input, labels=request.labels,
                            created_at=0.0, updated_at=0.0)

@@ -85,12 +85,12 @@ class SwarmClient:
     client: redis.Redis
     records: RecordStore
     runs: RunStore
-    scheduler: Scheduler
+    scheduler: Scheduler | None = None  # None: a read-only client (dashboard, status)
     _contexts: dict[str, RunContext] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: SwarmSettings, client: redis.Redis, scheduler: Scheduler) -> SwarmClient:
-        from coordination.run import record_store  # noqa: PLC0415
+    def create(cls, settings: SwarmSettings, client: redis.Redis, scheduler: Scheduler | None = None) -> SwarmClient:
+        from coordination.run import record_store
 
         records = record_store(client, settings)
         return cls(settings=settings, client=client, records=records, runs=RunStore(client, records, settings),
@@ -108,6 +108,8 @@ class SwarmClient:
         """Send the next step of every READY agent in ``agents`` to its queue."""
         for agent in agents:
             if agent.status is AgentStatus.READY:
+                if self.scheduler is None:
+                    raise RuntimeError("this client was made without a scheduler; it cannot send steps")
                 spec = ctx.specs.get(agent.spec)
                 self.scheduler.enqueue(agent, spec.queue or self.settings.queue_for(spec.role),
                                        countdown_s=countdown_s)

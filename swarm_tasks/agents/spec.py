@@ -56,8 +56,8 @@ class AgentSpec(BaseModel):
         default=None, description="JSON schema the finish tool's `result` must satisfy.")
     queue: str | None = Field(default=None, description="Celery queue; None: the role's queue.")
     on_finish: str | None = Field(
-        default=None, description="module:function called with (agent, result) when the agent finishes; "
-        "returns follow-up agents to start (e.g. sub-reviewers chosen by data-driven rules).")
+        default=None, description="module:function called with (ProgramContext, result) when the agent "
+        "finishes; returns follow-up agents to start (e.g. sub-reviewers chosen by data-driven rules).")
 
     @field_validator("name", "role")
     @classmethod

@@ -34,13 +34,18 @@ class ToolRegistry:
 
 
 def default_tools() -> ToolRegistry:
-    """Every general-purpose tool: files, shell, git, notes, messages, spawn, finish."""
-    from swarm_tasks.agents.tools import files, git, shell
+    """Every tool agents may be given: files, shell, git, notes, messages, spawn, finish, and the
+    workflows' own (review analyzers; build tasks and pushes)."""
+    from swarm_tasks.agents.tools.files import FILE_TOOLS  # noqa: PLC0415 - heavy imports, only in workers
+    from swarm_tasks.agents.tools.git import GIT_TOOLS  # noqa: PLC0415
+    from swarm_tasks.agents.tools.shell import SHELL_TOOLS  # noqa: PLC0415
+    from swarm_tasks.review.model_agents import REVIEW_TOOLS  # noqa: PLC0415
 
     tools: list[Tool] = [Finish(), SpawnAgents(), WriteNote(), ReadNotes(), UpdateProgress(), SendMessage(),
-                         ReadMessages()]
-    for module in (files, shell, git):
-        tools += [cls() for cls in vars(module).values()
-                  if isinstance(cls, type) and issubclass(cls, Tool) and cls is not Tool
-                  and getattr(cls, "__module__", "") == module.__name__ and hasattr(cls, "name")]
+                         ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *REVIEW_TOOLS]
+    try:
+        from swarm_tasks.build.tools import BUILD_TOOLS  # noqa: PLC0415
+    except ImportError:  # the build workflow's tools are optional for a worker
+        BUILD_TOOLS = ()  # noqa: N806
+    tools += list(BUILD_TOOLS)
     return ToolRegistry(tools)

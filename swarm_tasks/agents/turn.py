@@ -136,10 +136,13 @@ class Turn:
         self.services.schedule(self.ctx, [self.agent], countdown_s=countdown_s)
 
     # -- program agents --------------------------------------------------------------------------
+    def program_context(self) -> ProgramContext:
+        return ProgramContext(agent=self.agent, spec=self.spec, run=self.ctx.record(), state=self.ctx.state,
+                              workspace=self.workspace(), settings=self.settings)
+
     async def run_program(self, record: RunRecord) -> None:
         assert self.spec.program is not None
-        pctx = ProgramContext(agent=self.agent, spec=self.spec, run=record, state=self.ctx.state,
-                              workspace=self.workspace(), settings=self.settings)
+        pctx = self.program_context()
         loop = asyncio.get_running_loop()
         try:
             fn = resolve_callable(self.spec.program)
@@ -279,7 +282,9 @@ class Turn:
                 continue
             ctx = ToolContext(run_id=self.agent.run, agent_id=self.agent.id, role=self.agent.role, call_id=call.id,
                               workspace=self.workspace(), settings=self.settings, state=self.ctx.state,
-                              sandbox=self.services.sandbox(), extras={"pingpong_limit": 40})
+                              sandbox=self.services.sandbox() if call.name == "shell" else None,
+                              extras={"pingpong_limit": 40, "run_spec": self.ctx.record().spec,
+                                      "agent_input": self.agent.input})
             result: ToolResult = await loop.run_in_executor(self.services.tool_executor, run_tool, tool,
                                                             call.arguments, ctx)
             outcome.messages.append(tool_message(call.id, result.content))
@@ -329,7 +334,8 @@ class Turn:
             status = AgentStatus.DONE if control.args.success else AgentStatus.FAILED
             follow: list[ChildRequest] = []
             if self.spec.on_finish and status is AgentStatus.DONE:
-                follow = list(resolve_callable(self.spec.on_finish)(self.agent, control.args.result))
+                hook = resolve_callable(self.spec.on_finish)
+                follow = list(hook(self.program_context(), control.args.result))
             self.end(status, None if control.args.success else control.args.summary, result=result,
                      append=messages, rewrite=rewrite, usage=usage, children=follow, **changes)
             return

@@ -187,8 +187,6 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         return tally.outcome(status, sha, why)
 
     for attempt in range(1, max_attempts + 1):
-        if attempt > 1:
-            sleep(backoff.delay(attempt - 1, rng))
         if scan:  # only new content can bring markers: our commits at first, then a resolver's edits
             markers = find_conflict_markers(clone.path, sorted(ours))
             if markers:
@@ -203,10 +201,17 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
             return finish(PushStatus.LANDED, candidate, detail)
         if kind is _Push.REFUSED:
             return finish(PushStatus.REJECTED, head, f"remote refused the push: {detail}")
+        reason = detail if kind is _Push.ERROR else f"the branch moved {tally.rebases + 1} times"
+        if attempt == max_attempts:
+            break
+        # Wait before fetching, never between replaying and pushing: from fetch to push is the window
+        # in which another landing makes this attempt fail. The first rejection usually only means
+        # our base was stale, so it is not waited for; later ones mean others are racing us.
+        if kind is _Push.ERROR or attempt > 1:
+            sleep(backoff.delay(attempt - 1, rng))
         if kind is _Push.ERROR:
-            reason = detail
             continue
-        fetched = clone.git("fetch", "--quiet", "--no-tags", "origin",
+        fetched = clone.git("fetch", "--quiet", "--no-tags", "--no-show-forced-updates", "origin",
                             f"+refs/heads/{clone.branch}:{clone.upstream_ref}", network=True, check=False)
         if not fetched.ok:
             kind, reason = _Push.ERROR, _failure(fetched, "fetch", clone)
@@ -239,6 +244,5 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
             if not tally.check.passed:
                 what = "timed out" if tally.check.timed_out else f"failed (exit {tally.check.exit_code})"
                 return finish(PushStatus.CHECK_FAILED, head, f"check {what} after rebase")
-        reason = f"the branch moved {tally.rebases} times"
     status = PushStatus.REMOTE_ERROR if kind is _Push.ERROR else PushStatus.RETRIES_EXHAUSTED
     return finish(status, head, f"not landed after {max_attempts} attempts: {reason}")

@@ -104,16 +104,18 @@ def test_read_outside_the_workspace(sandbox: Sandbox, ws: Path) -> None:
 def test_write_outside_the_workspace(sandbox: Sandbox, ws: Path) -> None:
     planted = ws.parent / "outside" / "planted.txt"
     system = Path(f"/usr/planted-{uuid.uuid4().hex}")
-    command = f"echo pwned > {planted}; echo pwned > /tmp/planted-by-test; echo inside > mine.txt"
-    if sandbox.mode == "bwrap":  # never try a system directory where nothing would stop it
-        command += f"; touch {system}"
+    host_tmp = Path(f"/tmp/planted-{uuid.uuid4().hex}")
+    command = f"echo pwned > {planted}; echo inside > mine.txt"
+    if sandbox.mode == "bwrap":  # never try system directories where nothing would stop it
+        command += f"; echo pwned > {host_tmp}; touch {system}"
     try:
         result = sandbox.run(command, workspace=ws)
     finally:
         system.unlink(missing_ok=True)
+        host_tmp.unlink(missing_ok=True)
     assert (ws / "mine.txt").read_text() == "inside\n"
     if sandbox.mode == "bwrap":
-        assert not planted.exists() and not system.exists()
+        assert not planted.exists() and not system.exists() and not host_tmp.exists()
         assert "Read-only file system" in result.output
     else:
         assert planted.read_text() == "pwned\n"

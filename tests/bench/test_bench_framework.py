@@ -22,7 +22,7 @@ def _fake(name: str) -> BenchResult:
 
 
 def test_tiny_coordination_run_writes_the_whole_result(tmp_path: Path) -> None:
-    result = coordination.run(False, clients=(1, 2), window_s=0.3, max_tasks=400)
+    result = coordination.run(False, clients=(1, 2), window_s=0.3, rounds=1, max_tasks=400)
     path = write_result(result, tmp_path)
     assert path == tmp_path / "coordination.json"
     raw = json.loads(path.read_text())

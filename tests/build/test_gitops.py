@@ -331,7 +331,7 @@ def test_refusals_and_exhausted_retries(remote: RemoteSpec, tmp_path: Path) -> N
     edit(b, "b.txt", "b\n", "b")
     assert push_with_rebase(a, resolve=refuse, max_attempts=1).landed
     exhausted = push_with_rebase(b, resolve=refuse, max_attempts=1)
-    assert exhausted.status is PushStatus.RETRIES_EXHAUSTED and exhausted.rebases == 1
+    assert exhausted.status is PushStatus.RETRIES_EXHAUSTED and exhausted.attempts == 1
     hook = Path(remote.url) / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'frozen branch' >&2\nexit 1\n")
     hook.chmod(0o755)

@@ -167,8 +167,8 @@ class GitStatusTool(Tool):
 
 
 class GitDiffArgs(ToolArgs):
-    staged: bool = Field(default=False, description="Show staged changes (what git_commit would record "
-                                                    "with paths unset is everything, staged or not).")
+    staged: bool = Field(default=False, description="Show the staged changes (the index) instead of the "
+                                                    "unstaged ones.")
     path: str | None = Field(default=None, description="Limit the diff to this file or directory.")
 
 

@@ -1,0 +1,62 @@
+"""The review job: what a user submits, validated before anything is enqueued."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from swarm_tasks.errors import JobSpecError
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.runs import RunLimits
+from swarm_tasks.sources import SourceSpec, materialize
+
+# The roles of a review, each with its own model (and queue): a cheap model for the quick scan.
+REVIEW_ROLES = ("scanner", "reviewer", "subreviewer")
+
+
+class ReviewJob(BaseModel):
+    """A deep review of one repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: SourceSpec
+    config: ReviewConfig = Field(default_factory=ReviewConfig)
+    models: dict[str, str] = Field(default_factory=dict, description="Model per role: scanner, reviewer, "
+                                   "subreviewer. A role without a model runs deterministic analyzers.")
+    limits: RunLimits = Field(default_factory=RunLimits)
+    title: str = ""
+
+    def model_for(self, role: str) -> str | None:
+        return self.models.get(role)
+
+    @property
+    def mode(self) -> str:
+        used = [r for r in REVIEW_ROLES if self.models.get(r)]
+        return "deterministic" if not used else "model" if len(used) == len(REVIEW_ROLES) else "mixed"
+
+    @classmethod
+    def parse(cls, data: JsonValue) -> ReviewJob:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'job'}: {e['msg']}" for e in exc.errors())
+            raise JobSpecError(f"invalid review job: {problems}") from None
+
+
+@lru_cache(maxsize=64)
+def _job(raw: str) -> ReviewJob:
+    return ReviewJob.model_validate_json(raw)
+
+
+def job_from_spec(spec: JsonValue) -> ReviewJob:
+    """The job stored in a run record (parsed once per process)."""
+    import json
+
+    return _job(json.dumps(spec, sort_keys=True))
+
+
+def review_root(job: ReviewJob, state_dir: Path, run_id: str) -> Path:
+    """The repository on this worker (a git URL is cloned on first use)."""
+    return materialize(job.source, state_dir, run_id)

@@ -1,0 +1,210 @@
+"""Review agents driven by a model: their tools, their instructions, and what their results lead to.
+
+A model agent reads code itself through tools (files, grep, the quick scan, the analyzers); nothing
+is pasted into its prompt. Its result is validated against a schema by the ``finish`` tool, and the
+same data-driven rules as in deterministic mode decide which agents it starts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, JsonValue, TypeAdapter, ValidationError
+
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.program import ProgramContext
+from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+from swarm_tasks.errors import ToolError
+from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.enums import ReviewerKind, RiskLevel, ScanFlag
+from swarm_tasks.review.findings import Finding, FindingDraft
+from swarm_tasks.review.job import job_from_spec, review_root
+from swarm_tasks.review.scan import quick_scan
+from swarm_tasks.review.source import SkippedPath
+from swarm_tasks.review.swarm import (
+    FileInput,
+    _inventory,
+    plan_after_scan,
+    source_file,
+    subreviews_for,
+)
+
+SCAN_INSTRUCTIONS = """You are the quick-scan agent of a code-review swarm. You get one file of a repository.
+Decide how risky it is and which risk flags apply, so that specialist reviewers are sent only where needed.
+Use `scan_file` (cheap static signals) and `read_file`/`grep` to look at the code yourself.
+Risk levels: low, medium, high, critical. Flags: sql, shell, deserialization, eval, secrets, crypto, network,
+auth, file_io, complex, undocumented (use only those that really apply).
+End by calling `finish` with result {"risk": "<level>", "flags": ["<flag>", ...]}."""
+
+REVIEWER_INSTRUCTIONS = """You are the {kind} reviewer of a code-review swarm, looking at one file of a repository.
+Read the file with `read_file`, search the repository with `grep` and `list_files`, and run the deterministic
+analyzer for your speciality with `run_analyzer` to get leads. Report only problems you can point at:
+each with the file path as the tools show it, exact start and end lines, severity (critical, high, medium, low,
+info), category "{kind}", a short kebab-case rule name, a title, the offending code as evidence, a concrete
+recommendation, a confidence between 0 and 1, and a CWE id for security problems.
+End by calling `finish` with result {{"findings": [ ... ]}} (an empty list if the file is fine)."""
+
+SUBREVIEWER_INSTRUCTIONS = """You are a {kind} sub-reviewer: a specialist sent because a reviewer reported a
+serious finding. Follow it across the repository with `read_file`, `grep` and `trace_finding` (a deterministic
+tracer for your speciality): where the data comes from, who calls the code, whether it is reachable.
+End by calling `finish` with result {{"summary": "what you established", "confirmed": true|false,
+"findings": [ ... ]}} listing any additional problems found (same finding fields as reviewers use)."""
+
+_DRAFTS = TypeAdapter(list[FindingDraft])
+FINDINGS_SCHEMA: dict[str, object] = {
+    "type": "object", "required": ["findings"],
+    "properties": {"findings": {"type": "array", "items": FindingDraft.model_json_schema()}}}
+SCAN_SCHEMA: dict[str, object] = {
+    "type": "object", "required": ["risk"],
+    "properties": {"risk": {"enum": [r.value for r in RiskLevel]},
+                   "flags": {"type": "array", "items": {"enum": [f.value for f in ScanFlag]}}}}
+SUBREVIEW_SCHEMA: dict[str, object] = {
+    "type": "object", "required": ["summary"],
+    "properties": {"summary": {"type": "string"}, "confirmed": {"type": "boolean"},
+                   "findings": {"type": "array", "items": FindingDraft.model_json_schema()}}}
+
+
+def drafts_to_findings(raw: JsonValue, model: str, agent_id: str) -> list[Finding]:
+    """Findings from a model's result; malformed entries are dropped (the schema already refused most)."""
+    if not isinstance(raw, list):
+        return []
+    out: list[Finding] = []
+    for item in raw:
+        try:
+            out.append(_DRAFTS.validate_python([item])[0].to_finding(model, agent_id))
+        except (ValidationError, ValueError):
+            continue
+    return out
+
+
+# -- hooks: what a model agent's result leads to ---------------------------------------------------
+
+
+def after_scan(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+    job = job_from_spec(pctx.run.spec)
+    root = review_root(job, pctx.settings.state_dir, pctx.run.id)
+    inventory = _inventory(str(root), job.config.encode())
+    inp = FileInput.model_validate(pctx.agent.input)
+    file = source_file(root, inventory, job.config, inp)
+    if isinstance(file, SkippedPath) or not isinstance(result, dict):
+        return []
+    risk = RiskLevel(str(result.get("risk", "low")))
+    flags = [ScanFlag(f) for f in result.get("flags") or [] if f in ScanFlag.__members__.values()]
+    imports = quick_scan(root, file, job.config)  # import resolution is deterministic, not the model's call
+    children, _ = plan_after_scan(pctx, job, root, inventory, file, inp, risk, flags, imports)
+    return children
+
+
+def after_review(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+    job = job_from_spec(pctx.run.spec)
+    inp = FileInput.model_validate(pctx.agent.input)
+    findings = drafts_to_findings(result.get("findings") if isinstance(result, dict) else None,
+                                  pctx.agent.model or "model", pctx.agent.id)
+    return subreviews_for(findings, job, {inp.path: set(inp.flags)}, 1, pctx.agent.id)
+
+
+def after_subreview(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+    job = job_from_spec(pctx.run.spec)
+    data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
+    depth = int((data.get("request") or {}).get("depth", 1))
+    findings = drafts_to_findings(result.get("findings") if isinstance(result, dict) else None,
+                                  pctx.agent.model or "model", pctx.agent.id)
+    return subreviews_for(findings, job, {}, depth + 1, pctx.agent.id)
+
+
+# -- tools ------------------------------------------------------------------------------------------
+
+
+def _job_root(ctx: ToolContext) -> tuple[Any, Any, Any]:
+    spec = ctx.extras.get("run_spec")
+    if spec is None:
+        raise ToolError("this tool only works inside a review run")
+    job = job_from_spec(spec)
+    root = review_root(job, ctx.settings.state_dir, ctx.run_id)
+    return job, root, _inventory(str(root), job.config.encode())
+
+
+class ScanArgs(ToolArgs):
+    path: str = Field(description="File path relative to the repository root.")
+
+
+class ScanFileTool(Tool):
+    """The deterministic quick scan of one file: risk, flags, the lines that raised them, imports."""
+
+    name = "scan_file"
+    description = "Cheap static scan of a file: risk level, risk flags with the lines that raised them, imports."
+    Args = ScanArgs
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        job, root, inventory = _job_root(ctx)
+        file = source_file(root, inventory, job.config, FileInput(path=args.path))
+        if isinstance(file, SkippedPath):
+            raise ToolError(f"{args.path} is not reviewed: {file.reason} {file.detail}")
+        scan = quick_scan(root, file, job.config)
+        return ToolResult(json.dumps({
+            "risk": scan.risk.value, "flags": [f.value for f in scan.flags],
+            "signals": [{"flag": s.flag.value, "line": s.line, "detail": s.detail} for s in scan.signals[:40]],
+            "imports": [{"module": i.module, "line": i.line} for i in scan.imports[:60]]}))
+
+
+class AnalyzerArgs(ToolArgs):
+    kind: ReviewerKind = Field(description="security, quality, complexity or documentation.")
+    path: str = Field(description="File path relative to the repository root.")
+
+
+class RunAnalyzerTool(Tool):
+    """Runs the deterministic analyzer of a speciality (bandit, ruff, radon, docstrings, JS rules) on a file."""
+
+    name = "run_analyzer"
+    description = ("Run the deterministic analyzer for a speciality on a file (bandit/own rules for security, "
+                   "ruff for quality, radon and nesting for complexity, docstrings for documentation, "
+                   "heuristics for JS/TS). Returns its findings with lines; verify them before reporting.")
+    Args = AnalyzerArgs
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        job, root, inventory = _job_root(ctx)
+        file = source_file(root, inventory, job.config, FileInput(path=args.path))
+        if isinstance(file, SkippedPath):
+            raise ToolError(f"{args.path} is not reviewed: {file.reason} {file.detail}")
+        found = run_reviewer(args.kind, root, file, job.config, ctx.agent_id)
+        return ToolResult(json.dumps([{
+            "file": f.file, "start_line": f.start_line, "end_line": f.end_line, "severity": f.severity.value,
+            "category": f.category.value, "rule": f.rule, "title": f.title, "evidence": f.evidence,
+            "recommendation": f.recommendation, "confidence": f.confidence, "cwe": f.cwe} for f in found]))
+
+
+class TraceArgs(ToolArgs):
+    pass
+
+
+class TraceFindingTool(Tool):
+    """The deterministic sub-reviewer of this agent's speciality, applied to the finding it was sent for."""
+
+    name = "trace_finding"
+    description = ("Run the deterministic tracer of your speciality on the finding you were sent for: it follows "
+                   "the data or the secret across files and returns related locations and any new findings.")
+    Args = TraceArgs
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        from swarm_tasks.review.code_index import CodeIndex
+        from swarm_tasks.review.subreview_rules import SubreviewRequest
+        from swarm_tasks.review.subreviewers import run_subreviewer
+
+        _job, root, inventory = _job_root(ctx)
+        data = ctx.extras.get("agent_input")
+        if not isinstance(data, dict) or "request" not in data:
+            raise ToolError("trace_finding is only for sub-reviewers")
+        request = SubreviewRequest.model_validate(data["request"])
+        finding = Finding.model_validate(data["finding"])
+        outcome = run_subreviewer(request, finding, CodeIndex(root, inventory.files))
+        return ToolResult(json.dumps({
+            "summary": outcome.summary, "severity": outcome.finding.severity.value,
+            "related": [r.model_dump(mode="json") for r in outcome.finding.related],
+            "new_findings": [{"file": f.file, "start_line": f.start_line, "end_line": f.end_line,
+                              "severity": f.severity.value, "category": f.category.value, "rule": f.rule,
+                              "title": f.title, "evidence": f.evidence, "confidence": f.confidence, "cwe": f.cwe}
+                             for f in outcome.new_findings]}))
+
+
+REVIEW_TOOLS: list[Tool] = [ScanFileTool(), RunAnalyzerTool(), TraceFindingTool()]

@@ -1,0 +1,56 @@
+"""The agent specs of a review run: a program (analyzers) or a model agent for each role."""
+
+from __future__ import annotations
+
+from swarm_tasks.agents.spec import AgentKind, AgentSpec, Limits
+from swarm_tasks.review.enums import ReviewerKind, SubReviewerKind
+from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.review.model_agents import (
+    FINDINGS_SCHEMA,
+    REVIEWER_INSTRUCTIONS,
+    SCAN_INSTRUCTIONS,
+    SCAN_SCHEMA,
+    SUBREVIEW_SCHEMA,
+    SUBREVIEWER_INSTRUCTIONS,
+)
+from swarm_tasks.review.swarm import INVENTORY, SCAN, reviewer_spec, subreviewer_spec
+
+_PROGRAMS = "swarm_tasks.review.swarm"
+_HOOKS = "swarm_tasks.review.model_agents"
+_READ_TOOLS = ("read_file", "grep", "list_files")
+
+
+def review_specs(job: ReviewJob) -> list[AgentSpec]:
+    """Every spec a review may start, for the job's models (a role without a model: its analyzer)."""
+    specs = [AgentSpec(name=INVENTORY, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
+                       program=f"{_PROGRAMS}:inventory_program", tools=())]
+    scanner = job.model_for("scanner")
+    if scanner:
+        specs.append(AgentSpec(name=SCAN, role="scanner", model=scanner, queue="scan",
+                               instructions=SCAN_INSTRUCTIONS, tools=("finish", "scan_file", *_READ_TOOLS),
+                               result_schema=SCAN_SCHEMA, on_finish=f"{_HOOKS}:after_scan",
+                               limits=Limits(max_turns=8)))
+    else:
+        specs.append(AgentSpec(name=SCAN, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
+                               program=f"{_PROGRAMS}:scan_program", tools=()))
+    reviewer = job.model_for("reviewer")
+    for kind in ReviewerKind:
+        if reviewer:
+            specs.append(AgentSpec(name=reviewer_spec(kind), role="reviewer", model=reviewer, queue="review",
+                                   instructions=REVIEWER_INSTRUCTIONS.format(kind=kind.value),
+                                   tools=("finish", "run_analyzer", *_READ_TOOLS), result_schema=FINDINGS_SCHEMA,
+                                   on_finish=f"{_HOOKS}:after_review", limits=Limits(max_turns=20)))
+        else:
+            specs.append(AgentSpec(name=reviewer_spec(kind), role="reviewer", kind=AgentKind.PROGRAM, queue="review",
+                                   program=f"{_PROGRAMS}:reviewer_program", tools=()))
+    sub = job.model_for("subreviewer")
+    for sub_kind in SubReviewerKind:
+        if sub:
+            specs.append(AgentSpec(name=subreviewer_spec(sub_kind.value), role="subreviewer", model=sub,
+                                   queue="review", instructions=SUBREVIEWER_INSTRUCTIONS.format(kind=sub_kind.value),
+                                   tools=("finish", "trace_finding", *_READ_TOOLS), result_schema=SUBREVIEW_SCHEMA,
+                                   on_finish=f"{_HOOKS}:after_subreview", limits=Limits(max_turns=20)))
+        else:
+            specs.append(AgentSpec(name=subreviewer_spec(sub_kind.value), role="subreviewer", kind=AgentKind.PROGRAM,
+                                   queue="review", program=f"{_PROGRAMS}:subreviewer_program", tools=()))
+    return specs

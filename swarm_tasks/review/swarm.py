@@ -1,0 +1,284 @@
+"""The review as a swarm of agents: what each agent does and which agents it starts.
+
+inventory ─► scan (one per file) ─► security / quality / complexity / documentation reviewers
+                 │                         └─► sub-reviewers (rules in data, bounded depth)
+                 └─► scan of each imported file (dependencies, bounded depth)
+
+Each function here is either a *program* (a deterministic agent: analyzers, named as such) or an
+*on_finish hook* (what a model agent's result leads to). Both plan children the same way, with
+run-wide keys, so a file is reviewed once per run whoever reaches it, and a dependency is scanned
+once per depth (the shortest import path always gets its turn).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from coordination.store import Versioned, Write
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.program import EmittedEvent, ProgramContext, ProgramResult
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.code_index import CodeIndex
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.review.dependencies import ImportEdge
+from swarm_tasks.review.enums import FileOrigin, ReviewerKind, RiskLevel, ScanFlag, SkipReason
+from swarm_tasks.review.findings import Finding
+from swarm_tasks.review.imports import ImportResolver
+from swarm_tasks.review.inventory import Inventory, build_inventory, describe_file
+from swarm_tasks.review.job import ReviewJob, job_from_spec, review_root
+from swarm_tasks.review.merge import merge_findings
+from swarm_tasks.review.scan import ScanResult, quick_scan
+from swarm_tasks.review.source import SkippedPath, SourceFile
+from swarm_tasks.review.subreview_rules import (
+    SubreviewRequest,
+    SubreviewRules,
+    load_subreview_rules,
+    once_per_file,
+    plan_subreviews,
+)
+from swarm_tasks.review.subreviewers import run_subreviewer
+
+INVENTORY = "review.inventory"
+SCAN = "review.scan"
+
+
+def reviewer_spec(kind: ReviewerKind | str) -> str:
+    return f"review.{kind}"
+
+
+def subreviewer_spec(kind: str) -> str:
+    return f"review.sub.{kind}"
+
+
+class FileInput(BaseModel):
+    """What a scan or a reviewer is given about its file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    depth: int = 0
+    origin: FileOrigin = FileOrigin.REPOSITORY
+    package: str | None = None
+    chain: list[str] = Field(default_factory=list)
+    imported_by: str | None = None
+    module: str | None = None
+    line: int | None = None
+    kind: str | None = None  # reviewer kind
+    flags: list[ScanFlag] = Field(default_factory=list)
+
+
+# -- shared per-process caches -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _inventory(root: str, config_json: str) -> Inventory:
+    return build_inventory(root, ReviewConfig.decode(config_json))
+
+
+@lru_cache(maxsize=32)
+def _rules(path: str | None) -> SubreviewRules:
+    return load_subreview_rules(Path(path) if path else None)
+
+
+def context_of(pctx: ProgramContext) -> tuple[ReviewJob, Path, Inventory]:
+    job = job_from_spec(pctx.run.spec)
+    root = review_root(job, pctx.settings.state_dir, pctx.run.id)
+    return job, root, _inventory(str(root), job.config.encode())
+
+
+def source_file(root: Path, inventory: Inventory, config: ReviewConfig, inp: FileInput) -> SourceFile | SkippedPath:
+    known = inventory.by_path().get(inp.path)
+    if known is not None:
+        return known
+    return describe_file(root, inp.path, config, origin=inp.origin, package=inp.package)
+
+
+def rules_of(job: ReviewJob) -> SubreviewRules:
+    path = job.config.subreview_rules_path
+    return _rules(str(path) if path else None)
+
+
+# -- planning children -----------------------------------------------------------------------------
+
+
+def reviewers_for(file: SourceFile, inp: FileInput, flags: list[ScanFlag]) -> list[ChildRequest]:
+    return [ChildRequest(reviewer_spec(kind), task=review_task(kind, file.path),
+                         input=FileInput(path=file.path, depth=inp.depth, origin=file.origin, package=file.package,
+                                         kind=kind.value, flags=flags).model_dump(mode="json"),
+                         labels={"file": file.path, "kind": kind.value},
+                         key=f"review:{kind.value}:{file.path}", global_key=True)
+            for kind in ReviewerKind]
+
+
+def review_task(kind: ReviewerKind | str, path: str) -> str:
+    return (f"Review {path} for {kind} problems. Report each problem you can justify with its exact line "
+            "numbers, evidence, severity and a recommendation; report nothing you cannot point at.")
+
+
+def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory: Inventory, file: SourceFile,
+                    inp: FileInput, risk: RiskLevel, flags: list[ScanFlag], imports_of: ScanResult,
+                    ) -> tuple[list[ChildRequest], dict[str, JsonValue]]:
+    """Reviewers for a flagged (or imported) file, and scans of what it imports, within the depth."""
+    config = job.config
+    flagged = risk.rank >= config.risk_threshold.rank or (config.flag_on_any_flag and bool(flags))
+    reviewed = flagged if inp.depth == 0 else True
+    children: list[ChildRequest] = reviewers_for(file, inp, flags) if reviewed else []
+    edges: list[ImportEdge] = []
+    skipped: list[SkippedPath] = []
+    unresolved: list[JsonValue] = []
+    if reviewed and inp.depth < config.dependency_depth:
+        resolver = ImportResolver(root, config, inventory.third_party)
+        targets, missing = resolver.resolve(file, imports_of.imports)
+        unresolved = [u.model_dump(mode="json") for u in missing if not u.module.startswith(".")]
+        chain = [*inp.chain, file.path]
+        for target in targets:
+            edges.append(ImportEdge(importer=file.path, target=target.path, module=target.module, line=target.line))
+            if target.path == file.path or target.path in inp.chain:
+                continue
+            third = target.origin is FileOrigin.THIRD_PARTY
+            if third and not config.follow_third_party:
+                continue
+            if third and not reserve_package_file(pctx, target.package or target.path, target.path,
+                                                  config.max_files_per_package):
+                skipped.append(SkippedPath(path=target.path, reason=SkipReason.VENDORED,
+                                           detail=f"package {target.package}: more than {config.max_files_per_package}"
+                                                  " files; the rest were not reviewed"))
+                continue
+            dep = FileInput(path=target.path, depth=inp.depth + 1, origin=target.origin, package=target.package,
+                            chain=chain, imported_by=file.path, module=target.module, line=target.line)
+            children.append(ChildRequest(SCAN, task=scan_task(target.path), input=dep.model_dump(mode="json"),
+                                         labels={"file": target.path}, key=f"dep:{target.path}:{inp.depth + 1}",
+                                         global_key=True))
+    result: dict[str, JsonValue] = {
+        "file": file.model_dump(mode="json"), "input": inp.model_dump(mode="json"), "risk": risk.value,
+        "flags": [f.value for f in flags], "flagged": flagged, "reviewed": reviewed,
+        "edges": [e.model_dump(mode="json") for e in edges], "unresolved": unresolved,
+        "skipped": [s.model_dump(mode="json") for s in skipped]}
+    return children, result
+
+
+def scan_task(path: str) -> str:
+    return (f"Quick-scan {path}: decide its risk level (low, medium, high, critical) and which risk flags apply "
+            "(sql, shell, deserialization, eval, secrets, crypto, network, auth, complex, undocumented...).")
+
+
+def reserve_package_file(pctx: ProgramContext, package: str, path: str, cap: int) -> bool:
+    """Admit ``path`` to the review if its package is under its file budget (a CAS-kept set per run)."""
+    ident = hashlib.sha1(package.encode(), usedforsecurity=False).hexdigest()[:16]
+    key = pctx.state.keys.record("pkgfiles", ident)
+    admitted: list[bool] = []
+
+    def fn(current: Versioned | None) -> Write | None:
+        paths: list[str] = json.loads(current.data) if current is not None else []
+        if path in paths:
+            admitted[:] = [True]
+            return None
+        if len(paths) >= cap:
+            admitted[:] = [False]
+            return None
+        admitted[:] = [True]
+        return Write(json.dumps(sorted([*paths, path])).encode())
+
+    pctx.state.records.update(key, fn)
+    return admitted[0]
+
+
+def subreviews_for(findings: list[Finding], job: ReviewJob, flags: dict[str, set[ScanFlag]], depth: int,
+                   parent: str) -> list[ChildRequest]:
+    rules = rules_of(job)
+    findings = merge_findings(findings)  # plan on merged findings, as the serial reference does
+    by_id = {f.id: f for f in findings}
+    out: list[ChildRequest] = []
+    for request in plan_subreviews(findings, rules, flags, depth, job.config.subreview_max_depth, parent):
+        out.append(subreview_child(request, by_id[request.finding_id], rules))
+    return out
+
+
+def subreview_child(request: SubreviewRequest, finding: Finding, rules: SubreviewRules) -> ChildRequest:
+    key = "|".join(request.key(once_per_file(rules, request)))
+    return ChildRequest(subreviewer_spec(request.reviewer.value),
+                        task=f"{request.reviewer.value}: examine the finding {finding.rule} at {finding.file}:"
+                             f"{finding.start_line} ({finding.title}); confirm or refute it with evidence.",
+                        input={"request": request.model_dump(mode="json"), "finding": finding.model_dump(mode="json")},
+                        labels={"file": finding.file, "kind": request.reviewer.value},
+                        key=f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}", global_key=True)
+
+
+def finding_events(findings: list[Finding], agent_id: str) -> list[EmittedEvent]:
+    return [EmittedEvent("finding", f.id, {"severity": f.severity.value, "file": f.file, "line": f.start_line,
+                                           "rule": f.rule, "category": f.category.value, "agent": agent_id,
+                                           "source": f.source.value}) for f in findings[:200]]
+
+
+# -- programs: deterministic agents ----------------------------------------------------------------
+
+
+def inventory_program(pctx: ProgramContext) -> ProgramResult:
+    """List the repository's files and start one scan per file."""
+    _job, _root, inventory = context_of(pctx)
+    children = [ChildRequest(SCAN, task=scan_task(f.path), input=FileInput(path=f.path).model_dump(mode="json"),
+                             labels={"file": f.path}, key=f"scan:{f.path}", global_key=True)
+                for f in inventory.files]
+    return ProgramResult(result={"files": len(inventory.files), "root": inventory.root,
+                                 "third_party": inventory.third_party.model_dump(mode="json"),
+                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped]},
+                         children=children, reason=None)
+
+
+def scan_program(pctx: ProgramContext) -> ProgramResult:
+    """Quick-scan one file (risk and flags) with the analyzers' cheap signals."""
+    job, root, inventory = context_of(pctx)
+    inp = FileInput.model_validate(pctx.agent.input)
+    file = source_file(root, inventory, job.config, inp)
+    if isinstance(file, SkippedPath):
+        return ProgramResult(result={"input": inp.model_dump(mode="json"), "skipped": [file.model_dump(mode="json")],
+                                     "reviewed": False}, reason=f"skipped: {file.reason} {file.detail}".strip())
+    scan = quick_scan(root, file, job.config)
+    children, result = plan_after_scan(pctx, job, root, inventory, file, inp, scan.risk, list(scan.flags), scan)
+    result["signals"] = [s.model_dump(mode="json") for s in scan.signals[:50]]
+    return ProgramResult(result=result, children=children)
+
+
+def reviewer_program(pctx: ProgramContext) -> ProgramResult:
+    """One specialist reviewer (security, quality, complexity or documentation) run as its analyzer."""
+    job, root, inventory = context_of(pctx)
+    inp = FileInput.model_validate(pctx.agent.input)
+    file = source_file(root, inventory, job.config, inp)
+    if isinstance(file, SkippedPath):
+        return ProgramResult(status=AgentStatus.FAILED, reason=f"file not reviewable: {file.reason} {file.detail}")
+    kind = ReviewerKind(inp.kind or "security")
+    findings = run_reviewer(kind, root, file, job.config, pctx.agent.id)
+    children = subreviews_for(findings, job, {file.path: set(inp.flags)}, 1, pctx.agent.id)
+    return ProgramResult(result={"findings": [f.model_dump(mode="json") for f in findings], "kind": kind.value,
+                                 "path": file.path},
+                         children=children, events=finding_events(findings, pctx.agent.id))
+
+
+def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
+    """A deterministic sub-reviewer (taint trace, secret exposure, auth flow, deserialization source)."""
+    job, root, inventory = context_of(pctx)
+    data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
+    request = SubreviewRequest.model_validate(data.get("request"))
+    finding = Finding.model_validate(data.get("finding"))
+    index = CodeIndex(root, inventory.files)
+    if finding.file not in index.files:
+        extra = describe_file(root, finding.file, job.config, origin=finding.origin, package=finding.package)
+        if isinstance(extra, SourceFile):
+            index.add(extra)
+    outcome = run_subreviewer(request, finding, index)
+    rules = rules_of(job)
+    children = [subreview_child(r, outcome.finding if r.finding_id == outcome.finding.id else
+                                next((f for f in outcome.new_findings if f.id == r.finding_id), outcome.finding), rules)
+                for r in outcome.follow_ups]
+    children += subreviews_for(outcome.new_findings, job, {}, request.depth + 1, pctx.agent.id)
+    return ProgramResult(result={"finding": outcome.finding.model_dump(mode="json"),
+                                 "new_findings": [f.model_dump(mode="json") for f in outcome.new_findings],
+                                 "summary": outcome.summary, "request": request.model_dump(mode="json")},
+                         children=children, reason=None,
+                         events=finding_events([outcome.finding, *outcome.new_findings], pctx.agent.id))

@@ -1,0 +1,214 @@
+"""Submitting a review and, once every agent it started has ended, merging one report.
+
+The run goes idle only when every agent (scans, reviewers, sub-reviewers, dependency scans) has
+ended, so the report is never written while work is still in flight. The report is stored in Redis
+(so ``swarm report`` works from any machine) and written as Markdown, JSON and SARIF 2.1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.launch import start_agents
+from swarm_tasks.review.code_index import CodeIndex
+from swarm_tasks.review.dependencies import DependencyFile, DependencyGraph, ImportEdge
+from swarm_tasks.review.enums import FindingSource, ReviewReason, RiskLevel, ScanFlag
+from swarm_tasks.review.findings import Finding
+from swarm_tasks.review.imports import UnresolvedImport
+from swarm_tasks.review.job import ReviewJob, job_from_spec, review_root
+from swarm_tasks.review.merge import merge_findings
+from swarm_tasks.review.model_agents import drafts_to_findings
+from swarm_tasks.review.pipeline import dependency_findings
+from swarm_tasks.review.report import AgentRole, AgentRun, Report, ReviewedFile, ReviewMode, Usage
+from swarm_tasks.review.report_json import parse_json, render_json
+from swarm_tasks.review.report_markdown import render_markdown
+from swarm_tasks.review.report_sarif import render_sarif
+from swarm_tasks.review.source import SkippedPath, SourceFile
+from swarm_tasks.review.specs import review_specs
+from swarm_tasks.review.swarm import INVENTORY, SCAN
+from swarm_tasks.runs import RunRecord, RunStatus
+from swarm_tasks.sources import check_source
+
+log = logging.getLogger("swarm_tasks.review")
+
+
+def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = None) -> RunRecord:
+    """Validate the job, store its specs and start the inventory agent. Nothing is enqueued for a bad job."""
+    job = job.model_copy(update={"source": check_source(job.source)})
+    title = job.title or f"review {job.source.shown()}"
+    root = ChildRequest(INVENTORY, task="List the repository's files.", key="inventory", global_key=True)
+    return start_agents(client, review_specs(job), [root], kind="review", title=title, limits=job.limits,
+                        models=job.models, spec_data=job.model_dump(mode="json"), run_id=run_id)
+
+
+def report_dir(state_dir: Path, run_id: str) -> Path:
+    return state_dir / "reports" / run_id
+
+
+def load_report(client: SwarmClient, run_id: str) -> Report | None:
+    """The merged report of a finished review, from Redis."""
+    blob = client.client.get(client.run(run_id).state.keys.record("report", "json"))
+    return None if blob is None else parse_json(zlib.decompress(blob))
+
+
+def on_idle(services: SwarmClient, run: RunRecord) -> None:
+    """Every agent ended: merge the findings into one report and complete the run (once)."""
+    if services.runs.transition(run.id, RunStatus.FINALIZING, only_from=(RunStatus.RUNNING,)) is None:
+        return  # cancelled, or another worker is finalizing it
+    try:
+        ctx = services.run(run.id)
+        job = job_from_spec(run.spec)
+        root = review_root(job, services.settings.state_dir, run.id)
+        report = assemble_report(ctx, job, root, run)
+        out = write_report(report, report_dir(services.settings.state_dir, run.id))
+        services.client.set(ctx.state.keys.record("report", "json"), zlib.compress(render_json(report, None).encode()))
+        counts = {s.value: n for s, n in report.by_severity().items()}
+        services.runs.transition(run.id, RunStatus.COMPLETED, only_from=(RunStatus.FINALIZING,), result={
+            "report_dir": str(out), "findings": len(report.findings), "by_severity": counts,
+            "files_scanned": report.files_scanned, "files_reviewed": len(report.reviewed),
+            "agents": len(report.agents), "mode": report.mode.value})
+    except Exception as exc:
+        log.exception("finalizing review %s failed", run.id)
+        services.runs.transition(run.id, RunStatus.FAILED, reason=f"report failed: {type(exc).__name__}: {exc}")
+
+
+def write_report(report: Report, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.md").write_text(render_markdown(report))
+    (directory / "report.json").write_text(render_json(report))
+    (directory / "report.sarif").write_text(render_sarif(report))
+    return directory
+
+
+def all_agents(ctx: RunContext) -> list[AgentState]:
+    ids = sorted({a for status in AgentStatus for a in ctx.agents.ids(status)})
+    out: list[AgentState] = []
+    for start in range(0, len(ids), 500):
+        out += [a for a in ctx.agents.get_many(ids[start:start + 500]) if a is not None]
+    return out
+
+
+def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord) -> Report:
+    """One report from every agent's result: findings merged and de-duplicated, honest counts."""
+    agents = all_agents(ctx)
+    files_scanned = 0
+    skipped: dict[str, SkippedPath] = {}  # the inventory's
+    dep_skipped: dict[str, SkippedPath] = {}  # dependencies that could not or may not be reviewed
+    findings: list[Finding] = []
+    scans: dict[str, list[dict[str, object]]] = {}
+    for agent in agents:
+        result = agent.result if isinstance(agent.result, dict) else {}
+        if agent.spec == INVENTORY:
+            files_scanned = int(result.get("files", 0) or 0)
+            for raw in result.get("skipped") or []:
+                skip = SkippedPath.model_validate(raw)
+                skipped[skip.path] = skip
+        elif agent.spec == SCAN:
+            body = result.get("result") if agent.kind == "llm" else result
+            if agent.kind == "llm" and isinstance(agent.input, dict):
+                body = {**(body if isinstance(body, dict) else {}), "input": agent.input}
+            if isinstance(body, dict) and isinstance(body.get("input"), dict):
+                scans.setdefault(str(body["input"]["path"]), []).append(body)
+                for raw in body.get("skipped") or []:
+                    skip = SkippedPath.model_validate(raw)
+                    dep_skipped.setdefault(skip.path, skip)
+        else:
+            findings += agent_findings(agent)
+    reviewed, graph = _files_and_graph(scans)
+    reviewed_paths = {f.path for f in reviewed}
+    graph.skipped = [s for path, s in sorted(dep_skipped.items()) if path not in reviewed_paths]
+    index = CodeIndex(root, [*_inventory_files(root, job), *(d.file for d in graph.files)])
+    merged = merge_findings(findings)
+    merged = merge_findings([*merged, *dependency_findings(merged, graph, index)])
+    usage = ctx.agents.usage("run")
+    notes = [f"{a.spec} agent {a.id} ended {a.status.value}: {a.reason}" for a in agents
+             if a.status is not AgentStatus.DONE][:50]
+    return Report(root=str(root), run_id=run.id, mode=ReviewMode(job.mode), models=sorted(set(job.models.values())),
+                  started_at=datetime.fromtimestamp(run.created_at, UTC), finished_at=datetime.now(UTC),
+                  files_scanned=files_scanned, findings=merged, reviewed=reviewed,
+                  skipped=list(skipped.values()), dependencies=graph,
+                  agents=[agent_run(a) for a in agents], notes=notes,
+                  usage=Usage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                              completion_tokens=int(usage.get("completion_tokens", 0)),
+                              cost_usd=float(usage.get("cost_usd", 0.0))))
+
+
+def _inventory_files(root: Path, job: ReviewJob) -> list[SourceFile]:
+    from swarm_tasks.review.swarm import _inventory
+
+    return list(_inventory(str(root), job.config.encode()).files)
+
+
+def agent_findings(agent: AgentState) -> list[Finding]:
+    """The findings an agent reported (analyzer programs and model agents store them differently)."""
+    result = agent.result if isinstance(agent.result, dict) else {}
+    if agent.kind == "llm":
+        body = result.get("result") if isinstance(result.get("result"), dict) else {}
+        return drafts_to_findings(body.get("findings"), agent.model or "model", agent.id)
+    raw = list(result.get("findings") or []) + list(result.get("new_findings") or [])
+    if isinstance(result.get("finding"), dict):
+        raw.append(result["finding"])
+    return [Finding.model_validate(f) for f in raw]
+
+
+def _files_and_graph(scans: dict[str, list[dict[str, object]]]) -> tuple[list[ReviewedFile], DependencyGraph]:
+    reviewed: list[ReviewedFile] = []
+    graph = DependencyGraph()
+    edges: dict[tuple[str, str, int], ImportEdge] = {}
+    unresolved: dict[tuple[str, str, int], UnresolvedImport] = {}
+    for path in sorted(scans):
+        entries = scans[path]
+        for entry in entries:
+            for raw in entry.get("edges") or []:  # type: ignore[attr-defined]
+                edge = ImportEdge.model_validate(raw)
+                edges[(edge.importer, edge.target, edge.line)] = edge
+            for raw in entry.get("unresolved") or []:  # type: ignore[attr-defined]
+                miss = UnresolvedImport.model_validate(raw)
+                unresolved[(miss.importer, miss.module, miss.line)] = miss
+        done = [e for e in entries if e.get("reviewed") and isinstance(e.get("file"), dict)]
+        if not done:
+            continue
+        flagged = any(e.get("flagged") and e["input"]["depth"] == 0 for e in done)  # type: ignore[index]
+        best = min(done, key=lambda e: e["input"]["depth"])  # type: ignore[index]
+        inp = best["input"]
+        file = SourceFile.model_validate(best["file"])
+        risk = RiskLevel(str(best.get("risk", "low")))
+        flags = [ScanFlag(f) for f in best.get("flags") or []]  # type: ignore[attr-defined]
+        if flagged:
+            depth0 = next(e for e in done if e["input"]["depth"] == 0)  # type: ignore[index]
+            reviewed.append(ReviewedFile(path=file.path, language=file.language, origin=file.origin,
+                                         package=file.package, reason=ReviewReason.FLAGGED,
+                                         risk=RiskLevel(str(depth0.get("risk"))),
+                                         flags=[ScanFlag(f) for f in depth0.get("flags") or []]))  # type: ignore[attr-defined]
+            continue
+        reviewed.append(ReviewedFile(path=file.path, language=file.language, origin=file.origin, package=file.package,
+                                     reason=ReviewReason.IMPORTED, risk=risk, flags=flags, depth=inp["depth"],
+                                     chain=list(inp.get("chain") or [])))
+        graph.files.append(DependencyFile(file=file, depth=inp["depth"], imported_by=inp.get("imported_by") or "",
+                                          module=inp.get("module") or "", line=inp.get("line") or 1,
+                                          chain=list(inp.get("chain") or [])))
+    graph.edges = [edges[k] for k in sorted(edges)]
+    graph.unresolved = [unresolved[k] for k in sorted(unresolved)]
+    return reviewed, graph
+
+
+def agent_run(agent: AgentState) -> AgentRun:
+    role = (AgentRole.SUBREVIEWER if agent.spec.startswith("review.sub.") else
+            AgentRole.SCANNER if agent.spec in (INVENTORY, SCAN) else AgentRole.REVIEWER)
+    kind = agent.spec.removeprefix("review.sub.").removeprefix("review.")
+    result = agent.result if isinstance(agent.result, dict) else {}
+    count = len(agent_findings(agent)) if role is not AgentRole.SCANNER else 0
+    summary = str(result.get("summary") or agent.reason or "")[:300]
+    if agent.spec == SCAN and agent.kind != "llm":
+        summary = f"risk {result.get('risk')}, flags {', '.join(result.get('flags') or []) or 'none'}"
+    return AgentRun(agent_id=agent.id, role=role, kind=kind, file=agent.labels.get("file", ""),
+                    source=FindingSource.MODEL if agent.kind == "llm" else FindingSource.ANALYZER,
+                    model=agent.model if agent.kind == "llm" else None, parent_agent_id=agent.parent or "",
+                    depth=agent.depth, findings=count, prompt_tokens=agent.usage.prompt_tokens,
+                    completion_tokens=agent.usage.completion_tokens, cost_usd=agent.usage.cost_usd, summary=summary)
