@@ -28,14 +28,20 @@ from coordination.run import record_store
 from swarm_tasks.agents.runner import AgentRunner, AgentServices, Scheduler, StepOutcome
 from swarm_tasks.agents.toolset import ToolRegistry, default_tools
 from swarm_tasks.control import ControlLoop
-from swarm_tasks.models.gateway import ModelGateway
 from swarm_tasks.runs import RunStore
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
+    from swarm_tasks.models.gateway import ModelGateway
     from swarm_tasks.sandbox import Sandbox
 
 log = logging.getLogger("swarm_tasks.runtime")
+
+
+def _make_gateway(settings: SwarmSettings) -> ModelGateway:
+    from swarm_tasks.models.gateway import ModelGateway
+
+    return ModelGateway(settings)
 
 
 def _make_sandbox(settings: SwarmSettings) -> Sandbox:
@@ -73,7 +79,7 @@ class WorkerRuntime:
         records = record_store(handle.client, settings)
         self.services = AgentServices(
             settings=settings, client=handle.client, records=records,
-            runs=RunStore(handle.client, records, settings), gateway=ModelGateway(settings),
+            runs=RunStore(handle.client, records, settings), gateway_factory=lambda: _make_gateway(settings),
             tools=tools or default_tools(), scheduler=scheduler, node=node or node_name(),
             tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),
             sandbox_factory=lambda: _make_sandbox(settings))

@@ -50,3 +50,13 @@ class ProgramResult:
     children: list[ChildRequest] = field(default_factory=list)
     events: list[EmittedEvent] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    counters: dict[str, int] = field(default_factory=dict)  # run-wide live counters, e.g. findings.high
+
+
+@dataclass
+class FollowUp:
+    """What an on_finish hook may return besides a plain list of children: events and counters too."""
+
+    children: list[ChildRequest] = field(default_factory=list)
+    events: list[EmittedEvent] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)

@@ -125,12 +125,20 @@ class SwarmClient:
 class AgentServices(SwarmClient):
     """Per-process services of a worker: the client plus model gateway, tools and sandbox."""
 
-    gateway: ModelGateway
+    gateway_factory: Callable[[], ModelGateway]
     tools: ToolRegistry
     node: str
     tool_executor: ThreadPoolExecutor
     sandbox_factory: Callable[[], Sandbox] | None = None
     _sandbox: Sandbox | None = None
+    _gateway: ModelGateway | None = None
+
+    def model_gateway(self) -> ModelGateway:
+        """The model gateway, built on first use: importing litellm costs seconds and ~200 MB, and a
+        worker that only runs deterministic agents never needs it."""
+        if self._gateway is None:
+            self._gateway = self.gateway_factory()
+        return self._gateway
 
     def sandbox(self) -> Sandbox | None:
         """The process's shell sandbox, made on first use (probing bubblewrap costs a subprocess)."""

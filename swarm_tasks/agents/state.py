@@ -278,6 +278,7 @@ class AgentStore:
                 if old.status is not AgentStatus.QUEUED:
                     ops.append(store.hincrby(self.run_usage, "active", -1))
                 ops.append(store.hincrby(self.run_usage, f"agents_{new.status.value}", 1))
+                ops.append(store.hincrby(k.usage(f"role:{new.role}"), "agents_ended", 1))
                 ops.append(store.child_end(k.children_open(), RUN_ROOT, k.wake_requests(), k.wakeups(), 100_000))
                 if new.parent:
                     ops.append(store.child_end(k.children_open(), new.parent, k.wake_requests(), k.wakeups(),

@@ -36,16 +36,16 @@ class ToolRegistry:
 def default_tools() -> ToolRegistry:
     """Every tool agents may be given: files, shell, git, notes, messages, spawn, finish, and the
     workflows' own (review analyzers; build tasks and pushes)."""
-    from swarm_tasks.agents.tools.files import FILE_TOOLS  # noqa: PLC0415 - heavy imports, only in workers
-    from swarm_tasks.agents.tools.git import GIT_TOOLS  # noqa: PLC0415
-    from swarm_tasks.agents.tools.shell import SHELL_TOOLS  # noqa: PLC0415
-    from swarm_tasks.review.model_agents import REVIEW_TOOLS  # noqa: PLC0415
+    from swarm_tasks.agents.tools.files import FILE_TOOLS
+    from swarm_tasks.agents.tools.git import GIT_TOOLS
+    from swarm_tasks.agents.tools.shell import SHELL_TOOLS
+    from swarm_tasks.review.model_agents import REVIEW_TOOLS
 
     tools: list[Tool] = [Finish(), SpawnAgents(), WriteNote(), ReadNotes(), UpdateProgress(), SendMessage(),
                          ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *REVIEW_TOOLS]
     try:
-        from swarm_tasks.build.tools import BUILD_TOOLS  # noqa: PLC0415
+        from swarm_tasks.build.tools import BUILD_TOOLS
     except ImportError:  # the build workflow's tools are optional for a worker
-        BUILD_TOOLS = ()  # noqa: N806
+        BUILD_TOOLS = ()
     tools += list(BUILD_TOOLS)
     return ToolRegistry(tools)

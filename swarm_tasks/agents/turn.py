@@ -17,11 +17,11 @@ from typing import Any
 import jsonschema
 from pydantic import JsonValue
 
-from coordination.store import Op, wake_when_done
+from coordination.store import Op, hincrby, wake_when_done
 from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
 from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
 from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens
-from swarm_tasks.agents.program import ProgramContext, ProgramResult
+from swarm_tasks.agents.program import EmittedEvent, FollowUp, ProgramContext, ProgramResult
 from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
@@ -150,9 +150,15 @@ class Turn:
         except Exception as exc:  # a program bug ends this agent, never the worker
             self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1)
             return
-        events = [self.ctx.state.events.op(e.type, e.subject, e.data, versioned=False) for e in result.events]
-        self.end(result.status, result.reason, result=result.result, usage=result.usage, extra_ops=events,
-                 children=result.children, turn=1)
+        self.end(result.status, result.reason, result=result.result, usage=result.usage,
+                 extra_ops=self.emitted(result.events, result.counters), children=result.children, turn=1)
+
+    def emitted(self, events: list[EmittedEvent], counters: dict[str, int]) -> list[Op]:
+        """Ops for a program's or hook's events and live counters, written with the agent's final record."""
+        ops = [self.ctx.state.events.op(e.type, e.subject, e.data, versioned=False) for e in events]
+        key = self.ctx.state.keys.usage("counters")
+        ops += [hincrby(key, name, n) for name, n in counters.items() if n]
+        return ops
 
     # -- LLM agents ------------------------------------------------------------------------------
     async def run_llm(self, record: RunRecord) -> None:
@@ -185,7 +191,7 @@ class Turn:
             self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
                      "SWARM_MODELS, or use the workflow's deterministic mode", append=pending, **changes)
             return
-        gateway = self.services.gateway
+        gateway = self.services.model_gateway()
         conversation = history + pending
         rewrite: list[ChatMessage] | None = None
         window = gateway.context_window(model)
@@ -332,12 +338,14 @@ class Turn:
         if isinstance(control, Finish):
             result: JsonValue = {"summary": control.args.summary, "result": control.args.result}
             status = AgentStatus.DONE if control.args.success else AgentStatus.FAILED
-            follow: list[ChildRequest] = []
+            follow = FollowUp()
             if self.spec.on_finish and status is AgentStatus.DONE:
                 hook = resolve_callable(self.spec.on_finish)
-                follow = list(hook(self.program_context(), control.args.result))
+                returned = hook(self.program_context(), control.args.result)
+                follow = returned if isinstance(returned, FollowUp) else FollowUp(children=list(returned))
             self.end(status, None if control.args.success else control.args.summary, result=result,
-                     append=messages, rewrite=rewrite, usage=usage, children=follow, **changes)
+                     append=messages, rewrite=rewrite, usage=usage, children=follow.children,
+                     extra_ops=self.emitted(follow.events, follow.counters), **changes)
             return
         spawned = spawn(self.ctx.agents, self.ctx.specs.get, control.requests, limits=self.ctx.record().limits,
                         parent=self.agent, call_id=control.call.id)
@@ -363,7 +371,7 @@ class Turn:
         summary: str | None = None
         usage = Usage()
         try:
-            reply = await self.services.gateway.complete(model, [*conversation[:1], {
+            reply = await self.services.model_gateway().complete(model, [*conversation[:1], {
                 "role": "user", "content": SUMMARY_PROMPT + "\n\n" + _transcript(conversation[1:])}])
             summary = (reply.content or "").strip() or None
             usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,

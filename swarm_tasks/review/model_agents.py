@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.program import ProgramContext
+from swarm_tasks.agents.program import FollowUp, ProgramContext
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.errors import ToolError
 from swarm_tasks.review.analyzers import run_reviewer
@@ -25,6 +25,8 @@ from swarm_tasks.review.source import SkippedPath
 from swarm_tasks.review.swarm import (
     FileInput,
     _inventory,
+    finding_counters,
+    finding_events,
     plan_after_scan,
     source_file,
     subreviews_for,
@@ -96,21 +98,23 @@ def after_scan(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
     return children
 
 
-def after_review(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+def after_review(pctx: ProgramContext, result: JsonValue) -> FollowUp:
     job = job_from_spec(pctx.run.spec)
     inp = FileInput.model_validate(pctx.agent.input)
     findings = drafts_to_findings(result.get("findings") if isinstance(result, dict) else None,
                                   pctx.agent.model or "model", pctx.agent.id)
-    return subreviews_for(findings, job, {inp.path: set(inp.flags)}, 1, pctx.agent.id)
+    return FollowUp(children=subreviews_for(findings, job, {inp.path: set(inp.flags)}, 1, pctx.agent.id),
+                    events=finding_events(findings, pctx.agent.id), counters=finding_counters(findings))
 
 
-def after_subreview(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+def after_subreview(pctx: ProgramContext, result: JsonValue) -> FollowUp:
     job = job_from_spec(pctx.run.spec)
     data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
     depth = int((data.get("request") or {}).get("depth", 1))
     findings = drafts_to_findings(result.get("findings") if isinstance(result, dict) else None,
                                   pctx.agent.model or "model", pctx.agent.id)
-    return subreviews_for(findings, job, {}, depth + 1, pctx.agent.id)
+    return FollowUp(children=subreviews_for(findings, job, {}, depth + 1, pctx.agent.id),
+                    events=finding_events(findings, pctx.agent.id), counters=finding_counters(findings))
 
 
 # -- tools ------------------------------------------------------------------------------------------

@@ -210,6 +210,14 @@ def subreview_child(request: SubreviewRequest, finding: Finding, rules: Subrevie
                         key=f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}", global_key=True)
 
 
+def finding_counters(findings: list[Finding]) -> dict[str, int]:
+    """Raw (not yet merged) findings by severity, for the live views."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f"findings.{f.severity.value}"] = counts.get(f"findings.{f.severity.value}", 0) + 1
+    return counts
+
+
 def finding_events(findings: list[Finding], agent_id: str) -> list[EmittedEvent]:
     return [EmittedEvent("finding", f.id, {"severity": f.severity.value, "file": f.file, "line": f.start_line,
                                            "rule": f.rule, "category": f.category.value, "agent": agent_id,
@@ -257,7 +265,8 @@ def reviewer_program(pctx: ProgramContext) -> ProgramResult:
     children = subreviews_for(findings, job, {file.path: set(inp.flags)}, 1, pctx.agent.id)
     return ProgramResult(result={"findings": [f.model_dump(mode="json") for f in findings], "kind": kind.value,
                                  "path": file.path},
-                         children=children, events=finding_events(findings, pctx.agent.id))
+                         children=children, events=finding_events(findings, pctx.agent.id),
+                         counters=finding_counters(findings))
 
 
 def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
@@ -281,4 +290,5 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
                                  "new_findings": [f.model_dump(mode="json") for f in outcome.new_findings],
                                  "summary": outcome.summary, "request": request.model_dump(mode="json")},
                          children=children, reason=None,
-                         events=finding_events([outcome.finding, *outcome.new_findings], pctx.agent.id))
+                         events=finding_events([outcome.finding, *outcome.new_findings], pctx.agent.id),
+                         counters=finding_counters(outcome.new_findings))
