@@ -3,13 +3,14 @@
 Four variants, each at 1, 4, 16 and 64 concurrent OS processes, every claimant thinking 2 ms between
 reading and writing (an agent choosing what to take):
 
-* ``occ``: ``TaskBoard.claim`` as shipped: read the head of the ready queue, think, compare-and-set.
+* ``occ``: ``TaskBoard.claim`` as shipped: pick a ready task and read it, think, compare-and-set.
 * ``lock``: the same call, made while holding one board-wide redis-py ``Lock`` (the usual design).
 * ``lua_cas``: read one key's version, think, ``RecordStore.cas`` - each process its own key, so
   nothing contends: the ceiling for read + think + one Lua write.
 * ``lua_cas_shared``: the same loop with every process on one shared key (informational).
 
-Variants are interleaved per client count so that each ratio compares runs made moments apart.
+Variants are interleaved per client count (and measured in several rounds, the best one counting) so
+that each ratio compares runs made moments apart.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _worker(args: WorkerArgs, start: Callable[[], float]) -> Counts:
     tally = [0]
     retry = _CountingRetry(settings.cas_max_attempts, settings.cas_backoff_base_s, settings.cas_backoff_cap_s,
                            tally=tally)
-    state = RunState(client, args.run_id, settings, records=RecordStore(client, retry=retry))
+    records = RecordStore(client, max_record_bytes=settings.max_record_bytes, retry=retry)
+    state = RunState(client, args.run_id, settings, records=records)
     state.records.now()  # measure the server clock offset now, not inside the window
     loop = _LOOPS[args.mode]
     try:
@@ -128,7 +130,7 @@ def _claim_loop(state: RunState, args: WorkerArgs, start: Callable[[], float], t
     ops, last, emptied = 0, 0.0, False
     end = start() + args.window_s
     cpu = time.process_time()
-    while (now := time.monotonic()) < end:
+    while time.monotonic() < end:
         if lock is not None:
             with lock:
                 lease = board.claim(claimant, ROLE, think=think)

@@ -22,7 +22,7 @@ from coordination.registry import Kind
 from coordination.run import global_registry
 from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
-from swarm_tasks.agents.runner import AgentServices, RunContext
+from swarm_tasks.agents.runner import AgentServices, RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.runs import RUN_ROOT, RunStatus
 
@@ -129,65 +129,74 @@ class ControlLoop:
 
     # -- agents ----------------------------------------------------------------------------------
     def wake_agent(self, ctx: RunContext, agent_id: str) -> bool:
-        """A waiting agent whose sub-agents all ended becomes READY and its step is sent."""
-        for _ in range(8):
-            try:
-                agent, version = ctx.agents.load(agent_id)
-            except NotFound:
-                return False
-            if agent.status is not AgentStatus.WAITING or not all_ended(ctx.agents, agent.waiting_on):
-                return False
-            now = ctx.state.records.now()
-            new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, updated_at=now,
-                               due_at=now + self.services.settings.agent_step_grace_s)
-            try:
-                _, saved = ctx.agents.save(agent, version, new)
-            except VersionConflict:
-                continue
-            self.services.schedule(ctx, [saved])
-            return True
-        return False
+        return wake_agent(self.services, ctx, agent_id)
 
     def sweep(self, run_id: str) -> None:
         ctx = self.services.run(run_id)
         try:
             ctx.state.board.sweep()
-            self.sweep_agents(ctx)
+            sweep_agents(self.services, ctx)
             self.services.promote_and_schedule(ctx)
         except CoordinationError as exc:
             log.warning("sweep of run %s failed: %s", run_id, exc)
 
-    def sweep_agents(self, ctx: RunContext) -> int:
-        """Act on agents whose deadline passed: resend lost steps, reclaim dead turns, recheck waits."""
-        acted = 0
-        settings = self.services.settings
-        for agent_id in ctx.agents.due(ctx.state.records.now()):
-            try:
-                agent, version = ctx.agents.load(agent_id)
-            except NotFound:
+
+def wake_agent(client: SwarmClient, ctx: RunContext, agent_id: str) -> bool:
+    """A waiting agent whose sub-agents all ended becomes READY and its step is sent."""
+    for _ in range(8):
+        try:
+            agent, version = ctx.agents.load(agent_id)
+        except NotFound:
+            return False
+        if agent.status is not AgentStatus.WAITING or not all_ended(ctx.agents, agent.waiting_on):
+            return False
+        now = ctx.state.records.now()
+        new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, updated_at=now,
+                           due_at=now + client.settings.agent_step_grace_s)
+        try:
+            _, saved = ctx.agents.save(agent, version, new)
+        except VersionConflict:
+            continue
+        client.schedule(ctx, [saved])
+        return True
+    return False
+
+
+def sweep_agents(client: SwarmClient, ctx: RunContext, *, now: float | None = None) -> int:
+    """Act on agents whose deadline passed: resend lost steps, reclaim dead turns, recheck waits.
+    ``now`` later than the clock forces the sweep (``swarm resume``)."""
+    acted = 0
+    settings = client.settings
+    horizon = now if now is not None else ctx.state.records.now()
+    for agent_id in ctx.agents.due(horizon, limit=10_000 if now is not None else 200):
+        try:
+            agent, version = ctx.agents.load(agent_id)
+        except NotFound:
+            continue
+        clock = ctx.state.records.now()
+        if agent.due_at is None or agent.due_at > horizon or agent.status.terminal:
+            continue
+        if agent.status is AgentStatus.WAITING:
+            if all_ended(ctx.agents, agent.waiting_on):
+                acted += wake_agent(client, ctx, agent_id)
                 continue
-            now = ctx.state.records.now()
-            if agent.due_at is None or agent.due_at > now or agent.status.terminal:
-                continue
-            if agent.status is AgentStatus.WAITING:
-                if all_ended(ctx.agents, agent.waiting_on):
-                    acted += self.wake_agent(ctx, agent_id)
-                    continue
-                new = agent.evolve(due_at=now + WAITING_RECHECK_S)
-            elif agent.status is AgentStatus.RUNNING:  # its worker died (or stalled past its lease)
-                new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, owner=None, owner_expires_at=None,
-                                   turns_lost=agent.turns_lost + 1, due_at=now + settings.agent_step_grace_s,
-                                   updated_at=now)
-            elif agent.status is AgentStatus.READY:  # its step message went missing or waits long
-                new = agent.evolve(resent=agent.resent + 1, due_at=now + settings.agent_step_grace_s)
-            else:
-                continue
-            try:
-                _, saved = ctx.agents.save(agent, version, new)
-            except VersionConflict:
-                continue  # someone else acted on it first
-            if saved.status is AgentStatus.READY:
-                log.info("re-sending step of agent %s (%s)", agent_id, agent.status.value)
-                self.services.schedule(ctx, [saved])
-                acted += 1
-        return acted
+            new = agent.evolve(due_at=clock + WAITING_RECHECK_S)
+        elif agent.status is AgentStatus.RUNNING:  # its worker died (or stalled past its lease)
+            if (agent.owner_expires_at or 0) > clock:
+                continue  # a forced sweep never takes a live turn
+            new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, owner=None, owner_expires_at=None,
+                               turns_lost=agent.turns_lost + 1, due_at=clock + settings.agent_step_grace_s,
+                               updated_at=clock)
+        elif agent.status is AgentStatus.READY:  # its step message went missing or waits long
+            new = agent.evolve(resent=agent.resent + 1, due_at=clock + settings.agent_step_grace_s)
+        else:
+            continue
+        try:
+            _, saved = ctx.agents.save(agent, version, new)
+        except VersionConflict:
+            continue  # someone else acted on it first
+        if saved.status is AgentStatus.READY:
+            log.info("re-sending step of agent %s (%s)", agent_id, agent.status.value)
+            client.schedule(ctx, [saved])
+            acted += 1
+    return acted

@@ -60,3 +60,4 @@ class FollowUp:
     children: list[ChildRequest] = field(default_factory=list)
     events: list[EmittedEvent] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    record: JsonValue = None  # stored beside the model's result as result["record"] (what the hook derived)

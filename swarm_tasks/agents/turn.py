@@ -343,6 +343,8 @@ class Turn:
                 hook = resolve_callable(self.spec.on_finish)
                 returned = hook(self.program_context(), control.args.result)
                 follow = returned if isinstance(returned, FollowUp) else FollowUp(children=list(returned))
+                if follow.record is not None:
+                    result = {**result, "record": follow.record}
             self.end(status, None if control.args.success else control.args.summary, result=result,
                      append=messages, rewrite=rewrite, usage=usage, children=follow.children,
                      extra_ops=self.emitted(follow.events, follow.counters), **changes)

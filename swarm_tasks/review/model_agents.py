@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import Field, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, JsonValue, TypeAdapter, ValidationError
 
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import FollowUp, ProgramContext
@@ -54,17 +54,33 @@ End by calling `finish` with result {{"summary": "what you established", "confir
 "findings": [ ... ]}} listing any additional problems found (same finding fields as reviewers use)."""
 
 _DRAFTS = TypeAdapter(list[FindingDraft])
-FINDINGS_SCHEMA: dict[str, object] = {
-    "type": "object", "required": ["findings"],
-    "properties": {"findings": {"type": "array", "items": FindingDraft.model_json_schema()}}}
-SCAN_SCHEMA: dict[str, object] = {
-    "type": "object", "required": ["risk"],
-    "properties": {"risk": {"enum": [r.value for r in RiskLevel]},
-                   "flags": {"type": "array", "items": {"enum": [f.value for f in ScanFlag]}}}}
-SUBREVIEW_SCHEMA: dict[str, object] = {
-    "type": "object", "required": ["summary"],
-    "properties": {"summary": {"type": "string"}, "confirmed": {"type": "boolean"},
-                   "findings": {"type": "array", "items": FindingDraft.model_json_schema()}}}
+
+
+class ScanVerdict(BaseModel):
+    """The result a model scanner must finish with."""
+
+    risk: RiskLevel
+    flags: list[ScanFlag] = Field(default_factory=list)
+
+
+class ReviewerVerdict(BaseModel):
+    """The result a model reviewer must finish with."""
+
+    findings: list[FindingDraft]
+
+
+class SubreviewVerdict(BaseModel):
+    """The result a model sub-reviewer must finish with."""
+
+    summary: str
+    confirmed: bool | None = None
+    findings: list[FindingDraft] = Field(default_factory=list)
+
+
+# JSON schemas the finish tool checks results against (definitions at the root, so $refs resolve).
+SCAN_SCHEMA: dict[str, object] = ScanVerdict.model_json_schema()
+FINDINGS_SCHEMA: dict[str, object] = ReviewerVerdict.model_json_schema()
+SUBREVIEW_SCHEMA: dict[str, object] = SubreviewVerdict.model_json_schema()
 
 
 def drafts_to_findings(raw: JsonValue, model: str, agent_id: str) -> list[Finding]:
@@ -83,19 +99,20 @@ def drafts_to_findings(raw: JsonValue, model: str, agent_id: str) -> list[Findin
 # -- hooks: what a model agent's result leads to ---------------------------------------------------
 
 
-def after_scan(pctx: ProgramContext, result: JsonValue) -> list[ChildRequest]:
+def after_scan(pctx: ProgramContext, result: JsonValue) -> FollowUp:
     job = job_from_spec(pctx.run.spec)
     root = review_root(job, pctx.settings.state_dir, pctx.run.id)
     inventory = _inventory(str(root), job.config.encode())
     inp = FileInput.model_validate(pctx.agent.input)
     file = source_file(root, inventory, job.config, inp)
     if isinstance(file, SkippedPath) or not isinstance(result, dict):
-        return []
+        return FollowUp(record={"input": inp.model_dump(mode="json"), "reviewed": False,
+                                "skipped": [file.model_dump(mode="json")] if isinstance(file, SkippedPath) else []})
     risk = RiskLevel(str(result.get("risk", "low")))
     flags = [ScanFlag(f) for f in result.get("flags") or [] if f in ScanFlag.__members__.values()]
     imports = quick_scan(root, file, job.config)  # import resolution is deterministic, not the model's call
-    children, _ = plan_after_scan(pctx, job, root, inventory, file, inp, risk, flags, imports)
-    return children
+    children, record = plan_after_scan(pctx, job, root, inventory, file, inp, risk, flags, imports)
+    return FollowUp(children=children, record=record)
 
 
 def after_review(pctx: ProgramContext, result: JsonValue) -> FollowUp:

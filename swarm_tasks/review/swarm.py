@@ -210,6 +210,14 @@ def subreview_child(request: SubreviewRequest, finding: Finding, rules: Subrevie
                         key=f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}", global_key=True)
 
 
+def credit(finding: Finding, synthetic: str, agent_id: str) -> Finding:
+    """Replace a synthetic reporter id with the id of the agent that really ran."""
+    reporters = [r.model_copy(update={"agent_id": agent_id}) if r.agent_id == synthetic else r
+                 for r in finding.reporters]
+    primary = agent_id if finding.agent_id == synthetic else finding.agent_id
+    return finding.model_copy(update={"reporters": reporters, "agent_id": primary})
+
+
 def finding_counters(findings: list[Finding]) -> dict[str, int]:
     """Raw (not yet merged) findings by severity, for the live views."""
     counts: dict[str, int] = {}
@@ -281,6 +289,9 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
         if isinstance(extra, SourceFile):
             index.add(extra)
     outcome = run_subreviewer(request, finding, index)
+    outcome = outcome.model_copy(update={  # credit what this sub-reviewer found to this agent, not a synthetic id
+        "finding": credit(outcome.finding, request.agent_id, pctx.agent.id),
+        "new_findings": [credit(f, request.agent_id, pctx.agent.id) for f in outcome.new_findings]})
     rules = rules_of(job)
     children = [subreview_child(r, outcome.finding if r.finding_id == outcome.finding.id else
                                 next((f for f in outcome.new_findings if f.id == r.finding_id), outcome.finding), rules)

@@ -110,9 +110,7 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
                 skip = SkippedPath.model_validate(raw)
                 skipped[skip.path] = skip
         elif agent.spec == SCAN:
-            body = result.get("result") if agent.kind == "llm" else result
-            if agent.kind == "llm" and isinstance(agent.input, dict):
-                body = {**(body if isinstance(body, dict) else {}), "input": agent.input}
+            body = result.get("record") if agent.kind == "llm" else result  # a model scan: what its hook derived
             if isinstance(body, dict) and isinstance(body.get("input"), dict):
                 scans.setdefault(str(body["input"]["path"]), []).append(body)
                 for raw in body.get("skipped") or []:
@@ -121,6 +119,9 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
         else:
             findings += agent_findings(agent)
     reviewed, graph = _files_and_graph(scans)
+    origins = {f.path: (f.origin, f.package) for f in reviewed}
+    findings = [f if f.source is not FindingSource.MODEL or f.file not in origins else  # models name only the path
+                f.model_copy(update={"origin": origins[f.file][0], "package": origins[f.file][1]}) for f in findings]
     reviewed_paths = {f.path for f in reviewed}
     graph.skipped = [s for path, s in sorted(dep_skipped.items()) if path not in reviewed_paths]
     index = CodeIndex(root, [*_inventory_files(root, job), *(d.file for d in graph.files)])

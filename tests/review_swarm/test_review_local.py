@@ -69,3 +69,40 @@ def test_four_reviewers_ran_for_every_reviewed_file(local):
     reviewed = {r.path for r in report.reviewed}
     for kind in ReviewerKind:
         assert {a.file for a in report.agents if a.role is AgentRole.REVIEWER and a.kind == kind.value} == reviewed
+
+
+SCRIPTED = "scripted/py:swarm_tasks.review.scripted:reviewer"
+
+
+def test_model_review_agent_tree_follows_the_rules_and_counts_are_honest(local):
+    record, report = review(local, models={"scanner": SCRIPTED, "reviewer": SCRIPTED, "subreviewer": SCRIPTED})
+    assert report.mode is ReviewMode.MODEL
+    agents = [a for a in map(local.agents(record.id).get, sorted(
+        {i for s in AgentStatus for i in local.agents(record.id).ids(s)}))]
+    assert len(report.agents) == len(agents)
+    by_id = {a.id: a for a in agents}
+    # every agent in the report really ran, as a model agent except the inventory program
+    for run in report.agents:
+        state = by_id[run.agent_id]
+        assert state.status is AgentStatus.DONE
+        if run.kind == "inventory":
+            assert run.source.value == "analyzer" and state.kind == "program"
+        else:
+            assert run.source.value == "model" and run.model == SCRIPTED and state.usage.model_calls >= 2
+    usage = local.agents(record.id).usage("run")
+    assert usage["model_calls"] == sum(a.usage.model_calls for a in agents)
+    assert report.usage.prompt_tokens == usage["prompt_tokens"] > 0
+    # the tree: inventory -> scans; flagged scans -> 4 reviewers; high findings -> sub-reviewers
+    scans = [a for a in agents if a.spec == "review.scan"]
+    reviewers = [a for a in agents if a.spec.startswith("review.") and a.spec.count(".") == 1
+                 and a.spec not in ("review.scan", "review.inventory")]
+    subs = [a for a in agents if a.spec.startswith("review.sub.")]
+    assert all(by_id[a.parent].spec == "review.scan" for a in reviewers)
+    assert all(by_id[a.parent].spec in ("review.inventory", "review.scan") for a in scans)
+    assert subs and all(by_id[a.parent].spec.startswith("review.") for a in subs)
+    assert any(a.depth >= 2 and a.input.get("depth", 0) >= 1 for a in scans if isinstance(a.input, dict))  # deps
+    # the model reported what the tools showed: the planted problems are there
+    for expected in EXPECTED["findings"]:
+        assert any(f.file == expected["file"] and f.start_line <= expected["line"] <= f.end_line
+                   for f in report.findings), expected["id"]
+    assert all(r.source.value == "model" for f in report.findings for r in f.reporters if r.tool != "imports")

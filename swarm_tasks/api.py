@@ -1,0 +1,236 @@
+"""The Python API: submit reviews and builds from any process that can reach the Redis, and follow them.
+
+    from swarm_tasks.api import Swarm
+
+    with Swarm() as swarm:                      # SWARM_REDIS_URL, or an embedded Redis + local workers
+        run = swarm.review("path/to/repo")
+        run.wait(timeout=600)
+        print(run.report().by_severity())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import JsonValue
+
+from coordination.connection import RedisHandle
+from coordination.errors import VersionConflict
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.celery import CeleryScheduler, app, use_settings
+from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.control import sweep_agents
+from swarm_tasks.errors import JobSpecError, RunNotFound
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.runs import RunLimits, RunRecord, RunStatus
+from swarm_tasks.settings import SwarmSettings, get_settings
+from swarm_tasks.sources import SourceSpec
+
+if TYPE_CHECKING:
+    from swarm_tasks.review.report import Report
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of a run for progress displays."""
+
+    status: RunStatus
+    agents: dict[str, int]  # by status
+    roles: dict[str, dict[str, float]]  # per role: agents started, ended, tokens, cost
+    tasks: dict[str, int]
+    counters: dict[str, int]
+    tokens: int
+    cost_usd: float
+
+    @property
+    def started(self) -> int:
+        return sum(self.agents.values())
+
+    @property
+    def ended(self) -> int:
+        return sum(n for s, n in self.agents.items() if AgentStatus(s).terminal)
+
+
+class RunHandle:
+    """One run: its status, progress, results and cost; wait, cancel or resume it."""
+
+    def __init__(self, client: SwarmClient, run_id: str) -> None:
+        self.client = client
+        self.id = run_id
+        self.record()  # raises RunNotFound for an unknown id
+
+    def record(self) -> RunRecord:
+        return self.client.runs.get(self.id)
+
+    @property
+    def status(self) -> RunStatus:
+        return self.record().status
+
+    def progress(self) -> Progress:
+        ctx = self.client.run(self.id)
+        usage = ctx.agents.usage("run")
+        roles = {r: ctx.agents.usage(f"role:{r}") for r in self.roles()}
+        return Progress(status=self.status, agents={s.value: n for s, n in ctx.agents.counts().items()},
+                        roles=roles, tasks={s.value: n for s, n in ctx.state.board.counts().items()},
+                        counters={k: int(v) for k, v in ctx.agents.usage("counters").items()},
+                        tokens=int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
+                        cost_usd=float(usage.get("cost_usd", 0.0)))
+
+    def roles(self) -> list[str]:
+        prefix = self.client.run(self.id).state.keys.usage("role:")
+        return sorted(k.decode().removeprefix(prefix) for k in self.client.client.scan_iter(match=prefix + "*"))
+
+    def wait(self, timeout_s: float | None = None, poll_s: float = 0.25) -> RunRecord:
+        """Block until the run ends; :class:`TimeoutError` after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            record = self.record()
+            if record.status.terminal:
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} is still {record.status.value} after {timeout_s}s")
+            time.sleep(poll_s)
+
+    def cancel(self, reason: str = "cancelled by user") -> bool:
+        """Stop the run: nothing new starts; agents end at their next step. False if it had already ended."""
+        changed = self.client.runs.transition(self.id, RunStatus.CANCELLED, reason=reason,
+                                              only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+        ctx = self.client.run(self.id)
+        ctx.state.board.cancel_all(reason)
+        for status in (AgentStatus.QUEUED, AgentStatus.READY, AgentStatus.WAITING):
+            for agent_id in ctx.agents.ids(status):
+                _end_agent(ctx, agent_id, AgentStatus.CANCELLED, reason)
+        return changed is not None
+
+    def resume(self) -> int:
+        """Push a stalled run on: re-send waiting steps now, reclaim turns of dead workers, wake waiters,
+        and hand a run with no live agent to its workflow. Returns how many agents were moved."""
+        if self.status is not RunStatus.RUNNING:
+            raise JobSpecError(f"run {self.id} is {self.status.value}; only a running run can be resumed")
+        ctx = self.client.run(self.id)
+        moved = sweep_agents(self.client, ctx, now=ctx.state.records.now() + 10 * 365 * 86400)
+        self.client.promote_and_schedule(ctx)
+        if not any(ctx.agents.ids(s) for s in AgentStatus if not s.terminal):
+            CeleryScheduler(app).run_idle(self.id)
+        return moved
+
+    def agents(self) -> list[AgentState]:
+        ctx = self.client.run(self.id)
+        ids = sorted({a for s in AgentStatus for a in ctx.agents.ids(s)})
+        return [a for a in ctx.agents.get_many(ids) if a is not None]
+
+    def cost(self, by: str = "role") -> dict[str, dict[str, float]]:
+        """Tokens and dollars by role (``by="role"``) or by agent (``by="agent"``)."""
+        if by == "agent":
+            return {a.id: {"role": 0.0, "tokens": float(a.usage.tokens), "cost_usd": a.usage.cost_usd,
+                           "model_calls": float(a.usage.model_calls)} for a in self.agents()}
+        if by != "role":
+            raise ValueError("by must be 'role' or 'agent'")
+        ctx = self.client.run(self.id)
+        return {r: ctx.agents.usage(f"role:{r}") for r in self.roles()}
+
+    def results(self) -> JsonValue:
+        """What the run produced (for a review, a summary of its report; see :meth:`report`)."""
+        return self.record().result
+
+    def report(self) -> Report:
+        """The merged review report; :class:`JobSpecError` if this run is not a finished review."""
+        from swarm_tasks.review.workflow import load_report
+
+        report = load_report(self.client, self.id)
+        if report is None:
+            raise JobSpecError(f"run {self.id} has no report (kind {self.record().kind}, {self.status.value})")
+        return report
+
+
+def _end_agent(ctx, agent_id: str, status: AgentStatus, reason: str) -> None:
+    for _ in range(8):
+        agent, version = ctx.agents.load(agent_id)
+        if agent.status.terminal or agent.status is AgentStatus.RUNNING:
+            return
+        now = ctx.state.records.now()
+        try:
+            ctx.agents.save(agent, version, agent.evolve(status=status, reason=reason, ended_at=now, updated_at=now,
+                                                         due_at=None))
+            return
+        except VersionConflict:
+            continue
+
+
+class Swarm:
+    """A client of the swarm. Without ``SWARM_REDIS_URL`` it starts an embedded Redis and, since nothing
+    else could do the work, ``workers`` local worker processes (2 by default) that it stops on close."""
+
+    def __init__(self, settings: SwarmSettings | None = None, *, workers: int | None = None,
+                 concurrency: int | None = None, queues: Sequence[str] | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.handle: RedisHandle = use_settings(self.settings)
+        self.client = SwarmClient.create(self.settings, self.handle.client, CeleryScheduler(app))
+        if workers is None:
+            workers = 2 if self.handle.embedded is not None else 0
+        self.cluster: LocalCluster | None = None
+        if workers:
+            worker_settings = self.settings.model_copy(update={"redis_url": _secret(self.handle.url)})
+            kwargs = {"queues": list(queues)} if queues else {}
+            self.cluster = LocalCluster(worker_settings, workers=workers, concurrency=concurrency,
+                                        name_prefix="local", **kwargs).start()  # type: ignore[arg-type]
+
+    # -- submitting ------------------------------------------------------------------------------
+    def review(self, source: str | Path, *, ref: str | None = None, models: dict[str, str] | None = None,
+               config: ReviewConfig | dict[str, object] | None = None,
+               limits: RunLimits | dict[str, object] | None = None, title: str = "") -> RunHandle:
+        """Start a deep review of a directory or git URL; the job is validated before anything is enqueued."""
+        from swarm_tasks.review.workflow import submit_review
+
+        job = ReviewJob.parse({"source": SourceSpec(location=str(source), ref=ref).model_dump(),
+                               "config": _dump(config), "models": models or {}, "limits": _dump(limits),
+                               "title": title})
+        return RunHandle(self.client, submit_review(self.client, job).id)
+
+    def build(self, repo: str | Path, **job: object) -> RunHandle:
+        """Start a build swarm on a repository (see :mod:`swarm_tasks.build.workflow`)."""
+        from swarm_tasks.build.workflow import BuildJob, submit_build
+
+        spec = BuildJob.parse({"repo": str(repo), **job})
+        return RunHandle(self.client, submit_build(self.client, spec).id)
+
+    # -- finding runs ----------------------------------------------------------------------------
+    def run(self, run_id: str) -> RunHandle:
+        return RunHandle(self.client, run_id)
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        return self.client.runs.list(limit=limit)
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.handle.close()
+
+    def __enter__(self) -> Swarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _dump(value: object) -> object:
+    if value is None:
+        return {}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")  # type: ignore[no-any-return]
+    return value
+
+
+def _secret(url: str) -> object:
+    from pydantic import SecretStr
+
+    return SecretStr(url)
+
+
+__all__ = ["Progress", "RunHandle", "RunNotFound", "Swarm"]

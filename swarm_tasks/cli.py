@@ -1,0 +1,384 @@
+"""The ``swarm`` command line: review, build, status, watch, cancel, resume, report, workers, dashboard.
+
+Exit codes scripts can trust: 0 done (run completed), 1 the run failed or was cancelled, 2 bad input
+(invalid arguments or job, unknown run), 3 findings at or above ``--fail-on``, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from coordination.connection import redact_url
+from coordination.errors import CoordinationError
+from swarm_tasks.errors import JobSpecError, RunNotFound, SwarmError
+from swarm_tasks.runs import RunRecord, RunStatus
+from swarm_tasks.settings import SwarmSettings, get_settings
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    err.print(f"[bold red]error:[/] {redact_url(message)}")
+    sys.exit(code)
+
+
+def settings_or_fail() -> SwarmSettings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        fail(f"invalid SWARM_* setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        raise  # unreachable
+
+
+def needs_redis(settings: SwarmSettings) -> None:
+    if settings.redis_url is None:
+        fail("SWARM_REDIS_URL is not set, so there is no shared swarm to look at. Set it to the Redis your "
+             "workers use (runs started without it live only as long as their `swarm review` command).")
+
+
+def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn our errors into clear messages and exit codes (never a traceback for bad input)."""
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except RunNotFound as exc:
+            fail(str(exc))
+        except (JobSpecError, ValidationError, ValueError) as exc:
+            fail(str(exc))
+        except (SwarmError, CoordinationError) as exc:
+            fail(str(exc), EXIT_RUN_FAILED)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code or EXIT_OK)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Run swarms of long-horizon AI agents on Celery and Redis."""
+
+
+# -- review ---------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("source")
+@click.option("--ref", help="Branch, tag or commit when SOURCE is a git URL.")
+@click.option("--model", help="litellm model for every role (scanner, reviewer, subreviewer).")
+@click.option("--scanner-model", help="Model for the quick scan (a cheap one).")
+@click.option("--reviewer-model", help="Model for the four specialist reviewers.")
+@click.option("--subreviewer-model", help="Model for the deeper sub-reviewers.")
+@click.option("--workers", type=click.IntRange(min=0), help="Local worker processes to start "
+              "(default: 2 without SWARM_REDIS_URL, else 0: use the running fleet).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Agent turns per local worker process.")
+@click.option("--max-agents", type=click.IntRange(min=1), help="Agents the run may start in total.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), help="Agents alive at once.")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), help="Dollars the run may spend.")
+@click.option("--dependency-depth", type=click.IntRange(min=0), help="Import hops to follow from flagged files.")
+@click.option("--subreview-depth", type=click.IntRange(min=0), help="Levels of sub-reviewers.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Copy the reports into this directory.")
+@click.option("--detach", is_flag=True, help="Submit and print the run id without waiting (needs SWARM_REDIS_URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no live view).")
+@click.option("--fail-on", type=click.Choice(list(_SEVERITY_RANK)), help="Exit 3 if a finding is this severe or worse.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up waiting after this many seconds.")
+@guarded
+def review(source: str, ref: str | None, model: str | None, scanner_model: str | None, reviewer_model: str | None,
+           subreviewer_model: str | None, workers: int | None, concurrency: int | None, max_agents: int | None,
+           max_concurrent: int | None, max_cost: float | None, dependency_depth: int | None,
+           subreview_depth: int | None, out: Path | None, detach: bool, as_json: bool, fail_on: str | None,
+           timeout: float | None) -> int:
+    """Deep review of a repository (a path or a git URL) by a swarm of agents; one merged report."""
+    from swarm_tasks.api import Swarm
+
+    settings = settings_or_fail()
+    if detach and settings.redis_url is None:
+        fail("--detach needs SWARM_REDIS_URL: without it the swarm lives only as long as this command")
+    models = {role: m for role, m in (("scanner", scanner_model or model), ("reviewer", reviewer_model or model),
+                                      ("subreviewer", subreviewer_model or model)) if m}
+    limits = {k: v for k, v in (("max_agents", max_agents), ("max_concurrent_agents", max_concurrent),
+                                ("max_cost_usd", max_cost)) if v is not None}
+    config = {k: v for k, v in (("dependency_depth", dependency_depth),
+                                ("subreview_max_depth", subreview_depth)) if v is not None}
+    with Swarm(settings, workers=workers, concurrency=concurrency) as swarm:
+        if not as_json:
+            where = "embedded Redis and local workers" if swarm.handle.embedded else redact_url(swarm.handle.url)
+            mode = "model review: " + ", ".join(f"{r}={m}" for r, m in models.items()) if models else (
+                "deterministic analysis (no model configured: analyzers only)")
+            err.print(f"swarm review of [bold]{redact_url(source)}[/] on {where} — {mode}")
+        run = swarm.review(source, ref=ref, models=models, config=config, limits=limits)
+        if detach:
+            emit_json({"run": run.id}) if as_json else console.print(run.id)
+            return EXIT_OK
+        try:
+            if as_json or not console.is_terminal:
+                record = run.wait(timeout_s=timeout)
+            else:
+                from swarm_tasks.watch import watch
+
+                watch(run, console=err, timeout_s=timeout)
+                record = run.record()
+        except KeyboardInterrupt:
+            if swarm.handle.embedded is not None:
+                run.cancel("interrupted from the terminal")
+                err.print(f"cancelled run {run.id} (its embedded Redis stops with this command)")
+            else:
+                err.print(f"left run {run.id} running; follow it with `swarm watch {run.id}`")
+            return EXIT_INTERRUPTED
+        except TimeoutError as exc:
+            fail(str(exc), EXIT_RUN_FAILED)
+        return finish_review(run, record, out, as_json, fail_on)
+
+
+def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, fail_on: str | None) -> int:
+    if record.status is not RunStatus.COMPLETED:
+        if as_json:
+            emit_json({"run": run.id, "status": record.status.value, "reason": record.reason})
+        else:
+            err.print(f"[bold red]run {run.id} {record.status.value}[/]: {record.reason or ''}")
+        return EXIT_RUN_FAILED
+    result = record.result if isinstance(record.result, dict) else {}
+    report_dir = Path(str(result.get("report_dir", "")))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("report.md", "report.json", "report.sarif"):
+            if (report_dir / name).exists():
+                shutil.copy2(report_dir / name, out / name)
+        report_dir = out
+    counts = result.get("by_severity") or {}
+    if as_json:
+        emit_json({"run": run.id, "status": record.status.value, **result, "report_dir": str(report_dir)})
+    else:
+        table = Table(title=f"review {run.id}: {result.get('findings', 0)} findings "
+                            f"({result.get('mode', '')}), {result.get('files_scanned', 0)} files scanned, "
+                            f"{result.get('files_reviewed', 0)} reviewed, {result.get('agents', 0)} agents")
+        for sev in _SEVERITY_RANK.__reversed__():
+            table.add_column(sev, justify="right")
+        table.add_row(*(str(counts.get(sev, 0)) for sev in reversed(list(_SEVERITY_RANK))))
+        console.print(table)
+        console.print(f"report: [bold]{report_dir / 'report.md'}[/]  (also report.json, report.sarif)")
+    if fail_on and any(n and _SEVERITY_RANK[sev] >= _SEVERITY_RANK[fail_on] for sev, n in counts.items()):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+# -- build ----------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("repo")
+@click.option("--goal", required=True, help="What the swarm should achieve.")
+@click.option("--branch", default="main", show_default=True, help="The one branch every worker pushes to.")
+@click.option("--check", "check_command", help="Quick check command run before each push and by the judge.")
+@click.option("--codemod", help="Deterministic mode: a command run per file, e.g. 'ruff format {path}'.")
+@click.option("--files", "file_globs", multiple=True, help="Globs of files for --codemod (default: all tracked).")
+@click.option("--model", help="litellm model for every role.")
+@click.option("--planner-model")
+@click.option("--worker-model")
+@click.option("--judge-model")
+@click.option("--max-cycles", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--builders", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Worker agents working at once.")
+@click.option("--workers", type=click.IntRange(min=0), help="Local worker processes to start.")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True))
+@click.option("--detach", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True))
+@guarded
+def build(repo: str, goal: str, branch: str, check_command: str | None, codemod: str | None,
+          file_globs: tuple[str, ...], model: str | None, planner_model: str | None, worker_model: str | None,
+          judge_model: str | None, max_cycles: int, builders: int, workers: int | None, max_cost: float | None,
+          detach: bool, as_json: bool, timeout: float | None) -> int:
+    """Build swarm: planners, workers and a judge, all pushing to one branch of REPO (path or git URL)."""
+    from swarm_tasks.api import Swarm
+
+    settings = settings_or_fail()
+    models = {r: m for r, m in (("planner", planner_model or model), ("worker", worker_model or model),
+                                ("judge", judge_model or model), ("resolver", worker_model or model)) if m}
+    job: dict[str, object] = {"goal": goal, "branch": branch, "check": check_command, "codemod": codemod,
+                              "files": list(file_globs), "models": models, "max_cycles": max_cycles,
+                              "builders": builders}
+    if max_cost is not None:
+        job["limits"] = {"max_cost_usd": max_cost}
+    with Swarm(settings, workers=workers) as swarm:
+        run = swarm.build(repo, **job)
+        if detach:
+            emit_json({"run": run.id}) if as_json else console.print(run.id)
+            return EXIT_OK
+        if as_json or not console.is_terminal:
+            record = run.wait(timeout_s=timeout)
+        else:
+            from swarm_tasks.watch import watch
+
+            watch(run, console=err, timeout_s=timeout)
+            record = run.record()
+        if as_json:
+            emit_json({"run": run.id, "status": record.status.value, "reason": record.reason,
+                       "result": record.result})
+        else:
+            console.print(f"build {run.id} {record.status.value}: {record.reason or ''}")
+            console.print_json(data=record.result) if record.result else None
+        return EXIT_OK if record.status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+
+
+# -- reading and steering runs --------------------------------------------------------------------
+
+def _client() -> Any:
+    from swarm_tasks.api import Swarm
+
+    settings = settings_or_fail()
+    needs_redis(settings)
+    return Swarm(settings, workers=0)
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@guarded
+def status(run_id: str | None, as_json: bool, limit: int) -> int:
+    """Show one run (its progress) or list recent runs."""
+    with _client() as swarm:
+        if run_id is None:
+            runs = swarm.runs(limit=limit)
+            if as_json:
+                emit_json([{"id": r.id, "kind": r.kind, "status": r.status.value, "title": redact_url(r.title),
+                            "created_at": r.created_at} for r in runs])
+                return EXIT_OK
+            table = Table("run", "kind", "status", "title")
+            for r in runs:
+                table.add_row(r.id, r.kind, r.status.value, redact_url(r.title))
+            console.print(table)
+            return EXIT_OK
+        run = swarm.run(run_id)
+        progress = run.progress()
+        record = run.record()
+        data = {"id": record.id, "kind": record.kind, "status": record.status.value, "title": redact_url(record.title),
+                "reason": record.reason, "agents": progress.agents, "tasks": progress.tasks,
+                "counters": progress.counters, "tokens": progress.tokens, "cost_usd": progress.cost_usd,
+                "result": record.result}
+        if as_json:
+            emit_json(data)
+        else:
+            from swarm_tasks.watch import render
+
+            console.print(render(run, progress, 0.0))
+        return EXIT_OK
+
+
+@main.command()
+@click.argument("run_id")
+@guarded
+def watch(run_id: str) -> int:
+    """Live view of a run until it ends."""
+    from swarm_tasks.watch import watch as live
+
+    with _client() as swarm:
+        run = swarm.run(run_id)
+        live(run, console=console)
+        return EXIT_OK if run.status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--reason", default="cancelled by user", show_default=True)
+@guarded
+def cancel(run_id: str, reason: str) -> int:
+    """Cancel a run: nothing new starts, agents end at their next step."""
+    with _client() as swarm:
+        changed = swarm.run(run_id).cancel(reason)
+        console.print(f"run {run_id} {'cancelled' if changed else 'had already ended'}")
+        return EXIT_OK
+
+
+@main.command()
+@click.argument("run_id")
+@guarded
+def resume(run_id: str) -> int:
+    """Push a stalled run on (after workers died or Redis restarted)."""
+    with _client() as swarm:
+        moved = swarm.run(run_id).resume()
+        console.print(f"run {run_id}: {moved} agents re-sent")
+        return EXIT_OK
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "sarif"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+@guarded
+def report(run_id: str, fmt: str, out: Path | None) -> int:
+    """Print (or write) the merged report of a finished review."""
+    from swarm_tasks.review.report_json import render_json
+    from swarm_tasks.review.report_markdown import render_markdown
+    from swarm_tasks.review.report_sarif import render_sarif
+
+    with _client() as swarm:
+        data = swarm.run(run_id).report()
+        text = {"md": render_markdown, "json": render_json, "sarif": render_sarif}[fmt](data)
+        if out is not None:
+            out.write_text(text)
+            console.print(f"wrote {out}")
+        else:
+            click.echo(text)
+        return EXIT_OK
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def workers(as_json: bool) -> int:
+    """Live worker processes and the nodes they run on."""
+    from coordination.registry import Kind
+    from coordination.run import global_registry
+
+    with _client() as swarm:
+        live = global_registry(swarm.handle.client, swarm.settings).discover(kind=Kind.WORKER)
+        rows = [{"worker": w.meta.get("celery_name", w.id), "node": w.node, "host": w.meta.get("host"),
+                 "pid": w.meta.get("pid"), "queues": list(w.capabilities), "heartbeat_at": w.heartbeat_at}
+                for w in live]
+        if as_json:
+            emit_json(rows)
+            return EXIT_OK
+        table = Table("worker", "host", "pid", "queues")
+        for row in rows:
+            table.add_row(str(row["worker"]), str(row["host"]), str(row["pid"]), ",".join(row["queues"]))
+        console.print(table if rows else "no live workers")
+        return EXIT_OK
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@guarded
+def dashboard(host: str, port: int) -> int:
+    """Serve the live view of the swarm (the agent tree, task board and counters) in a browser."""
+    from swarm_tasks.dashboard import serve
+
+    settings = settings_or_fail()
+    needs_redis(settings)
+    err.print(f"swarm dashboard on http://{host}:{port}/")
+    serve(settings, host=host, port=port)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    main()
