@@ -1,0 +1,72 @@
+"""The review swarm on real Celery worker processes: work spreads over every worker, and killing one
+mid-run changes nothing in the findings."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.celery import CeleryScheduler, app, use_settings
+from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.review.pipeline import review_locally
+from swarm_tasks.review.workflow import load_report, submit_review
+from swarm_tasks.runs import RunStatus
+from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.sources import SourceSpec
+from tests.review.helpers import EXAMPLE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def client(swarm_settings: SwarmSettings) -> Iterator[SwarmClient]:
+    handle = use_settings(swarm_settings)
+    yield SwarmClient.create(swarm_settings, handle.client, CeleryScheduler(app))
+
+
+@pytest.fixture
+def three_workers(swarm_settings: SwarmSettings, tmp_path: Path) -> Iterator[LocalCluster]:
+    # Small concurrency so that no single process can take the whole review before the others start.
+    settings = swarm_settings.model_copy(update={"agent_turn_lease_s": 3.0})
+    cluster = LocalCluster(settings, workers=3, queues=("agents", "scan", "review", "control"), concurrency=2,
+                           name_prefix="node", log_dir=tmp_path / "logs").start()
+    yield cluster
+    cluster.stop()
+
+
+def wait(client: SwarmClient, run_id: str, timeout_s: float = 150.0) -> RunStatus:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.runs.get(run_id).status
+        if status.terminal:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"review {run_id} did not end in {timeout_s}s")
+
+
+def findings_of(report) -> set[tuple[str, int, str, str]]:  # noqa: ANN001
+    return {(f.file, f.start_line, f.rule, f.severity.value) for f in report.findings}
+
+
+def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_workers):
+    reference = findings_of(review_locally(EXAMPLE))
+    run = submit_review(client, ReviewJob(source=SourceSpec(location=str(EXAMPLE))))
+    agents = client.run(run.id).agents
+    deadline = time.monotonic() + 60
+    while sum(agents.counts().values()) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    three_workers.kill(1)  # mid-run: dozens of agents still to go
+    assert wait(client, run.id) is RunStatus.COMPLETED, client.runs.get(run.id).reason
+    report = load_report(client, run.id)
+    assert findings_of(report) == reference
+    ids = [a for s in AgentStatus for a in agents.ids(s)]
+    nodes = Counter((agent.last_node or "").split("@")[0] for agent in agents.get_many(ids) if agent)
+    assert {"node0", "node1", "node2"} <= set(nodes), nodes  # every worker did some of the work
+    assert all(agents.get(a).status is AgentStatus.DONE for a in ids)
