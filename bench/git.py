@@ -13,6 +13,7 @@ checked: every commit is in ``git log``, every file it wrote is in the tree, no 
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
@@ -46,8 +47,9 @@ class Params:
     work_s: float = 1.0
     shared_every: int = 2  # every 2nd commit also edits the shared file: half of them
     max_attempts: int = 200
-    backoff_base_s: float = 0.01
-    backoff_cap_s: float = 0.25
+    backoff_base_s: float = 0.1
+    backoff_cap_s: float = 2.0
+    refresh_first: bool = True  # fetch before the first push: after a second of work the base is stale
 
     @classmethod
     def default(cls, full: bool) -> Params:
@@ -66,6 +68,7 @@ class PusherArgs:
     max_attempts: int
     backoff_base_s: float
     backoff_cap_s: float
+    refresh_first: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,8 @@ def _pusher(args: PusherArgs, start: Callable[[], float]) -> list[Landing]:
         cpu = _cpu()
         commit_all(clone, f"p{args.index} c{n}")
         began = time.monotonic()
-        outcome = push_with_rebase(clone, resolve=resolve, max_attempts=args.max_attempts, backoff=backoff)
+        outcome = push_with_rebase(clone, resolve=resolve, max_attempts=args.max_attempts, backoff=backoff,
+                                   refresh_first=args.refresh_first)
         now = time.monotonic()
         landings.append(Landing(outcome.landed, now, outcome.attempts, outcome.rebases, outcome.conflicts_resolved,
                                 outcome.first_try, outcome.status.value, now - began, _cpu() - cpu))
@@ -153,6 +157,8 @@ class Measured:
     verified: bool
     problems: list[str]
     startup_s: float
+    load_before: list[float]
+    load_after: list[float]
 
 
 def _seed(root: Path, sections: int) -> str:
@@ -187,11 +193,13 @@ def _verify(bare: str, root: Path, pushers: int, commits: int) -> list[str]:
 
 
 def measure(pushers: int, p: Params) -> Measured:
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix=f"bench-git-{pushers}-") as scratch:
         root = Path(scratch)
         bare = _seed(root, max(pushers, 1))
         args = [PusherArgs(bare, i, pushers, str(root / f"clone-{i}"), p.commits, p.work_s, p.shared_every,
-                           p.max_attempts, p.backoff_base_s, p.backoff_cap_s) for i in range(pushers)]
+                           p.max_attempts, p.backoff_base_s, p.backoff_cap_s, p.refresh_first)
+                for i in range(pushers)]
         together = run_together(_pusher, args, timeout_s=600, preload=["bench.git"])
         landings = [landing for per in together.results for landing in per]
         problems = _verify(bare, root, pushers, p.commits)
@@ -209,7 +217,8 @@ def measure(pushers: int, p: Params) -> Measured:
         max_attempts_seen=max((x.attempts for x in landings), default=0),
         push_s_mean=round(sum(x.push_s for x in landings) / max(total, 1), 3),
         cpu_ms_per_commit=round(1000 * sum(x.cpu_s for x in landings) / max(total, 1), 1),
-        verified=not problems, problems=problems[:20], startup_s=round(together.startup_s, 2))
+        verified=not problems, problems=problems[:20], startup_s=round(together.startup_s, 2),
+        load_before=load_before, load_after=[round(x, 2) for x in os.getloadavg()])
 
 
 def _rows(measured: dict[int, Measured]) -> list[Row]:
@@ -254,7 +263,9 @@ def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: in
         "commit; per minute = landed / wall. A retry is a push attempt after the first (the branch had moved: "
         "fetch, replay the commit onto the new tip, push again).",
         f"Backoff between attempts: full jitter, base {p.backoff_base_s:g} s, cap {p.backoff_cap_s:g} s; at most "
-        f"{p.max_attempts} attempts per commit.",
+        f"{p.max_attempts} attempts per commit. refresh_first={p.refresh_first}: each pusher fetches (and replays "
+        "if the branch moved) before its first push, so 'first try' means no other commit landed inside the "
+        "pusher's own fetch-to-push window.",
         f"The machine ({machine['cores']} cores, load {machine['load_average']} at start) was shared with other "
         "work; with more pushers than cores the git processes compete for CPU, so the numbers vary run to run.",
     ]

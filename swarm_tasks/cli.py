@@ -119,6 +119,7 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
                                 ("max_cost_usd", max_cost)) if v is not None}
     config = {k: v for k, v in (("dependency_depth", dependency_depth),
                                 ("subreview_max_depth", subreview_depth)) if v is not None}
+    check_review_job(source, ref, models, config, limits)  # before any server or worker starts
     with Swarm(settings, workers=workers, concurrency=concurrency) as swarm:
         if not as_json:
             where = "embedded Redis and local workers" if swarm.handle.embedded else redact_url(swarm.handle.url)
@@ -147,6 +148,16 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
         except TimeoutError as exc:
             fail(str(exc), EXIT_RUN_FAILED)
         return finish_review(run, record, out, as_json, fail_on)
+
+
+def check_review_job(source: str, ref: str | None, models: dict[str, str], config: dict[str, object],
+                     limits: dict[str, object]) -> None:
+    from swarm_tasks.review.job import ReviewJob  # noqa: PLC0415
+    from swarm_tasks.sources import SourceSpec, check_source  # noqa: PLC0415
+
+    check_source(SourceSpec(location=source, ref=ref))
+    ReviewJob.parse({"source": {"location": source, "ref": ref}, "config": config, "models": models,
+                     "limits": limits})
 
 
 def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, fail_on: str | None) -> int:

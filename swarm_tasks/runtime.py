@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,13 @@ def _make_sandbox(settings: SwarmSettings) -> Sandbox:
 
 
 async def _cancel_pending() -> None:
+    if "litellm" in sys.modules:  # stop litellm's logging worker first: it re-queues what is cancelled under it
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: PLC0415
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.stop(), 2.0)
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current]
     for task in tasks:

@@ -260,7 +260,7 @@ class Clone:
 
     def fetch(self) -> str:
         """Fetch the shared branch; return its tip."""
-        self.git("fetch", "--quiet", "--no-tags", "--no-show-forced-updates", "origin",
+        self.git("fetch", "--quiet", "--no-tags", "origin",
                  f"+refs/heads/{self.branch}:{self.upstream_ref}", network=True)
         return self.out("rev-parse", self.upstream_ref)
 

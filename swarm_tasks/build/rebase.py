@@ -97,7 +97,7 @@ class _Tally:
         landed = status in (PushStatus.LANDED, PushStatus.UP_TO_DATE)
         return PushOutcome(status=status, landed=landed, sha=sha, attempts=self.attempts,
                            rebases=self.rebases, conflicts_resolved=self.resolved,
-                           first_try=landed and self.attempts == 1 and self.rebases == 0,
+                           first_try=landed and self.attempts <= 1,
                            conflicted_files=sorted(self.conflicted), contended_files=sorted(self.contended),
                            reason=reason, check=self.check)
 
@@ -153,16 +153,108 @@ def _outgoing(clone: Clone) -> set[str]:
                                  f"{clone.upstream_ref}...HEAD").stdout))
 
 
+class _Transient(Exception):
+    """A fetch failed in a way worth retrying (the remote is unreachable for a moment)."""
+
+
+class _Run:
+    """The state of one :func:`push_with_rebase` call between its attempts."""
+
+    def __init__(self, clone: Clone, resolve: Resolver, check: Callable[[], CheckResult] | None,
+                 recheck: Recheck, overlaps_conflict: bool) -> None:
+        busy = clone.operation_in_progress()
+        if busy:
+            raise GitError(f"a {busy} is in progress in {clone.path}")
+        self.head, dirty = _state(clone)
+        if dirty:
+            raise GitError(f"uncommitted changes in {clone.path}: {', '.join(dirty[:10])}; commit them first")
+        self.clone, self.check, self.recheck = clone, check, recheck
+        self.first_head, self.candidate, self.last_onto = self.head, self.head, ""
+        self.ours, self.scan = _outgoing(clone), True
+        self.replayer = Replayer(clone, resolve, overlaps_conflict=overlaps_conflict)
+        self.tally = _Tally()
+
+    def finish(self, status: PushStatus, sha: str, why: str) -> PushOutcome:
+        if self.last_onto:  # hot spots, computed once and after the race: ours vs all that landed meanwhile
+            self.tally.contended |= self.ours & self.replayer.upstream_files(self.first_head, self.last_onto)
+        return self.tally.outcome(status, sha, why)
+
+    def markers(self) -> PushOutcome | None:
+        """Refuse conflict markers; only new content can bring them (our commits, a resolver's edits)."""
+        if self.scan:
+            self.scan = False
+            found = find_conflict_markers(self.clone.path, sorted(self.ours))
+            if found:
+                return self.finish(PushStatus.CONFLICT_MARKERS, self.head,
+                                   f"refusing to push conflict markers: {format_markers(found)}")
+        return None
+
+    def landed(self, detail: str) -> PushOutcome:
+        if self.candidate != self.head:  # the branch and files follow only now, after the race
+            self.clone.git("reset", "--quiet", "--keep", self.candidate)
+        return self.finish(PushStatus.LANDED, self.candidate, detail)
+
+    def rebase(self, attempt: int, *, only_if_moved: bool) -> PushOutcome | None:
+        """Fetch the tip and replay onto it (and re-check); an outcome if that ends the push."""
+        clone = self.clone
+        before = clone.out("rev-parse", clone.upstream_ref) if only_if_moved else ""
+        fetched = clone.git("fetch", "--quiet", "--no-tags", "origin",
+                            f"+refs/heads/{clone.branch}:{clone.upstream_ref}", network=True, check=False)
+        if not fetched.ok:
+            raise _Transient(_failure(fetched, "fetch", clone))
+        onto, onto_tree = clone.out("rev-parse", clone.upstream_ref, f"{clone.upstream_ref}^{{tree}}").split()
+        if onto == before:
+            return None
+        self.last_onto = onto
+        self.tally.rebases += 1
+        contended_check = self.check is not None and self.recheck is Recheck.CONTENDED
+        replayed = self.replayer.replay(self.head, onto, onto_tree, ours=self.ours, attempt=attempt,
+                                        want_upstream=contended_check)
+        self.tally.conflicted |= replayed.conflicted
+        self.tally.resolved += replayed.resolved
+        if replayed.state is ReplayState.ABORTED:
+            return self.finish(PushStatus.CONFLICT_UNRESOLVED, self.head, replayed.reason)
+        if replayed.state is ReplayState.MARKERS:
+            return self.finish(PushStatus.CONFLICT_MARKERS, self.head, replayed.reason)
+        self.candidate = replayed.head
+        if replayed.branch_moved:
+            self.head = self.candidate
+        if replayed.state is ReplayState.EMPTY:
+            return self.finish(PushStatus.UP_TO_DATE, self.head, "every local change was already upstream")
+        if replayed.resolved:
+            self.ours, self.scan = _outgoing(clone), True
+        contended = bool(self.ours & (replayed.upstream_files or set()))
+        if self.check is not None and (self.recheck is Recheck.ALWAYS or contended or replayed.resolved):
+            return self.run_check()
+        return None
+
+    def run_check(self) -> PushOutcome | None:
+        assert self.check is not None
+        if self.candidate != self.head:  # the check needs the files
+            self.clone.git("reset", "--quiet", "--keep", self.candidate)
+            self.head = self.candidate
+        result = self.tally.check = self.check()
+        if _state(self.clone)[1]:  # what is pushed is what was committed: the check's edits go
+            self.clone.git("reset", "--quiet", "--hard")
+        if result.passed:
+            return None
+        what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
+        return self.finish(PushStatus.CHECK_FAILED, self.head, f"check {what} after rebase")
+
+
 def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], CheckResult] | None = None,
                      max_attempts: int = 5, backoff: Backoff | None = None, overlaps_conflict: bool = False,
-                     recheck: Recheck = Recheck.ALWAYS, rng: random.Random | None = None,
+                     recheck: Recheck = Recheck.ALWAYS, refresh_first: bool = False,
+                     rng: random.Random | None = None,
                      sleep: Callable[[float], None] = time.sleep) -> PushOutcome:
     """Push the clone's branch to the shared branch, replaying onto it whenever it moved.
 
     ``resolve`` is called for each commit that conflicts (see :class:`RebaseConflict`); False aborts
     with the local commits untouched. ``check`` runs after a replay (see :class:`Recheck`); a failure
     stops, the clone keeping the replayed commits. Files with conflict markers are never pushed. At
-    most ``max_attempts`` pushes, with jittered ``backoff`` between them. ``overlaps_conflict``: see
+    most ``max_attempts`` pushes, with jittered ``backoff`` between them. ``refresh_first`` fetches
+    (and replays, if the branch moved) before the first push: cheaper when the base is usually stale
+    by the time work is committed, as in a busy swarm. ``overlaps_conflict``: see
     :mod:`swarm_tasks.build.replay`. Whatever the outcome the clone is left on its branch with no
     rebase or cherry-pick in progress, and the remote holds either all of it or none of it.
     """
@@ -170,38 +262,26 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         raise GitError("max_attempts must be at least 1")
     backoff = backoff or Backoff()
     rng = rng or random.Random()
-    busy = clone.operation_in_progress()
-    if busy:
-        raise GitError(f"a {busy} is in progress in {clone.path}")
-    head, dirty = _state(clone)
-    if dirty:
-        raise GitError(f"uncommitted changes in {clone.path}: {', '.join(dirty[:10])}; commit them first")
-    first_head, candidate, last_onto = head, head, ""
-    ours, scan = _outgoing(clone), True
-    replayer = Replayer(clone, resolve, overlaps_conflict=overlaps_conflict)
-    tally, reason, kind = _Tally(), "", _Push.ERROR
-
-    def finish(status: PushStatus, sha: str, why: str) -> PushOutcome:
-        if last_onto:  # hot spots, computed once and after the race: ours vs all that landed meanwhile
-            tally.contended |= ours & replayer.upstream_files(first_head, last_onto)
-        return tally.outcome(status, sha, why)
-
+    run = _Run(clone, resolve, check, recheck, overlaps_conflict)
+    kind, reason, refresh = _Push.ERROR, "", refresh_first
     for attempt in range(1, max_attempts + 1):
-        if scan:  # only new content can bring markers: our commits at first, then a resolver's edits
-            markers = find_conflict_markers(clone.path, sorted(ours))
-            if markers:
-                return finish(PushStatus.CONFLICT_MARKERS, head,
-                              f"refusing to push conflict markers: {format_markers(markers)}")
-            scan = False
-        tally.attempts = attempt
-        kind, detail = _push(clone, candidate)
+        if refresh:
+            try:
+                done = run.rebase(attempt, only_if_moved=attempt == 1)
+            except _Transient as error:
+                done, kind, reason = None, _Push.ERROR, str(error)
+            if done is not None:
+                return done
+        done = run.markers()
+        if done is not None:
+            return done
+        run.tally.attempts = attempt
+        kind, detail = _push(clone, run.candidate)
         if kind in (_Push.PUSHED, _Push.UP_TO_DATE):
-            if candidate != head:
-                clone.git("reset", "--quiet", "--keep", candidate)
-            return finish(PushStatus.LANDED, candidate, detail)
+            return run.landed(detail)
         if kind is _Push.REFUSED:
-            return finish(PushStatus.REJECTED, head, f"remote refused the push: {detail}")
-        reason = detail if kind is _Push.ERROR else f"the branch moved {tally.rebases + 1} times"
+            return run.finish(PushStatus.REJECTED, run.head, f"remote refused the push: {detail}")
+        reason = detail if kind is _Push.ERROR else f"the branch moved {run.tally.rebases + 1} times"
         if attempt == max_attempts:
             break
         # Wait before fetching, never between replaying and pushing: from fetch to push is the window
@@ -209,40 +289,6 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         # our base was stale, so it is not waited for; later ones mean others are racing us.
         if kind is _Push.ERROR or attempt > 1:
             sleep(backoff.delay(attempt - 1, rng))
-        if kind is _Push.ERROR:
-            continue
-        fetched = clone.git("fetch", "--quiet", "--no-tags", "--no-show-forced-updates", "origin",
-                            f"+refs/heads/{clone.branch}:{clone.upstream_ref}", network=True, check=False)
-        if not fetched.ok:
-            kind, reason = _Push.ERROR, _failure(fetched, "fetch", clone)
-            continue
-        last_onto, onto_tree = clone.out("rev-parse", clone.upstream_ref, f"{clone.upstream_ref}^{{tree}}").split()
-        tally.rebases += 1
-        rechecking = check is not None and recheck is Recheck.CONTENDED
-        replayed = replayer.replay(head, last_onto, onto_tree, ours=ours, attempt=attempt, want_upstream=rechecking)
-        tally.conflicted |= replayed.conflicted
-        tally.resolved += replayed.resolved
-        if replayed.state is ReplayState.ABORTED:
-            return finish(PushStatus.CONFLICT_UNRESOLVED, head, replayed.reason)
-        if replayed.state is ReplayState.MARKERS:
-            return finish(PushStatus.CONFLICT_MARKERS, head, replayed.reason)
-        candidate = replayed.head
-        if replayed.branch_moved:
-            head = candidate
-        if replayed.state is ReplayState.EMPTY:
-            return finish(PushStatus.UP_TO_DATE, head, "every local change was already upstream")
-        if replayed.resolved:
-            ours, scan = _outgoing(clone), True
-        contended = bool(ours & (replayed.upstream_files or set()))
-        if check is not None and (recheck is Recheck.ALWAYS or contended or replayed.resolved):
-            if candidate != head:  # the check needs the files
-                clone.git("reset", "--quiet", "--keep", candidate)
-                head = candidate
-            tally.check = check()
-            if _state(clone)[1]:  # what is pushed is what was committed: the check's edits go
-                clone.git("reset", "--quiet", "--hard")
-            if not tally.check.passed:
-                what = "timed out" if tally.check.timed_out else f"failed (exit {tally.check.exit_code})"
-                return finish(PushStatus.CHECK_FAILED, head, f"check {what} after rebase")
+        refresh = kind is _Push.MOVED
     status = PushStatus.REMOTE_ERROR if kind is _Push.ERROR else PushStatus.RETRIES_EXHAUSTED
-    return finish(status, head, f"not landed after {max_attempts} attempts: {reason}")
+    return run.finish(status, run.head, f"not landed after {max_attempts} attempts: {reason}")

@@ -92,7 +92,9 @@ def test_kill_9_mid_agent_resumes_on_another_worker_without_duplicate_turns(clie
     assert agent.status is AgentStatus.DONE and agent.result["result"]["turns"] == 4
     conversation = agents.conversation(agent)
     assert sum(1 for m in conversation if m["role"] == "assistant") == 5  # 4 counting turns + finish
-    assert agent.turn == 5 and agent.turns_lost == 1
+    # At least the killed turn was lost (on a very loaded machine a 3 s lease can lapse more often);
+    # whatever was lost was never recorded: exactly five turns, five model calls.
+    assert agent.turn == 5 and agent.turns_lost >= 1
     assert agent.last_node.startswith("second0@")
     assert agents.usage("run")["model_calls"] == 5  # the lost turn was never recorded
 

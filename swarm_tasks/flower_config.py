@@ -1,0 +1,93 @@
+"""Flower for a swarm, configured from :class:`SwarmSettings`: ``celery -A swarm_tasks flower``.
+
+Flower executes its config file (``./flowerconfig.py``, or the one ``--conf`` names) after reading
+``FLOWER_*`` variables and the command line, and parses the command line once more afterwards; the
+repository's ``flowerconfig.py`` (also in the container image) hands over to :func:`configure`.
+Every value set here is a default: an option given on the command line always wins.
+
+What it sets, and why:
+
+* ``basic_auth`` from ``SWARM_FLOWER_BASIC_AUTH`` (``user:password``).
+* ``address`` 127.0.0.1 unless one is given (Flower's own default is every interface), and it refuses
+  to listen beyond loopback with no authentication at all: task arguments name runs and agents, and
+  Flower's API can send tasks.
+* ``read_only``: revoking or terminating an agent step in Flower acts on the Celery message behind
+  the run's back (the agent waits until the sweeper re-sends it). Steer runs with ``swarm cancel`` and
+  ``swarm resume``; pass ``--read_only=False`` to get Flower's buttons back.
+* the tasks page shows the ``args`` column: ``run=.. agent=.. role=.. spec=.. seq=..``.
+* offline workers are forgotten after five minutes (an autoscaled fleet comes and goes).
+* ``/metrics`` also exports ``swarm_queue_messages{queue,state}`` (see :mod:`swarm_tasks.flower_metrics`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from coordination.errors import ConfigurationError
+from swarm_tasks import flower_metrics
+from swarm_tasks.settings import SwarmSettings, get_settings
+
+FLOWER_DEFAULT_TASK_COLUMNS = "name,uuid,state,received,runtime,worker"
+TASK_COLUMNS = "name,args,state,received,started,runtime,worker,uuid"
+PURGE_OFFLINE_WORKERS_S = 300
+LOOPBACK_ADDRESS = "127.0.0.1"
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name or "" (every interface)
+
+
+def basic_auth_credential(settings: SwarmSettings) -> str | None:
+    """``SWARM_FLOWER_BASIC_AUTH`` checked: ``user:password``, both parts non-empty."""
+    if settings.flower_basic_auth is None:
+        return None
+    credential = settings.flower_basic_auth.get_secret_value()
+    user, colon, password = credential.partition(":")
+    if not (user and colon and password):
+        raise ConfigurationError("SWARM_FLOWER_BASIC_AUTH must be user:password (both non-empty)")
+    return credential
+
+
+def flower_options(current: Mapping[str, Any], settings: SwarmSettings) -> dict[str, Any]:
+    """The Flower options to set, given the options Flower has parsed so far (``options.as_dict()``)."""
+    if settings.redis_url is None:
+        # Without it this process would start a private embedded Redis and watch an empty swarm.
+        raise ConfigurationError("Flower needs SWARM_REDIS_URL: the Redis your workers use")
+    chosen: dict[str, Any] = {}
+    basic_auth = list(current.get("basic_auth") or [])
+    credential = basic_auth_credential(settings)
+    if credential is not None and credential not in basic_auth:
+        chosen["basic_auth"] = basic_auth = [*basic_auth, credential]
+    address = current.get("address") or ""
+    if not address:
+        chosen["address"] = address = LOOPBACK_ADDRESS
+    authenticated = bool(basic_auth or current.get("auth"))
+    if not current.get("unix_socket") and not is_loopback(address) and not authenticated:
+        raise ConfigurationError(
+            f"Flower would listen on {address} with no authentication: set SWARM_FLOWER_BASIC_AUTH=user:password, "
+            "use OAuth (--auth and FLOWER_OAUTH2_*), or keep it on 127.0.0.1 behind an authenticating proxy")
+    if current.get("tasks_columns", FLOWER_DEFAULT_TASK_COLUMNS) == FLOWER_DEFAULT_TASK_COLUMNS:
+        chosen["tasks_columns"] = TASK_COLUMNS
+    if current.get("purge_offline_workers") is None:
+        chosen["purge_offline_workers"] = PURGE_OFFLINE_WORKERS_S
+    if not current.get("read_only"):
+        chosen["read_only"] = True
+    return chosen
+
+
+def configure(current: Mapping[str, Any], settings: SwarmSettings | None = None) -> dict[str, Any]:
+    """Entry point of ``flowerconfig.py``: the options to apply, and the queue metrics installed."""
+    settings = settings or get_settings()
+    chosen = flower_options(current, settings)
+    flower_metrics.install(settings)
+    return chosen
+
+
+__all__ = ["TASK_COLUMNS", "basic_auth_credential", "configure", "flower_options", "is_loopback"]

@@ -1,0 +1,39 @@
+"""The README keeps its promises: the Quickstart's two commands, the sandbox table, the CLI commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from swarm_tasks.cli import main
+from swarm_tasks.sandbox import SANDBOX_TABLE
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_quickstart_is_two_commands_main_job_then_tests():
+    section = README.split("## Quickstart", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the Quickstart needs a shell code block"
+    lines = [line for line in block.group(1).splitlines() if line.strip()]
+    assert lines == ["bin/swarm review examples/vulnerable-shop", "bin/test"]
+    for command in lines:
+        assert (ROOT / command.split()[0]).stat().st_mode & 0o111, f"{command} is not executable"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bin/test" in ci
+
+
+def test_sandbox_table_matches_what_the_tests_prove():
+    table = README.split("<!-- sandbox-table -->", 1)[1].split("<!-- /sandbox-table -->", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+    assert rows == [[r.threat, r.bwrap, r.subprocess] for r in SANDBOX_TABLE]
+
+
+def test_every_cli_command_in_the_readme_exists():
+    named = set(re.findall(r"`swarm (\w+)", README))
+    assert named <= set(main.commands), named - set(main.commands)
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
