@@ -174,7 +174,7 @@ def _seed(root: Path, sections: int) -> str:
     return str(bare)
 
 
-def _verify(bare: str, root: Path, pushers: int, commits: int) -> list[str]:
+def _verify(bare: str, root: Path, pushers: int, commits: int, shared_every: int) -> list[str]:
     """Everything every pusher committed is on the branch; nothing holds a conflict marker."""
     spec = RemoteSpec(url=bare, branch="main")
     check = prepare_clone(spec, root / "verify", author_name="v", author_email="v@bench.invalid")
@@ -184,7 +184,7 @@ def _verify(bare: str, root: Path, pushers: int, commits: int) -> list[str]:
     problems += [f"file p{p:02d}/c{n:02d}.txt missing" for p in range(pushers) for n in range(commits)
                  if not (check.path / f"p{p:02d}" / f"c{n:02d}.txt").is_file()]
     shared = (check.path / SHARED).read_text().split(SEPARATOR)
-    last = max(n for n in range(commits) if n % 2 == 0) if commits else None
+    last = max((n for n in range(commits) if n % shared_every == 0), default=None)
     problems += [f"shared section {p} lost its last edit" for p in range(pushers)
                  if last is not None and f"commit {last}" not in shared[p]]
     tracked = [t for t in run_git(["ls-files", "-z"], cwd=check.path).stdout.decode().split("\0") if t]
@@ -202,7 +202,7 @@ def measure(pushers: int, p: Params) -> Measured:
                 for i in range(pushers)]
         together = run_together(_pusher, args, timeout_s=600, preload=["bench.git"])
         landings = [landing for per in together.results for landing in per]
-        problems = _verify(bare, root, pushers, p.commits)
+        problems = _verify(bare, root, pushers, p.commits, p.shared_every)
     landed = [x for x in landings if x.landed]
     problems += [f"not landed: {x.status}" for x in landings if not x.landed]
     wall = max((x.landed_at for x in landed), default=together.released_at) - together.released_at
@@ -253,7 +253,8 @@ def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: in
         m = measure(n, p)
         measured[n] = m
         progress(f"git: {n:>2} pushers: {m.landed}/{m.commits} landed in {m.wall_s:.1f}s = {m.per_minute:.0f}/min, "
-                 f"{m.first_try_share:.0%} first try, {m.retries_per_commit:.2f} retries/commit"
+                 f"{m.first_try_share:.0%} first try, {m.retries_per_commit:.2f} retries/commit, "
+                 f"{m.cpu_ms_per_commit:.0f} ms CPU/commit, load {m.load_before[0]:g}"
                  f"{'' if m.verified else ', PROBLEMS: ' + '; '.join(m.problems[:3])}")
     notes = [
         f"Pushers are separate OS processes (forkserver), each with its own clone of one bare repository in a "
@@ -269,5 +270,9 @@ def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: in
         f"The machine ({machine['cores']} cores, load {machine['load_average']} at start) was shared with other "
         "work; with more pushers than cores the git processes compete for CPU, so the numbers vary run to run.",
     ]
+    cpu = ", ".join(f"{n} pushers {m.cpu_ms_per_commit:.0f} ms" for n, m in measured.items())
+    notes.append(f"CPU per commit (each pusher and its git processes, the bare repository's side of every fetch "
+                 f"and push included): {cpu}. The gap is the retries' fetch, replay and push; with this many "
+                 "processes on few cores, CPU and the fetch-to-push window bound the rate, not the sleeps.")
     details = {str(n): asdict(m) for n, m in measured.items()}
     return BenchResult("git", _rows(measured), machine, asdict(p), notes, details)

@@ -130,6 +130,15 @@ class Keys:
         """Hash of idempotency keys already applied (effects that must happen once per key)."""
         return f"{self._base}:dedupe:{check_id(name, 'dedupe name')}"
 
+    # -- build swarm ------------------------------------------------------------------------------
+    def hotspots(self) -> str:
+        """Hash of file path -> how often it was contended or conflicted when a push was rebased."""
+        return f"{self._base}:hotspots"
+
+    def push_rounds(self) -> str:
+        """Hash of agent id -> how many times that worker has asked to land its change."""
+        return f"{self._base}:push_rounds"
+
     # -- global scope: index of runs ------------------------------------------------------------
     def runs_index(self) -> str:
         return f"{self._base}:runs"

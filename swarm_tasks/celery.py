@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 from pydantic import SecretStr
 
 from coordination.connection import RedisHandle, connect, redact_url
@@ -22,6 +22,7 @@ from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.runtime import WorkerRuntime
+from swarm_tasks.security import celery_wire_options
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
 
 log = logging.getLogger("swarm_tasks")
@@ -89,19 +90,25 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
+        "task_track_started": False,  # Flower uses events; a STARTED write per task is a wasted round trip
         "task_ignore_result": True,
         "result_expires": 86_400,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "result_backend_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "task_default_queue": "agents",
-        "task_queues": [Queue(name) for name in QUEUES],
+        # Each queue on its own direct exchange and routing key: with Celery's defaults every queue would
+        # be bound to the default exchange with one key, and a message for one queue reach them all.
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        "task_default_exchange": "agents",
+        "task_default_routing_key": "agents",
         "task_routes": {"swarm.run.*": {"queue": "control"}},
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # TLS for rediss:// URLs; with SWARM_TASK_SIGNING_KEY, signed messages only (overrides the JSON above).
+        **celery_wire_options(settings, url),
     }
 
 

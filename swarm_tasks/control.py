@@ -23,7 +23,7 @@ from coordination.run import global_registry
 from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
 from swarm_tasks.agents.runner import AgentServices, RunContext, SwarmClient
-from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.runs import RUN_ROOT, RunStatus
 
 log = logging.getLogger("swarm_tasks.control")
@@ -141,14 +141,21 @@ class ControlLoop:
             log.warning("sweep of run %s failed: %s", run_id, exc)
 
 
+def wait_over(ctx: RunContext, agent: AgentState) -> bool:
+    """Every sub-agent the agent waits for has ended (and, waiting for tasks, every task it filed)."""
+    if not all_ended(ctx.agents, agent.waiting_on):
+        return False
+    return not agent.waiting_tasks or ctx.state.board.open_children(agent.id) == 0
+
+
 def wake_agent(client: SwarmClient, ctx: RunContext, agent_id: str) -> bool:
-    """A waiting agent whose sub-agents all ended becomes READY and its step is sent."""
+    """A waiting agent whose sub-agents (or tasks) all ended becomes READY and its step is sent."""
     for _ in range(8):
         try:
             agent, version = ctx.agents.load(agent_id)
         except NotFound:
             return False
-        if agent.status is not AgentStatus.WAITING or not all_ended(ctx.agents, agent.waiting_on):
+        if agent.status is not AgentStatus.WAITING or not wait_over(ctx, agent):
             return False
         now = ctx.state.records.now()
         new = agent.evolve(status=AgentStatus.READY, seq=agent.seq + 1, updated_at=now,
@@ -177,7 +184,7 @@ def sweep_agents(client: SwarmClient, ctx: RunContext, *, now: float | None = No
         if agent.due_at is None or agent.due_at > horizon or agent.status.terminal:
             continue
         if agent.status is AgentStatus.WAITING:
-            if all_ended(ctx.agents, agent.waiting_on):
+            if wait_over(ctx, agent):
                 acted += wake_agent(client, ctx, agent_id)
                 continue
             new = agent.evolve(due_at=clock + WAITING_RECHECK_S)

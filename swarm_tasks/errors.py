@@ -57,3 +57,7 @@ class GitError(SwarmError):
 
 class ReviewError(SwarmError):
     """A code review could not start or continue: a bad root path, an unreadable rules file, a bad record."""
+
+
+class MessageSignatureError(SwarmError):
+    """A task message is not signed, or its HMAC does not match the signing key."""

@@ -25,6 +25,8 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+
 from coordination.errors import ConfigurationError
 from swarm_tasks import flower_metrics
 from swarm_tasks.settings import SwarmSettings, get_settings
@@ -82,11 +84,13 @@ def flower_options(current: Mapping[str, Any], settings: SwarmSettings) -> dict[
     return chosen
 
 
-def configure(current: Mapping[str, Any], settings: SwarmSettings | None = None) -> dict[str, Any]:
-    """Entry point of ``flowerconfig.py``: the options to apply, and the queue metrics installed."""
+def configure(current: Mapping[str, Any], settings: SwarmSettings | None = None,
+              registry: CollectorRegistry = REGISTRY) -> dict[str, Any]:
+    """Entry point of ``flowerconfig.py``: the options to apply, and the queue metrics installed
+    (Flower serves the default Prometheus registry on ``/metrics``)."""
     settings = settings or get_settings()
     chosen = flower_options(current, settings)
-    flower_metrics.install(settings)
+    flower_metrics.install(settings, registry)
     return chosen
 
 

@@ -1,4 +1,4 @@
-"""The per-process runtime of a worker: one asyncio loop that runs every agent turn of the process.
+"""The per-process runtime of a worker: pool threads run turns; one asyncio loop carries their model calls.
 
 Why this design (measured, see bench/agents.py and bench/README.md): agents are I/O-bound — a turn
 is mostly waiting for a model — so a process should hold thousands of them. Prefork holds one turn
@@ -53,7 +53,7 @@ def _make_sandbox(settings: SwarmSettings) -> Sandbox:
 
 async def _cancel_pending() -> None:
     if "litellm" in sys.modules:  # stop litellm's logging worker first: it re-queues what is cancelled under it
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: PLC0415
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
         with contextlib.suppress(Exception):
             await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), 2.0)
@@ -88,6 +88,7 @@ class WorkerRuntime:
         self.services = AgentServices(
             settings=settings, client=handle.client, records=records,
             runs=RunStore(handle.client, records, settings), gateway_factory=lambda: _make_gateway(settings),
+            loop=self.loop,
             tools=tools or default_tools(), scheduler=scheduler, node=node or node_name(),
             tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),
             sandbox_factory=lambda: _make_sandbox(settings))
@@ -103,9 +104,8 @@ class WorkerRuntime:
         self.loop.run_forever()
 
     def run_step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
-        """Run one step on the process's loop and wait for it (called from a pool thread)."""
-        future = asyncio.run_coroutine_threadsafe(self.runner.step(run_id, agent_id, seq), self.loop)
-        return future.result()
+        """Run one step in the calling (pool) thread; its model call goes through the process's loop."""
+        return self.runner.step(run_id, agent_id, seq)
 
     def close(self) -> None:
         if self.control is not None:

@@ -34,6 +34,7 @@ class ChildRequest:
     labels: dict[str, str] = field(default_factory=dict)
     key: str | None = None  # a stable name for idempotent ids (defaults to the position)
     global_key: bool = False  # the id derives from ``key`` alone: one such agent per run, whoever asks
+    detached: bool = False  # started as a root of the run (depth 0, no parent): nobody waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,9 @@ def spawn(store: AgentStore, spec_for: Callable[[str], AgentSpec], requests: lis
     """Create agents for ``requests`` (idempotently). Already-created ones are returned as they are."""
     started: list[AgentState] = []
     refused: list[tuple[ChildRequest, str]] = []
-    depth = 0 if parent is None else parent.depth + 1
     for index, request in enumerate(requests):
+        link = None if request.detached else parent
+        depth = 0 if link is None else link.depth + 1
         if depth > limits.max_depth:
             refused.append((request, f"sub-agents may nest at most {limits.max_depth} deep"))
             continue
@@ -75,11 +77,11 @@ def spawn(store: AgentStore, spec_for: Callable[[str], AgentSpec], requests: lis
         except KeyError as exc:
             refused.append((request, str(exc)))
             continue
-        parent_id = parent.id if parent else None
+        parent_id = link.id if link else None
         if request.global_key and request.key:
             agent_id = child_id("run", "global", request.key)
-        elif parent_id:
-            agent_id = child_id(parent_id, call_id, request.key or str(index))
+        elif parent is not None:  # a detached agent's id still derives from who started it: idempotent
+            agent_id = child_id(parent.id, call_id, request.key or str(index))
         else:
             agent_id = new_id("a") if request.key is None else child_id("root", call_id, request.key)
         agent = AgentState(id=agent_id, run=store.keys.scope, spec=spec.name, role=spec.role, kind=spec.kind.value,

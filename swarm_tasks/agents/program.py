@@ -53,6 +53,15 @@ class ProgramResult:
     counters: dict[str, int] = field(default_factory=dict)  # run-wide live counters, e.g. findings.high
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an agent ended, as its ``on_end`` hook is told."""
+
+    status: AgentStatus
+    reason: str | None
+    result: JsonValue = None
+
+
 @dataclass
 class FollowUp:
     """What an on_finish hook may return besides a plain list of children: events and counters too."""

@@ -10,14 +10,14 @@ whatever the dead worker did not record never happened as far as the swarm is co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from swarm_tasks.sandbox import Sandbox
 
 log = logging.getLogger("swarm_tasks.agents")
+T = TypeVar("T")
 
 
 class StepOutcome(StrEnum):
@@ -126,6 +127,7 @@ class AgentServices(SwarmClient):
     """Per-process services of a worker: the client plus model gateway, tools and sandbox."""
 
     gateway_factory: Callable[[], ModelGateway]
+    loop: asyncio.AbstractEventLoop  # the process's loop, running in its own thread: model HTTP calls only
     tools: ToolRegistry
     node: str
     tool_executor: ThreadPoolExecutor
@@ -139,6 +141,10 @@ class AgentServices(SwarmClient):
         if self._gateway is None:
             self._gateway = self.gateway_factory()
         return self._gateway
+
+    def on_loop(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Hand a coroutine (a model call) to the process's event loop, where thousands interleave."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def sandbox(self) -> Sandbox | None:
         """The process's shell sandbox, made on first use (probing bubblewrap costs a subprocess)."""
@@ -170,11 +176,14 @@ class Holder:
         now = self.ctx.state.records.now()
         self.save(self.agent.evolve(owner_expires_at=now + self.lease_s, due_at=now + self.lease_s))
 
-    async def keep_alive(self) -> None:
-        """Extend the lease every third of its length while the turn runs (same event loop: no race)."""
+    def wait(self, future: Future[T]) -> T:
+        """Wait for work done elsewhere (a model call on the loop, a tool on the tool pool), extending
+        the lease every third of its length meanwhile. Only the holder's own thread ever writes, so
+        its version never races; a lost lease raises :class:`LeaseLost` and the turn is abandoned."""
         while True:
-            await asyncio.sleep(self.lease_s / 3)
-            with contextlib.suppress(LeaseLost):
+            try:
+                return future.result(timeout=self.lease_s / 3)
+            except FutureTimeout:
                 self.extend()
 
 
@@ -185,7 +194,7 @@ class AgentRunner:
         self.services = services
         self._owner_seq = 0
 
-    async def step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
+    def step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
         from swarm_tasks.agents.turn import Turn
 
         services = self.services
@@ -215,15 +224,12 @@ class AgentRunner:
             holder.save(held)
         except LeaseLost:
             return StepOutcome.LOST_RACE
-        keeper = asyncio.ensure_future(holder.keep_alive())
         try:
-            await Turn(services, ctx, spec, holder).run(ctx.record())
+            Turn(services, ctx, spec, holder).run(ctx.record())
             return StepOutcome.RAN
         except LeaseLost:
             log.warning("agent %s lost its turn lease mid-turn; its work was not recorded", agent_id)
             return StepOutcome.LEASE_LOST
-        finally:
-            keeper.cancel()
 
 
 def run_is_live(record: RunRecord) -> bool:

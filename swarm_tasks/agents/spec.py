@@ -37,6 +37,13 @@ class Limits(BaseModel):
     max_wall_s: float | None = Field(default=None, gt=0)
 
 
+class WorkspaceMode(StrEnum):
+    """Whose workspace an agent's tools work in."""
+
+    OWN = "own"
+    PARENT = "parent"  # a helper working in its parent's files (e.g. resolving the parent's rebase)
+
+
 class AgentSpec(BaseModel):
     """A named kind of agent."""
 
@@ -58,6 +65,16 @@ class AgentSpec(BaseModel):
     on_finish: str | None = Field(
         default=None, description="module:function called with (ProgramContext, result) when the agent "
         "finishes; returns follow-up agents to start (e.g. sub-reviewers chosen by data-driven rules).")
+    on_end: str | None = Field(
+        default=None, description="module:function called with (ProgramContext, Ending) however the agent "
+        "ended (done, failed, stopped, cancelled), after on_finish: workflow bookkeeping that must never be "
+        "skipped, such as giving back a claimed task and starting a successor.")
+    prepare: str | None = Field(
+        default=None, description="module:function called with a ProgramContext before each turn of an LLM "
+        "agent, in the tool thread pool: makes what the turn needs present on whichever machine runs it "
+        "(e.g. a clone of the repository as the agent's workspace). Raising ends the agent as failed.")
+    workspace: WorkspaceMode = Field(default=WorkspaceMode.OWN, description="own: a workspace per agent; "
+                                     "parent: the parent agent's workspace.")
 
     @field_validator("name", "role")
     @classmethod

@@ -92,6 +92,7 @@ class AgentState(BaseModel):
     inflight: list[str] = Field(default_factory=list)  # non-idempotent tool calls started, not recorded
     waiting_call: str | None = None
     waiting_on: list[str] = Field(default_factory=list)
+    waiting_tasks: bool = False  # also waiting for the board tasks it filed (parent = its id) to end
     compactions: int = 0
     turns_lost: int = 0
     model_failures: int = 0

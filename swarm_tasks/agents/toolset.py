@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from swarm_tasks.agents.tools.base import Tool
-from swarm_tasks.agents.tools.control import Finish, SpawnAgents
+from swarm_tasks.agents.tools.control import Finish, SpawnAgents, WaitForTasks
 from swarm_tasks.agents.tools.memory import ReadNotes, UpdateProgress, WriteNote
 from swarm_tasks.agents.tools.messaging import ReadMessages, SendMessage
 
@@ -41,8 +41,8 @@ def default_tools() -> ToolRegistry:
     from swarm_tasks.agents.tools.shell import SHELL_TOOLS
     from swarm_tasks.review.model_agents import REVIEW_TOOLS
 
-    tools: list[Tool] = [Finish(), SpawnAgents(), WriteNote(), ReadNotes(), UpdateProgress(), SendMessage(),
-                         ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *REVIEW_TOOLS]
+    tools: list[Tool] = [Finish(), SpawnAgents(), WaitForTasks(), WriteNote(), ReadNotes(), UpdateProgress(),
+                         SendMessage(), ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *REVIEW_TOOLS]
     try:
         from swarm_tasks.build.tools import BUILD_TOOLS
     except ImportError:  # the build workflow's tools are optional for a worker

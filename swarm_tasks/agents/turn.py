@@ -8,9 +8,9 @@ during it is reported to the model as interrupted instead of being silently repe
 
 from __future__ import annotations
 
-import asyncio
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from coordination.store import Op, hincrby, wake_when_done
 from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
 from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
 from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens
-from swarm_tasks.agents.program import EmittedEvent, FollowUp, ProgramContext, ProgramResult
+from swarm_tasks.agents.program import EmittedEvent, Ending, FollowUp, ProgramContext, ProgramResult
 from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
-from swarm_tasks.agents.spec import AgentKind, AgentSpec
+from swarm_tasks.agents.spec import AgentKind, AgentSpec, WorkspaceMode
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
 from swarm_tasks.agents.tools.control import FinishArgs, SpawnArgs
@@ -36,6 +36,9 @@ NUDGE = ("You replied without calling a tool. Continue the task using your tools
 INTERRUPTED = ("interrupted: the worker running this call stopped before its result was recorded. "
                "It may or may not have taken effect; check before repeating it.")
 MAX_MODEL_FAILURES = 3
+MAX_OUTCOME_CHARS = 1500  # of one task's result, in the answer of wait_for_tasks
+
+log = logging.getLogger("swarm_tasks.agents")
 
 
 @dataclass
@@ -51,14 +54,30 @@ class Spawn:
 
 
 @dataclass
+class WaitTasks:
+    call: ToolCall
+
+
+@dataclass
 class CallsOutcome:
     messages: list[ChatMessage] = field(default_factory=list)
-    control: Finish | Spawn | None = None
+    control: Finish | Spawn | WaitTasks | None = None
     calls: int = 0
 
 
 def tool_message(call_id: str, content: str) -> ChatMessage:
     return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def task_outcomes(ctx: RunContext, agent_id: str) -> str:
+    """How the board tasks filed by ``agent_id`` ended, for the answer of ``wait_for_tasks``."""
+    out: list[dict[str, JsonValue]] = []
+    for task in sorted(ctx.state.board.children(agent_id), key=lambda t: t.created_at):
+        result = json.dumps(task.result, ensure_ascii=False)
+        out.append({"task": task.id, "title": task.title, "status": task.status.value, "attempts": task.attempts,
+                    "result": task.result if len(result) <= MAX_OUTCOME_CHARS else result[:MAX_OUTCOME_CHARS],
+                    "error": task.error})
+    return json.dumps(out, ensure_ascii=False)
 
 
 def unanswered(messages: list[ChatMessage]) -> list[ToolCall]:
@@ -86,13 +105,25 @@ class Turn:
     def agent(self) -> AgentState:
         return self.holder.agent
 
-    async def run(self, record: RunRecord) -> None:
+    def run(self, record: RunRecord) -> None:
         if not run_is_live(record):
             self.end(AgentStatus.CANCELLED, f"run {record.status.value}")
         elif self.spec.kind is AgentKind.PROGRAM:
-            await self.run_program(record)
-        else:
-            await self.run_llm(record)
+            self.run_program(record)
+        elif self.prepared():
+            self.run_llm(record)
+
+    def prepared(self) -> bool:
+        """Run the spec's ``prepare`` hook on the tool pool (the lease kept alive); a failure ends the agent."""
+        if not self.spec.prepare:
+            return True
+        try:
+            hook = resolve_callable(self.spec.prepare)
+            self.holder.wait(self.services.tool_executor.submit(hook, self.program_context()))
+        except Exception as exc:  # the agent cannot work without what prepare makes; say why
+            self.end(AgentStatus.FAILED, f"preparing its turn failed: {type(exc).__name__}: {exc}")
+            return False
+        return True
 
     # -- ending and continuing -------------------------------------------------------------------
     def end(self, status: AgentStatus, reason: str | None, *, result: JsonValue = None,
@@ -100,6 +131,9 @@ class Turn:
             usage: Usage | None = None, extra_ops: list[Op] | None = None,
             children: list[ChildRequest] | None = None, **changes: object) -> None:
         """Record the agent as ended; follow-up agents are started first so none is lost in a crash."""
+        follow = self.on_end(Ending(status, reason, result))
+        children = [*(children or []), *follow.children]
+        extra_ops = [*(extra_ops or []), *self.emitted(follow.events, follow.counters)]
         started: list[AgentState] = []
         if children:
             outcome = spawn(self.ctx.agents, self.ctx.specs.get, children, limits=self.ctx.record().limits,
@@ -114,6 +148,25 @@ class Turn:
                          append=append, rewrite=rewrite, usage=usage, extra_ops=events)
         self.services.schedule(self.ctx, started)
         self.services.promote_and_schedule(self.ctx)
+
+    def on_end(self, ending: Ending) -> FollowUp:
+        """The spec's ``on_end`` hook; its failure is logged, never allowed to stop the ending itself."""
+        if not self.spec.on_end:
+            return FollowUp()
+        try:
+            returned = resolve_callable(self.spec.on_end)(self.program_context(), ending)
+        except Exception:
+            log.exception("on_end hook %s of agent %s failed", self.spec.on_end, self.agent.id)
+            return FollowUp()
+        return returned if isinstance(returned, FollowUp) else FollowUp(children=list(returned))
+
+    def start_agents(self, requests: list[ChildRequest]) -> list[str]:
+        """Start agents on behalf of a tool (``extras["start_agents"]``): detached, so the caller does not
+        wait for them; ids derive from the turn, so a re-run call starts nobody twice."""
+        outcome = spawn(self.ctx.agents, self.ctx.specs.get, [replace(r, detached=True) for r in requests],
+                        limits=self.ctx.record().limits, parent=self.agent, call_id=f"tool{self.agent.seq}")
+        self.services.schedule(self.ctx, outcome.started)
+        return [a.id for a in outcome.started]
 
     def turn_event(self, append: list[ChatMessage] | None, usage: Usage | None) -> list[Op]:
         """An ``agent.turn`` event for the live view: which node ran it, what it cost, which tools."""
@@ -140,13 +193,12 @@ class Turn:
         return ProgramContext(agent=self.agent, spec=self.spec, run=self.ctx.record(), state=self.ctx.state,
                               workspace=self.workspace(), settings=self.settings)
 
-    async def run_program(self, record: RunRecord) -> None:
+    def run_program(self, record: RunRecord) -> None:
         assert self.spec.program is not None
         pctx = self.program_context()
-        loop = asyncio.get_running_loop()
         try:
             fn = resolve_callable(self.spec.program)
-            result: ProgramResult = await loop.run_in_executor(self.services.tool_executor, fn, pctx)
+            result: ProgramResult = self.holder.wait(self.services.tool_executor.submit(fn, pctx))
         except Exception as exc:  # a program bug ends this agent, never the worker
             self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1)
             return
@@ -161,23 +213,26 @@ class Turn:
         return ops
 
     # -- LLM agents ------------------------------------------------------------------------------
-    async def run_llm(self, record: RunRecord) -> None:
+    def run_llm(self, record: RunRecord) -> None:
         agent = self.agent
         history = self.ctx.agents.conversation(agent)
         pending: list[ChatMessage] = []
         usage = Usage()
         changes: dict[str, Any] = {}
-        if agent.waiting_call:  # woken: every sub-agent has ended
+        if agent.waiting_call and agent.waiting_tasks:  # woken: every task it filed has ended
+            pending.append(tool_message(agent.waiting_call, task_outcomes(self.ctx, agent.id)))
+            changes.update(waiting_call=None, waiting_on=[], waiting_tasks=False)
+        elif agent.waiting_call:  # woken: every sub-agent has ended
             results = collect(self.ctx.agents, agent.waiting_on)
             pending.append(tool_message(agent.waiting_call, json.dumps(results, ensure_ascii=False)))
             changes.update(waiting_call=None, waiting_on=[])
         left = unanswered(history + pending)
         if left:  # a worker died during these calls
-            outcome = await self.process_calls(left, interrupted=set(agent.inflight))
+            outcome = self.process_calls(left, interrupted=set(agent.inflight))
             pending += outcome.messages
             usage = usage.plus(Usage(tool_calls=outcome.calls))
             if outcome.control is not None:
-                await self.apply_control(outcome.control, pending, usage, **changes)
+                self.apply_control(outcome.control, pending, usage, **changes)
                 return
         try:
             AgentBudget.resolve(self.spec.limits, self.settings).check(agent, self.now())
@@ -196,14 +251,14 @@ class Turn:
         rewrite: list[ChatMessage] | None = None
         window = gateway.context_window(model)
         if agent.last_prompt_tokens + estimate_tokens(pending) >= window * self.settings.context_compact_ratio:
-            conversation, summary_usage = await self.compact(conversation, model, window)
+            conversation, summary_usage = self.compact(conversation, model, window)
             rewrite, pending = conversation, []
             usage = usage.plus(summary_usage)
             changes.update(compactions=agent.compactions + 1, last_prompt_tokens=estimate_tokens(conversation))
         tools = self.services.tools.schemas(self.spec.tools)
         try:
-            reply = await gateway.complete(model, conversation, tools=tools or None,
-                                           fallbacks=list(self.spec.fallbacks) or None)
+            reply = self.holder.wait(self.services.on_loop(gateway.complete(
+                model, conversation, tools=tools or None, fallbacks=list(self.spec.fallbacks) or None)))
         except ModelError as exc:
             failures = agent.model_failures + 1
             if failures >= MAX_MODEL_FAILURES:
@@ -236,11 +291,11 @@ class Turn:
             self.holder.save(self.agent.evolve(inflight=risky, usage=self.agent.usage.plus(usage), **changes),
                              append=messages, rewrite=rewrite, usage=usage, extra_ops=events)
             messages, usage, rewrite, changes = [], Usage(), None, {}
-        outcome = await self.process_calls(list(reply.tool_calls), interrupted=set())
+        outcome = self.process_calls(list(reply.tool_calls), interrupted=set())
         messages += outcome.messages
         usage = usage.plus(Usage(tool_calls=outcome.calls))
         if outcome.control is not None:
-            await self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
+            self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
             return
         self.cont(append=messages, rewrite=rewrite, usage=usage, **changes)
 
@@ -253,15 +308,17 @@ class Turn:
         label = self.agent.labels.get("workspace")
         if label:
             return Path(label)
-        path = self.settings.state_dir / "workspaces" / self.agent.run / self.agent.id
+        owner = self.agent.id
+        if self.spec.workspace is WorkspaceMode.PARENT and self.agent.parent:
+            owner = self.agent.parent
+        path = self.settings.state_dir / "workspaces" / self.agent.run / owner
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def process_calls(self, calls: list[ToolCall], *, interrupted: set[str]) -> CallsOutcome:
+    def process_calls(self, calls: list[ToolCall], *, interrupted: set[str]) -> CallsOutcome:
         outcome = CallsOutcome()
         allowed = set(self.spec.tools)
         finish = next((c for c in calls if c.name == "finish"), None)
-        loop = asyncio.get_running_loop()
         for call in calls:
             outcome.calls += 1
             tool = self.services.tools.get(call.name)
@@ -281,7 +338,11 @@ class Turn:
                 elif outcome.control is None:
                     outcome.control = control
                 else:
-                    outcome.messages.append(tool_message(call.id, "error: one spawn_agents call per turn"))
+                    outcome.messages.append(tool_message(call.id, "error: one spawn_agents or wait_for_tasks "
+                                                                  "per turn"))
+                continue
+            if call.name == "wait_for_tasks":
+                self.parse_wait(call, outcome, finishing=finish is not None)
                 continue
             if call.id in interrupted:
                 outcome.messages.append(tool_message(call.id, INTERRUPTED))
@@ -290,9 +351,12 @@ class Turn:
                               workspace=self.workspace(), settings=self.settings, state=self.ctx.state,
                               sandbox=self.services.sandbox() if call.name == "shell" else None,
                               extras={"pingpong_limit": 40, "run_spec": self.ctx.record().spec,
-                                      "agent_input": self.agent.input})
-            result: ToolResult = await loop.run_in_executor(self.services.tool_executor, run_tool, tool,
-                                                            call.arguments, ctx)
+                                      "agent_input": self.agent.input, "start_agents": self.start_agents})
+            # Quick tools run here; a tool that may take long runs on the tool pool while this thread
+            # keeps the lease alive.
+            result: ToolResult = (run_tool(tool, call.arguments, ctx) if tool.idempotent and call.name != "grep"
+                                  else self.holder.wait(self.services.tool_executor.submit(
+                                      run_tool, tool, call.arguments, ctx)))
             outcome.messages.append(tool_message(call.id, result.content))
         if finish is not None:
             parsed = self.parse_finish(finish)
@@ -302,6 +366,16 @@ class Turn:
                 outcome.messages.append(tool_message(finish.id, "finished"))
                 outcome.control = parsed
         return outcome
+
+    def parse_wait(self, call: ToolCall, outcome: CallsOutcome, *, finishing: bool) -> None:
+        if finishing:
+            outcome.messages.append(tool_message(call.id, "error: not waiting because you also finished"))
+        elif outcome.control is not None:
+            outcome.messages.append(tool_message(call.id, "error: one spawn_agents or wait_for_tasks per turn"))
+        elif self.ctx.state.board.open_children(self.agent.id) == 0:
+            outcome.messages.append(tool_message(call.id, task_outcomes(self.ctx, self.agent.id)))
+        else:
+            outcome.control = WaitTasks(call)
 
     def parse_finish(self, call: ToolCall) -> Finish | str:
         tool = self.services.tools.get("finish")
@@ -333,7 +407,7 @@ class Turn:
                     f"{', '.join(self.spec.subagents) or 'none'}")
         return Spawn(call, [ChildRequest(r.spec, r.task, r.input, key=str(i)) for i, r in enumerate(args.agents)])
 
-    async def apply_control(self, control: Finish | Spawn, messages: list[ChatMessage], usage: Usage,
+    def apply_control(self, control: Finish | Spawn | WaitTasks, messages: list[ChatMessage], usage: Usage,
                             rewrite: list[ChatMessage] | None = None, **changes: object) -> None:
         if isinstance(control, Finish):
             result: JsonValue = {"summary": control.args.summary, "result": control.args.result}
@@ -349,6 +423,9 @@ class Turn:
                      append=messages, rewrite=rewrite, usage=usage, children=follow.children,
                      extra_ops=self.emitted(follow.events, follow.counters), **changes)
             return
+        if isinstance(control, WaitTasks):
+            self.wait(control.call.id, [], messages, usage, rewrite, waiting_tasks=True, **changes)
+            return
         spawned = spawn(self.ctx.agents, self.ctx.specs.get, control.requests, limits=self.ctx.record().limits,
                         parent=self.agent, call_id=control.call.id)
         if not spawned.started:
@@ -356,25 +433,31 @@ class Turn:
             msgs = [*messages, tool_message(control.call.id, f"error: no sub-agent started ({refused})")]
             self.cont(append=msgs, rewrite=rewrite, usage=usage, **changes)
             return
+        self.wait(control.call.id, [a.id for a in spawned.started], messages, usage, rewrite, **changes)
+        self.services.schedule(self.ctx, spawned.started)
+
+    def wait(self, call_id: str, agents: list[str], messages: list[ChatMessage], usage: Usage,
+             rewrite: list[ChatMessage] | None, **changes: object) -> None:
+        """Record the agent as waiting; it is woken when its open-children count (sub-agents and the
+        board tasks it filed) reaches zero."""
         now = self.now()
         payload = json.dumps({"kind": "agent", "agent": self.agent.id})
         k = self.ctx.state.keys
         wake = wake_when_done(k.children_open(), self.agent.id, k.wake_requests(), k.wakeups(), 100_000, payload)
-        self.holder.save(self.agent.evolve(status=AgentStatus.WAITING, waiting_call=control.call.id,
-                                           waiting_on=[a.id for a in spawned.started], owner=None,
-                                           owner_expires_at=None, due_at=now + 300.0, updated_at=now,
+        self.holder.save(self.agent.evolve(status=AgentStatus.WAITING, waiting_call=call_id, waiting_on=agents,
+                                           owner=None, owner_expires_at=None, due_at=now + 300.0, updated_at=now,
                                            usage=self.agent.usage.plus(usage), inflight=[], **changes),
                          append=messages, rewrite=rewrite, usage=usage, extra_ops=[wake])
-        self.services.schedule(self.ctx, spawned.started)
 
-    async def compact(self, conversation: list[ChatMessage], model: str,
+    def compact(self, conversation: list[ChatMessage], model: str,
                       window: int) -> tuple[list[ChatMessage], Usage]:
         notes = [n.text for n in reversed(self.ctx.state.notes.latest(self.agent.id, limit=5))]
         summary: str | None = None
         usage = Usage()
         try:
-            reply = await self.services.model_gateway().complete(model, [*conversation[:1], {
-                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + _transcript(conversation[1:])}])
+            request: list[ChatMessage] = [*conversation[:1], {
+                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + _transcript(conversation[1:])}]
+            reply = self.holder.wait(self.services.on_loop(self.services.model_gateway().complete(model, request)))
             summary = (reply.content or "").strip() or None
             usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           cost_usd=reply.cost_usd, model_calls=1)

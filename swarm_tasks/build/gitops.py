@@ -9,6 +9,7 @@ credential helper that reads it from the child's environment.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ LOCAL_TIMEOUT_S = 300.0
 # Secrets shorter than this are not searched for literally: replacing every "ab" would wreck messages.
 _MIN_LITERAL_SECRET = 4
 _MAX_LISTED = 20
-_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
-           '"$_SWARM_GIT_USERNAME" "$_SWARM_GIT_PASSWORD"; }; f')
+_HELPER = ('!f() { if test "$1" = get; then printf "username=%s\\npassword=%s\\n" '
+           '"$_SWARM_GIT_USERNAME" "$_SWARM_GIT_PASSWORD"; fi; }; f')
 # Settings that make every git call deterministic and unattended, whatever the user's global config.
 _BASE_CONFIG = ("commit.gpgsign=false", "tag.gpgsign=false", "merge.conflictStyle=merge",
                 "rebase.autoStash=false", "protocol.ext.allow=never", "core.sshCommand=ssh -o BatchMode=yes",
@@ -173,8 +174,8 @@ def describe_failure(args: Sequence[str], result: ProcessResult, spec: RemoteSpe
 
 
 def split_z(data: bytes) -> list[str]:
-    """The entries of NUL-separated git output (``-z``)."""
-    return [_decode(item) for item in data.split(b"\0") if item]
+    """The entries of NUL-separated git output (``-z``): paths, decoded as the file system does."""
+    return [os.fsdecode(item) for item in data.split(b"\0") if item]
 
 
 # -- the remote ---------------------------------------------------------------------------------------
@@ -332,9 +333,11 @@ def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, i
     found: list[tuple[str, int]] = []
     for rel in paths:
         path = root / rel
+        if path.is_symlink():  # a link is committed as a link: its target is not our content
+            continue
         if not path.resolve().is_relative_to(root_resolved):
             raise WorkspaceError(f"{rel!r} is outside the clone")
-        if path.is_symlink() or not path.is_file():
+        if not path.is_file():
             continue
         data = path.read_bytes()
         if b"\0" in data[:8000]:
@@ -353,7 +356,7 @@ def format_markers(markers: Sequence[tuple[str, int]]) -> str:
 
 
 def _pathspec_stdin(paths: Sequence[str]) -> bytes:
-    return b"".join(p.encode() + b"\0" for p in paths)
+    return b"".join(os.fsencode(p) + b"\0" for p in paths)
 
 
 def commit_all(clone: Clone, message: str, *, paths: Sequence[str] | None = None) -> str | None:

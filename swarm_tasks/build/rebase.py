@@ -64,8 +64,10 @@ class Backoff:
 
 @dataclass(slots=True)
 class PushOutcome:
-    """What happened to the local commits. ``conflicted_files`` needed resolving; ``contended_files``
-    were changed both locally and upstream (the hot spots to feed back to the planner)."""
+    """What happened to the local commits. ``first_try``: landed by the first push. ``attempts``:
+    pushes made; ``rebases``: replays onto a moved branch. ``conflicted_files`` needed resolving;
+    ``contended_files`` were changed both locally and upstream meanwhile (the hot spots to feed
+    back to the planner). ``sha``: what landed, else the local branch head."""
 
     status: PushStatus
     landed: bool
@@ -285,10 +287,11 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         if attempt == max_attempts:
             break
         # Wait before fetching, never between replaying and pushing: from fetch to push is the window
-        # in which another landing makes this attempt fail. The first rejection usually only means
-        # our base was stale, so it is not waited for; later ones mean others are racing us.
-        if kind is _Push.ERROR or attempt > 1:
-            sleep(backoff.delay(attempt - 1, rng))
+        # in which another landing makes this attempt fail. A first push without a fresh fetch usually
+        # failed only because our base was stale, so it is not waited for; any other failure means
+        # others are racing us.
+        if kind is _Push.ERROR or attempt > 1 or refresh_first:
+            sleep(backoff.delay(attempt, rng))
         refresh = kind is _Push.MOVED
     status = PushStatus.REMOTE_ERROR if kind is _Push.ERROR else PushStatus.RETRIES_EXHAUSTED
     return run.finish(status, run.head, f"not landed after {max_attempts} attempts: {reason}")

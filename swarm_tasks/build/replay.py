@@ -209,7 +209,9 @@ def _pick(clone: Clone, commit: str, onto: str, resolve: Resolver, overlaps_conf
             result.reason = (f"conflict in {', '.join(conflicted or overlapping)} replaying {commit[:12]} "
                              f"({subject}) was not resolved")
             return
-        clone.git("add", "--all")
+        # The resolved files and edits to tracked ones; not stray new files (caches, scratch output).
+        clone.git("--literal-pathspecs", "add", "--all", "--", *conflict.all_files)
+        clone.git("add", "--update")
         markers = find_conflict_markers(clone.path, conflict.all_files)
         if markers:
             result.state = ReplayState.MARKERS

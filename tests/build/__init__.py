@@ -1,11 +1,11 @@
-"""Helpers shared by the build tests: throwaway bare remotes seeded with files, and raw git."""
+"""Helpers shared by the build tests: throwaway bare remotes seeded with files, clones, raw git."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from swarm_tasks.build import RemoteSpec
+from swarm_tasks.build import Backoff, Clone, RebaseConflict, RemoteSpec, commit_all, prepare_clone
 
 IDENTITY = ("-c", "user.name=Seed", "-c", "user.email=seed@example.invalid", "-c", "commit.gpgsign=false")
 
@@ -41,3 +41,28 @@ def remote_tip(spec: RemoteSpec) -> str:
 
 def remote_file(spec: RemoteSpec, rel: str) -> str:
     return git(Path(spec.url), "show", f"{spec.branch}:{rel}")
+
+
+FAST = Backoff(base_s=0.001, cap_s=0.02)
+SHARED = "".join(f"line {i}\n" for i in range(1, 11))
+
+
+def clone_of(spec: RemoteSpec, root: Path, name: str) -> Clone:
+    return prepare_clone(spec, root / name, author_name=name, author_email=f"{name}@example.invalid")
+
+
+def edit(clone: Clone, rel: str, text: str, message: str) -> str:
+    (clone.path / rel).write_text(text)
+    sha = commit_all(clone, message)
+    assert sha is not None
+    return sha
+
+
+def refuse(conflict: RebaseConflict) -> bool:
+    raise AssertionError(f"no conflict expected, got {conflict.files}")
+
+
+def assert_sane(clone: Clone) -> None:
+    assert clone.operation_in_progress() is None
+    assert clone.dirty_files() == []
+    assert git(clone.path, "symbolic-ref", "HEAD") == f"refs/heads/{clone.branch}"

@@ -70,11 +70,18 @@ class Tool(ABC):
     idempotent: ClassVar[bool] = True
 
     def schema(self) -> dict[str, Any]:
-        """The tool in OpenAI function-calling format (what litellm passes to every provider)."""
-        params = self.Args.model_json_schema()
-        params.pop("title", None)
-        return {"type": "function", "function": {
-            "name": self.name, "description": self.description, "parameters": params}}
+        """The tool in OpenAI function-calling format (what litellm passes to every provider).
+
+        Built once per tool: generating a pydantic JSON schema costs more CPU than a whole model call's
+        bookkeeping, and a schema never changes."""
+        cached: dict[str, Any] | None = getattr(self, "_schema", None)
+        if cached is None:
+            params = self.Args.model_json_schema()
+            params.pop("title", None)
+            cached = {"type": "function", "function": {
+                "name": self.name, "description": self.description, "parameters": params}}
+            self._schema = cached
+        return cached
 
     def parse(self, raw: str | dict[str, Any] | None) -> ToolArgs:
         """Validate raw JSON arguments; :class:`ToolError` with a message the model can act on."""

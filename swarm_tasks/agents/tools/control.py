@@ -1,5 +1,6 @@
-"""The two tools the runner itself carries out: ``finish`` (the only way an LLM agent ends) and
-``spawn_agents`` (start sub-agents in parallel; their results come back as this call's result)."""
+"""The tools the runner itself carries out: ``finish`` (the only way an LLM agent ends),
+``spawn_agents`` (start sub-agents in parallel; their results come back as this call's result) and
+``wait_for_tasks`` (sleep until the board tasks the agent filed have ended; how they ended comes back)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ class SpawnAgents(Tool):
 
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         raise ToolError("spawn_agents is carried out by the agent runner")
+
+
+class WaitForTasksArgs(ToolArgs):
+    pass
+
+
+class WaitForTasks(Tool):
+    """Puts the agent to sleep until every board task it filed (with itself as parent) has ended."""
+
+    name = "wait_for_tasks"
+    description = ("Wait until every task you filed has ended (done, failed or cancelled). You are woken then, "
+                   "and this call's result lists each task with how it ended. Returns at once if none is open.")
+    Args = WaitForTasksArgs
+    idempotent = True
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        raise ToolError("wait_for_tasks is carried out by the agent runner")

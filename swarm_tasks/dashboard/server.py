@@ -1,0 +1,89 @@
+"""The dashboard's web server: the page, its static files, the JSON API and the event streams."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from coordination.connection import client_options, connect, redact_url
+from coordination.errors import ConfigurationError
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.dashboard import api, sse
+from swarm_tasks.dashboard.views import Views
+from swarm_tasks.settings import SwarmSettings, get_settings
+
+STATIC = Path(__file__).parent / "static"
+NO_REDIS = ("SWARM_REDIS_URL is not set, so the dashboard cannot see any swarm: a run started without it "
+            "lives in its own embedded Redis. Set SWARM_REDIS_URL to the Redis your workers use and start "
+            "`swarm dashboard` again.")
+
+
+def create_app(settings: SwarmSettings, client: SwarmClient, *, redis_url: str | None = None,
+               heartbeat_s: float = 15.0) -> web.Application:
+    """The dashboard over ``client`` (read-only is enough). Event streams read ``redis_url``
+    (default: the settings' URL) with their own asyncio client."""
+    url = redis_url or (settings.redis_url.get_secret_value() if settings.redis_url else None)
+    if url is None:
+        raise ConfigurationError(NO_REDIS)
+    app = web.Application(middlewares=[api.json_errors])
+    app[api.VIEWS] = Views(client)
+    app[sse.HEARTBEAT_S] = heartbeat_s
+    app[sse.STREAMS] = set()
+
+    async def stream_client(app: web.Application) -> AsyncIterator[None]:
+        app[sse.AREDIS] = aioredis.Redis.from_url(url, **client_options(settings, url))
+        yield
+        await app[sse.AREDIS].aclose()
+
+    app.cleanup_ctx.append(stream_client)
+    app.on_shutdown.append(sse.cancel_streams)
+    app.router.add_get("/", index)
+    api.add_routes(app)
+    sse.add_routes(app)
+    app.router.add_static("/static/", STATIC, append_version=False)
+    return app
+
+
+async def index(_request: web.Request) -> web.FileResponse:
+    response = web.FileResponse(STATIC / "index.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def serve(settings: SwarmSettings, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve the dashboard until interrupted. Needs ``SWARM_REDIS_URL`` (the swarm's shared Redis)."""
+    if settings.redis_url is None:
+        raise ConfigurationError(NO_REDIS)
+    handle = connect(settings)
+    try:
+        client = SwarmClient.create(settings, handle.client)  # no scheduler: the dashboard only reads
+        web.run_app(create_app(settings, client, redis_url=handle.url), host=host, port=port, print=None,
+                    access_log=None)
+    finally:
+        handle.close()
+
+
+def main(argv: list[str] | None = None, settings: SwarmSettings | None = None) -> int:
+    """``swarm dashboard [--host H] [--port P] [--run RUN]``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="swarm dashboard", description="The live view of the swarm in a browser.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--run", default=None, help="run to show first (default: the newest)")
+    args = parser.parse_args(argv)
+    settings = settings or get_settings()
+    if settings.redis_url is None:
+        print(f"swarm dashboard: {NO_REDIS}", file=sys.stderr)
+        return 2
+    url = f"http://{args.host}:{args.port}/" + (f"#run={args.run}" if args.run else "")
+    print(f"swarm dashboard on {url} (Redis {redact_url(settings.redis_url.get_secret_value())})", file=sys.stderr)
+    try:
+        serve(settings, host=args.host, port=args.port)
+    except ConfigurationError as exc:
+        print(f"swarm dashboard: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,232 @@
+"""What crosses the wire and what reaches logs: TLS for Celery, signed task messages, redaction.
+
+* :func:`celery_wire_options`: the Celery settings for a ``rediss://`` broker and result backend
+  (certificate checked against ``SWARM_REDIS_SSL_CA_CERTS``), and, when ``SWARM_TASK_SIGNING_KEY``
+  is set, the signed serializer as the only content accepted.
+* Signed messages: JSON inside an envelope carrying an HMAC-SHA256 of it. The receiver refuses an
+  envelope whose HMAC does not match (``hmac.compare_digest``) and, through ``accept_content``, any
+  message that is not an envelope. The HMAC covers the message *body* (args, kwargs); the task name
+  and id travel in headers, as with Celery's own ``auth`` serializer.
+* :func:`redact`: secrets out of text bound for logs, events, transcripts and reports: URL
+  passwords, common API-key shapes, ``password=...`` style assignments, PEM private keys, and the
+  configured secret values themselves. :func:`install_log_redaction` applies it to every log record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from kombu.serialization import registry
+from kombu.utils.json import dumps as kombu_dumps
+from kombu.utils.json import loads as kombu_loads
+
+from coordination.connection import client_options, redact_url
+from coordination.errors import ConfigurationError
+from coordination.settings import CoordinationSettings
+from swarm_tasks.errors import MessageSignatureError
+
+SIGNED_SERIALIZER = "swarm-signed"
+SIGNED_CONTENT_TYPE = "application/x-swarm-signed+json"
+MIN_SIGNING_KEY_CHARS = 16
+_ALG = "HMAC-SHA256"
+
+
+# -- Celery over TLS, and signed messages ---------------------------------------------------------
+
+def celery_wire_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
+    """Celery settings for TLS (``rediss://`` URLs) and message signing (a signing key is set)."""
+    options: dict[str, Any] = {}
+    if urlsplit(url).scheme == "rediss":
+        # Celery's redis backend refuses rediss:// without ssl_cert_reqs; kombu would not verify at all.
+        tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        tls.update({k: v for k, v in client_options(settings, url).items() if k.startswith("ssl_")})
+        options["broker_use_ssl"] = tls
+        options["redis_backend_use_ssl"] = dict(tls)
+    key = getattr(settings, "task_signing_key", None)
+    if key is not None and key.get_secret_value():
+        register_signed_serializer(key.get_secret_value())
+        options.update({"task_serializer": SIGNED_SERIALIZER, "result_serializer": SIGNED_SERIALIZER,
+                        "accept_content": [SIGNED_CONTENT_TYPE], "result_accept_content": [SIGNED_CONTENT_TYPE]})
+    return options
+
+
+def sign(body: str, key: str | bytes) -> str:
+    """The envelope of a JSON ``body``: ``{"alg", "sig", "body"}`` with sig = HMAC-SHA256(key, body)."""
+    return json.dumps({"alg": _ALG, "sig": _mac(_key_bytes(key), body), "body": body})
+
+
+def verify(envelope: str | bytes, key: str | bytes) -> str:
+    """The JSON body of a signed envelope; raises :class:`MessageSignatureError` unless the HMAC matches."""
+    text = envelope.decode("utf-8") if isinstance(envelope, bytes) else envelope
+    try:
+        outer = json.loads(text)
+    except ValueError as exc:
+        raise MessageSignatureError("not a signed message (not JSON)") from exc
+    if not (isinstance(outer, dict) and outer.get("alg") == _ALG and isinstance(outer.get("sig"), str)
+            and isinstance(outer.get("body"), str)):
+        raise MessageSignatureError("not a signed message (no HMAC-SHA256 envelope)")
+    if not hmac.compare_digest(outer["sig"], _mac(_key_bytes(key), outer["body"])):
+        raise MessageSignatureError("message signature does not match: tampered, or signed with another key")
+    return str(outer["body"])
+
+
+def register_signed_serializer(key: str | bytes) -> None:
+    """Register (or re-key) the ``swarm-signed`` kombu serializer. Kombu's registry is per process,
+    so the last key registered is the one every app in the process signs and verifies with."""
+    raw = _key_bytes(key)
+    if len(raw) < MIN_SIGNING_KEY_CHARS:
+        raise ConfigurationError(
+            f"SWARM_TASK_SIGNING_KEY is too short: use at least {MIN_SIGNING_KEY_CHARS} random characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+
+    def encode(obj: Any) -> str:
+        return sign(kombu_dumps(obj), raw)
+
+    def decode(data: str | bytes) -> Any:
+        return kombu_loads(verify(data, raw))
+
+    registry.register(SIGNED_SERIALIZER, encode, decode, content_type=SIGNED_CONTENT_TYPE, content_encoding="utf-8")
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else key
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# -- redaction -------------------------------------------------------------------------------------
+
+MASK = "***"
+_MIN_SECRET_CHARS = 4  # shorter configured "secrets" would mask ordinary words all over the text
+
+_KEYWORDS = r"(?:api[_-]?key|apikey|password|passwd|pwd|secret|secret[_-]?key|access[_-]?key|token|auth|" \
+            r"credentials?|private[_-]?key|signing[_-]?key)"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.S),
+     rf"-----BEGIN \1PRIVATE KEY-----{MASK}-----END \1PRIVATE KEY-----"),
+    (re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\1\2{MASK}"),
+    (re.compile(r"\b(sk-)[A-Za-z0-9_-]{16,}"), rf"\1{MASK}"),  # OpenAI, Anthropic (sk-ant-...), DeepSeek...
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), rf"\1{MASK}"),  # AWS access key ids
+    (re.compile(r"\b(gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}"), rf"\1{MASK}"),  # GitHub
+    (re.compile(r"\b(xox[abposr]-)[A-Za-z0-9-]{8,}"), rf"\1{MASK}"),  # Slack
+    (re.compile(r"\b(hf_)[A-Za-z0-9]{20,}"), rf"\1{MASK}"),  # Hugging Face
+    (re.compile(r"\b(AIza)[0-9A-Za-z_-]{30,}"), rf"\1{MASK}"),  # Google
+    (re.compile(r"\b(eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), rf"\1{MASK}"),  # JWT
+    # name=value, name: value, "name": "value" where the name ends in a secret-ish word. Only the
+    # value goes; `tokens: 120` or `token_count=3` do not match (the word must end the name).
+    (re.compile(rf"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_.-])*{_KEYWORDS}[\"']?\s*[:=]\s*[\"']?)"
+                r"(?!\*\*\*)[^\s\"'&,;<>)\]}]+", re.I), rf"\1{MASK}"),
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with secrets replaced by ``***``: each of ``secrets`` (literally and URL-encoded),
+    URL passwords, API-key shapes, secret assignments and PEM private keys. Idempotent."""
+    if not text:
+        return text
+    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        encoded = quote(secret, safe="")
+        if encoded != secret:
+            text = text.replace(encoded, MASK)
+    text = redact_url(text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def secrets_of(settings: CoordinationSettings) -> tuple[str, ...]:
+    """The secret values in ``settings`` (a SwarmSettings has more): API key, Redis password, signing
+    key, Flower's basic-auth credential and its password."""
+    found: list[str] = []
+    for name in ("api_key", "task_signing_key", "flower_basic_auth"):
+        value = getattr(settings, name, None)
+        if value is not None and value.get_secret_value():
+            found.append(value.get_secret_value())
+            if name == "flower_basic_auth":
+                found.append(value.get_secret_value().partition(":")[2])
+    if settings.redis_url is not None:
+        try:
+            password = urlsplit(settings.redis_url.get_secret_value()).password
+        except ValueError:
+            password = None  # an unparseable URL: redact_url still masks what sits between ':' and '@'
+        if password:
+            found += [password, unquote(password)]
+    return tuple(s for s in found if s)
+
+
+class Redactor:
+    """:func:`redact` bound to a set of configured secrets."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = tuple(secrets)
+
+    @classmethod
+    def from_settings(cls, settings: CoordinationSettings) -> Redactor:
+        return cls(secrets_of(settings))
+
+    def __call__(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message, traceback and stack with a :class:`Redactor`; drops nothing."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: logging reports it later, as it would have
+            return True
+        record.msg, record.args = self.redactor(message), ()
+        if record.exc_info and not record.exc_text:
+            # Formatters use a cached exc_text as is, so formatting the traceback here is enough.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
+        return True
+
+
+_installed: RedactingFilter | None = None
+
+
+def install_log_redaction(settings: CoordinationSettings) -> RedactingFilter:
+    """Redact every log record made in this process from now on, whatever logger or handler (also
+    handlers Celery adds later): the filter runs in the log record factory. Calling it again only
+    changes the secrets."""
+    global _installed  # noqa: PLW0603 - one record factory per process, re-keyed by later calls
+    redactor = Redactor.from_settings(settings)
+    if _installed is not None:
+        _installed.redactor = redactor
+        return _installed
+    active = _installed = RedactingFilter(redactor)
+    make_record: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        active.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    return active
+
+
+__all__ = [
+    "SIGNED_CONTENT_TYPE", "SIGNED_SERIALIZER", "RedactingFilter", "Redactor", "celery_wire_options",
+    "install_log_redaction", "redact", "register_signed_serializer", "secrets_of", "sign", "verify",
+]

@@ -1,0 +1,102 @@
+"""Flower's configuration from SwarmSettings, and the queue-depth metric the autoscaler reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flower.options import default_options
+from kombu import Queue
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+from pydantic import SecretStr
+
+from coordination.errors import ConfigurationError
+from swarm_tasks.celery import agent_step, app, use_settings
+from swarm_tasks.flower_config import TASK_COLUMNS, configure, flower_options
+from swarm_tasks.flower_metrics import METRIC, QueueDepth, QueueDepthCollector, queue_depths
+from swarm_tasks.settings import SwarmSettings
+
+URL = "redis://127.0.0.1:1/0"  # never contacted by flower_options
+
+
+def flower_defaults(**overrides: object) -> dict[str, object]:
+    """Flower's options as its config file sees them: defaults, then FLOWER_* and the command line."""
+    return {**default_options.as_dict(), **overrides}
+
+
+def settings(**kwargs: object) -> SwarmSettings:
+    kwargs.setdefault("redis_url", SecretStr(URL))
+    return SwarmSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_defaults_are_read_only_loopback_with_args_shown_and_basic_auth_from_settings():
+    chosen = flower_options(flower_defaults(), settings(flower_basic_auth=SecretStr("ops:pw:with:colons")))
+    assert chosen["basic_auth"] == ["ops:pw:with:colons"]
+    assert chosen["address"] == "127.0.0.1"
+    assert chosen["read_only"] is True
+    assert chosen["tasks_columns"] == TASK_COLUMNS and "args" in TASK_COLUMNS.split(",")
+    assert chosen["purge_offline_workers"] > 0
+
+
+def test_command_line_choices_are_kept():
+    current = flower_defaults(address="10.0.0.5", auth=".*@example.com", tasks_columns="name,state",
+                              purge_offline_workers=60, basic_auth=["a:b"])
+    chosen = flower_options(current, settings())
+    assert chosen == {"read_only": True}  # nothing else overridden
+
+
+def test_refuses_to_listen_beyond_loopback_without_authentication():
+    with pytest.raises(ConfigurationError, match="no authentication"):
+        flower_options(flower_defaults(address="0.0.0.0"), settings())
+    assert flower_options(flower_defaults(address="0.0.0.0"), settings(flower_basic_auth=SecretStr("u:p")))
+    assert flower_options(flower_defaults(address="::1"), settings()) is not None
+
+
+@pytest.mark.parametrize("credential", ["nopassword", ":pw", "user:"])
+def test_malformed_basic_auth_is_refused(credential: str):
+    with pytest.raises(ConfigurationError, match="user:password"):
+        flower_options(flower_defaults(), settings(flower_basic_auth=SecretStr(credential)))
+
+
+def test_refuses_to_start_without_the_shared_redis():
+    with pytest.raises(ConfigurationError, match="SWARM_REDIS_URL"):
+        flower_options(flower_defaults(), SwarmSettings(redis_url=None))
+
+
+@pytest.fixture
+def broker(redis_url: str, tmp_path) -> Iterator[SwarmSettings]:
+    swarm = SwarmSettings(redis_url=SecretStr(redis_url), state_dir=tmp_path / "state")
+    use_settings(swarm)
+    yield swarm
+
+
+def test_queue_depth_counts_reserved_messages_that_left_the_list(broker: SwarmSettings, redis_client):
+    for i in range(3):
+        agent_step.apply_async(("run-1", f"a{i}", 0), queue="agents", argsrepr=f"run=run-1 agent=a{i}")
+    agent_step.apply_async(("run-1", "r", 0), queue="review")
+    assert queue_depths(redis_client)["agents"] == QueueDepth(ready=3, reserved=0)
+    with app.connection_for_read() as conn:
+        held = Queue("agents", channel=conn.default_channel).get(no_ack=False)  # as a worker reserves one
+        assert held is not None
+        depths = queue_depths(redis_client)
+        assert depths["agents"] == QueueDepth(ready=2, reserved=1)  # LLEN alone would say 2
+        assert depths["review"] == QueueDepth(ready=1, reserved=0)
+        assert depths["control"].total == 0
+
+        registry = CollectorRegistry()
+        configure(flower_defaults(), broker, registry)
+        configure(flower_defaults(), broker, registry)  # Flower may load its config twice: one collector
+        text = generate_latest(registry).decode()
+        assert f'{METRIC}{{queue="agents",state="ready"}} 2.0' in text
+        assert f'{METRIC}{{queue="agents",state="reserved"}} 1.0' in text
+        held.ack()
+    assert queue_depths(redis_client)["agents"] == QueueDepth(ready=2, reserved=0)
+
+
+def test_a_failed_scrape_is_an_error_never_zero():
+    import redis
+
+    collector = QueueDepthCollector(lambda: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    with pytest.raises(redis.ConnectionError):
+        list(collector.collect())
