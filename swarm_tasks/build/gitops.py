@@ -34,8 +34,7 @@ _BASE_CONFIG = ("commit.gpgsign=false", "tag.gpgsign=false", "merge.conflictStyl
                 "maintenance.auto=false")
 _BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "GIT_EDITOR": "true",
              "GIT_SEQUENCE_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C", "LANGUAGE": "C"}
-MARKER_PREFIXES = (b"<<<<<<< ", b">>>>>>> ", b"||||||| ")
-MARKER_LINES = (b"=======", b"<<<<<<<", b">>>>>>>")
+_OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,12 +321,28 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
 
 # -- committing ---------------------------------------------------------------------------------------
 
-def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, int]]:
-    """``(path, line number)`` of every conflict-marker line in the text files ``paths`` under ``root``.
+def marker_lines(data: bytes) -> list[int]:
+    """Line numbers (1-based) of merge-conflict markers in a file's content: the one rule of the project
+    (the build workflow and the agents' git_commit tool both use it).
 
-    A marker line starts with ``<<<<<<< ``, ``>>>>>>> `` or ``||||||| `` (diff3 style), or is exactly
-    ``=======`` (a CR before the newline is allowed). Missing files, symlinks and binary files are
-    skipped. Note that a reStructuredText underline of exactly seven ``=`` counts as a marker too.
+    A marker line starts with ``<<<<<<< ``, ``>>>>>>> `` or ``||||||| `` (diff3 style) or is exactly one of
+    them (a CR before the newline is allowed). ``=======`` alone is also a Markdown/RST underline, so it
+    counts only in a file that also has one of those markers.
+    """
+    found: list[int] = []
+    separators: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        bare = line.rstrip(b"\r")
+        if bare[:8] in (_OPEN + b" ", _CLOSE + b" ", _BASE + b" ") or bare in (_OPEN, _CLOSE, _BASE):
+            found.append(number)
+        elif bare == _SEP:
+            separators.append(number)
+    return sorted(found + separators) if found else []
+
+
+def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, int]]:
+    """``(path, line number)`` of every conflict-marker line (see :func:`marker_lines`) in the text files
+    ``paths`` under ``root``. Missing files, symlinks and binary files are skipped.
     """
     root_resolved = root.resolve()
     found: list[tuple[str, int]] = []
@@ -342,10 +357,7 @@ def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, i
         data = path.read_bytes()
         if b"\0" in data[:8000]:
             continue
-        for number, line in enumerate(data.split(b"\n"), 1):
-            stripped = line.rstrip(b"\r")
-            if stripped.startswith(MARKER_PREFIXES) or stripped in MARKER_LINES:
-                found.append((rel, number))
+        found += [(rel, number) for number in marker_lines(data)]
     return found
 
 

@@ -30,7 +30,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import JsonValue
 
-from swarm_tasks.models.script import Rendered, Script, ScriptedCall, Step, base_variables, render_step
+from swarm_tasks.models.script import (
+    Rendered,
+    Script,
+    ScriptedCall,
+    Step,
+    base_variables,
+    load_callable,
+    render_step,
+)
 from swarm_tasks.models.types import ChatMessage, ToolCallDict
 
 Latency = float | tuple[float, float]
@@ -80,7 +88,7 @@ def _prompt_tokens(messages: Sequence[ChatMessage]) -> int:
 class MockServer:
     """The server: in a background thread (``with MockServer(...) as s:``) or awaited (:meth:`serve`)."""
 
-    def __init__(self, latency_s: Latency = 0.0, error_rate: float = 0.0, script: Script | None = None,
+    def __init__(self, latency_s: Latency = 0.0, error_rate: float = 0.0, script: Script | str | None = None,
                  host: str = "127.0.0.1", port: int = 0, seed: int = 0) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
@@ -198,6 +206,9 @@ class MockServer:
         return self.latency_s
 
     def _step(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> tuple[Step, Rendered]:
+        if isinstance(self.script, str):  # py:module:function, a stateless function of the conversation
+            step = load_callable(self.script)(messages, tools)
+            return step, render_step(step, base_variables(messages))
         if self.script is not None:
             step = self.script.select(messages)
             return step, render_step(step, self.script.variables(messages))
@@ -307,11 +318,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seconds per reply (the minimum with --latency-max)")
     parser.add_argument("--latency-max", type=float, default=None, help="uniform latency between the two")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 429/500")
-    parser.add_argument("--script", type=Path, default=None, help="a Script JSON file to play")
+    parser.add_argument("--script", default=None, help="a Script JSON file to play, or py:module:function")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     latency: Latency = (args.latency, args.latency_max) if args.latency_max is not None else args.latency
-    script = Script.load(args.script.absolute()) if args.script else None
+    script: Script | str | None = None
+    if args.script and args.script.startswith("py:"):
+        script = args.script
+    elif args.script:
+        script = Script.load(Path(args.script).absolute())
     server = MockServer(latency_s=latency, error_rate=args.error_rate, script=script, host=args.host,
                         port=args.port, seed=args.seed)
 

@@ -180,9 +180,10 @@ def test_find_conflict_markers(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("x = 1\n<<<<<<< HEAD\ny\n=======\nz\n>>>>>>> abc (msg)\n")
     (tmp_path / "b.md").write_text("a ======= b\n======== \n<<<<<<<<x\n")
     (tmp_path / "c.bin").write_bytes(b"\0<<<<<<< HEAD\n")
-    (tmp_path / "crlf.txt").write_bytes(b"ok\r\n=======\r\n")
-    found = find_conflict_markers(tmp_path, ["a.py", "b.md", "c.bin", "crlf.txt", "gone.txt"])
-    assert found == [("a.py", 2), ("a.py", 4), ("a.py", 6), ("crlf.txt", 2)]
+    (tmp_path / "crlf.txt").write_bytes(b"ok\r\n<<<<<<< HEAD\r\n=======\r\n>>>>>>> x\r\n")
+    (tmp_path / "title.rst").write_text("Title\n=======\n")  # an underline, not a marker: no other marker
+    found = find_conflict_markers(tmp_path, ["a.py", "b.md", "c.bin", "crlf.txt", "title.rst", "gone.txt"])
+    assert found == [("a.py", 2), ("a.py", 4), ("a.py", 6), ("crlf.txt", 2), ("crlf.txt", 3), ("crlf.txt", 4)]
 
 
 def test_commit_all_refuses_conflict_markers(remote: RemoteSpec, tmp_path: Path) -> None:

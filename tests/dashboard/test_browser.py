@@ -78,9 +78,9 @@ def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, br
     browser.wait("window.__swarm.settled()", timeout_s=60)
     target = browser.js("window.__swarm.clearNode('worker')")
     pos = browser.js("(id) => window.__swarm.screenPosition(id)", target["id"])
+    assert browser.js("([x, y]) => window.__swarm.nodeAtScreen(x, y)", [pos["x"], pos["y"]]) == target["id"]
     page.mouse.move(pos["x"], pos["y"])
     page.mouse.click(pos["x"], pos["y"])
-    page.wait_for_timeout(3000); print("DEBUG", target, pos, page.locator("#agent-panel").inner_text()[:500], browser.js("window.__swarm.panelAgent"))
     browser.wait(f"window.__swarm.panelAgent === {json.dumps(target['id'])}")
     assert page.locator("#agent-id").inner_text() == target["id"]
     transcript = page.locator("#transcript").inner_text()
@@ -89,6 +89,7 @@ def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, br
     assert "suspicious call in module" in panel and "Findings (1)" in panel
 
     ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(5, 880)  # no hover tooltip over the picture
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
 
     # The test hook selects too: the root shows its sub-agents.

@@ -259,7 +259,7 @@ def wire_app(redis_url: str, **settings: Any) -> tuple[Celery, list[str]]:
     app.conf.update(celery_config(SwarmSettings(redis_url=redis_url, **settings), redis_url))
     ran: list[str] = []
 
-    @app.task(name="wire.touch")
+    @app.task(name="wire.touch", shared=False)
     def touch(tag: str) -> None:
         ran.append(tag)
 

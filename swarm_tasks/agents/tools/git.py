@@ -18,6 +18,7 @@ from pydantic import Field
 
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.agents.tools.files import confined, workspace_of
+from swarm_tasks.build.gitops import marker_lines
 from swarm_tasks.errors import ToolError
 from swarm_tasks.workspace import Workspace
 
@@ -32,24 +33,6 @@ _SAFE_CONFIG = (
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "GIT_EDITOR": "true",
             "GIT_PAGER": "cat"}
 _DANGEROUS_KEY = re.compile(r"^(filter\..+\.(clean|smudge|process)|core\.worktree)$")
-_OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
-
-
-def marker_lines(data: bytes) -> list[int]:
-    """Line numbers (1-based) of merge conflict markers in a file's content.
-
-    ``=======`` alone is also a Markdown/RST underline, so it counts only in a file that also has
-    a ``<<<<<<<`` or ``>>>>>>>`` marker.
-    """
-    found: list[int] = []
-    separators: list[int] = []
-    for no, line in enumerate(data.splitlines(), 1):
-        bare = line.rstrip(b"\r")
-        if line[:8] in (_OPEN + b" ", _CLOSE + b" ", _BASE + b" ") or bare in (_OPEN, _CLOSE, _BASE):
-            found.append(no)
-        elif bare == _SEP:
-            separators.append(no)
-    return sorted(found + separators) if found else []
 
 
 def find_conflict_markers(repo_path: Path, paths: Iterable[str], *, staged: bool = False) -> list[tuple[str, int]]:

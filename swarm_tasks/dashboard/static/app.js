@@ -163,6 +163,7 @@ async function select(id, { keepScroll = false } = {}) {
   state.selected = id;
   graph.select(id);
   els.panel.hidden = false;
+  graph.setInset(els.panel.getBoundingClientRect().width);
   if (changed) {
     window.__swarm.panelAgent = null;
     clear(els.panelBody).append(h("div", { class: "muted empty", text: "loading…" }));
@@ -184,6 +185,7 @@ function closePanel() {
   state.selectToken += 1;
   graph.select(null);
   els.panel.hidden = true;
+  graph.setInset(0);
   if (window.__swarm) window.__swarm.panelAgent = null;
 }
 
@@ -223,6 +225,7 @@ window.__swarm = {
     return best;
   },
   screenPosition: (id) => graph.screenPosition(id),
+  nodeAtScreen: (x, y) => (graph.nodeAt(x, y) || {}).id || null,
   settled: () => graph.simulation.alpha() <= graph.simulation.alphaMin(),
   select: (id) => select(id),
   openRun: (id) => openRun(id),

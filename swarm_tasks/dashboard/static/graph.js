@@ -20,6 +20,7 @@ export const STATUS_RING = {
 };
 const FADED = new Set(["done", "cancelled"]);
 const MAX_ADD_PER_FRAME = 400;
+const COLLIDE_MAX = 1500;
 
 export function roleColour(role) {
   if (ROLE_COLOURS[role]) return ROLE_COLOURS[role];
@@ -52,8 +53,11 @@ export class GraphView {
     this.dirty = true;
     this.frameTimes = [];
     this.lastFrame = 0;
-    this.linkForce = d3.forceLink([]).id((d) => d.id).distance((l) => 14 + 2 * Math.sqrt(l.target.r || 4))
+    this.insetRight = 0; // pixels on the right covered by the agent panel
+    this.linkForce = d3.forceLink([]).id((d) => d.id).distance((l) => l.source.r + l.target.r + 10)
       .strength(0.8);
+    // Collisions keep small trees legible; past COLLIDE_MAX nodes the charge alone spaces them (cheaper).
+    this.collide = d3.forceCollide((d) => d.r + 2).strength(0.8);
     this.simulation = d3.forceSimulation([])
       .force("link", this.linkForce)
       .force("charge", d3.forceManyBody().strength(-22).theta(0.95).distanceMax(260))
@@ -178,6 +182,7 @@ export class GraphView {
       this.orphans.delete(node.id);
       node.index = this.nodes.length - 1;
     }
+    this.simulation.force("collide", this.nodes.length <= COLLIDE_MAX ? this.collide : null);
     this.simulation.nodes(this.nodes);
     this.linkForce.links(this.links);
     // Reheat gently: enough to make room for the newcomers, not enough to shake a big settled tree.
@@ -235,8 +240,9 @@ export class GraphView {
       if (n.y > y1) y1 = n.y;
     }
     const pad = 40;
-    const k = Math.min(2.5, (this.width - 2 * pad) / Math.max(1, x1 - x0), (this.height - 2 * pad) / Math.max(1, y1 - y0));
-    const x = this.width / 2 - k * (x0 + x1) / 2;
+    const width = Math.max(200, this.width - this.insetRight);
+    const k = Math.min(1.8, (width - 2 * pad) / Math.max(1, x1 - x0), (this.height - 2 * pad) / Math.max(1, y1 - y0));
+    const x = width / 2 - k * (x0 + x1) / 2;
     const y = this.height / 2 - k * (y0 + y1) / 2;
     const v = this.view;
     v.k += (k - v.k) * ease;
@@ -431,5 +437,12 @@ export class GraphView {
   refit() {
     this.userMoved = false;
     this.fit(1);
+  }
+
+  // Leave `px` pixels on the right free (the agent panel covers them); refit unless the user moved.
+  setInset(px) {
+    if (px === this.insetRight) return;
+    this.insetRight = px;
+    if (!this.userMoved) this.fit(1);
   }
 }

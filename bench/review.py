@@ -1,0 +1,158 @@
+"""``python -m bench review``: a generated repository reviewed by model agents on the local mock server.
+
+The mock OpenAI-compatible server answers every agent (scanner, reviewers, sub-reviewers) at latency L
+with the scripted review behaviour (``swarm_tasks.review.scripted:reviewer``), through litellm's normal
+``openai/`` route. Reported: wall time, agents run, agent turns per second, peak memory, and the
+critical-path lower bound: the longest chain of model calls from the root agent to any agent (a child
+starts only after its parent finished) times the latency. Goal: wall time within 3x of that bound.
+Default 300 files at L = 1 s; ``--full`` 1,000 files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bench.agents import HTTP_ENV, rss_mb
+from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.celery import CeleryScheduler, app, use_settings
+from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.review.workflow import all_agents, load_report, submit_review
+from swarm_tasks.runs import RunLimits, RunStatus
+from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.sources import SourceSpec
+
+SCRIPT = "py:swarm_tasks.review.scripted:reviewer"
+MODEL = "openai/mock-model"
+
+_RISKY = (
+    'import subprocess\n\n\ndef run_{n}(cmd):\n    """Run a command."""\n'
+    '    return subprocess.call("tool " + cmd, shell=True)\n',
+    'import sqlite3\n\n\ndef find_{n}(conn, name):\n    """Find a row."""\n'
+    '    return conn.execute(f"SELECT * FROM t WHERE name = \'{{name}}\'").fetchall()\n',
+)
+
+
+def generate_repo(root: Path, files: int, *, seed: int = 7) -> None:
+    """Packages of modules importing their neighbours (so imports are followed); one in ten is risky."""
+    rng = random.Random(seed)
+    per_pkg = 50
+    for index in range(files):
+        pkg, mod = divmod(index, per_pkg)
+        path = root / f"pkg{pkg}" / f"mod{mod}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").write_text('"""Package."""\n')
+        body = [f'"""Module {index}."""\n']
+        if mod + 1 < per_pkg and index + 1 < files:
+            body.append(f"from pkg{pkg}.mod{mod + 1} import value_{index + 1}\n")
+        if rng.random() < 0.1:
+            body.append(rng.choice(_RISKY).format(n=index))
+        body.append(f"\n\ndef value_{index}():\n    \"\"\"Return a value.\"\"\"\n    return {index}\n")
+        path.write_text("".join(body))
+    subprocess.run(["git", "init", "-q", str(root)], check=True)  # noqa: S607
+
+
+class Mock:
+    def __init__(self, latency_s: float) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "swarm_tasks.models.mock_server", "--port", "0", "--latency", str(latency_s),
+             "--script", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **HTTP_ENV})
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip().split()[-1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def critical_path_calls(agents: list[AgentState]) -> int:
+    """The longest root-to-agent chain of model calls (children start after their parent ended)."""
+    by_id = {a.id: a for a in agents}
+    memo: dict[str, int] = {}
+
+    def chain(agent: AgentState) -> int:
+        if agent.id not in memo:
+            parent = by_id.get(agent.parent or "")
+            memo[agent.id] = agent.usage.model_calls + (chain(parent) if parent else 0)
+        return memo[agent.id]
+
+    return max((chain(a) for a in agents), default=0)
+
+
+def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers: int = 2) -> BenchResult:
+    files = files or (1000 if full else 300)
+    with redis_for_bench() as target, tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
+        repo = Path(tmp) / "repo"
+        generate_repo(repo, files)
+        mock = Mock(latency_s)
+        settings = SwarmSettings(redis_url=SecretStr(target.url), state_dir=Path(tmp) / "state", api_base=mock.url,
+                                 api_key=SecretStr("sk-mock"), model_guard="local-only", worker_concurrency=1500,
+                                 agent_step_grace_s=900.0, agent_turn_lease_s=900.0)
+        handle = use_settings(settings)
+        client = SwarmClient.create(settings, handle.client, CeleryScheduler(app))
+        cluster = LocalCluster(settings, workers=workers, queues=("agents", "scan", "review", "control"),
+                               concurrency=1500, name_prefix="review", log_dir=Path(tmp) / "logs",
+                               extra_env=HTTP_ENV, base_env=dict(os.environ))
+        cluster.start(timeout_s=180)
+        try:
+            pids = [w.pid for w in cluster.workers]
+            progress(f"review: {files} files, model agents at {latency_s}s latency on {workers} workers")
+            job = ReviewJob(source=SourceSpec(location=str(repo)),
+                            models={"scanner": MODEL, "reviewer": MODEL, "subreviewer": MODEL},
+                            limits=RunLimits(max_agents=50_000, max_concurrent_agents=20_000))
+            started = time.monotonic()
+            record = submit_review(client, job)
+            peak = rss_mb(pids)
+            while not client.runs.get(record.id).status.terminal:
+                peak = max(peak, rss_mb(pids))
+                time.sleep(0.5)
+            wall = time.monotonic() - started
+            final = client.runs.get(record.id)
+            ctx = client.run(record.id)
+            agents = all_agents(ctx)
+            report = load_report(client, record.id) if final.status is RunStatus.COMPLETED else None
+        finally:
+            cluster.stop()
+            mock.stop()
+        machine = machine_info(target.client)
+    calls = int(sum(a.usage.model_calls for a in agents))
+    bound = critical_path_calls(agents) * latency_s
+    done = sum(1 for a in agents if a.status is AgentStatus.DONE)
+    rows = [
+        Row("review completed", float(final.status is RunStatus.COMPLETED), goal="completed",
+            goal_met=final.status is RunStatus.COMPLETED),
+        Row("wall time", wall, unit="s", baseline=bound, baseline_name="critical path (longest call chain x L)",
+            ratio=ratio(wall, bound), goal="<= 3x", goal_met=(ratio(wall, bound) or 99) <= 3),
+        Row("agents run", float(len(agents)), unit="agents", baseline=float(done), baseline_name="ended done"),
+        Row("model calls", float(calls), unit="calls"),
+        Row("agent turns per second", calls / wall, unit="/s"),
+        Row("peak memory of workers", peak, unit="MB"),
+        Row("findings (merged)", float(len(report.findings)) if report else 0.0),
+    ]
+    return BenchResult(name="review", rows=rows, machine=machine,
+                       params={"files": files, "latency_s": latency_s, "workers": workers},
+                       notes=[f"generated repository of {files} Python files in packages of 50; each module imports "
+                              "the next, one in ten has a shell or SQL injection; model agents (scanner, four "
+                              "reviewers, sub-reviewers) answered by the mock server through litellm.",
+                              "critical path: the longest chain of model calls from the root agent to any agent, "
+                              "counted from the agents that ran, times the latency."],
+                       details={"status": final.status.value, "reason": final.reason,
+                                "agents_by_spec": _by_spec(agents)})
+
+
+def _by_spec(agents: list[AgentState]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for agent in agents:
+        out[agent.spec] = out.get(agent.spec, 0) + 1
+    return out
