@@ -50,7 +50,7 @@ class MockProcess:
     """The mock OpenAI-compatible server in its own process (its CPU is shared by both measurements)."""
 
     def __init__(self, latency_s: float, script_path: Path) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "swarm_tasks.models.mock_server", "--port", "0", "--latency", str(latency_s),
              "--script", str(script_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **HTTP_ENV})
@@ -74,7 +74,7 @@ print(json.dumps(asyncio.run(measure_bare_litellm(sys.argv[1], int(sys.argv[2]),
 
 def measure_bare(url: str, calls: int, concurrency: int, processes: int) -> dict[str, float]:
     """Bare litellm.acompletion over ``processes`` processes started together; summed calls/s."""
-    procs = [subprocess.Popen([sys.executable, "-c", _BARE, url, str(calls // processes),  # noqa: S603
+    procs = [subprocess.Popen([sys.executable, "-c", _BARE, url, str(calls // processes),
                                str(max(1, concurrency // processes))], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, **HTTP_ENV}) for _ in range(processes)]
     results = [json.loads(p.communicate(timeout=1800)[0].strip().splitlines()[-1]) for p in procs]
@@ -85,7 +85,7 @@ def measure_bare(url: str, calls: int, concurrency: int, processes: int) -> dict
 
 
 def rss_mb(pids: list[int]) -> float:
-    import psutil  # noqa: PLC0415
+    import psutil
 
     total = 0.0
     for pid in pids:

@@ -59,12 +59,12 @@ def generate_repo(root: Path, files: int, *, seed: int = 7) -> None:
             body.append(rng.choice(_RISKY).format(n=index))
         body.append(f"\n\ndef value_{index}():\n    \"\"\"Return a value.\"\"\"\n    return {index}\n")
         path.write_text("".join(body))
-    subprocess.run(["git", "init", "-q", str(root)], check=True)  # noqa: S607
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
 
 
 class Mock:
     def __init__(self, latency_s: float) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "swarm_tasks.models.mock_server", "--port", "0", "--latency", str(latency_s),
              "--script", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **HTTP_ENV})

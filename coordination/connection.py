@@ -24,6 +24,15 @@ def redact_url(text: str) -> str:
     return _PASSWORD_IN_URL.sub(r"\1:***@", text)
 
 
+def _without_password(detail: str, url: str) -> str:
+    """An error message about ``url``, or a generic one if it quotes any piece of the URL's password."""
+    found = _PASSWORD_IN_URL.search(url)
+    password = url[found.end(1) + 1:found.end() - 1] if found else ""
+    if any(piece and piece in detail for piece in re.split(r"[/?#@:]", password)):
+        return "it does not parse; percent-encode reserved characters (/ ? # @ :) in the password"
+    return detail
+
+
 def client_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
     """Keyword arguments for ``redis.Redis.from_url`` (timeouts, TLS files)."""
     options: dict[str, Any] = {
@@ -82,7 +91,8 @@ def connect(settings: CoordinationSettings | None = None, *, check: bool = True)
     except ValueError as exc:
         if embedded:
             embedded.stop()
-        raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {exc}") from exc
+        # Not chained: redis-py's message can quote a piece of a password that holds '/', '?' or '#'.
+        raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {_without_password(str(exc), url)}") from None
     if check:
         try:
             client.ping()

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def _die_with_parent() -> None:
     # Linux: the server gets SIGTERM if the process that started it dies, even by kill -9.
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _pdeathsig_safe() -> bool:
+    return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
 
 def _free_port() -> int:
@@ -94,7 +99,9 @@ class EmbeddedRedis:
                     "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
             self.process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)  # noqa: PLW1509
+                # PDEATHSIG fires when the *thread* that started the child ends, so it is only safe from
+                # the main thread; from any other thread the server is stopped by atexit instead.
+                preexec_fn=_die_with_parent if _pdeathsig_safe() else None)  # noqa: PLW1509
             self.port = port
             try:
                 self._wait_ready(timeout_s)
@@ -163,10 +170,13 @@ class EmbeddedRedis:
             with contextlib.suppress(OSError):
                 self._tmp.cleanup()
 
-    def restart(self, timeout_s: float = 15.0) -> None:
-        """Stop and start again on the same port, directory and password (AOF replays if enabled)."""
+    def restart(self, timeout_s: float = 15.0, *, down_s: float = 0.0) -> None:
+        """Stop and start again on the same port, directory and password (AOF replays if enabled),
+        staying down ``down_s`` seconds in between (an outage)."""
         tmp, self._tmp = self._tmp, None  # keep the data directory across the restart
         self.stop()
+        if down_s > 0:
+            time.sleep(down_s)
         self._tmp = tmp
         self.start(timeout_s)
 

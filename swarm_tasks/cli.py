@@ -20,7 +20,7 @@ from rich.table import Table
 
 from coordination.connection import redact_url
 from coordination.errors import CoordinationError
-from swarm_tasks.errors import JobSpecError, RunNotFound, SwarmError
+from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings, get_settings
 
@@ -57,7 +57,7 @@ def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
             code = fn(*args, **kwargs)
         except RunNotFound as exc:
             fail(str(exc))
-        except (JobSpecError, ValidationError, ValueError) as exc:
+        except (JobSpecError, GitError, ValidationError, ValueError) as exc:  # GitError: a bad remote or branch
             fail(str(exc))
         except (SwarmError, CoordinationError) as exc:
             fail(str(exc), EXIT_RUN_FAILED)
@@ -152,8 +152,8 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
 
 def check_review_job(source: str, ref: str | None, models: dict[str, str], config: dict[str, object],
                      limits: dict[str, object]) -> None:
-    from swarm_tasks.review.job import ReviewJob  # noqa: PLC0415
-    from swarm_tasks.sources import SourceSpec, check_source  # noqa: PLC0415
+    from swarm_tasks.review.job import ReviewJob
+    from swarm_tasks.sources import SourceSpec, check_source
 
     check_source(SourceSpec(location=source, ref=ref))
     ReviewJob.parse({"source": {"location": source, "ref": ref}, "config": config, "models": models,
@@ -229,6 +229,9 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
                               "builders": builders}
     if max_cost is not None:
         job["limits"] = {"max_cost_usd": max_cost}
+    from swarm_tasks.build.job import BuildJob, validate_job
+
+    validate_job(BuildJob.parse({"repo": repo, **job}), settings)  # before any server or worker starts
     with Swarm(settings, workers=workers) as swarm:
         run = swarm.build(repo, **job)
         if detach:

@@ -17,6 +17,9 @@ What it sets, and why:
 * the tasks page shows the ``args`` column: ``run=.. agent=.. role=.. spec=.. seq=..``.
 * offline workers are forgotten after five minutes (an autoscaled fleet comes and goes).
 * ``/metrics`` also exports ``swarm_queue_messages{queue,state}`` (see :mod:`swarm_tasks.flower_metrics`).
+* a task keeps the name its worker reported (``swarm.agent.step:<spec>``) when the client's
+  ``task-sent`` event, which carries the plain task name, arrives after the worker's events
+  (:class:`ShadowNamedTask`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from celery import states
+from celery.events.state import Task
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from coordination.errors import ConfigurationError
@@ -84,6 +89,27 @@ def flower_options(current: Mapping[str, Any], settings: SwarmSettings) -> dict[
     return chosen
 
 
+class ShadowNamedTask(Task):
+    """Flower's record of a task, merging out-of-order events without losing the shadow name.
+
+    Agent steps are sent with ``shadow="swarm.agent.step:<spec>"``: the worker's ``task-received`` event
+    carries that name, the client's ``task-sent`` event the plain ``swarm.agent.step``. The two come
+    from different processes, so Flower may get ``task-sent`` last; Celery's merge then takes every
+    field of the "earlier" event and renames a finished task back to ``swarm.agent.step``. A late
+    ``task-sent`` now contributes only what no worker event carries.
+    """
+
+    merge_rules = {**Task.merge_rules,
+                   states.PENDING: ("queue", "exchange", "routing_key", "root_id", "parent_id", "eta", "expires")}
+
+
+def install_task_names() -> None:
+    """Make Flower's event state use :class:`ShadowNamedTask` (Flower creates tasks with ``self.Task``)."""
+    from flower.events import EventsState
+
+    EventsState.Task = ShadowNamedTask
+
+
 def configure(current: Mapping[str, Any], settings: SwarmSettings | None = None,
               registry: CollectorRegistry = REGISTRY) -> dict[str, Any]:
     """Entry point of ``flowerconfig.py``: the options to apply, and the queue metrics installed
@@ -91,7 +117,9 @@ def configure(current: Mapping[str, Any], settings: SwarmSettings | None = None,
     settings = settings or get_settings()
     chosen = flower_options(current, settings)
     flower_metrics.install(settings, registry)
+    install_task_names()
     return chosen
 
 
-__all__ = ["TASK_COLUMNS", "basic_auth_credential", "configure", "flower_options", "is_loopback"]
+__all__ = ["TASK_COLUMNS", "ShadowNamedTask", "basic_auth_credential", "configure", "flower_options",
+           "install_task_names", "is_loopback"]

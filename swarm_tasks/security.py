@@ -125,7 +125,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # name=value, name: value, "name": "value" where the name ends in a secret-ish word. Only the
     # value goes; `tokens: 120` or `token_count=3` do not match (the word must end the name).
     (re.compile(rf"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_.-])*{_KEYWORDS}[\"']?\s*[:=]\s*[\"']?)"
-                r"(?!\*\*\*)[^\s\"'&,;<>)\]}]+", re.I), rf"\1{MASK}"),
+                r"[^\s\"'&,;<>()\[\]{}]+", re.I), rf"\1{MASK}"),
 )
 
 

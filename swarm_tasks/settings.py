@@ -61,7 +61,8 @@ class SwarmSettings(CoordinationSettings):
     agent_max_tokens: int = Field(default=2_000_000, ge=1, description="Prompt+completion tokens per agent.")
     agent_max_cost_usd: float = Field(default=5.0, gt=0, description="Dollars per agent.")
     agent_max_wall_s: float = Field(default=3600.0, gt=0, description="Seconds from an agent's start to its end.")
-    agent_turn_lease_s: float = Field(default=600.0, gt=0, description="Seconds a worker may hold one turn.")
+    agent_turn_lease_s: float = Field(default=30.0, gt=0, description="Seconds a turn is held without a heartbeat "
+                                      "(the holder extends it every third of that, even mid model call).")
     agent_step_grace_s: float = Field(default=120.0, gt=0,
                                       description="Seconds a queued step may wait before the sweeper re-sends it.")
     agent_repeat_limit: int = Field(default=3, ge=2, description="Identical consecutive tool calls allowed.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -134,12 +135,17 @@ class AgentServices(SwarmClient):
     sandbox_factory: Callable[[], Sandbox] | None = None
     _sandbox: Sandbox | None = None
     _gateway: ModelGateway | None = None
+    _gateway_once: threading.Lock = field(default_factory=threading.Lock)
 
     def model_gateway(self) -> ModelGateway:
-        """The model gateway, built on first use: importing litellm costs seconds and ~200 MB, and a
-        worker that only runs deterministic agents never needs it."""
+        """The model gateway, built once on first use: importing litellm costs seconds and ~200 MB, and
+        a worker that only runs deterministic agents never needs it. Call it through
+        :meth:`Holder.wait` (``services.tool_executor.submit(services.model_gateway)``) from a turn, so
+        a slow first import does not let the turn's lease lapse."""
         if self._gateway is None:
-            self._gateway = self.gateway_factory()
+            with self._gateway_once:  # in-process once-only construction, not a shared lock
+                if self._gateway is None:
+                    self._gateway = self.gateway_factory()
         return self._gateway
 
     def on_loop(self, coro: Coroutine[Any, Any, T]) -> Future[T]:

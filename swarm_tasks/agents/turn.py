@@ -246,7 +246,7 @@ class Turn:
             self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
                      "SWARM_MODELS, or use the workflow's deterministic mode", append=pending, **changes)
             return
-        gateway = self.services.model_gateway()
+        gateway = self.holder.wait(self.services.tool_executor.submit(self.services.model_gateway))
         conversation = history + pending
         rewrite: list[ChatMessage] | None = None
         window = gateway.context_window(model)
@@ -352,11 +352,10 @@ class Turn:
                               sandbox=self.services.sandbox() if call.name == "shell" else None,
                               extras={"pingpong_limit": 40, "run_spec": self.ctx.record().spec,
                                       "agent_input": self.agent.input, "start_agents": self.start_agents})
-            # Quick tools run here; a tool that may take long runs on the tool pool while this thread
-            # keeps the lease alive.
-            result: ToolResult = (run_tool(tool, call.arguments, ctx) if tool.idempotent and call.name != "grep"
-                                  else self.holder.wait(self.services.tool_executor.submit(
-                                      run_tool, tool, call.arguments, ctx)))
+            # Every tool runs on the tool pool while this thread keeps the lease alive: even a "quick" one
+            # (an analyzer, a grep) can take longer than a lease on a busy machine.
+            result: ToolResult = self.holder.wait(self.services.tool_executor.submit(run_tool, tool, call.arguments,
+                                                                                     ctx))
             outcome.messages.append(tool_message(call.id, result.content))
         if finish is not None:
             parsed = self.parse_finish(finish)

@@ -90,6 +90,9 @@ def prepare_worker(pctx: ProgramContext) -> None:
     task's lease, so a worker that keeps taking turns keeps its task."""
     job = job_from_spec(pctx.run.spec)
     if not (pctx.workspace / ".git").is_dir():
+        if pctx.agent.turn > 0:  # its edits live in a clone on another machine: a fresh one would lose them
+            raise WorkspaceError(f"the clone of worker {pctx.agent.id} is not on this machine ({pctx.workspace}); "
+                                 "its task goes back to the board for a fresh worker")
         worker_clone(job.remote(), pctx.workspace, pctx.agent.id)
     task_id = str((pctx.agent.input or {}).get("task", "")) if isinstance(pctx.agent.input, dict) else ""
     lease = held_lease(pctx.state, task_id, pctx.agent.id) if task_id else None

@@ -97,7 +97,8 @@ def codemod_resolver(command: str, timeout_s: float) -> Callable[[RebaseConflict
 
 def land_codemod(clone: Clone, command: str, files: Sequence[str], *, message: str, timeout_s: float,
                  check: Callable[[], CheckResult] | None = None, max_attempts: int = 10,
-                 backoff: Backoff | None = None, rng: random.Random | None = None) -> PushOutcome:
+                 backoff: Backoff | None = None, refresh_first: bool = False,
+                 rng: random.Random | None = None) -> PushOutcome:
     """One codemod task end to end: apply, commit the changed files, push with codemod rebases."""
     changed = apply_codemod(clone, command, files, timeout_s)
     if commit_all(clone, message, paths=changed) is None:
@@ -105,7 +106,8 @@ def land_codemod(clone: Clone, command: str, files: Sequence[str], *, message: s
                            conflicts_resolved=0, first_try=True, conflicted_files=[], contended_files=[],
                            reason="the command changed nothing")
     return push_with_rebase(clone, resolve=codemod_resolver(command, timeout_s), check=check,
-                            max_attempts=max_attempts, backoff=backoff, overlaps_conflict=True, rng=rng)
+                            max_attempts=max_attempts, backoff=backoff, overlaps_conflict=True,
+                            refresh_first=refresh_first, rng=rng)
 
 
 def working_tree_id(repo_dir: Path) -> str:

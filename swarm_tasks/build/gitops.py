@@ -395,8 +395,3 @@ def commit_all(clone: Clone, message: str, *, paths: Sequence[str] | None = None
         raise GitError(f"refusing to commit conflict markers: {format_markers(markers)}")
     clone.git("commit", "--quiet", "--no-verify", "--allow-empty-message", "--file=-", stdin=message.encode())
     return clone.head()
-
-
-def changed_files(clone: Clone, old: str, new: str) -> list[str]:
-    """Files that differ between two commits (deleted ones included)."""
-    return split_z(clone.git("diff", "--name-only", "-z", "--no-renames", old, new).stdout)

@@ -191,9 +191,16 @@ class _Run:
                                    f"refusing to push conflict markers: {format_markers(found)}")
         return None
 
+    def move_branch(self) -> None:
+        """Bring the branch and files to the replayed commit (which only existed as an object)."""
+        if self.candidate != self.head:
+            moved = self.clone.git("reset", "--quiet", "--keep", self.candidate, check=False)
+            if not moved.ok:  # an untracked file where upstream added one: upstream's version wins
+                self.clone.git("reset", "--quiet", "--hard", self.candidate)
+            self.head = self.candidate
+
     def landed(self, detail: str) -> PushOutcome:
-        if self.candidate != self.head:  # the branch and files follow only now, after the race
-            self.clone.git("reset", "--quiet", "--keep", self.candidate)
+        self.move_branch()  # only now, after the race
         return self.finish(PushStatus.LANDED, self.candidate, detail)
 
     def rebase(self, attempt: int, *, only_if_moved: bool) -> PushOutcome | None:
@@ -232,9 +239,7 @@ class _Run:
 
     def run_check(self) -> PushOutcome | None:
         assert self.check is not None
-        if self.candidate != self.head:  # the check needs the files
-            self.clone.git("reset", "--quiet", "--keep", self.candidate)
-            self.head = self.candidate
+        self.move_branch()  # the check needs the files
         result = self.tally.check = self.check()
         if _state(self.clone)[1]:  # what is pushed is what was committed: the check's edits go
             self.clone.git("reset", "--quiet", "--hard")

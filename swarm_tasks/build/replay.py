@@ -144,7 +144,9 @@ class Replayer:
         return [row[0] for row in reversed(rows) if len(row) == 2]  # merges are dropped, as rebase does
 
     def _empty(self, onto: str, upstream: set[str] | None) -> ReplayResult:
-        self.clone.git("reset", "--quiet", "--keep", onto)  # our commits are in ``onto``: nothing lost
+        # Our commits are in ``onto``: nothing is lost. Untracked files in the way give way to upstream's.
+        if not self.clone.git("reset", "--quiet", "--keep", onto, check=False).ok:
+            self.clone.git("reset", "--quiet", "--hard", onto)
         return ReplayResult(ReplayState.EMPTY, onto, upstream_files=upstream)
 
     def _commit(self, head: str, tree: str, onto: str) -> str:

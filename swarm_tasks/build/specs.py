@@ -7,7 +7,6 @@ from swarm_tasks.agents.spec import AgentKind, AgentSpec, Limits, WorkspaceMode
 from swarm_tasks.build.cycles import Verdict
 from swarm_tasks.build.job import BuildJob, BuildMode
 from swarm_tasks.build.landing import describe_hotspots
-from swarm_tasks.build.staffing import task_files
 
 PLANNER = "build.planner"
 WORKER = "build.worker"
@@ -106,10 +105,7 @@ def planner_task(job: BuildJob, cycle: int, history: list[Verdict], hotspots: li
 
 def worker_task(job: BuildJob, task: Task, cycle: int) -> str:
     """A model worker's task text: everything it needs, since it sees nothing else."""
-    files = task_files(task)
     lines = [f"Task {task.id} (cycle {cycle}): {task.title}", "", task.body.strip() or "(no further details)", ""]
-    if files:
-        lines.append(f"Files expected to change: {', '.join(files)}")
     lines += [f"Goal of the whole build (context only; do just your task): {job.goal}",
               f"Branch: {job.branch}. Quick check: {f'`{job.check}`' if job.check else 'none configured'}.",
               "When your change is ready, call commit_and_push."]

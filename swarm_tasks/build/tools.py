@@ -25,6 +25,7 @@ from swarm_tasks.build.landing import (
     commit_message,
     decline,
     describe_hotspots,
+    gated_check,
     landed_commit,
     once_only,
     open_clone,
@@ -78,10 +79,6 @@ def _lease(ctx: ToolContext, state: RunState, job: BuildJob) -> Lease:
                     "board (another worker may have it). Do not push; call finish with success=false.")
 
 
-def _check(job: BuildJob, clone: Clone) -> CheckResult | None:
-    return run_check(job.check, clone.path, job.check_timeout_s) if job.check else None
-
-
 def _tail(text: str) -> str:
     return text if len(text) <= MAX_OUTPUT else "...\n" + text[-MAX_OUTPUT:]
 
@@ -104,7 +101,7 @@ class FileTasksArgs(ToolArgs):
     tasks: list[TaskDraft] = Field(min_length=1, max_length=100)
 
 
-def _collisions(drafts: list[TaskDraft], hot: dict[str, int]) -> list[str]:
+def hotspot_collisions(drafts: list[TaskDraft], hot: dict[str, int]) -> list[str]:
     """Hot-spot files that two tasks of this call would edit at the same time (no dependency between)."""
     by_file: dict[str, list[TaskDraft]] = {}
     for draft in drafts:
@@ -155,12 +152,15 @@ class FileTasksTool(Tool):
                     labels={"cycle": str(cycle.cycle), "files": json.dumps(draft.files)}))
             except AlreadyExists:
                 filed.append(state.board.get(task_id))
+        start = ctx.extras.get("start_agents")
+        if start is None:
+            raise ToolError("file_tasks needs the agent runner (it starts workers)")
         runs = RunStore(state.redis, state.records, ctx.settings)
-        started = ctx.extras["start_agents"](staff(state, runs, job, starter=f"{ctx.agent_id}:{ctx.call_id}"))
+        started = start(staff(state, runs, job, starter=f"{ctx.agent_id}:{ctx.call_id}"))
         lines = [f"filed {len(filed)} task(s):",
                  *(f"  {t.id} [{t.status.value}] {t.title}" for t in filed),
                  f"{len(started)} worker(s) started now (at most {job.builders} work at once)."]
-        warnings = _collisions(args.tasks, dict(top_hotspots(state, 50)))
+        warnings = hotspot_collisions(args.tasks, dict(top_hotspots(state, 50)))
         if warnings:
             lines += ["Warning: these tasks collide on hot spots; consider merging them or chaining them with "
                       "depends_on:", *warnings]
@@ -267,16 +267,16 @@ class CommitAndPushTool(Tool):
         if clone.out("rev-list", "--count", f"{clone.upstream_ref}..HEAD") == "0":
             return ToolResult("nothing to push: your workspace has no change compared with the branch. If the "
                               "task needs no change, call finish.")
-        before = _check(job, clone)
+        command = job.check
+        before = gated_check(state, clone, command, job.check_timeout_s) if command else None
         if before is not None and not before.passed:
             return ToolResult(f"the check {CheckSummary.of(before).describe()}: nothing was pushed. Fix it and "
                               f"call commit_and_push again.\n{_tail(before.output)}", is_error=True)
         lease = _lease(ctx, state, job)  # fenced: only the holder of the task pushes
-        command = job.check
 
         def recheck() -> CheckResult:
             assert command is not None
-            return run_check(command, clone.path, job.check_timeout_s)
+            return gated_check(state, clone, command, job.check_timeout_s)
 
         outcome = push_with_rebase(clone, resolve=once_only(decline, ctx.run_id, task_id, base),
                                    check=recheck if command else None, max_attempts=job.push_attempts)

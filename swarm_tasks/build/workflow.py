@@ -23,6 +23,7 @@ from pydantic import JsonValue
 
 from coordination.errors import LeaseLost
 from coordination.ids import new_id
+from coordination.notes import ProgressDoc
 from coordination.tasks import TaskStatus
 from swarm_tasks.agents.children import ChildRequest, child_id, spawn
 from swarm_tasks.agents.runner import RunContext, SwarmClient
@@ -150,6 +151,7 @@ def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
                 _finish(services, ctx, run, job, cycle.history, StopReason.JUDGE_FAILED,
                         failure=f"the judge of cycle {n} {judge.status.value}: {judge.reason or 'no verdict'}")
             return
+        record_cycle(ctx, verdict)
         history = [*cycle.history, verdict]
         spent = ctx.agents.usage("run").get("cost_usd", 0.0)
         stop = (StopReason.JUDGE if verdict.decision.value == "stop" else
@@ -163,6 +165,16 @@ def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
             _start(services, ctx, run, [planner_request(job, n + 1, history, top_hotspots(ctx.state))])
         return
     _finish(services, ctx, run, job, cycle.history, StopReason.JUDGE)  # DONE recorded, run not ended: a crash
+
+
+def record_cycle(ctx: RunContext, verdict: Verdict) -> None:
+    """The cycle's summary in the run's progress document (the tag on the remote was pushed by the judge)."""
+    def change(doc: ProgressDoc) -> ProgressDoc:
+        doc.sections[f"cycle {verdict.cycle}"] = verdict.summary()
+        doc.summary = f"{verdict.cycle} cycle(s) judged; last: {verdict.decision.value} ({verdict.reason})"[:2000]
+        return doc
+
+    ctx.state.progress.update(change, author="build")
 
 
 def build_result(ctx: RunContext, job: BuildJob, history: list[Verdict], stop: str) -> dict[str, JsonValue]:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -24,7 +25,8 @@ log = logging.getLogger("swarm_tasks.dashboard")
 
 AREDIS = web.AppKey("aredis", aioredis.Redis)
 HEARTBEAT_S = web.AppKey("heartbeat_s", float)
-STREAMS = web.AppKey("streams", set)  # the handler tasks of open streams, cancelled at shutdown
+# The handler tasks of open streams, cancelled at shutdown.
+STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("streams")
 
 BLOCK_MS = 5_000  # one XREAD waits this long at most, then the loop looks whether the page is still there
 BATCH = 500
@@ -81,14 +83,16 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _pump(resp: EventSourceResponse, client: aioredis.Redis, key: str, last: str) -> None:
     """Send every entry after ``last`` and then each new one, until the page goes away."""
     closed = asyncio.ensure_future(resp.wait())  # ends when a write (data or heartbeat) fails
-    read: asyncio.Future[object] | None = None
+    read: asyncio.Future[Any] | None = None
     try:
         while resp.is_connected():
-            read = asyncio.ensure_future(client.xread({key: last}, block=BLOCK_MS, count=BATCH))
-            await asyncio.wait({read, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not read.done():
+            read = pending = asyncio.ensure_future(client.xread({key: last}, block=BLOCK_MS, count=BATCH))
+            await asyncio.wait({pending, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not pending.done():
                 return
-            for _stream, entries in read.result() or []:
+            reply: Any = pending.result() or []
+            # [[stream, entries]] (RESP2 shape) or {stream: entries}, depending on the client's protocol setting
+            for _stream, entries in reply.items() if isinstance(reply, dict) else reply:
                 for entry_id, fields in entries:
                     event = Event.from_entry(entry_id, fields)
                     await resp.send(json.dumps({"type": event.type, "subject": event.subject, "ts": event.ts,
@@ -107,7 +111,7 @@ async def _pump(resp: EventSourceResponse, client: aioredis.Redis, key: str, las
 
 async def cancel_streams(app: web.Application) -> None:
     """At shutdown: end open streams now rather than waiting for their pages to leave."""
-    for task in list(app[STREAMS]):
+    for task in app[STREAMS].copy():
         task.cancel()
 
 

@@ -15,6 +15,7 @@ from coordination.keys import check_id
 from coordination.tasks import Task, TaskStatus
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord
 
 BATCH = 500  # records per get_many round trip: big enough to be quick, small enough not to block Redis
@@ -215,7 +216,7 @@ class Views:
                 "statuses": [s.value for s in TaskStatus]}
 
 
-def tool_calls(messages: list[dict[str, JsonValue]] | list) -> list[ToolCallView]:  # type: ignore[type-arg]
+def tool_calls(messages: list[ChatMessage]) -> list[ToolCallView]:
     """Every tool call in the transcript, paired with the tool message that answered it."""
     results = {m.get("tool_call_id"): m.get("content") for m in messages if m.get("role") == "tool"}
     calls: list[ToolCallView] = []
@@ -255,8 +256,9 @@ def _clip(text: str) -> str:
     return f"{text[:MAX_TEXT]}\n… ({len(text) - MAX_TEXT:,} more characters not shown)"
 
 
-def _clip_message(message: dict[str, JsonValue]) -> dict[str, JsonValue]:
+def _clip_message(message: ChatMessage) -> dict[str, JsonValue]:
+    shown: dict[str, JsonValue] = dict(message)  # type: ignore[arg-type]  # a TypedDict of JSON values
     content = message.get("content")
     if isinstance(content, str) and len(content) > MAX_TEXT:
-        return {**message, "content": _clip(content)}
-    return message
+        shown["content"] = _clip(content)
+    return shown

@@ -71,3 +71,8 @@ def reviewer(messages: list[ChatMessage], _tools: object) -> Step:
                 if isinstance(f, dict)]
     return _call("finish", summary=f"{len(findings)} {kind} findings confirmed by reading the file",
                  result={"findings": findings})
+
+
+def slow_reviewer(messages: list[ChatMessage], tools: object) -> Step:
+    """The same behaviour with 0.3 s per reply, so that faults injected in tests land mid-run."""
+    return reviewer(messages, tools).model_copy(update={"delay_s": 0.3})

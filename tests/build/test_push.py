@@ -274,3 +274,15 @@ def test_several_local_commits_are_replayed_one_by_one(remote: RemoteSpec, tmp_p
     log = git(Path(remote.url), "log", "--format=%s %an", "main").splitlines()
     assert log == ["b2 b", "b1 b", "b0 b", "a a", "seed Seed"]
     assert_sane(b)
+
+
+def test_untracked_file_where_upstream_adds_one_does_not_break_landing(remote: RemoteSpec, tmp_path: Path) -> None:
+    a, b = clone_of(remote, tmp_path, "a"), clone_of(remote, tmp_path, "b")
+    edit(a, "generated.txt", "from upstream\n", "a adds generated.txt")
+    edit(b, "b.txt", "b\n", "b")
+    (b.path / "generated.txt").write_text("local scratch\n")  # untracked, in the way
+    assert push_with_rebase(a, resolve=refuse, max_attempts=1).landed
+    outcome = push_with_rebase(b, resolve=refuse, max_attempts=3, backoff=FAST)
+    assert outcome.status is PushStatus.LANDED and b.head() == remote_tip(remote)
+    assert (b.path / "generated.txt").read_text() == "from upstream\n"
+    assert_sane(b)

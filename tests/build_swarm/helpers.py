@@ -16,8 +16,8 @@ SCRIPTED = "scripted/py:swarm_tasks.build.scripted"
 COUNTING = ("awk 'NR == 1 { n = substr($0, 10) + 1; print \"applied: \" n; next } { print }' {path} > {path}.tmp "
             "&& mv {path}.tmp {path}")
 # Sorted, marker-free notes: what the scripted workers' changes must keep true.
-NOTES_CHECK = ("for f in $(git ls-files 'notes/*'); do LC_ALL=C sort -c \"$f\" || exit 1; done; "
-               "! git grep -nE '^(<<<<<<<|=======|>>>>>>>)' -- notes")
+NOTES_CHECK = ("for f in $(git ls-files '*.txt'); do LC_ALL=C sort -c \"$f\" || exit 1; done; "
+               "! git grep -nE '^(<<<<<<<|=======|>>>>>>>)' -- '*.txt'")
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -59,7 +59,7 @@ def refs(bare: Path) -> list[str]:
     return sorted(git(bare, "for-each-ref", "--format=%(refname)").splitlines())
 
 
-def drive(local, run_id: str, *, rounds: int = 40) -> RunRecord:  # noqa: ANN001 - tests.runtime's Local
+def drive(local, run_id: str, *, rounds: int = 40) -> RunRecord:
     """Run a build in-process: drain steps, and when the run goes idle call the workflow's idle hook."""
     services: SwarmClient = local.services
     for _ in range(rounds):

@@ -41,12 +41,13 @@ class StagedRun:
     run: RunRecord
 
     def step(self) -> bool:
-        """Run the oldest queued step; False when none is queued."""
+        """Run this run's oldest queued step; False when none is queued."""
         steps = self.local.scheduler.steps
-        if not steps:
+        mine = next((s for s in steps if s[0] == self.run.id), None)
+        if mine is None:
             return False
-        run_id, agent_id, seq = steps.popleft()
-        self.local.runtime.run_step(run_id, agent_id, seq)
+        steps.remove(mine)
+        self.local.runtime.run_step(*mine)
         return True
 
     def steps(self, n: int) -> int:

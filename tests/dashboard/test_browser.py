@@ -35,7 +35,16 @@ class Browser:
     errors: list[str] = field(default_factory=list)
 
     def wait(self, expression: str, timeout_s: float = 30.0) -> object:
-        return self.page.wait_for_function(expression, timeout=timeout_s * 1000)  # type: ignore[attr-defined]
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            return self.page.wait_for_function(expression, timeout=timeout_s * 1000)  # type: ignore[attr-defined]
+        except PlaywrightTimeout:
+            state = self.js("""() => ({notice: (document.querySelector('#notice') || {}).textContent,
+                nodes: window.__swarm && window.__swarm.nodeCount, live: window.__swarm && window.__swarm.live,
+                panel: window.__swarm && window.__swarm.panelAgent})""")
+            raise AssertionError(f"page never reached {expression!r} in {timeout_s}s: {state}, "
+                                 f"errors {self.errors}") from None
 
     def js(self, expression: str, arg: object = None) -> object:
         return self.page.evaluate(expression, arg)  # type: ignore[attr-defined]
@@ -59,6 +68,8 @@ def browser() -> Iterator[Browser]:
 
 
 def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, browser):
+    other = staged.local.start(tree_specs(), [ChildRequest("planner", "another review", key="root")],
+                               title="another run")
     page = browser.page
     page.goto(f"{dashboard.url}/#run={staged.run.id}")
     browser.wait("window.__swarm && window.__swarm.nodeCount === 1 && window.__swarm.live")
@@ -70,6 +81,11 @@ def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, br
     browser.wait(f"window.__swarm.nodeCount === {TOTAL}")
     staged.drain()  # everyone finishes: statuses change, nodes recolour
     browser.wait(f"window.__swarm.statuses().done === {TOTAL}")
+    # Findings arrive as events (the review workflow emits them): the counters follow.
+    events = staged.local.services.run(staged.run.id).state.events
+    for i, severity in enumerate(("high", "high", "low")):
+        events.emit("finding", f"f-{i}", {"severity": severity, "file": "pkg/a.py", "line": i, "rule": "r"})
+    browser.wait("document.querySelector('#counters').textContent.includes('high2')")
     assert browser.js("window.__marker") == "same page"
     assert page.locator("#node-count").get_attribute("data-count") == str(TOTAL)
     assert "done" in page.locator("#counters").inner_text()
@@ -86,7 +102,7 @@ def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, br
     transcript = page.locator("#transcript").inner_text()
     assert "inspect module" in transcript and "list_files" in transcript
     panel = page.locator("#agent-panel").inner_text()
-    assert "suspicious call in module" in panel and "Findings (1)" in panel
+    assert "suspicious call in module" in panel and "findings (1)" in panel.lower()  # headings are upper-cased by CSS
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.mouse.move(5, 880)  # no hover tooltip over the picture
@@ -97,7 +113,13 @@ def test_graph_grows_live_and_a_click_shows_the_transcript(staged, dashboard, br
                 if staged.agents().get(a).parent is None)
     browser.js("(id) => window.__swarm.select(id)", root)
     browser.wait(f"window.__swarm.panelAgent === {json.dumps(root)}")
-    assert f"Sub-agents ({LEADS})" in page.locator("#agent-panel").inner_text()
+    assert f"sub-agents ({LEADS})" in page.locator("#agent-panel").inner_text().lower()
+
+    # Several runs: pick the other one in the selector; the page follows it without reloading.
+    others = sum(staged.local.agents(other.id).counts().values())  # the drain above ran it too
+    page.select_option("#runs", other.id)
+    browser.wait(f"window.__swarm.run === {json.dumps(other.id)} && window.__swarm.nodeCount === {others}")
+    assert browser.js("window.__marker") == "same page" and "#run=" + other.id in page.url
     assert browser.errors == []
 
 

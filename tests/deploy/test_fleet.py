@@ -101,16 +101,22 @@ def test_flower_lists_every_task_by_name_with_its_run_and_agent(fleet: Fleet):
     assert len(fleet.agents) == 4
     expected = {(f"swarm.agent.step:{a.spec}", a.id) for a in fleet.agents}
 
+    last: list[object] = []
+
     def listed() -> dict[str, dict[str, object]] | None:
         status, body = http_get(f"{fleet.flower}/api/tasks?search={fleet.run_id}", auth=FLOWER_AUTH)
         assert status == 200, body
         tasks = json.loads(body)
+        last[:] = [(t["name"], t["state"], t["args"], t["worker"]) for t in tasks.values()]
         seen = {(t["name"], arg.removeprefix("agent=")) for t in tasks.values() if t["state"] == "SUCCESS"
                 for arg in str(t["args"]).split() if arg.startswith("agent=")}
         idle = [t for t in tasks.values() if t["name"] == "swarm.run.idle" and t["state"] == "SUCCESS"]
         return tasks if expected <= seen and idle else None
 
-    tasks = wait_for(listed, 30, "Flower to list the run's tasks")  # events arrive asynchronously
+    try:
+        tasks = wait_for(listed, 30, "Flower to list the run's tasks")  # events arrive asynchronously
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; expected {sorted(expected)}, Flower has {last}") from None
     steps = [t for t in tasks.values() if str(t["name"]).startswith("swarm.agent.step:")]
     for task in steps:
         summary = str(task["args"])

@@ -96,7 +96,51 @@ def test_queue_depth_counts_reserved_messages_that_left_the_list(broker: SwarmSe
 
 def test_a_failed_scrape_is_an_error_never_zero():
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    collector = QueueDepthCollector(lambda: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    collector = QueueDepthCollector(lambda: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
+                                                        retry=Retry(NoBackoff(), 0)))
     with pytest.raises(redis.ConnectionError):
         list(collector.collect())
+
+
+def _task_events(uuid: str) -> dict[str, dict[str, object]]:
+    base = {"uuid": uuid, "clock": 1, "pid": 1, "utcoffset": 0}
+    step = "swarm.agent.step"
+    summary = "run=r1 agent=a1 role=reviewer spec=review.security seq=0"
+    return {
+        "sent": {**base, "type": "task-sent", "name": step, "args": summary, "hostname": "client@h",
+                 "queue": "review"},
+        "received": {**base, "type": "task-received", "name": f"{step}:review.security", "args": summary,
+                     "hostname": "w1@h"},
+        "started": {**base, "type": "task-started", "hostname": "w1@h"},
+        "succeeded": {**base, "type": "task-succeeded", "result": "'done'", "runtime": 0.1, "hostname": "w1@h"},
+    }
+
+
+@pytest.mark.parametrize("order", [
+    ("sent", "received", "started", "succeeded"),  # as sent
+    ("received", "started", "succeeded", "sent"),  # the client's event last
+    ("received", "sent", "started", "succeeded"),
+    ("started", "succeeded", "received", "sent"),
+])
+def test_flower_keeps_the_shadow_name_whatever_order_events_arrive_in(order: tuple[str, ...]):
+    import time
+
+    from flower.events import EventsState
+
+    from swarm_tasks.flower_config import ShadowNamedTask, install_task_names
+
+    install_task_names()
+    state = EventsState()
+    assert state.Task is ShadowNamedTask
+    events = _task_events("t-1")
+    for offset, kind in enumerate(order):
+        now = time.time() + offset
+        state.event({**events[kind], "timestamp": now, "local_received": now})
+    task = state.tasks["t-1"]
+    assert task.name == "swarm.agent.step:review.security"
+    assert task.args == "run=r1 agent=a1 role=reviewer spec=review.security seq=0"
+    assert task.state == "SUCCESS" and task.queue == "review"  # what only task-sent carries is still merged
+    assert task.worker.hostname == "w1@h"

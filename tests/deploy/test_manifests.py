@@ -279,7 +279,7 @@ def test_k8s_services_select_pods_and_secret_references_exist():
         for container in pod_containers(workload):
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
+                if ref and not ref.get("optional"):
                     assert ref["key"] in secrets.get(ref["name"], set()), f"missing secret {ref}"
     for name, auth in by_kind("TriggerAuthentication").items():
         for ref in auth["spec"]["secretTargetRef"]:

@@ -188,7 +188,7 @@ def reset(url: str) -> None:
         client.delete("register")
 
 
-def run_swarm(ctx: Any, url: str, out: Path, *, clients: int = 8, ops: int = 250, kill_every_s: float = 0.0,
+def run_swarm(ctx: Any, url: str, out: Path, *, clients: int = 8, ops: int = 150, kill_every_s: float = 0.0,
               redis_retries: int = 0) -> tuple[list[Operation], int]:
     """``clients`` processes doing ``ops`` steps each on one key, optionally with a connection killer;
     returns the merged history and the number of connections killed."""
@@ -251,11 +251,11 @@ def test_history_under_contention_is_linearizable(server: EmbeddedRedis, ctx: An
 def test_history_with_dropped_connections_is_linearizable(server: EmbeddedRedis, ctx: Any,
                                                            tmp_path: Path) -> None:
     reset(server.url)
-    history, kills = run_swarm(ctx, server.url, tmp_path / "h", ops=300, kill_every_s=0.003)
+    history, kills = run_swarm(ctx, server.url, tmp_path / "h", ops=250, kill_every_s=0.003)
     result = check_history(history)
     assert result.ok, str(result)
     assert kills > 0
-    assert result.unknown > 0, "no reply was lost: the fault injection did not bite"
+    assert any(op.outcome is UNKNOWN for op in history), "no reply was lost: the fault injection did not bite"
 
 
 def test_checker_catches_a_client_that_resends_commands_after_a_drop(server: EmbeddedRedis, ctx: Any,
@@ -266,7 +266,7 @@ def test_checker_catches_a_client_that_resends_commands_after_a_drop(server: Emb
     deadline = time.monotonic() + 30
     for attempt in range(4):
         reset(server.url)
-        history, _ = run_swarm(ctx, server.url, tmp_path / f"h{attempt}", ops=300, kill_every_s=0.002,
+        history, _ = run_swarm(ctx, server.url, tmp_path / f"h{attempt}", ops=250, kill_every_s=0.002,
                                redis_retries=3)
         result = check_history(history)
         if not result.ok or time.monotonic() > deadline:

@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from swarm_tasks.errors import BudgetExceeded, LoopDetected, ToolError
 
 if TYPE_CHECKING:
-    from swarm_tasks.sandbox import Sandbox
-
     from coordination.run import RunState
+    from swarm_tasks.sandbox import Sandbox
     from swarm_tasks.settings import SwarmSettings
 
 

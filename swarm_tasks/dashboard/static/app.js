@@ -15,7 +15,7 @@ const els = {
 const state = { run: null, model: null, source: null, selected: null, selectToken: 0, boardFilter: "all" };
 const enc = encodeURIComponent;
 
-const graph = new GraphView($("graph"), { onSelect: (id) => select(id), onHover: tooltip });
+const graph = new GraphView($("graph"), $("overlay"), { onSelect: (id) => select(id), onHover: tooltip });
 
 // -- runs ------------------------------------------------------------------------------------------
 async function loadRuns() {
@@ -70,7 +70,7 @@ async function openRun(runId) {
     } while (after);
     const board = await getJSON(`/api/runs/${enc(runId)}/board`);
     if (state.model !== model) return; // another run was picked meanwhile
-    if (agents.size > 30) graph.seedRadial(agents);
+    graph.seedLayout(agents);
     model.loadAgents(agents.values());
     model.loadBoard(board);
     updateRun();
@@ -132,7 +132,10 @@ function wire(model) {
     drawBoard();
     drawCounters();
   });
-  model.on("run", updateRun);
+  model.on("run", () => {
+    updateRun();
+    loadRuns().catch(() => {}); // the selector shows each run's status too
+  });
 }
 
 function updateRun() {
@@ -226,11 +229,11 @@ window.__swarm = {
   },
   screenPosition: (id) => graph.screenPosition(id),
   nodeAtScreen: (x, y) => (graph.nodeAt(x, y) || {}).id || null,
-  settled: () => graph.simulation.alpha() <= graph.simulation.alphaMin(),
+  settled: () => graph.settled(),
   select: (id) => select(id),
   openRun: (id) => openRun(id),
   frameStats: () => graph.frameStats(),
-  resetFrameStats: () => { graph.frameTimes = []; },
+  resetFrameStats: () => graph.resetFrameStats(),
 };
 
 els.runs.addEventListener("change", () => openRun(els.runs.value));

@@ -1,0 +1,191 @@
+"""Fault injection for the swarm: real worker processes, a real Redis, faults while a run is in flight.
+
+A harness starts an embedded Redis with AOF (so it can be restarted without losing data), three Celery
+worker processes, and runs a model-mode review of the shipped example (scripted model, 0.3 s per reply,
+so a run lasts several seconds). It records an undisturbed run first, then runs with faults and checks
+that each ends exactly like it: same findings, no agent lost or failed, every reviewer run once (no
+duplicated finding), no lease left held. Used by tests/reliability/test_faults.py and ``python -m bench
+faults``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import redis
+from pydantic import SecretStr
+
+from coordination.embedded import EmbeddedRedis
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.celery import CeleryScheduler, app, use_settings
+from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.review.workflow import all_agents, load_report, submit_review
+from swarm_tasks.runs import RunStatus
+from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.sources import SourceSpec
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
+SLOW_MODEL = "scripted/py:swarm_tasks.review.scripted:slow_reviewer"
+QUEUES = ("agents", "scan", "review", "control")
+
+
+class Fault(StrEnum):
+    """What can go wrong."""
+
+    NONE = "none"
+    KILL_WORKERS = "kill -9 workers"
+    REDIS_RESTART = "redis restart (AOF)"
+    DROP_CONNECTIONS = "dropped connections"
+    BROKER_OUTAGE = "broker outage (3 s)"
+
+
+@dataclass
+class Outcome:
+    """How one run with faults ended, compared with the undisturbed run."""
+
+    fault: Fault
+    run_id: str
+    status: str
+    injected: list[str] = field(default_factory=list)
+    same_findings: bool = False
+    agents: int = 0
+    lost: int = 0  # agents that did not end done (lost or failed work)
+    duplicated: int = 0  # reviewers that ran more than once for one file and kind
+    leases_left: int = 0  # turns or board tasks still held after the run
+    turns_lost: int = 0  # turns a dead worker held, taken back and redone
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.status == RunStatus.COMPLETED.value and self.same_findings and not self.lost
+                and not self.duplicated and not self.leases_left)
+
+
+class FaultHarness:
+    """Redis, workers and a client; ``run(fault)`` does one review with that fault injected."""
+
+    def __init__(self, tmp: Path, *, workers: int = 3, seed: int = 0) -> None:
+        self.tmp = tmp
+        self.rng = random.Random(seed)
+        self.redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
+        self.settings = SwarmSettings(
+            redis_url=SecretStr(self.redis.url), state_dir=tmp / "state", model_guard="local-only",
+            agent_turn_lease_s=3.0, agent_step_grace_s=6.0, sweep_interval_s=0.3, lease_s=5.0)
+        handle = use_settings(self.settings)
+        self.client = SwarmClient.create(self.settings, handle.client, CeleryScheduler(app))
+        self.cluster = LocalCluster(self.settings, workers=workers, queues=QUEUES, concurrency=6, name_prefix="f",
+                                    log_dir=tmp / "logs").start(timeout_s=180)
+        self.generation = 0
+        self.reference: frozenset[tuple[str, int, str, str]] | None = None
+
+    def close(self) -> None:
+        self.cluster.stop()
+        self.redis.stop()
+
+    # -- one run ---------------------------------------------------------------------------------
+    def run(self, fault: Fault, *, timeout_s: float = 240.0) -> Outcome:
+        job = ReviewJob(source=SourceSpec(location=str(EXAMPLE)),
+                        models={"scanner": SLOW_MODEL, "reviewer": SLOW_MODEL, "subreviewer": SLOW_MODEL})
+        started = time.monotonic()
+        record = submit_review(self.client, job)
+        injected: list[str] = []
+        stop = threading.Event()
+        injector = threading.Thread(target=self._inject_safely, args=(fault, record.id, injected, stop), daemon=True)
+        injector.start()
+        status = self._wait(record.id, timeout_s)
+        stop.set()
+        injector.join(60)
+        return self._outcome(fault, record.id, status, injected, time.monotonic() - started)
+
+    def _wait(self, run_id: str, timeout_s: float) -> RunStatus:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                status = self.client.runs.get(run_id).status
+                if status.terminal:
+                    return status
+            except redis.RedisError:
+                pass  # the fault is taking Redis away for a moment
+            time.sleep(0.25)
+        return self.client.runs.get(run_id).status
+
+    def _agents_started(self, run_id: str) -> int:
+        try:
+            return sum(self.client.run(run_id).agents.counts().values())
+        except redis.RedisError:
+            return 0
+
+    def _inject_safely(self, fault: Fault, run_id: str, injected: list[str], stop: threading.Event) -> None:
+        try:
+            self._inject(fault, run_id, injected, stop)
+        except Exception as exc:  # a harness failure must show in the table, not vanish with the thread
+            injected.append(f"INJECTION FAILED: {type(exc).__name__}: {exc}")
+
+    def _inject(self, fault: Fault, run_id: str, injected: list[str], stop: threading.Event) -> None:
+        if fault is Fault.NONE:
+            return
+        while self._agents_started(run_id) < 25 and not stop.is_set():  # mid-run: work in flight, more to come
+            time.sleep(0.05)
+        if fault is Fault.KILL_WORKERS:
+            for _ in range(3):
+                if stop.wait(self.rng.uniform(0.5, 1.5)):
+                    break
+                index = self.rng.randrange(len(self.cluster.workers))
+                self.cluster.kill(index)
+                self.generation += 1
+                self.cluster.prefix = f"f{self.generation}-"
+                self.cluster.spawn(index)  # a fresh worker takes the dead one's place
+                injected.append(f"killed worker {index}")
+        elif fault is Fault.REDIS_RESTART:
+            self.redis.restart()
+            injected.append("restarted redis")
+        elif fault is Fault.DROP_CONNECTIONS:
+            admin = redis.Redis.from_url(self.redis.url)
+            for _ in range(3):
+                killed = admin.client_kill_filter(_type="normal", skipme=True)
+                injected.append(f"dropped {killed} connections")
+                if stop.wait(1.0):
+                    break
+            admin.close()
+        elif fault is Fault.BROKER_OUTAGE:
+            self.redis.restart(down_s=3.0)
+            injected.append("redis down for 3 s")
+
+    # -- judging ---------------------------------------------------------------------------------
+    def _outcome(self, fault: Fault, run_id: str, status: RunStatus, injected: list[str], wall: float) -> Outcome:
+        ctx = self.client.run(run_id)
+        agents = all_agents(ctx)
+        report = load_report(self.client, run_id) if status is RunStatus.COMPLETED else None
+        findings = frozenset((f.file, f.start_line, f.rule, f.severity.value) for f in report.findings) if report \
+            else frozenset()
+        if fault is Fault.NONE and report is not None:
+            self.reference = findings
+        reviewers = Counter((a.spec, a.labels.get("file")) for a in agents if a.spec.startswith("review.")
+                            and a.spec not in ("review.scan", "review.inventory") and not a.spec.startswith("review.sub."))
+        running = sum(1 for a in agents if a.status is AgentStatus.RUNNING)
+        return Outcome(
+            fault=fault, run_id=run_id, status=status.value, injected=injected,
+            same_findings=report is not None and (self.reference is None or findings == self.reference),
+            agents=len(agents), lost=sum(1 for a in agents if a.status is not AgentStatus.DONE),
+            duplicated=sum(n - 1 for n in reviewers.values() if n > 1),
+            leases_left=running + int(ctx.state.redis.zcard(ctx.state.keys.leases())),
+            turns_lost=sum(a.turns_lost for a in agents), wall_s=wall)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The faults injected and what came of them, as Markdown."""
+    lines = ["| fault | injected | status | same findings | agents | lost | duplicated | leases left | "
+             "turns redone | wall s |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for o in outcomes:
+        lines.append(f"| {o.fault.value} | {'; '.join(o.injected) or '-'} | {o.status} | "
+                     f"{'yes' if o.same_findings else 'NO'} | {o.agents} | {o.lost} | {o.duplicated} | "
+                     f"{o.leases_left} | {o.turns_lost} | {o.wall_s:.1f} |")
+    return "\n".join(lines)

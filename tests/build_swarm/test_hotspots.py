@@ -1,0 +1,41 @@
+"""Conflict hot spots: counted per file from push outcomes, fed to the next planner and to planners filing
+tasks that would collide on them."""
+
+from __future__ import annotations
+
+from swarm_tasks.build.job import BuildJob
+from swarm_tasks.build.landing import record_hotspots, top_hotspots
+from swarm_tasks.build.rebase import PushOutcome, PushStatus
+from swarm_tasks.build.specs import planner_task
+from swarm_tasks.build.tools import TaskDraft, hotspot_collisions
+
+
+def outcome(conflicted: list[str], contended: list[str]) -> PushOutcome:
+    return PushOutcome(status=PushStatus.LANDED, landed=True, sha="0" * 40, attempts=2, rebases=1,
+                       conflicts_resolved=len(conflicted), first_try=False, conflicted_files=conflicted,
+                       contended_files=contended, reason="")
+
+
+def test_hotspots_are_counted_and_ranked(make_run) -> None:
+    state = make_run()
+    record_hotspots(state, outcome(["a.py"], ["a.py", "b.py"]))  # a conflict counts double
+    record_hotspots(state, outcome([], ["b.py"]))
+    record_hotspots(state, outcome([], ["c.py"]))
+    record_hotspots(state, outcome([], []))
+    assert top_hotspots(state) == [("a.py", 2), ("b.py", 2), ("c.py", 1)]
+    assert top_hotspots(state, 1) == [("a.py", 2)]
+    job = BuildJob(repo="r", goal="refactor", check="make test", models={"planner": "m", "worker": "m"})
+    text = planner_task(job, 2, [], top_hotspots(state))
+    assert "Cycle 2 of at most 3" in text and "a.py (2), b.py (2), c.py (1)" in text
+    assert "none yet" in planner_task(job, 1, [], [])
+
+
+def test_tasks_that_would_edit_a_hot_spot_at_once_are_flagged() -> None:
+    hot = {"core.py": 5}
+    apart = [TaskDraft(title="one", files=["core.py"]), TaskDraft(title="two", files=["core.py", "x.py"])]
+    warnings = hotspot_collisions(apart, hot)
+    assert len(warnings) == 1 and "core.py (hot spot, 5) is edited by 2 tasks" in warnings[0]
+    chained = [TaskDraft(key="one", title="one", files=["core.py"]),
+               TaskDraft(title="two", files=["core.py"], depends_on=["one"])]
+    assert hotspot_collisions(chained, hot) == []
+    assert hotspot_collisions(apart, {}) == []  # overlapping, but not (yet) a hot spot

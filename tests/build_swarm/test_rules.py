@@ -1,0 +1,52 @@
+"""The deterministic judge's rules, and a worker that finds its clone gone (another machine took its turn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarm_tasks.agents.program import ProgramContext
+from swarm_tasks.agents.spec import AgentSpec
+from swarm_tasks.agents.state import AgentState
+from swarm_tasks.build.agents import decide, prepare_worker
+from swarm_tasks.build.cycles import CheckSummary, Decision
+from swarm_tasks.build.job import BuildJob
+from swarm_tasks.errors import WorkspaceError
+from swarm_tasks.runs import RunRecord
+
+MODEL = BuildJob(repo="r", goal="g", check="make test", models={"planner": "m", "worker": "m"})
+CODEMOD = BuildJob(repo="r", goal="g", codemod="ruff format {path}", check="ruff check")
+
+
+def check(passed: bool, status: str | None = None) -> CheckSummary:
+    return CheckSummary(passed=passed, status=status or ("passed" if passed else "failed"),
+                        exit_code=None if status == "timed_out" else int(not passed), duration_s=1.0)
+
+
+def test_model_mode_stops_when_the_check_passes_and_continues_while_it_fails() -> None:
+    assert decide(MODEL, check(True), [], ["a task failed"]) == (Decision.STOP, "the check passes on the tip")
+    assert decide(MODEL, check(False), [], [])[0] is Decision.CONTINUE
+    assert "TIMED OUT" in decide(MODEL, check(False, "timed_out"), [], [])[1]
+    unchecked = MODEL.model_copy(update={"check": None})
+    assert decide(unchecked, None, [], [])[0] is Decision.STOP
+    assert decide(unchecked, None, [], ["x: failed"])[0] is Decision.CONTINUE
+
+
+def test_codemod_mode_stops_at_the_fixpoint() -> None:
+    assert decide(CODEMOD, check(False), ["a.py"], [])[0] is Decision.CONTINUE
+    assert decide(CODEMOD, check(True), [], []) == (Decision.STOP, "the codemod changes nothing more on the tip")
+    stop, why = decide(CODEMOD, check(False), [], [])
+    assert stop is Decision.STOP and "the check FAILED" in why  # more cycles of the codemod cannot help
+
+
+def test_a_worker_whose_clone_is_on_another_machine_fails_instead_of_starting_over(make_run, swarm_settings,
+                                                                                   tmp_path: Path) -> None:
+    state = make_run()
+    run = RunRecord(id=state.run_id, kind="build", spec=MODEL.model_dump(mode="json"), created_at=0.0)
+    agent = AgentState(id="a-1", run=state.run_id, spec="build.worker", role="worker", input={"task": "t-1"},
+                       created_at=0.0, updated_at=0.0, turn=3)
+    pctx = ProgramContext(agent=agent, spec=AgentSpec(name="build.worker", role="worker", model="m"), run=run,
+                          state=state, workspace=tmp_path / "empty", settings=swarm_settings)
+    with pytest.raises(WorkspaceError, match="is not on this machine"):
+        prepare_worker(pctx)
