@@ -168,8 +168,9 @@ class FaultHarness:
             else frozenset()
         if fault is Fault.NONE and report is not None:
             self.reference = findings
-        reviewers = Counter((a.spec, a.labels.get("file")) for a in agents if a.spec.startswith("review.")
-                            and a.spec not in ("review.scan", "review.inventory") and not a.spec.startswith("review.sub."))
+        specialists = [a for a in agents if a.spec.startswith("review.") and not a.spec.startswith("review.sub.")
+                       and a.spec not in ("review.scan", "review.inventory")]
+        reviewers = Counter((a.spec, a.labels.get("file")) for a in specialists)
         running = sum(1 for a in agents if a.status is AgentStatus.RUNNING)
         return Outcome(
             fault=fault, run_id=run_id, status=status.value, injected=injected,

@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
+from kombu import pools as kombu_pools
 from pydantic import SecretStr
 
 from coordination.connection import RedisHandle, connect, redact_url
@@ -22,7 +23,7 @@ from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.runtime import WorkerRuntime
-from swarm_tasks.security import celery_wire_options
+from swarm_tasks.security import celery_wire_options, install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
 
 log = logging.getLogger("swarm_tasks")
@@ -70,9 +71,13 @@ def use_settings(settings: SwarmSettings) -> RedisHandle:
         url = PROCESS.handle.url
     if app.conf.broker_url != url:
         app.conf.update(celery_config(settings, url))
-        if app._pool is not None:  # connections to the previous broker must not be reused
+        # Connections and producers of the previous broker must not be reused (kombu keeps closed
+        # pools registered, and the producer pool would still point at one).
+        if app._pool is not None:
             app._pool.force_close_all()
             app._pool = None
+        kombu_pools.reset()
+        app.amqp._producer_pool = None
     return PROCESS.handle
 
 
@@ -149,6 +154,7 @@ def runtime() -> WorkerRuntime:
                 node = PROCESS.celery_name or None
                 if node and os.getpid() != PROCESS.main_pid:
                     node = f"{node}-{os.getpid()}"  # prefork children: one runtime each
+                install_log_redaction(PROCESS.settings)  # worker logs never show configured secrets
                 PROCESS.runtime = WorkerRuntime(PROCESS.settings, handle, scheduler, on_idle=scheduler.run_idle,
                                                 node=node, queues=PROCESS.queues, celery_name=PROCESS.celery_name)
     return PROCESS.runtime

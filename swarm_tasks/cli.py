@@ -22,6 +22,7 @@ from coordination.connection import redact_url
 from coordination.errors import CoordinationError
 from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
 from swarm_tasks.runs import RunRecord, RunStatus
+from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import SwarmSettings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -38,7 +39,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 def settings_or_fail() -> SwarmSettings:
     try:
-        return get_settings()
+        settings = get_settings()
+        install_log_redaction(settings)
+        return settings
     except ValidationError as exc:
         fail(f"invalid SWARM_* setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise  # unreachable

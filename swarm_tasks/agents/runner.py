@@ -30,6 +30,7 @@ from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore, Usage
 from swarm_tasks.agents.toolset import ToolRegistry
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord, RunStatus, RunStore
+from swarm_tasks.security import Redactor
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class AgentServices(SwarmClient):
     sandbox_factory: Callable[[], Sandbox] | None = None
     _sandbox: Sandbox | None = None
     _gateway: ModelGateway | None = None
+    _redactor: Redactor | None = None
     _gateway_once: threading.Lock = field(default_factory=threading.Lock)
 
     def model_gateway(self) -> ModelGateway:
@@ -151,6 +153,24 @@ class AgentServices(SwarmClient):
     def on_loop(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Hand a coroutine (a model call) to the process's event loop, where thousands interleave."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def redactor(self) -> Redactor:
+        if self._redactor is None:
+            self._redactor = Redactor.from_settings(self.settings)
+        return self._redactor
+
+    def redact(self, text: str) -> str:
+        """``text`` without configured secrets or secret-shaped strings (reasons shown in events)."""
+        return self.redactor()(text)
+
+    def mask_configured(self, text: str) -> str:
+        """``text`` with this deployment's own secrets (API key, Redis password, signing key) masked
+        literally: applied to every tool result before it enters a transcript. Shapes are not masked
+        there: a transcript quotes the code under review, often as JSON that patterns would corrupt."""
+        for secret in sorted(self.redactor().secrets, key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
 
     def sandbox(self) -> Sandbox | None:
         """The process's shell sandbox, made on first use (probing bubblewrap costs a subprocess)."""

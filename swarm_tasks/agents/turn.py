@@ -142,6 +142,7 @@ class Turn:
         now = self.now()
         total = self.agent.usage.plus(usage) if usage else self.agent.usage
         events = self.turn_event(append, usage) + list(extra_ops or [])
+        reason = self.services.redact(reason) if reason else reason
         self.holder.save(self.agent.evolve(status=status, reason=reason, result=result, ended_at=now, updated_at=now,
                                            owner=None, owner_expires_at=None, due_at=None, usage=total,
                                            inflight=[], **changes),
@@ -356,7 +357,7 @@ class Turn:
             # (an analyzer, a grep) can take longer than a lease on a busy machine.
             result: ToolResult = self.holder.wait(self.services.tool_executor.submit(run_tool, tool, call.arguments,
                                                                                      ctx))
-            outcome.messages.append(tool_message(call.id, result.content))
+            outcome.messages.append(tool_message(call.id, self.services.mask_configured(result.content)))
         if finish is not None:
             parsed = self.parse_finish(finish)
             if isinstance(parsed, str):

@@ -33,6 +33,7 @@ from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.specs import review_specs
 from swarm_tasks.review.swarm import INVENTORY, SCAN
 from swarm_tasks.runs import RunRecord, RunStatus
+from swarm_tasks.security import Redactor
 from swarm_tasks.sources import check_source
 
 log = logging.getLogger("swarm_tasks.review")
@@ -65,7 +66,7 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
         ctx = services.run(run.id)
         job = job_from_spec(run.spec)
         root = review_root(job, services.settings.state_dir, run.id)
-        report = assemble_report(ctx, job, root, run)
+        report = redacted(assemble_report(ctx, job, root, run), Redactor.from_settings(services.settings))
         out = write_report(report, report_dir(services.settings.state_dir, run.id))
         services.client.set(ctx.state.keys.record("report", "json"), zlib.compress(render_json(report, None).encode()))
         counts = {s.value: n for s, n in report.by_severity().items()}
@@ -76,6 +77,15 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
     except Exception as exc:
         log.exception("finalizing review %s failed", run.id)
         services.runs.transition(run.id, RunStatus.FAILED, reason=f"report failed: {type(exc).__name__}: {exc}")
+
+
+def redacted(report: Report, redact: Redactor) -> Report:
+    """The report with secrets masked in what it quotes: a hard-coded key found in the code is reported
+    where it is, but never republished in Markdown, JSON or SARIF."""
+    findings = [f.model_copy(update={"evidence": redact(f.evidence), "title": redact(f.title),
+                                     "notes": [redact(n) for n in f.notes]}) for f in report.findings]
+    return report.model_copy(update={"findings": findings, "root": redact(report.root),
+                                     "notes": [redact(n) for n in report.notes]})
 
 
 def write_report(report: Report, directory: Path) -> Path:

@@ -106,3 +106,12 @@ def test_model_review_agent_tree_follows_the_rules_and_counts_are_honest(local):
         assert any(f.file == expected["file"] and f.start_line <= expected["line"] <= f.end_line
                    for f in report.findings), expected["id"]
     assert all(r.source.value == "model" for f in report.findings for r in f.reporters if r.tool != "imports")
+
+
+def test_secrets_found_in_code_are_reported_but_never_republished(local):
+    record, report = review(local)
+    assert any(f.file == "shop/config.py" and f.start_line == 4 for f in report.findings)
+    directory = local.settings.state_dir / "reports" / record.id
+    for name in ("report.md", "report.json", "report.sarif"):
+        text = (directory / name).read_text()
+        assert "pk-shop-7f3a9c1e5b2d4f60a8" not in text and "hunter2-prod" not in text, name

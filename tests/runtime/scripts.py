@@ -136,3 +136,10 @@ def sleepy_spawner(messages: list[ChatMessage], _tools: object) -> Step:
     if _turn(messages) == 0:
         return call("spawn_agents", agents=[{"spec": "sleeper", "task": f"sleep {i}"} for i in range(4)])
     return call("finish", summary="children done", result={"children": _last_tool(messages)})
+
+
+def secret_reader(messages: list[ChatMessage], _tools: object) -> Step:
+    """Read secret.txt, then finish."""
+    if _turn(messages) == 0:
+        return call("read_file", path="secret.txt")
+    return call("finish", summary="read")

@@ -79,3 +79,26 @@ def test_malformed_calls_come_back_as_errors_and_the_agent_goes_on(local, make_s
     assert "unknown tool 'launch_missiles'" in errors[1]
     assert "wrong_field" in errors[2]
     assert "invalid arguments for finish" in errors[3]
+
+
+def test_configured_secrets_never_reach_a_transcript(swarm_settings, make_spec, tmp_path):
+    from pydantic import SecretStr
+
+    from tests.runtime.conftest import Local
+
+    secret = "sk-test-9f8e7d6c5b4a3210"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "secret.txt").write_text(f"key={secret}\n")
+    local = Local(swarm_settings.model_copy(update={"api_key": SecretStr(secret)}))
+    try:
+        run = local.start([make_spec("reader", "secret_reader")],
+                          [ChildRequest("reader", "read it", key="r", labels={"workspace": str(workspace)})])
+        local.drain()
+        agents = local.agents(run.id)
+        (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+        tool_results = [m["content"] for m in agents.conversation(agent) if m["role"] == "tool"]
+        assert "key=***" in tool_results[0]
+        assert all(secret not in (m.get("content") or "") for m in agents.conversation(agent))
+    finally:
+        local.close()
