@@ -166,6 +166,12 @@ def agent_step(run_id: str, agent_id: str, seq: int) -> str:
     return runtime().run_step(run_id, agent_id, seq).value
 
 
+@app.task(name="swarm.ping", acks_late=True, ignore_result=True)
+def ping(token: str = "") -> str:
+    """Does nothing: a health check for a worker, and the baseline of ``python -m bench dispatch``."""
+    return token
+
+
 @app.task(name="swarm.run.idle", acks_late=True, ignore_result=True)
 def run_idle(run_id: str) -> str:
     """A run has no live agent: its workflow decides what comes next (finish, next cycle, report)."""
@@ -207,4 +213,4 @@ def _stop_runtime(**_kwargs: object) -> None:
         PROCESS.runtime.close()
 
 
-__all__ = ["CeleryScheduler", "StepOutcome", "agent_step", "app", "celery_config", "run_idle", "runtime"]
+__all__ = ["CeleryScheduler", "StepOutcome", "agent_step", "app", "celery_config", "ping", "run_idle", "runtime"]

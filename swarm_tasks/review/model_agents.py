@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field, JsonValue, TypeAdapter, ValidationError
 
-from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import FollowUp, ProgramContext
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.errors import ToolError

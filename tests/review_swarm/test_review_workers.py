@@ -51,7 +51,7 @@ def wait(client: SwarmClient, run_id: str, timeout_s: float = 150.0) -> RunStatu
     raise AssertionError(f"review {run_id} did not end in {timeout_s}s")
 
 
-def findings_of(report) -> set[tuple[str, int, str, str]]:  # noqa: ANN001
+def findings_of(report) -> set[tuple[str, int, str, str]]:
     return {(f.file, f.start_line, f.rule, f.severity.value) for f in report.findings}
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from swarm_tasks.agents.children import ChildRequest, child_id
-from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
@@ -35,7 +35,7 @@ def clusters(swarm_settings: SwarmSettings, tmp_path: Path) -> Iterator[Callable
              **settings_overrides: object) -> LocalCluster:
         settings = swarm_settings.model_copy(update=settings_overrides) if settings_overrides else swarm_settings
         cluster = LocalCluster(settings, workers=workers, queues=queues, concurrency=16, name_prefix=prefix,
-                               log_dir=tmp_path / "logs").start()  # noqa: ERA001
+                               log_dir=tmp_path / "logs").start()
         started.append(cluster)
         return cluster
 
@@ -64,8 +64,8 @@ def test_two_agents_on_different_workers_exchange_messages(client, clusters):
     clusters(1, queues=("plan", "control"), prefix="planner")
     clusters(1, queues=("work",), prefix="worker")
     pong_id = child_id("root", "root", "pong")
-    run = start_agents(client, [spec("ping", "pinger", role="planner"), spec("pong", "ponger", role="worker")],
-                       [ChildRequest("ping", f"peer: {pong_id}", key="ping"), ChildRequest("pong", "answer", key="pong")])
+    roots = [ChildRequest("ping", f"peer: {pong_id}", key="ping"), ChildRequest("pong", "answer", key="pong")]
+    run = start_agents(client, [spec("ping", "pinger", role="planner"), spec("pong", "ponger", role="worker")], roots)
     assert wait_run(client, run.id) is RunStatus.COMPLETED
     agents = client.run(run.id).agents
     ping = next(a for a in map(agents.get, agents.ids(AgentStatus.DONE)) if a.spec == "ping")

@@ -132,6 +132,7 @@ function wire(model) {
     drawBoard();
     drawCounters();
   });
+  model.on("any", drawCounters); // findings and anything else counted: throttled, so cheap
   model.on("run", () => {
     updateRun();
     loadRuns().catch(() => {}); // the selector shows each run's status too
