@@ -140,7 +140,10 @@ def run(full: bool, *, agents: int | None = None, turns: int = 3, latency_s: flo
         workers: int = 2) -> BenchResult:
     agents = agents or (5136 if full else 1000)
     latency_s = latency_s if latency_s is not None else (2.0 if full else 1.0)
-    concurrency = agents // workers + 16
+    # Every agent is alive for the whole run; a worker process holds at most this many *turns in flight*
+    # (the product default). More threads than that only contend for the GIL: at 2 s latency 512 in-flight
+    # turns per process already exceed what 2 cores drive through litellm.
+    concurrency = min(agents // workers + 16, SwarmSettings.model_fields["worker_concurrency"].default)
     with redis_for_bench() as redis_target, tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
         script_path = Path(tmp) / "script.json"
         script_path.write_text(json.dumps(script(turns)))
@@ -167,7 +170,9 @@ def run(full: bool, *, agents: int | None = None, turns: int = 3, latency_s: flo
         Row("memory per concurrent agent", (ours["peak_rss_mb"] - ours["idle_rss_mb"]) * 1024 / agents, unit="KB"),
         Row("time to launch all agents", ours["launch_s"], unit="s"),
     ]
-    notes = [f"{agents} LLM agents x {turns} turns (K-1 tool calls to list_files, then finish) at {latency_s}s model "
+    notes = [f"all {agents} agents are alive at once (none ends before the last turns); each worker process runs at "
+             f"most {concurrency} of their turns at a time, the rest wait on the queue (see swarm_tasks/runtime.py).",
+             f"{agents} LLM agents x {turns} turns (K-1 tool calls to list_files, then finish) at {latency_s}s model "
              f"latency on {workers} Celery worker processes (threads pool, concurrency {concurrency} each); each turn "
              "is one Celery task with late ack, one compare-and-set of the agent record, and one litellm call.",
              f"baseline: bare litellm.acompletion, {agents * turns} calls at concurrency {agents} over {workers} "

@@ -1,14 +1,27 @@
 """The per-process runtime of a worker: pool threads run turns; one asyncio loop carries their model calls.
 
-Why this design (measured, see bench/agents.py and bench/README.md): agents are I/O-bound — a turn
-is mostly waiting for a model — so a process should hold thousands of them. Prefork holds one turn
-per ~90 MB process. A gevent pool would need monkey-patching under Celery's Redis transport (known
-re-delivery and reconnect bugs, FIELD-NOTES). Instead each worker process runs Celery's *threads*
-pool, and each step task hands its turn to this process's single event loop
-(``run_coroutine_threadsafe``) and waits for it: the turn itself (litellm ``acompletion``, the
-cheapest call path litellm has) runs on the loop, where thousands of turns interleave, while the
-pool thread only waits, so Celery still acknowledges the message after the turn (acks_late) and
-Flower shows the real duration. Tools that block (files, shell, git) run on a bounded thread pool.
+Why this design (measured with ``python -m bench agents``, 2 cores, mock model server, see
+bench/README.md). Agents are durable records in Redis, so "thousands of agents per machine" means
+thousands alive at once, not thousands of threads: a process only needs as many *turns in flight*
+as keep the CPU busy while models answer.
+
+- First design, every turn a coroutine on the process's event loop: the loop blocked on every
+  synchronous Redis round trip of every turn (load, acquire, save), so all turns waited for each
+  other: 35 turns/s where bare litellm did 137.
+- Now: Celery's threads pool runs each step task in its own thread, which does the Redis work,
+  tools and bookkeeping (threads release the GIL on I/O and overlap), and hands only the model call
+  to this process's single event loop (``run_coroutine_threadsafe``), where thousands of HTTP calls
+  interleave on litellm's cheapest path (``acompletion``). The pool thread waits for the reply,
+  extending the turn's lease meanwhile, so Celery acknowledges the message after the turn (late ack)
+  and Flower shows real durations. 1,000 agents x 3 turns at 1 s: 0.54x the bare ceiling.
+- One thread per alive agent does not scale: 2,584 threads per process for 5,136 agents gave 20.6
+  turns/s (0.22x), lost to GIL contention. Bounding the pool to 512 in-flight turns per process (the
+  default ``SWARM_WORKER_CONCURRENCY``) with all 5,136 agents alive: 85.4 turns/s, 0.91x the bare
+  ceiling of 93.6, 828 MB for two workers. At 2 s latency 512 in-flight turns per process already
+  exceed what 2 cores drive through litellm; the rest of the agents wait on the queue, costing no
+  memory in the worker.
+- Not chosen: prefork (one turn per ~90 MB process); gevent (monkey-patching under Celery's Redis
+  transport, with known re-delivery and reconnect bugs, FIELD-NOTES).
 """
 
 from __future__ import annotations

@@ -100,3 +100,14 @@ def compact(messages: list[ChatMessage], *, window: int, summary: str | None, no
         parts += ["Your latest progress notes:", *(f"- {n}" for n in notes)]
     bridge: ChatMessage = {"role": "user", "content": "\n".join(parts)}
     return Compaction(messages=[*head, bridge, *messages[cut:]], replaced=len(middle), summary_source=source)
+
+
+def transcript(messages: list[ChatMessage], limit: int = 60_000) -> str:
+    """The conversation as plain text (the newest ``limit`` characters), for a summarising model."""
+    lines = []
+    for m in messages:
+        calls = " ".join(f"{c['function']['name']}({c['function']['arguments'][:200]})"
+                         for c in m.get("tool_calls") or [])
+        lines.append(f"[{m['role']}] {(m.get('content') or '')[:2000]} {calls}".strip())
+    text = "\n".join(lines)
+    return text[-limit:]

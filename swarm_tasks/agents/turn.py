@@ -10,84 +10,42 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from pydantic import JsonValue
 
 from coordination.store import Op, hincrby, wake_when_done
 from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
+from swarm_tasks.agents.calls import (
+    INTERRUPTED,
+    CallsOutcome,
+    Finish,
+    Spawn,
+    WaitTasks,
+    parse_finish,
+    parse_spawn,
+    task_outcomes,
+    tool_message,
+    unanswered,
+)
 from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
-from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens
+from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens, transcript
 from swarm_tasks.agents.program import EmittedEvent, Ending, FollowUp, ProgramContext, ProgramResult
 from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
 from swarm_tasks.agents.spec import AgentKind, AgentSpec, WorkspaceMode
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
-from swarm_tasks.agents.tools.control import FinishArgs, SpawnArgs
-from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError, ToolError
+from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError
 from swarm_tasks.models.types import ChatMessage, ToolCall
 from swarm_tasks.runs import RunRecord
 
 NUDGE = ("You replied without calling a tool. Continue the task using your tools, and call `finish` "
          "when the task is complete.")
-INTERRUPTED = ("interrupted: the worker running this call stopped before its result was recorded. "
-               "It may or may not have taken effect; check before repeating it.")
 MAX_MODEL_FAILURES = 3
-MAX_OUTCOME_CHARS = 1500  # of one task's result, in the answer of wait_for_tasks
 
 log = logging.getLogger("swarm_tasks.agents")
-
-
-@dataclass
-class Finish:
-    call: ToolCall
-    args: FinishArgs
-
-
-@dataclass
-class Spawn:
-    call: ToolCall
-    requests: list[ChildRequest]
-
-
-@dataclass
-class WaitTasks:
-    call: ToolCall
-
-
-@dataclass
-class CallsOutcome:
-    messages: list[ChatMessage] = field(default_factory=list)
-    control: Finish | Spawn | WaitTasks | None = None
-    calls: int = 0
-
-
-def tool_message(call_id: str, content: str) -> ChatMessage:
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
-
-
-def task_outcomes(ctx: RunContext, agent_id: str) -> str:
-    """How the board tasks filed by ``agent_id`` ended, for the answer of ``wait_for_tasks``."""
-    out: list[dict[str, JsonValue]] = []
-    for task in sorted(ctx.state.board.children(agent_id), key=lambda t: t.created_at):
-        result = json.dumps(task.result, ensure_ascii=False)
-        out.append({"task": task.id, "title": task.title, "status": task.status.value, "attempts": task.attempts,
-                    "result": task.result if len(result) <= MAX_OUTCOME_CHARS else result[:MAX_OUTCOME_CHARS],
-                    "error": task.error})
-    return json.dumps(out, ensure_ascii=False)
-
-
-def unanswered(messages: list[ChatMessage]) -> list[ToolCall]:
-    """Tool calls of the last assistant message that have no result after them."""
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index]["role"] == "assistant":
-            answered = {m.get("tool_call_id") for m in messages[index + 1:] if m["role"] == "tool"}
-            return [ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
-                    for c in messages[index].get("tool_calls") or [] if c["id"] not in answered]
-    return []
 
 
 class Turn:
@@ -378,34 +336,10 @@ class Turn:
             outcome.control = WaitTasks(call)
 
     def parse_finish(self, call: ToolCall) -> Finish | str:
-        tool = self.services.tools.get("finish")
-        assert tool is not None
-        try:
-            args = tool.parse(call.arguments)
-        except ToolError as exc:
-            return f"error: {exc}"
-        assert isinstance(args, FinishArgs)
-        if self.spec.result_schema is not None and args.success:
-            try:
-                jsonschema.validate(args.result, self.spec.result_schema)
-            except jsonschema.ValidationError as exc:
-                return (f"error: your result does not match the required schema: {exc.message}; "
-                        "fix it and call finish again")
-        return Finish(call, args)
+        return parse_finish(self.services.tools, self.spec, call)
 
     def parse_spawn(self, call: ToolCall) -> Spawn | str:
-        tool = self.services.tools.get("spawn_agents")
-        assert tool is not None
-        try:
-            args = tool.parse(call.arguments)
-        except ToolError as exc:
-            return f"error: {exc}"
-        assert isinstance(args, SpawnArgs)
-        bad = [r.spec for r in args.agents if r.spec not in self.spec.subagents]
-        if bad:
-            return (f"error: you may not start {', '.join(sorted(set(bad)))}; allowed sub-agents: "
-                    f"{', '.join(self.spec.subagents) or 'none'}")
-        return Spawn(call, [ChildRequest(r.spec, r.task, r.input, key=str(i)) for i, r in enumerate(args.agents)])
+        return parse_spawn(self.services.tools, self.spec, call)
 
     def apply_control(self, control: Finish | Spawn | WaitTasks, messages: list[ChatMessage], usage: Usage,
                             rewrite: list[ChatMessage] | None = None, **changes: object) -> None:
@@ -456,7 +390,7 @@ class Turn:
         usage = Usage()
         try:
             request: list[ChatMessage] = [*conversation[:1], {
-                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + _transcript(conversation[1:])}]
+                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + transcript(conversation[1:])}]
             reply = self.holder.wait(self.services.on_loop(self.services.model_gateway().complete(model, request)))
             summary = (reply.content or "").strip() or None
             usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -469,13 +403,3 @@ class Turn:
         self.ctx.state.events.emit("agent.compacted", self.agent.id, {"replaced": result.replaced,
                                                                        "source": result.summary_source})
         return result.messages, usage
-
-
-def _transcript(messages: list[ChatMessage], limit: int = 60_000) -> str:
-    lines = []
-    for m in messages:
-        calls = " ".join(f"{c['function']['name']}({c['function']['arguments'][:200]})"
-                         for c in m.get("tool_calls") or [])
-        lines.append(f"[{m['role']}] {(m.get('content') or '')[:2000]} {calls}".strip())
-    text = "\n".join(lines)
-    return text[-limit:]
