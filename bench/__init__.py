@@ -3,6 +3,6 @@
 Each benchmark is a module ``bench/<name>.py`` with ``run(full: bool) -> BenchResult``; see README.md.
 """
 
-BENCHMARKS = ("coordination", "agents", "git", "review", "faults", "dispatch")
+BENCHMARKS = ("coordination", "agents", "git", "review", "faults", "dispatch", "scale")
 
 __all__ = ["BENCHMARKS"]

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render(result) if opts.name != "all" else f"{name}: wrote {path}", flush=True)
     if opts.name == "all":
         write_json("all", [r.to_dict() for r in results], opts.out)
-        table = markdown_table(results)
+        table = "\n\n".join([markdown_table(results), *(t for r in results for t in r.tables)])
         (opts.out / "all.md").write_text(table + "\n")
         if not opts.json_only:
             print(table)

@@ -58,6 +58,8 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     # Raw per-run numbers the rows were computed from, for whoever wants to dig further.
     details: dict[str, Any] = field(default_factory=dict)
+    # Further Markdown tables (a title line, then the table) for shapes that are not one row per metric.
+    tables: list[str] = field(default_factory=list)
 
     @property
     def goals_met(self) -> bool:
@@ -71,7 +73,8 @@ class BenchResult:
     def from_dict(cls, raw: dict[str, Any]) -> BenchResult:
         rows = [Row(**row) for row in raw.get("rows", [])]
         return cls(name=raw["name"], rows=rows, machine=raw.get("machine", {}), params=raw.get("params", {}),
-                   notes=list(raw.get("notes", [])), details=raw.get("details", {}))
+                   notes=list(raw.get("notes", [])), details=raw.get("details", {}),
+                   tables=list(raw.get("tables", [])))
 
 
 def ratio(ours: float | None, baseline: float | None) -> float | None:
@@ -372,6 +375,7 @@ def render(result: BenchResult) -> str:
              f"Python {m.get('python')}, Redis {m.get('redis_version')}, "
              f"load {m.get('load_average')} at {m.get('date')}"]
     parts += [f"- {note}" for note in result.notes]
+    parts += [f"\n{table}" for table in result.tables]
     return "\n".join(parts)
 
 

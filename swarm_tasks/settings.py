@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from coordination.settings import CoordinationSettings
@@ -26,6 +26,18 @@ QUEUES = ("agents", "plan", "work", "judge", "scan", "review", "control")
 def _default_state_dir() -> Path:
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return base / "swarm-tasks"
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_usd_per_mtok: float = Field(ge=0, description="Dollars per million prompt tokens.")
+    output_usd_per_mtok: float = Field(ge=0, description="Dollars per million completion tokens.")
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok) / 1e6
 
 
 class SwarmSettings(CoordinationSettings):
@@ -44,6 +56,10 @@ class SwarmSettings(CoordinationSettings):
     model_timeout_s: float = Field(default=300.0, gt=0, description="Seconds per model call.")
     api_base: str | None = Field(default=None, description="Base URL for OpenAI-compatible endpoints.")
     api_key: SecretStr | None = Field(default=None, description="API key passed to litellm, if any.")
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Prices of models litellm does not know (self-hosted, new) or that you "
+        'pay differently for, JSON: {"openai/my-model": {"input_usd_per_mtok": 3, "output_usd_per_mtok": 15}}. '
+        "They win over litellm's price map, so cost budgets hold for every model.")
     model_guard: Literal["off", "local-only"] = Field(
         default="off", description="local-only: refuse any model call that would leave this machine (tests).")
 

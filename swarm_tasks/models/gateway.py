@@ -282,7 +282,7 @@ class ModelGateway:
         return ModelReply(
             content=content, tool_calls=calls, model=model,
             prompt_tokens=prompt, completion_tokens=completion,
-            cost_usd=self._cost(response, model),
+            cost_usd=self._cost(response, model, prompt, completion),
             finish_reason=getattr(choice, "finish_reason", None),
             latency_s=time.perf_counter() - start, attempts=attempts, notes=tuple(notes),
         )
@@ -299,7 +299,10 @@ class ModelGateway:
             completion = litellm.token_counter(model=model, text=text) if text else 0
         return prompt, completion
 
-    def _cost(self, response: Any, model: str) -> float:
+    def _cost(self, response: Any, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.settings.model_prices.get(model)
+        if price is not None:
+            return price.cost_usd(prompt_tokens, completion_tokens)
         hidden = getattr(response, "_hidden_params", None)
         cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
         if isinstance(cost, (int, float)):

@@ -52,6 +52,25 @@ def test_known_model_on_loopback_records_tokens_and_cost(mock_server: MockServer
     assert reply.prompt_tokens == 4 + len(MSGS[0]["content"] or "") // 4 + 4 + len(MSGS[1]["content"] or "") // 4
 
 
+def test_configured_price_wins_over_the_price_map(mock_server: MockServer, make_gateway: Make, run: Run) -> None:
+    from swarm_tasks.settings import ModelPrice, SwarmSettings
+
+    price = ModelPrice(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0)
+    priced = make_gateway(api_key="k", api_base=mock_server.url, model_prices={MODEL: price, "openai/gpt-4o": price})
+    for model in (MODEL, "openai/gpt-4o"):  # unknown to litellm, and known with another price
+        reply = run(priced.complete(model, MSGS))
+        assert reply.cost_usd == pytest.approx((reply.prompt_tokens * 3.0 + reply.completion_tokens * 15.0) / 1e6)
+    # From the environment, as users set it; a malformed price is refused when the settings load.
+    env = {"SWARM_MODEL_PRICES": '{"openai/x": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}'}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        assert SwarmSettings().model_prices["openai/x"].output_usd_per_mtok == 2
+        mp.setenv("SWARM_MODEL_PRICES", '{"openai/x": {"input_usd_per_mtok": -1, "output_usd_per_mtok": 2}}')
+        with pytest.raises(ValueError, match="input_usd_per_mtok"):
+            SwarmSettings()
+
+
 def test_scripted_server_and_streaming(make_gateway: Make, run: Run) -> None:
     script = Script(name="srv", vars={"file": r"file (\S+)"}, steps=[
         Step(content="looking at {{file}}", tool_calls=[

@@ -128,6 +128,14 @@ def slow_counter(messages: list[ChatMessage], _tools: object) -> Step:
     return call("finish", summary="counted", result={"turns": turn})
 
 
+def counter(messages: list[ChatMessage], _tools: object) -> Step:
+    """Four turns each reading the notes, then finish."""
+    turn = _turn(messages)
+    if turn < 4:
+        return call("read_notes", limit=turn + 1)
+    return call("finish", summary="counted", result={"turns": turn})
+
+
 def sleeper_child(messages: list[ChatMessage], _tools: object) -> Step:
     return Step(delay_s=1.0, tool_calls=[ScriptedCall(name="finish", arguments={"summary": "slept"})])
 

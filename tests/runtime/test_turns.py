@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import Limits
 from swarm_tasks.agents.state import AgentStatus
@@ -54,6 +56,43 @@ def test_token_and_wall_budgets_stop_agents(local, make_spec):
     agents = local.agents(run.id)
     (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
     assert agent.reason.startswith("agent budget exceeded: tokens")
+
+
+def test_cost_budgets_of_agent_role_and_run_hold_for_a_priced_model(swarm_settings, make_spec):
+    """A model litellm cannot price gets its price from settings; each cost budget then stops agents."""
+    from swarm_tasks.runs import RunLimits
+    from swarm_tasks.settings import ModelPrice
+    from tests.runtime.conftest import Local
+
+    spec = make_spec("spender", "counter", tools=("finish", "read_notes"))
+    price = ModelPrice(input_usd_per_mtok=1_000.0, output_usd_per_mtok=4_000.0)
+    settings = swarm_settings.model_copy(update={"model_prices": {spec.model: price}})
+    rt = Local(settings)
+    try:
+        agent_capped = spec.model_copy(update={"name": "capped", "limits": Limits(max_cost_usd=0.05)})
+        run = rt.start([spec, agent_capped], [ChildRequest("spender", "spend", key="free"),
+                                              ChildRequest("capped", "spend", key="capped")])
+        rt.drain()
+        agents = rt.agents(run.id)
+        by_spec = {a.spec: a for a in agents.get_many(agents.ids(AgentStatus.DONE) + agents.ids(AgentStatus.STOPPED))}
+        free, capped = by_spec["spender"], by_spec["capped"]
+        assert free.status is AgentStatus.DONE and free.turn == 5
+        # The cost is the settings' price of the tokens the agent used.
+        assert free.usage.cost_usd == pytest.approx(price.cost_usd(free.usage.prompt_tokens,
+                                                                   free.usage.completion_tokens))
+        assert free.usage.cost_usd > 0.05
+        assert capped.status is AgentStatus.STOPPED and capped.reason.startswith("agent budget exceeded: cost_usd")
+        assert agents.usage("run")["cost_usd"] == pytest.approx(free.usage.cost_usd + capped.usage.cost_usd)
+
+        for limits, scope in ((RunLimits(max_cost_usd=0.05), "run"),
+                              (RunLimits(role_max_cost_usd={"agent": 0.05}), "role agent")):
+            run = rt.start([spec], [ChildRequest("spender", "spend", key="s")], limits=limits)
+            rt.drain()
+            agents = rt.agents(run.id)
+            (stopped,) = agents.get_many(agents.ids(AgentStatus.STOPPED))
+            assert stopped.turn < 5 and "cost_usd" in stopped.reason and scope in stopped.reason
+    finally:
+        rt.close()
 
 
 def test_subagents_run_and_report_back(local, make_spec):
