@@ -50,6 +50,7 @@ PRICE = ModelPrice(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0)
 WORKERS = 2
 # Per-agent costs may grow this much from 100 agents to the largest size and still count as linear.
 FLAT = 1.5
+WARMUP = 50
 
 
 def _cpu_s(pids: list[int]) -> float:
@@ -101,22 +102,31 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
         cluster.start(timeout_s=180)
         names = [f"{w.name}@{socket.gethostname()}" for w in cluster.workers]
         pids = [w.pid for w in cluster.workers]
-        _consumers(names, add=False)
-        time.sleep(1.0)
-        idle_rss = rss_mb(pids)
-        before = _redis(redis)
         spec = AgentSpec(name="scale-agent", role="agent", model=MODEL, tools=("finish", "list_files"),
                          instructions="You are a benchmark agent.", limits=Limits(max_turns=turns + 2))
-        roots = [ChildRequest("scale-agent", f"task {i}", key=f"s{i}") for i in range(agents)]
-        run = start_agents(client, [spec], roots, limits=RunLimits(max_agents=agents + 10,
-                                                                   max_concurrent_agents=agents + 10))
+
+        def launch(count: int, prefix: str) -> str:
+            roots = [ChildRequest("scale-agent", f"task {i}", key=f"{prefix}{i}") for i in range(count)]
+            return start_agents(client, [spec], roots, limits=RunLimits(max_agents=count + 10,
+                                                                        max_concurrent_agents=count + 10)).id
+
+        # Warm up first: litellm, the HTTP pool and the pool's threads load on first use, once per process.
+        warm = launch(WARMUP, "w")
+        while not client.runs.get(warm).status.terminal:
+            time.sleep(0.2)
+        _consumers(names, add=False)
+        time.sleep(1.0)
+        warm_in_flight = _max_in_flight(mock.url)
+        idle_rss = rss_mb(pids)
+        before = _redis(redis)
+        run_id = launch(agents, "s")
         parked = _redis(redis)
         cpu_before = _cpu_s(pids)
         started = time.monotonic()
         _consumers(names, add=True)
         peak = idle_rss
-        ctx = client.run(run.id)
-        while not client.runs.get(run.id).status.terminal:
+        ctx = client.run(run_id)
+        while not client.runs.get(run_id).status.terminal:
             peak = max(peak, rss_mb(pids))
             time.sleep(0.2)
         wall = time.monotonic() - started
@@ -124,6 +134,8 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
         after = _redis(redis)
         usage = ctx.agents.usage("run")
         in_flight = _max_in_flight(mock.url)
+        if in_flight <= warm_in_flight:
+            progress(f"scale: the warm-up had as many turns in flight ({warm_in_flight}) as the run ({in_flight})")
         done = ctx.agents.counts()[AgentStatus.DONE]
     finally:
         cluster.stop()
