@@ -157,14 +157,18 @@ def run(full: bool, *, agents: int | None = None, turns: int = 3, latency_s: flo
             mock.stop()
         machine = machine_info(redis_target.client)
     lower_bound = turns * latency_s
+    speed = ratio(ours["turns_per_s"], bare["calls_per_s"])
+    # The goal is set at the published size; a quick run is dominated by launch and tail, so it is not judged.
+    at_goal_size = agents >= 5136 and turns >= 3 and latency_s >= 2.0
     rows = [
         Row("agents finished", ours["done"], unit="agents", baseline=agents, baseline_name="started",
             ratio=ratio(ours["done"], agents), goal="all", goal_met=ours["done"] == agents),
         Row("wall time", ours["wall_s"], unit="s", baseline=lower_bound, baseline_name="turns x latency",
             ratio=ratio(ours["wall_s"], lower_bound)),
         Row("agent turns per second", ours["turns_per_s"], unit="/s", baseline=bare["calls_per_s"],
-            baseline_name="bare litellm.acompletion", ratio=ratio(ours["turns_per_s"], bare["calls_per_s"]),
-            goal=">= 0.5x", goal_met=(ratio(ours["turns_per_s"], bare["calls_per_s"]) or 0) >= 0.5),
+            baseline_name="bare litellm.acompletion", ratio=speed,
+            goal=">= 0.5x" if at_goal_size else ">= 0.5x at 5,136 agents, L = 2 s (--full)",
+            goal_met=(speed or 0) >= 0.5 if at_goal_size else None),
         Row("peak memory of workers", ours["peak_rss_mb"], unit="MB", baseline=ours["idle_rss_mb"],
             baseline_name="idle workers"),
         Row("memory per concurrent agent", (ours["peak_rss_mb"] - ours["idle_rss_mb"]) * 1024 / agents, unit="KB"),
