@@ -1,19 +1,26 @@
 """Fault injection for the swarm: real worker processes, a real Redis, faults while a run is in flight.
 
-A harness starts an embedded Redis with AOF (so it can be restarted without losing data), three Celery
-worker processes, and runs a model-mode review of the shipped example (scripted model, 0.3 s per reply,
-so a run lasts several seconds). It records an undisturbed run first, then runs with faults and checks
-that each ends exactly like it: same findings, no agent lost or failed, every reviewer run once (no
-duplicated finding), no lease left held. Used by tests/reliability/test_faults.py and ``python -m bench
-faults``.
+A harness starts an embedded Redis with AOF (so it can be restarted without losing data) and three
+Celery worker processes on every queue. It runs either workflow:
+
+* a model-mode review of the shipped example (scripted model, 0.3 s per reply, so a run lasts several
+  seconds). An undisturbed run is recorded first; a run with faults must end exactly like it: same
+  findings, no agent lost or failed, every reviewer run once (no duplicated finding), no lease held.
+* a build: the counting codemod (it increments a counter in each file, so a change applied twice shows)
+  on a fresh bare repository of 18 files, 3 builders. It must end with the tree of the command run on
+  every file one after another, one commit per task (none lost, none duplicated), no lease held.
+
+Used by tests/reliability/test_faults.py and ``python -m bench faults``.
 """
 
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -22,8 +29,13 @@ import redis
 from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis
+from coordination.tasks import TaskStatus
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.build.codemod import sequential_reference, split_by_file
+from swarm_tasks.build.job import BuildJob
+from swarm_tasks.build.landing import TRAILER
+from swarm_tasks.build.workflow import submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.review.job import ReviewJob
@@ -34,7 +46,24 @@ from swarm_tasks.sources import SourceSpec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
 SLOW_MODEL = "scripted/py:swarm_tasks.review.scripted:slow_reviewer"
-QUEUES = ("agents", "scan", "review", "control")
+QUEUES = ("agents", "scan", "review", "plan", "work", "judge", "control")
+# Increments the counter on a file's first line: applied twice, the tree shows it.
+COUNTING = ("awk 'NR == 1 { n = substr($0, 10) + 1; print \"applied: \" n; next } { print }' {path} > {path}.tmp "
+            "&& mv {path}.tmp {path}")
+BUILD_FILES = {f"src/m{i:02d}.py": f"applied: 0\nvalue = {i}\n" for i in range(18)}
+IDENTITY = ("-c", "user.name=faults", "-c", "user.email=faults@localhost", "-c", "commit.gpgsign=false")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+class Workflow(StrEnum):
+    """Which swarm a fault run drives."""
+
+    REVIEW = "review"
+    BUILD = "build"
 
 
 class Fault(StrEnum):
@@ -54,11 +83,14 @@ class Outcome:
     fault: Fault
     run_id: str
     status: str
+    workflow: Workflow = Workflow.REVIEW
     injected: list[str] = field(default_factory=list)
-    same_findings: bool = False
+    same_findings: bool = False  # review: the undisturbed run's findings; build: the sequential tree
     agents: int = 0
-    lost: int = 0  # agents that did not end done (lost or failed work)
+    lost: int = 0  # review: agents that did not end done; build: board tasks that did not end done
     duplicated: int = 0  # reviewers that ran more than once for one file and kind
+    commits_lost: int = 0  # build tasks with no commit on the branch
+    commits_duplicated: int = 0  # build tasks with more than one commit on the branch
     leases_left: int = 0  # turns or board tasks still held after the run
     turns_lost: int = 0  # turns a dead worker held, taken back and redone
     wall_s: float = 0.0
@@ -66,7 +98,8 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return (self.status == RunStatus.COMPLETED.value and self.same_findings and not self.lost
-                and not self.duplicated and not self.leases_left)
+                and not self.duplicated and not self.commits_lost and not self.commits_duplicated
+                and not self.leases_left)
 
 
 class FaultHarness:
@@ -85,25 +118,61 @@ class FaultHarness:
                                     log_dir=tmp / "logs").start(timeout_s=180)
         self.generation = 0
         self.reference: frozenset[tuple[str, int, str, str]] | None = None
+        self.builds = 0
+        self.build_reference = self._build_reference()
 
     def close(self) -> None:
         self.cluster.stop()
         self.redis.stop()
 
     # -- one run ---------------------------------------------------------------------------------
-    def run(self, fault: Fault, *, timeout_s: float = 240.0) -> Outcome:
-        job = ReviewJob(source=SourceSpec(location=str(EXAMPLE)),
-                        models={"scanner": SLOW_MODEL, "reviewer": SLOW_MODEL, "subreviewer": SLOW_MODEL})
+    def run(self, fault: Fault, *, timeout_s: float = 240.0, workflow: Workflow = Workflow.REVIEW) -> Outcome:
         started = time.monotonic()
-        record = submit_review(self.client, job)
+        bare: Path | None = None
+        if workflow is Workflow.REVIEW:
+            job = ReviewJob(source=SourceSpec(location=str(EXAMPLE)),
+                            models={"scanner": SLOW_MODEL, "reviewer": SLOW_MODEL, "subreviewer": SLOW_MODEL})
+            run_id = submit_review(self.client, job).id
+            ready: Callable[[], bool] = lambda: self._agents_started(run_id) >= 25  # noqa: E731
+        else:
+            bare = self._new_remote()
+            # A task takes a few seconds (two files, half a second each): faults land while tasks are held.
+            build = BuildJob(repo=str(bare), goal="count every module once", codemod=f"sleep 0.5; {COUNTING}",
+                             files=("*.py",), builders=3, batch_size=2, max_cycles=1, task_lease_s=4.0)
+            run_id = submit_build(self.client, build).id
+            ready = lambda: self._tasks_claimed(run_id) > 0  # noqa: E731
         injected: list[str] = []
         stop = threading.Event()
-        injector = threading.Thread(target=self._inject_safely, args=(fault, record.id, injected, stop), daemon=True)
+        injector = threading.Thread(target=self._inject_safely, args=(fault, ready, injected, stop), daemon=True)
         injector.start()
-        status = self._wait(record.id, timeout_s)
+        status = self._wait(run_id, timeout_s)
         stop.set()
         injector.join(60)
-        return self._outcome(fault, record.id, status, injected, time.monotonic() - started)
+        wall = time.monotonic() - started
+        if bare is not None:
+            return self._build_outcome(fault, run_id, status, injected, wall, bare)
+        return self._outcome(fault, run_id, status, injected, wall)
+
+    def _new_remote(self) -> Path:
+        self.builds += 1
+        root = self.tmp / "builds" / str(self.builds)
+        seed, bare = root / "seed", root / "remote.git"
+        seed.mkdir(parents=True)
+        _git(root, "init", "--quiet", "--bare", "-b", "main", str(bare))
+        _git(seed, "init", "--quiet", "-b", "main")
+        for rel, text in BUILD_FILES.items():
+            (seed / rel).parent.mkdir(parents=True, exist_ok=True)
+            (seed / rel).write_text(text)
+        _git(seed, "add", "-A")
+        _git(seed, "commit", "--quiet", "-m", "start")
+        _git(seed, "push", "--quiet", str(bare), "main")
+        return bare
+
+    def _build_reference(self) -> str:
+        """The tree the build must end with: the command run on every file one after another."""
+        clone = self.tmp / "builds" / "reference"
+        _git(self.tmp, "clone", "--quiet", str(self._new_remote()), str(clone))
+        return sequential_reference(clone, COUNTING, split_by_file(clone, ["*.py"]))
 
     def _wait(self, run_id: str, timeout_s: float) -> RunStatus:
         deadline = time.monotonic() + timeout_s
@@ -123,16 +192,23 @@ class FaultHarness:
         except redis.RedisError:
             return 0
 
-    def _inject_safely(self, fault: Fault, run_id: str, injected: list[str], stop: threading.Event) -> None:
+    def _tasks_claimed(self, run_id: str) -> int:
         try:
-            self._inject(fault, run_id, injected, stop)
+            return self.client.run(run_id).state.board.counts()[TaskStatus.CLAIMED]
+        except redis.RedisError:
+            return 0
+
+    def _inject_safely(self, fault: Fault, ready: Callable[[], bool], injected: list[str],
+                       stop: threading.Event) -> None:
+        try:
+            self._inject(fault, ready, injected, stop)
         except Exception as exc:  # a harness failure must show in the table, not vanish with the thread
             injected.append(f"INJECTION FAILED: {type(exc).__name__}: {exc}")
 
-    def _inject(self, fault: Fault, run_id: str, injected: list[str], stop: threading.Event) -> None:
+    def _inject(self, fault: Fault, ready: Callable[[], bool], injected: list[str], stop: threading.Event) -> None:
         if fault is Fault.NONE:
             return
-        while self._agents_started(run_id) < 25 and not stop.is_set():  # mid-run: work in flight, more to come
+        while not ready() and not stop.is_set():  # mid-run: work in flight, more to come
             time.sleep(0.05)
         if fault is Fault.KILL_WORKERS:
             for _ in range(3):
@@ -181,12 +257,33 @@ class FaultHarness:
             turns_lost=sum(a.turns_lost for a in agents), wall_s=wall)
 
 
+    def _build_outcome(self, fault: Fault, run_id: str, status: RunStatus, injected: list[str], wall: float,
+                       bare: Path) -> Outcome:
+        ctx = self.client.run(run_id)
+        tasks = ctx.state.board.tasks()
+        log = _git(bare, "log", "main", f"--format=%(trailers:key={TRAILER},valueonly)")
+        commits = Counter(line for line in log.splitlines() if line.startswith(f"{run_id}/"))
+        agents = [a for a in ctx.agents.get_many(sorted({i for st in AgentStatus for i in ctx.agents.ids(st)}))
+                  if a is not None]
+        running = sum(1 for a in agents if a.status is AgentStatus.RUNNING)
+        return Outcome(
+            fault=fault, run_id=run_id, status=status.value, workflow=Workflow.BUILD, injected=injected,
+            same_findings=_git(bare, "rev-parse", "main^{tree}") == self.build_reference, agents=len(agents),
+            lost=sum(1 for t in tasks if t.status is not TaskStatus.DONE),
+            commits_lost=sum(1 for t in tasks if commits[f"{run_id}/{t.id}"] == 0),
+            commits_duplicated=sum(n - 1 for n in commits.values() if n > 1),
+            leases_left=running + int(ctx.state.redis.zcard(ctx.state.keys.leases())),
+            turns_lost=sum(a.turns_lost for a in agents), wall_s=wall)
+
+
 def table(outcomes: list[Outcome]) -> str:
     """The faults injected and what came of them, as Markdown."""
-    lines = ["| fault | injected | status | same findings | agents | lost | duplicated | leases left | "
-             "turns redone | wall s |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workflow | fault | injected | status | same result | agents | lost | duplicated findings | "
+             "commits lost | commits duplicated | leases left | turns redone | wall s |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for o in outcomes:
-        lines.append(f"| {o.fault.value} | {'; '.join(o.injected) or '-'} | {o.status} | "
+        lines.append(f"| {o.workflow.value} | {o.fault.value} | {'; '.join(o.injected) or '-'} | {o.status} | "
                      f"{'yes' if o.same_findings else 'NO'} | {o.agents} | {o.lost} | {o.duplicated} | "
-                     f"{o.leases_left} | {o.turns_lost} | {o.wall_s:.1f} |")
+                     f"{o.commits_lost} | {o.commits_duplicated} | {o.leases_left} | {o.turns_lost} | "
+                     f"{o.wall_s:.1f} |")
     return "\n".join(lines)

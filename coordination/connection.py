@@ -51,6 +51,15 @@ def client_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
     return options
 
 
+def make_client(settings: CoordinationSettings, url: str) -> redis.Redis:
+    """A client on a blocking pool: hundreds of agent threads share it, and redis-py's default pool
+    raises "Too many connections" past 100 where waiting a moment for a free one is right."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections,
+                                                 timeout=settings.redis_socket_timeout_s,
+                                                 **client_options(settings, url))
+    return redis.Redis.from_pool(pool)
+
+
 @dataclass
 class RedisHandle:
     """A connected client, the URL other processes can use, and the embedded server if we own one."""
@@ -62,7 +71,7 @@ class RedisHandle:
 
     def new_client(self) -> redis.Redis:
         """Another client on the same server (for a thread or a blocking reader)."""
-        return redis.Redis.from_url(self.url, **client_options(self.settings, self.url))
+        return make_client(self.settings, self.url)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -87,7 +96,7 @@ def connect(settings: CoordinationSettings | None = None, *, check: bool = True)
         embedded = EmbeddedRedis(settings.embedded_dir, appendonly=settings.embedded_appendonly).start()
         url = embedded.url
     try:
-        client = redis.Redis.from_url(url, **client_options(settings, url))
+        client = make_client(settings, url)
     except ValueError as exc:
         if embedded:
             embedded.stop()

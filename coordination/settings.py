@@ -29,6 +29,9 @@ class CoordinationSettings(BaseSettings):
     redis_ssl_keyfile: Path | None = Field(default=None, description="Client key for rediss://.")
     redis_socket_timeout_s: float = Field(default=30.0, gt=0, description="Seconds per Redis command.")
     redis_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    redis_max_connections: int = Field(
+        default=1024, ge=1, description="Connections one process opens at most (opened as needed); a thread "
+        "that finds them all busy waits for one (up to redis_socket_timeout_s) instead of failing.")
     key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
                             description="First part of every Redis key, so several deployments share one Redis.")
     embedded_dir: Path | None = Field(

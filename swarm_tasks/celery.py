@@ -22,6 +22,7 @@ from coordination.connection import RedisHandle, connect, redact_url
 from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
+from swarm_tasks.kombu_fixes import guard_closed_channel
 from swarm_tasks.runtime import WorkerRuntime
 from swarm_tasks.security import celery_wire_options, install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
@@ -123,6 +124,7 @@ def _lazy_config() -> dict[str, Any]:
     return celery_config(PROCESS.settings, handle.url)
 
 
+guard_closed_channel()  # before any worker connects: see swarm_tasks/kombu_fixes.py
 app = Celery("swarm_tasks")
 app.add_defaults(_lazy_config)
 

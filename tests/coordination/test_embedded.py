@@ -288,3 +288,22 @@ def test_wrong_acl_password_is_a_configuration_error(acl_server: EmbeddedRedis) 
     with pytest.raises(ConfigurationError) as err:
         connect(CoordinationSettings(redis_url=url))
     assert "wrong-one" not in str(err.value)
+
+
+def test_more_threads_than_connections_wait_for_one_instead_of_failing(redis_url: str) -> None:
+    """A worker runs hundreds of agent threads on one client: past the pool's size they queue."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydantic import SecretStr
+
+    from coordination.settings import CoordinationSettings
+
+    handle = connect(CoordinationSettings(redis_url=SecretStr(redis_url), redis_max_connections=4))
+    try:
+        with ThreadPoolExecutor(32) as threads:  # each holds its connection 0.2 s in a blocking pop
+            replies = list(threads.map(lambda i: handle.client.blpop([f"nothing:{i}"], timeout=0.2), range(32)))
+        assert replies == [None] * 32
+        pool = handle.client.connection_pool
+        assert pool.max_connections == 4 and len(pool._connections) <= 4
+    finally:
+        handle.close()
