@@ -394,3 +394,26 @@ def write_result(result: BenchResult, directory: Path = RESULTS_DIR) -> Path:
 def progress(message: str) -> None:
     """Progress goes to stderr so ``--json-only`` output stays clean."""
     print(message, file=sys.stderr, flush=True)
+
+
+def worker_names(cluster: Any) -> list[str]:
+    """Celery node names (``name@host``) of a :class:`swarm_tasks.cluster.LocalCluster`'s workers."""
+    import socket
+
+    return [f"{w.name}@{socket.gethostname()}" for w in cluster.workers]
+
+
+def consumers(app: Any, names: list[str], *, add: bool, queue: str = "agents") -> None:
+    """Start or stop the named workers consuming ``queue`` (Celery remote control), and wait for them."""
+    call = app.control.add_consumer if add else app.control.cancel_consumer
+    replies = call(queue, destination=names, reply=True, timeout=10)
+    if len(replies or []) != len(names):
+        raise RuntimeError(f"{'add' if add else 'cancel'}_consumer answered by {replies!r}, expected {names}")
+
+
+def tasks_started(app: Any, names: list[str], task: str) -> int:
+    """How many ``task`` the named workers have started since they came up (Celery ``inspect stats``)."""
+    stats = app.control.inspect(destination=names, timeout=5.0, limit=len(names)).stats() or {}
+    if len(stats) != len(names):
+        raise RuntimeError(f"inspect stats answered by {sorted(stats)}, expected {names}")
+    return sum(int(s.get("total", {}).get(task, 0)) for s in stats.values())

@@ -16,7 +16,17 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
+from bench.common import (
+    BenchResult,
+    Row,
+    consumers,
+    machine_info,
+    progress,
+    ratio,
+    redis_for_bench,
+    tasks_started,
+    worker_names,
+)
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import ProgramContext, ProgramResult
 from swarm_tasks.agents.runner import SwarmClient
@@ -33,15 +43,18 @@ def noop_program(_ctx: ProgramContext) -> ProgramResult:
     return ProgramResult()
 
 
-def drain_rate(client: SwarmClient, count: int) -> float:
-    """Publish ``count`` no-op tasks, then time until the queue and the unacked set are empty."""
+def drain_rate(names: list[str], count: int) -> float:
+    """``count`` no-op tasks queued while the workers do not consume; then the time from letting them
+    consume until every one has started (each worker's own count, by ``inspect stats``)."""
+    consumers(app, names, add=False)
     with app.producer_or_acquire() as producer:
         for i in range(count):
             ping.apply_async((str(i),), queue="agents", producer=producer)
+    before = tasks_started(app, names, "swarm.ping")
     started = time.monotonic()
-    redis = client.client
-    while redis.llen("agents") or redis.hlen("unacked"):
-        time.sleep(0.01)
+    consumers(app, names, add=True)
+    while tasks_started(app, names, "swarm.ping") < before + count:
+        time.sleep(0.05)
     return count / (time.monotonic() - started)
 
 
@@ -70,8 +83,9 @@ def run(full: bool, *, count: int | None = None, workers: int = 2) -> BenchResul
         cluster.start(timeout_s=180)
         try:
             progress(f"dispatch: {count} no-op Celery tasks")
-            drain_rate(client, 50)
-            bare = drain_rate(client, count)
+            names = worker_names(cluster)
+            drain_rate(names, 50)
+            bare = drain_rate(names, count)
             progress(f"dispatch: {count} one-turn program agents")
             program = AgentSpec(name="noop", role="agent", kind=AgentKind.PROGRAM,
                                 program="bench.dispatch:noop_program", tools=())
@@ -91,6 +105,7 @@ def run(full: bool, *, count: int | None = None, workers: int = 2) -> BenchResul
               Row("scripted LLM agent turns per second", ours_llm, unit="/s", baseline=bare,
                   baseline_name="Celery no-op task", ratio=ratio(ours_llm, bare))],
         notes=[f"{workers} worker processes, threads pool, concurrency 64, Celery events on (as Flower needs). "
-               "A no-op task is one message, its events and its ack; an agent turn adds the agent's record read, "
+               "A no-op task is one message, its events and its ack (its rate: tasks queued, then consumed, timed "
+               "until the workers' own counters show all started); an agent turn adds the agent's record read, "
                "the acquiring and ending compare-and-sets (with status sets, deadlines, counters and events in "
                "the same Lua calls), and the run's idle bookkeeping."])

@@ -28,7 +28,8 @@ def run(full: bool, *, runs: int | None = None) -> BenchResult:
             outcomes = list(references)
             for index in range(runs):
                 workflow = (Workflow.REVIEW, Workflow.BUILD)[index % 2]
-                fault = kinds[(index // 2) % len(kinds)]
+                # The first four runs inject every kind once; every eight, each kind into each workflow.
+                fault = kinds[(index // 2 + (index % 2) * 2) % len(kinds)]
                 progress(f"faults: run {index + 1}/{runs}: {workflow.value}, {fault.value}")
                 outcomes.append(harness.run(fault, workflow=workflow))
             import redis

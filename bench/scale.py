@@ -6,8 +6,8 @@ agents x K turns against the local mock model server, on 2 Celery worker process
 1. The workers start, then stop consuming the agents queue (Celery's ``cancel_consumer``), so their
    resident memory is measured idle.
 2. The N agents are launched. Nothing consumes their turns yet: every agent is *idle*, held only in
-   Redis (its record, its conversation, its queued turn message). Redis ``used_memory`` before and
-   after, divided by N, is the memory per idle agent.
+   Redis (its record, its conversation, its queued turn message). The MEMORY USAGE of the run's keys
+   and of the queue, divided by N, is the memory per idle agent.
 3. The workers consume again (``add_consumer``). While turns wait on the model, worker memory is
    sampled; the peak above idle, divided by the most requests the model server saw in flight at once,
    is the memory per *waiting* agent (a turn parked on its model reply).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import time
 import urllib.request
@@ -34,7 +33,7 @@ import psutil
 from pydantic import SecretStr
 
 from bench.agents import HTTP_ENV, MODEL, MockProcess, rss_mb, script
-from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
+from bench.common import BenchResult, Row, consumers, machine_info, progress, ratio, redis_for_bench, worker_names
 from coordination.connection import connect
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.runner import SwarmClient
@@ -70,16 +69,25 @@ def _redis(client: Any) -> dict[str, float]:
             "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])}
 
 
+def _run_bytes(client: Any, prefix: str, run_id: str) -> int:
+    """Bytes Redis holds for one run's keys (MEMORY USAGE of each, summed)."""
+    total = 0
+    batch: list[bytes] = []
+    for key in [*client.scan_iter(match=f"{prefix}:{{{run_id}}}:*", count=1000), None]:
+        if key is not None:
+            batch.append(key)
+        if batch and (key is None or len(batch) >= 500):
+            pipe = client.pipeline(transaction=False)
+            for k in batch:
+                pipe.memory_usage(k, samples=0)
+            total += sum(int(n or 0) for n in pipe.execute())
+            batch = []
+    return total
+
+
 def _max_in_flight(url: str) -> int:
     with urllib.request.urlopen(url.rstrip("/").removesuffix("/v1") + "/stats", timeout=10) as reply:
         return int(json.loads(reply.read())["max_in_flight"])
-
-
-def _consumers(names: list[str], add: bool) -> None:
-    call = app.control.add_consumer if add else app.control.cancel_consumer
-    replies = call("agents", destination=names, reply=True, timeout=10)
-    if len(replies or []) != len(names):
-        raise RuntimeError(f"{'add' if add else 'cancel'}_consumer answered by {replies!r}, expected {names}")
 
 
 def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path) -> dict[str, float]:
@@ -100,7 +108,7 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
     redis = connect(settings).client
     try:
         cluster.start(timeout_s=180)
-        names = [f"{w.name}@{socket.gethostname()}" for w in cluster.workers]
+        names = worker_names(cluster)
         pids = [w.pid for w in cluster.workers]
         spec = AgentSpec(name="scale-agent", role="agent", model=MODEL, tools=("finish", "list_files"),
                          instructions="You are a benchmark agent.", limits=Limits(max_turns=turns + 2))
@@ -114,16 +122,18 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
         warm = launch(WARMUP, "w")
         while not client.runs.get(warm).status.terminal:
             time.sleep(0.2)
-        _consumers(names, add=False)
+        consumers(app, names, add=False)
         time.sleep(1.0)
         warm_in_flight = _max_in_flight(mock.url)
         idle_rss = rss_mb(pids)
         before = _redis(redis)
         run_id = launch(agents, "s")
         parked = _redis(redis)
+        # What the idle agents hold: the run's keys and their queued turn messages (exact, not allocator noise).
+        idle_bytes = _run_bytes(redis, settings.key_prefix, run_id) + int(redis.memory_usage("agents", samples=0) or 0)
         cpu_before = _cpu_s(pids)
         started = time.monotonic()
-        _consumers(names, add=True)
+        consumers(app, names, add=True)
         peak = idle_rss
         ctx = client.run(run_id)
         while not client.runs.get(run_id).status.terminal:
@@ -133,6 +143,7 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
         worker_cpu = _cpu_s(pids) - cpu_before
         after = _redis(redis)
         usage = ctx.agents.usage("run")
+        retained = _run_bytes(redis, settings.key_prefix, run_id)
         in_flight = _max_in_flight(mock.url)
         if in_flight <= warm_in_flight:
             progress(f"scale: the warm-up had as many turns in flight ({warm_in_flight}) as the run ({in_flight})")
@@ -144,9 +155,10 @@ def measure(agents: int, turns: int, latency_s: float, redis_url: str, tmp: Path
     return {
         "agents": agents, "done": done, "wall_s": wall, "idle_rss_mb": idle_rss, "peak_rss_mb": peak,
         "max_in_flight": in_flight,
-        "idle_agent_kb": (parked["used_memory"] - before["used_memory"]) / agents / 1024,
+        "idle_agent_kb": idle_bytes / agents / 1024,
+        "idle_used_memory_kb": (parked["used_memory"] - before["used_memory"]) / agents / 1024,
         "waiting_agent_kb": (peak - idle_rss) * 1024 / max(in_flight, 1),
-        "retained_agent_kb": (after["used_memory"] - before["used_memory"]) / agents / 1024,
+        "retained_agent_kb": retained / agents / 1024,
         "worker_cpu_ms_per_agent": worker_cpu * 1000 / agents,
         "redis_cpu_ms_per_agent": (after["cpu_s"] - parked["cpu_s"]) * 1000 / agents,
         "redis_commands_per_agent": (after["commands"] - before["commands"]) / agents,
@@ -209,8 +221,8 @@ def run(full: bool, *, sizes: tuple[int, ...] | None = None, turns: int = 2, lat
              "idle agent: launched with the workers not consuming, so it lives only in Redis (record, conversation, "
              "queued turn message); waiting agent: a turn parked on its model reply inside a worker (peak worker "
              "memory above idle over the most requests the model server saw in flight at once).",
-             "ended agents stay in Redis (records, transcripts) until the run is deleted; that is the retained "
-             "column of the growth table.",
+             "ended agents stay in Redis (records, transcripts, usage) until the run is deleted: the growth "
+             "table's ended-agent column is MEMORY USAGE summed over the run's keys, over N.",
              f"dollars: the mock model priced at {PRICE.input_usd_per_mtok:g} / {PRICE.output_usd_per_mtok:g} USD "
              "per million input / output tokens through SWARM_MODEL_PRICES."]
     return BenchResult(name="scale", rows=rows, machine=machine,
