@@ -85,7 +85,9 @@ def client_for(url: str, *, redis_retries: int) -> redis.Redis:
     command up to ``redis_retries`` times after a connection error."""
     client = connect(settings_for(url), check=False).client
     if redis_retries:
-        client.set_retry(Retry(NoBackoff(), redis_retries))
+        # Not client.set_retry: redis-py 8.1 reaches into ConnectionPool internals a BlockingConnectionPool
+        # lacks. The pool has no connection yet (check=False), so every one it opens gets this retry.
+        client.get_connection_kwargs().update({"retry": Retry(NoBackoff(), redis_retries)})
     return client
 
 
