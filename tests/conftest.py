@@ -107,16 +107,17 @@ def settings(redis_url: str) -> CoordinationSettings:
     return CoordinationSettings(redis_url=redis_url, lease_s=5.0, sweep_interval_s=0.2)
 
 
-@pytest.fixture(params=["real", "fake"])
+@pytest.fixture(params=["real", *(["external"] if EXTERNAL_URL else []), "fake"])
 def any_client(request: pytest.FixtureRequest, embedded_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
-    """A real Redis client and a fakeredis client: the store contract must hold on both."""
+    """A real Redis client (the embedded server, and SWARM_REDIS_URL's when set) and a fakeredis
+    client: the store contract must hold on each."""
     if request.param == "fake":
         client: redis.Redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     else:
-        client = redis.Redis.from_url(embedded_redis.url)
+        client = redis.Redis.from_url(embedded_redis.url if request.param == "real" else str(EXTERNAL_URL))
         client.flushdb()
     yield client
-    if request.param == "real":
+    if request.param != "fake":
         client.flushdb()
     client.close()
 

@@ -44,6 +44,7 @@ class CallsOutcome:
     messages: list[ChatMessage] = field(default_factory=list)
     control: Finish | Spawn | WaitTasks | None = None
     calls: int = 0
+    stop: str | None = None  # a tool broke a contract (a loop, a budget): the agent stops with this reason
 
 
 def tool_message(call_id: str, content: str) -> ChatMessage:

@@ -93,6 +93,7 @@ class AgentState(BaseModel):
     waiting_call: str | None = None
     waiting_on: list[str] = Field(default_factory=list)
     waiting_tasks: bool = False  # also waiting for the board tasks it filed (parent = its id) to end
+    waiting_refused: list[str] = Field(default_factory=list)  # sub-agents of that spawn the run's caps refused
     compactions: int = 0
     turns_lost: int = 0
     model_failures: int = 0

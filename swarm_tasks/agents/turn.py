@@ -183,13 +183,17 @@ class Turn:
             changes.update(waiting_call=None, waiting_on=[], waiting_tasks=False)
         elif agent.waiting_call:  # woken: every sub-agent has ended
             results = collect(self.ctx.agents, agent.waiting_on)
+            results += [{"status": "refused", "reason": why} for why in agent.waiting_refused]
             pending.append(tool_message(agent.waiting_call, json.dumps(results, ensure_ascii=False)))
-            changes.update(waiting_call=None, waiting_on=[])
+            changes.update(waiting_call=None, waiting_on=[], waiting_refused=[])
         left = unanswered(history + pending)
         if left:  # a worker died during these calls
             outcome = self.process_calls(left, interrupted=set(agent.inflight))
             pending += outcome.messages
             usage = usage.plus(Usage(tool_calls=outcome.calls))
+            if outcome.stop is not None:
+                self.end(AgentStatus.STOPPED, outcome.stop, append=pending, usage=usage, **changes)
+                return
             if outcome.control is not None:
                 self.apply_control(outcome.control, pending, usage, **changes)
                 return
@@ -253,6 +257,9 @@ class Turn:
         outcome = self.process_calls(list(reply.tool_calls), interrupted=set())
         messages += outcome.messages
         usage = usage.plus(Usage(tool_calls=outcome.calls))
+        if outcome.stop is not None:
+            self.end(AgentStatus.STOPPED, outcome.stop, append=messages, rewrite=rewrite, usage=usage, **changes)
+            return
         if outcome.control is not None:
             self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
             return
@@ -313,8 +320,17 @@ class Turn:
                                       "agent_input": self.agent.input, "start_agents": self.start_agents})
             # Every tool runs on the tool pool while this thread keeps the lease alive: even a "quick" one
             # (an analyzer, a grep) can take longer than a lease on a busy machine.
-            result: ToolResult = self.holder.wait(self.services.tool_executor.submit(run_tool, tool, call.arguments,
-                                                                                     ctx))
+            try:
+                result: ToolResult = self.holder.wait(self.services.tool_executor.submit(run_tool, tool,
+                                                                                         call.arguments, ctx))
+            except (LoopDetected, BudgetExceeded) as exc:  # a contract violation stops the agent, not the worker
+                kind = "loop detected" if isinstance(exc, LoopDetected) else "budget exceeded"
+                outcome.stop = f"{kind}: {exc}"
+                outcome.messages.append(tool_message(call.id, f"error: {outcome.stop}"))
+                # Calls after it are not run; each still gets its answer, so every call stays paired.
+                outcome.messages += [tool_message(c.id, "error: not run: the agent was stopped")
+                                     for c in calls[calls.index(call) + 1:]]
+                return outcome
             outcome.messages.append(tool_message(call.id, self.services.mask_configured(result.content)))
         if finish is not None:
             parsed = self.parse_finish(finish)
@@ -367,7 +383,9 @@ class Turn:
             msgs = [*messages, tool_message(control.call.id, f"error: no sub-agent started ({refused})")]
             self.cont(append=msgs, rewrite=rewrite, usage=usage, **changes)
             return
-        self.wait(control.call.id, [a.id for a in spawned.started], messages, usage, rewrite, **changes)
+        refused = [f"{r.spec}: {why}" for r, why in spawned.refused]  # the model hears of these on waking
+        self.wait(control.call.id, [a.id for a in spawned.started], messages, usage, rewrite,
+                  waiting_refused=refused, **changes)
         self.services.schedule(self.ctx, spawned.started)
 
     def wait(self, call_id: str, agents: list[str], messages: list[ChatMessage], usage: Usage,

@@ -151,3 +151,42 @@ def secret_reader(messages: list[ChatMessage], _tools: object) -> Step:
     if _turn(messages) == 0:
         return call("read_file", path="secret.txt")
     return call("finish", summary="read")
+
+
+def chatty(messages: list[ChatMessage], _tools: object) -> Step:
+    """Message the peer named in the task every turn, each time differently, and never finish."""
+    peer = re.search(r"peer: (\S+)", _first_user(messages)).group(1)  # type: ignore[union-attr]
+    return call("send_message", to=peer, body=f"what do you think? (round {_turn(messages)})")
+
+
+def _summary_requested(messages: list[ChatMessage]) -> bool:
+    last = messages[-1] if messages else {}
+    return last.get("role") == "user" and "about to be compacted" in (last.get("content") or "")
+
+
+def compactor(messages: list[ChatMessage], _tools: object) -> Step:
+    """Write a big file, read it again and again (the context fills up), then finish; summarises on request."""
+    if _summary_requested(messages):
+        return Step(content="SUMMARY: wrote big.txt and have been reading it back")
+    summary = next((i for i, m in enumerate(messages) if "SUMMARY: wrote big.txt" in (m.get("content") or "")), None)
+    if summary is not None:  # compacted: the summary is its memory now; one more read, then done
+        after = _turn(messages[summary:])
+        if after == 0:
+            return call("read_file", path="big.txt", offset=300)
+        return call("finish", summary="read it all", result={"went_on_after_compaction": True})
+    turn = _turn(messages)
+    if turn == 0:
+        return call("write_file", path="big.txt", content="".join(f"line {i} of a big file\n" for i in range(400)))
+    return call("read_file", path="big.txt", offset=turn)  # grows the context until it is compacted
+
+
+compactor.context_window = 6_000  # type: ignore[attr-defined]  # small, so reading the file forces compaction
+
+
+def capped_spawner(messages: list[ChatMessage], _tools: object) -> Step:
+    """Spawn three adders, then finish with how each ended (some may be refused by the run's caps)."""
+    if _turn(messages) == 0:
+        return call("spawn_agents", agents=[{"spec": "adder", "task": f"add {i} and {i}"} for i in (1, 2, 3)])
+    last = _last_tool(messages)
+    statuses = [r.get("status") for r in json.loads(last)] if last.startswith("[") else [last]
+    return call("finish", summary="children ended", result={"statuses": statuses})

@@ -49,13 +49,108 @@ def test_repeated_identical_call_is_stopped_as_a_loop(local, make_spec):
     assert agent.turn == local.settings.agent_repeat_limit
 
 
-def test_token_and_wall_budgets_stop_agents(local, make_spec):
+def test_token_budget_stops_an_agent(local, make_spec):
     tokens = make_spec("hungry", "repeater", limits=Limits(max_tokens=50))
     run = local.start([tokens], [ChildRequest("hungry", "eat tokens", key="h")])
     local.drain()
     agents = local.agents(run.id)
     (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
     assert agent.reason.startswith("agent budget exceeded: tokens")
+
+
+def test_wall_time_budget_stops_a_slow_agent(local, make_spec):
+    # Each turn of slow_counter waits 1.5 s on its model; 2 s of wall time allows two turns, not four.
+    spec = make_spec("slow", "slow_counter", tools=("finish", "read_notes"), limits=Limits(max_wall_s=2.0))
+    run = local.start([spec], [ChildRequest("slow", "count slowly", key="s")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.STOPPED)]
+    assert agent.reason.startswith("agent budget exceeded: wall_s"), agent.reason
+    assert agent.turn == 2
+    assert agents.ids(AgentStatus.DONE) == []
+
+
+def test_two_agents_ping_ponging_messages_are_stopped(local, make_spec):
+    from swarm_tasks.agents.children import child_id
+
+    a_id, b_id = child_id("root", "root", "a"), child_id("root", "root", "b")
+    tools = ("finish", "send_message", "read_messages")
+    spec = make_spec("chatty", "chatty", tools=tools, limits=Limits(max_turns=200))
+    run = local.start([spec], [ChildRequest("chatty", f"peer: {b_id}", key="a"),
+                               ChildRequest("chatty", f"peer: {a_id}", key="b")])
+    local.drain()
+    agents = local.agents(run.id)
+    stopped = agents.get_many(agents.ids(AgentStatus.STOPPED))
+    assert {a.id for a in stopped} == {a_id, b_id}
+    for agent in stopped:  # stopped by the ping-pong guard (limit 40 per pair), long before max_turns
+        assert agent.reason.startswith("loop detected: ") and "ping-ponging" in agent.reason, agent.reason
+        assert agent.turn <= 25
+        conversation = agents.conversation(agent)
+        assert conversation[-1]["role"] == "tool" and "ping-ponging" in conversation[-1]["content"]
+    assert sum(a.turn for a in stopped) == 42  # 40 messages delivered, the 41st and 42nd refused
+
+
+def test_context_is_compacted_and_the_agent_goes_on(local, make_spec):
+    spec = make_spec("reader", "compactor", tools=("finish", "read_file", "write_file"))
+    run = local.start([spec], [ChildRequest("reader", "read a big file", key="r")])
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = agents.get_many(agents.ids(AgentStatus.DONE))
+    assert agent.result["result"] == {"went_on_after_compaction": True}
+    assert agent.compactions == 1
+    conversation = agents.conversation(agent)
+    assert any("SUMMARY: wrote big.txt" in (m.get("content") or "") for m in conversation)  # the model's summary
+    # Every tool result still follows the assistant message that called it.
+    called: set[str] = set()
+    for message in conversation:
+        if message["role"] == "assistant":
+            called |= {c["id"] for c in message.get("tool_calls") or []}
+        if message["role"] == "tool":
+            assert message["tool_call_id"] in called
+    notes = local.services.run(run.id).state.notes.latest(agent.id, limit=20)
+    assert sum(n.kind == "compaction" for n in notes) == agent.compactions
+
+
+def test_run_caps_on_total_and_concurrent_agents(swarm_settings, make_spec):
+    from swarm_tasks.runs import RunLimits
+    from tests.runtime.conftest import Local
+
+    parent = make_spec("boss", "capped_spawner", subagents=("adder",), tools=("finish", "spawn_agents"))
+    child = make_spec("adder", "adder", tools=("finish",))
+    rt = Local(swarm_settings)
+    try:
+        # At most 3 agents in all: the boss and two adders start, the third adder is refused, and the
+        # boss is told so.
+        run = rt.start([parent, child], [ChildRequest("boss", "sum", key="b")], limits=RunLimits(max_agents=3))
+        rt.drain()
+        agents = rt.agents(run.id)
+        (boss,) = [a for a in agents.get_many(agents.ids(AgentStatus.DONE)) if a.spec == "boss"]
+        assert sorted(boss.result["result"]["statuses"]) == ["done", "done", "refused"]
+        assert agents.usage("run")["agents_started"] == 3
+
+        # At most 2 alive at once: the waiting boss holds one slot, so adders run one at a time.
+        run = rt.start([parent, child], [ChildRequest("boss", "sum", key="b")],
+                       limits=RunLimits(max_concurrent_agents=2))
+        agents = rt.agents(run.id)
+        alive_most, queued_seen = 0, 0
+        step = rt.runtime.run_step
+
+        def watched(run_id: str, agent_id: str, seq: int):
+            nonlocal alive_most, queued_seen
+            outcome = step(run_id, agent_id, seq)
+            live = (AgentStatus.READY, AgentStatus.RUNNING, AgentStatus.WAITING)
+            alive = [agent_id for status in live for agent_id in agents.ids(status)]
+            queued_seen = max(queued_seen, len(agents.ids(AgentStatus.QUEUED)))
+            alive_most = max(alive_most, len(alive))
+            return outcome
+
+        rt.runtime.run_step = watched  # type: ignore[method-assign]
+        rt.drain()
+        (boss,) = [a for a in agents.get_many(agents.ids(AgentStatus.DONE)) if a.spec == "boss"]
+        assert boss.result["result"]["statuses"] == ["done", "done", "done"]
+        assert alive_most == 2 and queued_seen >= 1
+    finally:
+        rt.close()
 
 
 def test_cost_budgets_of_agent_role_and_run_hold_for_a_priced_model(swarm_settings, make_spec):

@@ -111,3 +111,21 @@ def test_subagents_run_in_parallel_on_workers(client, clusters):
     latest_start = max(k.started_at for k in kids)
     earliest_end = min(k.ended_at for k in kids)
     assert latest_start < earliest_end  # all four were running at the same moment
+
+
+def test_a_real_worker_runs_with_the_delivery_guarantees_we_rely_on(client, clusters):
+    """Asked over Celery's remote control, a started worker reports late acks, reject-on-lost,
+    prefetch 1, JSON only, task events, and one queue per role on its own exchange."""
+    clusters(1, queues=("agents", "plan", "work", "control"), prefix="conf")
+    deadline = time.monotonic() + 30
+    replies: dict = {}
+    while not replies and time.monotonic() < deadline:
+        replies = app.control.inspect(timeout=2.0).conf(with_defaults=True) or {}
+    (name, conf), = [(n, c) for n, c in replies.items() if n.startswith("conf0@")]
+    assert conf["task_acks_late"] is True and conf["task_reject_on_worker_lost"] is True
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_serializer"] == "json" and conf["accept_content"] == ["json"]
+    assert conf["worker_send_task_events"] is True and conf["task_send_sent_event"] is True
+    queues = app.control.inspect(destination=[name], timeout=2.0).active_queues()[name]
+    assert {q["name"]: q["exchange"]["name"] for q in queues} == {
+        "agents": "agents", "plan": "plan", "work": "work", "control": "control"}
