@@ -4,7 +4,7 @@
 
     with Swarm() as swarm:                      # SWARM_REDIS_URL, or an embedded Redis + local workers
         run = swarm.review("path/to/repo")
-        run.wait(timeout=600)
+        run.wait(timeout_s=600)
         print(run.report().by_severity())
 """
 
@@ -125,15 +125,16 @@ class RunHandle:
         ids = sorted({a for s in AgentStatus for a in ctx.agents.ids(s)})
         return [a for a in ctx.agents.get_many(ids) if a is not None]
 
-    def cost(self, by: str = "role") -> dict[str, dict[str, float]]:
-        """Tokens and dollars by role (``by="role"``) or by agent (``by="agent"``)."""
+    def cost(self, by: str = "role") -> dict[str, dict[str, float | str]]:
+        """Tokens and dollars by role (``by="role"``) or by agent (``by="agent"``, each with its role)."""
         if by == "agent":
-            return {a.id: {"role": 0.0, "tokens": float(a.usage.tokens), "cost_usd": a.usage.cost_usd,
+            return {a.id: {"role": a.role, "tokens": float(a.usage.tokens), "cost_usd": a.usage.cost_usd,
                            "model_calls": float(a.usage.model_calls)} for a in self.agents()}
         if by != "role":
             raise ValueError("by must be 'role' or 'agent'")
         ctx = self.client.run(self.id)
-        return {r: ctx.agents.usage(f"role:{r}") for r in self.roles()}
+        by_role: dict[str, dict[str, float | str]] = {r: {**ctx.agents.usage(f"role:{r}")} for r in self.roles()}
+        return by_role
 
     def results(self) -> JsonValue:
         """What the run produced (for a review, a summary of its report; see :meth:`report`)."""

@@ -6,6 +6,7 @@ Exit codes scripts can trust: 0 done (run completed), 1 the run failed or was ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -287,13 +288,8 @@ def status(run_id: str | None, as_json: bool, limit: int) -> int:
             return EXIT_OK
         run = swarm.run(run_id)
         progress = run.progress()
-        record = run.record()
-        data = {"id": record.id, "kind": record.kind, "status": record.status.value, "title": redact_url(record.title),
-                "reason": record.reason, "agents": progress.agents, "tasks": progress.tasks,
-                "counters": progress.counters, "tokens": progress.tokens, "cost_usd": progress.cost_usd,
-                "result": record.result}
         if as_json:
-            emit_json(data)
+            emit_json(snapshot(run, progress))
         else:
             from swarm_tasks.watch import render
 
@@ -301,16 +297,34 @@ def status(run_id: str | None, as_json: bool, limit: int) -> int:
         return EXIT_OK
 
 
+def snapshot(run: Any, progress: Any) -> dict[str, object]:
+    """One run's progress as one JSON object (``status --json``, ``watch --json``)."""
+    record = run.record()
+    return {"id": record.id, "kind": record.kind, "status": record.status.value, "title": redact_url(record.title),
+            "reason": record.reason, "agents": progress.agents, "roles": progress.roles, "tasks": progress.tasks,
+            "counters": progress.counters, "tokens": progress.tokens, "cost_usd": progress.cost_usd,
+            "result": record.result}
+
+
 @main.command()
 @click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="No live view: wait for the run to end (or --timeout), "
+              "then print its progress as one JSON object.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop watching after this many seconds.")
 @guarded
-def watch(run_id: str) -> int:
-    """Live view of a run until it ends."""
+def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
+    """Live view of a run until it ends. Exit 0 if it completed, 1 if it failed, was cancelled or is
+    still going when --timeout ends the watch."""
     from swarm_tasks.watch import watch as live
 
     with _client() as swarm:
         run = swarm.run(run_id)
-        live(run, console=console)
+        if as_json:
+            with contextlib.suppress(TimeoutError):  # the snapshot shows where it is
+                run.wait(timeout_s=timeout)
+            emit_json(snapshot(run, run.progress()))
+        else:
+            live(run, console=console, timeout_s=timeout)
         return EXIT_OK if run.status is RunStatus.COMPLETED else EXIT_RUN_FAILED
 
 
@@ -319,20 +333,31 @@ def watch(run_id: str) -> int:
 @click.option("--reason", default="cancelled by user", show_default=True)
 @guarded
 def cancel(run_id: str, reason: str) -> int:
-    """Cancel a run: nothing new starts, agents end at their next step."""
+    """Cancel a run: nothing new starts, agents end at their next step. Exit 0 once cancelled; a run
+    that had already ended is left as it is (exit 0 if it completed, 1 if it failed or was cancelled)."""
     with _client() as swarm:
-        changed = swarm.run(run_id).cancel(reason)
-        console.print(f"run {run_id} {'cancelled' if changed else 'had already ended'}")
-        return EXIT_OK
+        run = swarm.run(run_id)
+        if run.cancel(reason):
+            console.print(f"run {run_id} cancelled")
+            return EXIT_OK
+        status = run.status
+        console.print(f"run {run_id} had already ended: {status.value}")
+        return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
 
 
 @main.command()
 @click.argument("run_id")
 @guarded
 def resume(run_id: str) -> int:
-    """Push a stalled run on (after workers died or Redis restarted)."""
+    """Push a stalled run on (after workers died or Redis restarted). An ended run is left as it is:
+    exit 0 if it completed, 1 if it failed or was cancelled."""
     with _client() as swarm:
-        moved = swarm.run(run_id).resume()
+        run = swarm.run(run_id)
+        status = run.status
+        if status.terminal:
+            console.print(f"run {run_id} is {status.value}: nothing to resume")
+            return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+        moved = run.resume()
         console.print(f"run {run_id}: {moved} agents re-sent")
         return EXIT_OK
 
