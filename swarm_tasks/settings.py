@@ -88,6 +88,14 @@ class SwarmSettings(CoordinationSettings):
     context_compact_ratio: float = Field(default=0.75, gt=0, lt=1,
                                          description="Compact when a prompt reaches this share of the window.")
 
+    # -- build swarm ------------------------------------------------------------------------------
+    git_username: str | None = Field(
+        default=None, description="User name for an HTTP(S) build remote whose URL carries no password "
+        "(default: the URL's user name). Used only together with git_password.")
+    git_password: SecretStr | None = Field(
+        default=None, description="Password or token for an HTTP(S) build remote whose URL carries none; handed "
+        "to git by a credential helper, never stored in the run or logged.")
+
     # -- tools and sandbox ------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=_default_state_dir, description="Workspaces, reports, logs.")
     sandbox: Literal["auto", "bwrap", "subprocess"] = Field(

@@ -28,7 +28,7 @@ from swarm_tasks.build.check import run_check
 from swarm_tasks.build.codemod import apply_codemod, codemod_resolver, split_by_file
 from swarm_tasks.build.cycles import CheckSummary, CycleBook, Decision, Verdict, cycle_tag
 from swarm_tasks.build.gitops import Clone, commit_all
-from swarm_tasks.build.job import TASK_ROLE, BuildJob, BuildMode, job_from_spec
+from swarm_tasks.build.job import TASK_ROLE, BuildJob, BuildMode, run_job
 from swarm_tasks.build.landing import (
     commit_message,
     landed_commit,
@@ -49,7 +49,11 @@ TASKS_PER_BUILDER = 3
 
 
 def _context(pctx: ProgramContext) -> tuple[BuildJob, RunState, int]:
-    return job_from_spec(pctx.run.spec), pctx.state, CycleBook(pctx.state).current().cycle
+    return _job(pctx), pctx.state, CycleBook(pctx.state).current().cycle
+
+
+def _job(pctx: ProgramContext) -> BuildJob:
+    return run_job(pctx.run.spec, pctx.state, pctx.settings)
 
 
 def _runs(pctx: ProgramContext) -> RunStore:
@@ -75,20 +79,20 @@ def outcome_record(outcome: PushOutcome) -> dict[str, JsonValue]:
 
 def prepare_planner(pctx: ProgramContext) -> None:
     """A clone at the tip for the first turn, refreshed whenever the planner is woken to plan again."""
-    job = job_from_spec(pctx.run.spec)
+    job = _job(pctx)
     if not (pctx.workspace / ".git").is_dir() or pctx.agent.waiting_call or pctx.agent.turn == 0:
         worker_clone(job.remote(), pctx.workspace, pctx.agent.id)
 
 
 def prepare_judge(pctx: ProgramContext) -> None:
     if not (pctx.workspace / ".git").is_dir():
-        worker_clone(job_from_spec(pctx.run.spec).remote(), pctx.workspace, pctx.agent.id)
+        worker_clone(_job(pctx).remote(), pctx.workspace, pctx.agent.id)
 
 
 def prepare_worker(pctx: ProgramContext) -> None:
     """The worker's own clone (made once: its edits live there between turns) and a heartbeat on its
     task's lease, so a worker that keeps taking turns keeps its task."""
-    job = job_from_spec(pctx.run.spec)
+    job = _job(pctx)
     if not (pctx.workspace / ".git").is_dir():
         if pctx.agent.turn > 0:  # its edits live in a clone on another machine: a fresh one would lose them
             raise WorkspaceError(f"the clone of worker {pctx.agent.id} is not on this machine ({pctx.workspace}); "

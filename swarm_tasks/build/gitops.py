@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from coordination.connection import redact_url
 from swarm_tasks.build.check import ProcessResult, run_process
 from swarm_tasks.errors import GitError, WorkspaceError
+from swarm_tasks.settings import SwarmSettings
 
 LOCAL_TIMEOUT_S = 300.0
 # Secrets shorter than this are not searched for literally: replacing every "ab" would wreck messages.
@@ -39,10 +40,23 @@ _OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A user name and password (or token) for an HTTP(S) remote, passed in, never read from the env."""
+    """A user name and password (or token) for an HTTP(S) remote: split from the URL, or given by
+    ``SWARM_GIT_USERNAME`` / ``SWARM_GIT_PASSWORD`` (see :meth:`from_settings`)."""
 
     username: str
     password: str = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: SwarmSettings, url: str) -> Credential | None:
+        """The settings' credential for an HTTP(S) ``url`` that carries no password; None otherwise
+        (no password set, another kind of remote, or the URL has its own). The user name defaults
+        to the URL's."""
+        if settings.git_password is None or "://" not in url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or parts.password is not None:
+            return None
+        return cls(settings.git_username or unquote(parts.username or ""), settings.git_password.get_secret_value())
 
 
 @dataclass(frozen=True, slots=True)

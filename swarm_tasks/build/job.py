@@ -3,6 +3,11 @@
 A build pushes to ONE branch of a shared remote (a bare repository on disk works). It runs in one of
 two modes, named for what they are: ``model`` (planner, worker and judge agents driven by models)
 or ``codemod`` (no model at all: a command run once per file, e.g. ``ruff format {path}``).
+
+Credentials never enter the run record (which the dashboard, the API and every agent's tools see): a
+password in the repository URL is split off at submission into a key of its own that only
+:func:`run_job` reads; ``SWARM_GIT_USERNAME`` / ``SWARM_GIT_PASSWORD`` are read by each process from
+its own environment and never stored.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import subprocess
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, ValidationError, field_validator
 
 from coordination.connection import redact_url
+from coordination.run import RunState
 from swarm_tasks.build.codemod import render_command
-from swarm_tasks.build.gitops import RemoteSpec, run_git, validate_remote
+from swarm_tasks.build.gitops import Credential, RemoteSpec, run_git, validate_remote
 from swarm_tasks.errors import GitError, JobSpecError
 from swarm_tasks.runs import RunLimits
 from swarm_tasks.settings import SwarmSettings
@@ -67,6 +74,8 @@ class BuildJob(BaseModel):
                                    "unset: about three tasks per builder.")
     limits: RunLimits = Field(default_factory=RunLimits)
     title: str = ""
+    # The credential git is given (from the settings, or the run's secret key); never dumped.
+    _credential: Credential | None = PrivateAttr(default=None)
 
     @field_validator("check", "codemod")
     @classmethod
@@ -91,7 +100,32 @@ class BuildJob(BaseModel):
 
     def remote(self) -> RemoteSpec:
         """The shared remote (:class:`GitError` for an invalid URL or branch name)."""
-        return RemoteSpec(url=self.repo, branch=self.branch, timeout_s=self.remote_timeout_s)
+        return RemoteSpec(url=self.repo, branch=self.branch, credential=self._credential,
+                          timeout_s=self.remote_timeout_s)
+
+    def with_credential(self, credential: Credential | None) -> BuildJob:
+        """This job with git given ``credential`` (unchanged for None)."""
+        if credential is None:
+            return self
+        job = self.model_copy()
+        job._credential = credential
+        return job
+
+    def without_secret(self) -> tuple[BuildJob, Credential | None]:
+        """The job as it may be stored and shown (the repository URL without its password, no
+        credential attached), and the credential split from the URL (None if it carried none)."""
+        public = self.model_copy()
+        public._credential = None
+        parts = urlsplit(self.repo) if "://" in self.repo else None
+        if parts is None or parts.password is None:
+            return public, None
+        secret = RemoteSpec(url=self.repo, branch=self.branch).effective_credential
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}@{host}" if user else host
+        public = public.model_copy(update={"repo": urlunsplit((parts.scheme, netloc, parts.path, parts.query,
+                                                               parts.fragment))})
+        return public, secret
 
     @classmethod
     def parse(cls, data: JsonValue) -> BuildJob:
@@ -108,8 +142,38 @@ def _job(raw: str) -> BuildJob:
 
 
 def job_from_spec(spec: JsonValue) -> BuildJob:
-    """The job stored in a run record (parsed once per process)."""
+    """The job stored in a run record (parsed once per process), without any credential: for git
+    use :func:`run_job`."""
     return _job(json.dumps(spec, sort_keys=True))
+
+
+def _secret_key(state: RunState) -> str:
+    return state.keys.record("secret", "git")
+
+
+def store_secret(state: RunState, credential: Credential | None) -> None:
+    """Keep the credential split from the URL where only :func:`run_job` reads it (nothing shows it)."""
+    if credential is not None:
+        state.redis.set(_secret_key(state), json.dumps({"username": credential.username,
+                                                         "password": credential.password}))
+
+
+def forget_secret(state: RunState) -> None:
+    """The build has ended: no worker needs its credential any more."""
+    state.redis.delete(_secret_key(state))
+
+
+def run_job(spec: JsonValue, state: RunState, settings: SwarmSettings) -> BuildJob:
+    """The job of a build run with the credential git needs: the one split from its URL at submission,
+    else ``SWARM_GIT_USERNAME`` / ``SWARM_GIT_PASSWORD`` of this process for an HTTP(S) remote."""
+    job = job_from_spec(spec)
+    raw = state.redis.get(_secret_key(state))
+    if raw:
+        data = json.loads(raw)
+        credential: Credential | None = Credential(str(data["username"]), str(data["password"]))
+    else:
+        credential = Credential.from_settings(settings, job.repo)
+    return job.with_credential(credential)
 
 
 def resolve_models(job: BuildJob, settings: SwarmSettings) -> dict[str, str]:
@@ -144,6 +208,7 @@ def _refuse_checked_out_branch(path: Path, branch: str) -> None:
 def validate_job(job: BuildJob, settings: SwarmSettings) -> tuple[BuildJob, str]:
     """Check everything that can be checked before a run exists; returns the job with a local path made
     absolute, and the branch tip. :class:`JobSpecError` / :class:`GitError` say what is wrong."""
+    job = job.with_credential(Credential.from_settings(settings, job.repo))
     try:
         remote = job.remote()
     except GitError as exc:

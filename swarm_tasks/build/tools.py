@@ -20,7 +20,7 @@ from swarm_tasks.build.check import CheckResult, run_check
 from swarm_tasks.build.conflicts import abort_rebase, begin_rebase, conflict_view, continue_rebase, rebasing
 from swarm_tasks.build.cycles import CheckSummary, CycleBook, Phase
 from swarm_tasks.build.gitops import Clone, commit_all
-from swarm_tasks.build.job import TASK_ROLE, BuildJob, job_from_spec
+from swarm_tasks.build.job import TASK_ROLE, BuildJob, run_job
 from swarm_tasks.build.landing import (
     commit_message,
     decline,
@@ -45,7 +45,7 @@ def _build(ctx: ToolContext) -> tuple[BuildJob, RunState]:
     if ctx.state is None or not isinstance(spec, dict):
         raise ToolError("this tool only works inside a build run")
     try:
-        return job_from_spec(spec), ctx.state
+        return run_job(spec, ctx.state, ctx.settings), ctx.state
     except ValidationError:
         raise ToolError("this tool only works inside a build run") from None
 

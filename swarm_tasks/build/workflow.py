@@ -30,7 +30,16 @@ from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build.agents import judge_id, verdict_of
 from swarm_tasks.build.cycles import CycleBook, CycleState, Phase, Verdict
-from swarm_tasks.build.job import TASK_ROLE, BuildJob, BuildMode, job_from_spec, resolve_models, validate_job
+from swarm_tasks.build.job import (
+    TASK_ROLE,
+    BuildJob,
+    BuildMode,
+    forget_secret,
+    resolve_models,
+    run_job,
+    store_secret,
+    validate_job,
+)
 from swarm_tasks.build.landing import top_hotspots
 from swarm_tasks.build.specs import CODEMOD_PLANNER, JUDGE, PLANNER, build_specs, planner_task
 from swarm_tasks.build.staffing import held_lease, staff
@@ -62,12 +71,16 @@ def planner_request(job: BuildJob, cycle: int, history: list[Verdict], hotspots:
 
 def submit_build(client: SwarmClient, job: BuildJob, *, run_id: str | None = None) -> RunRecord:
     """Validate the job (remote, branch, commands, models), then start cycle 1. Nothing is created for
-    a bad job: :class:`JobSpecError` or :class:`GitError` says what is wrong."""
+    a bad job: :class:`JobSpecError` or :class:`GitError` says what is wrong. A password in the URL is
+    kept apart from the run record (see :func:`swarm_tasks.build.job.run_job`)."""
     job, tip = validate_job(job, client.settings)
+    job, secret = job.without_secret()
     models = resolve_models(job, client.settings) if job.mode is BuildMode.MODEL else {}
     run_id = run_id or new_id("build")
     client.runs.ensure_new(run_id)
-    CycleBook(client.run(run_id).state).write(CycleState(cycle=1, phase=Phase.WORK, base=tip), 0)
+    state = client.run(run_id).state
+    store_secret(state, secret)
+    CycleBook(state).write(CycleState(cycle=1, phase=Phase.WORK, base=tip), 0)
     title = job.title or f"build {job.shown_repo}@{job.branch}: {job.goal[:80]}"
     return start_agents(client, build_specs(job, models), [planner_request(job, 1, [], [])], kind="build",
                         title=title, limits=job.limits, models=models, spec_data=job.model_dump(mode="json"),
@@ -113,13 +126,14 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
         _advance(services, ctx, run)
     except Exception as exc:
         log.exception("build %s could not go on", run.id)
-        job = job_from_spec(run.spec)
+        job = run_job(run.spec, ctx.state, services.settings)
         services.runs.transition(run.id, RunStatus.FAILED, only_from=(RunStatus.RUNNING,),
                                  reason=job.remote().redact(f"build failed: {type(exc).__name__}: {exc}"))
+        forget_secret(ctx.state)
 
 
 def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
-    job = job_from_spec(run.spec)
+    job = run_job(run.spec, ctx.state, services.settings)
     book = CycleBook(ctx.state)
     cycle, version = book.read()
     n = cycle.cycle
@@ -203,6 +217,7 @@ def _finish(services: SwarmClient, ctx: RunContext, run: RunRecord, job: BuildJo
     status = RunStatus.FAILED if failed else RunStatus.COMPLETED
     services.runs.transition(run.id, status, reason=reason[:2000], result=build_result(ctx, job, history, stop),
                              only_from=(RunStatus.RUNNING,))
+    forget_secret(ctx.state)
     shutil.rmtree(services.settings.state_dir / "workspaces" / run.id, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ import json
 
 from pydantic import BaseModel, JsonValue
 
+from coordination.connection import redact_url
 from coordination.errors import NotFound
 from coordination.keys import check_id
 from coordination.tasks import Task, TaskStatus
@@ -22,6 +23,18 @@ BATCH = 500  # records per get_many round trip: big enough to be quick, small en
 MAX_TEXT = 20_000  # characters of one transcript message shown; the rest is elided
 MAX_CHILDREN = 500
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+def redacted(value: JsonValue) -> JsonValue:
+    """``value`` with the password of every URL in its strings replaced by ``***``: runs never store one
+    (a build keeps its credential apart), and a record written before that was true is shown safely."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    return value
 
 
 class RunSummary(BaseModel):
@@ -123,7 +136,7 @@ class Views:
         self.client = client
 
     def runs(self, limit: int = 100) -> list[RunSummary]:
-        return [RunSummary(id=r.id, kind=r.kind, status=r.status.value, title=r.title, created=r.created_at,
+        return [RunSummary(id=r.id, kind=r.kind, status=r.status.value, title=redact_url(r.title), created=r.created_at,
                            ended=r.ended_at) for r in self.client.runs.list(limit)]
 
     def context(self, run_id: str) -> tuple[RunContext, RunRecord]:
@@ -168,7 +181,7 @@ class Views:
     def run_detail(self, run_id: str) -> dict[str, JsonValue]:
         ctx, record = self.context(run_id)
         cursor = self.cursor(ctx)
-        return {"run": record.model_dump(mode="json"), "counters": self.counters(ctx).model_dump(mode="json"),
+        return {"run": redacted(record.model_dump(mode="json")), "counters": self.counters(ctx).model_dump(mode="json"),
                 "cursor": cursor}
 
     def agent_ids(self, ctx: RunContext) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from pydantic import SecretStr
 
 from swarm_tasks.build import (
     Credential,
@@ -24,6 +25,7 @@ from swarm_tasks.build import (
     validate_remote,
 )
 from swarm_tasks.errors import GitError, WorkspaceError
+from swarm_tasks.settings import SwarmSettings
 from tests.build import SHARED, assert_sane, clone_of, edit, git, make_remote, refuse, remote_tip
 
 
@@ -115,6 +117,29 @@ def test_credentials_reach_git_through_the_helper_only(auth_server: tuple[int, l
         validate_remote(spec)
     assert seen and seen[-1] == "bot:s3cr@t"
     assert "s3cr" not in str(raised.value)
+
+
+def test_credentials_from_the_settings_reach_git_through_the_helper(auth_server: tuple[int, list[str]],
+                                                                    tmp_path: Path) -> None:
+    port, seen = auth_server
+    settings = SwarmSettings(git_username="bot", git_password=SecretStr("t0ken@x"), state_dir=tmp_path)
+    url = f"http://127.0.0.1:{port}/r.git"
+    spec = RemoteSpec(url=url, branch="main", timeout_s=10, credential=Credential.from_settings(settings, url))
+    assert "t0ken" not in repr(spec) and "t0ken" not in spec.git_url
+    with pytest.raises(GitError) as raised:
+        validate_remote(spec)
+    assert seen and seen[-1] == "bot:t0ken@x"
+    assert "t0ken" not in str(raised.value)
+    # An error quoting the secret (as git's stderr may) is redacted, raw and percent-encoded.
+    assert spec.redact("fatal: auth t0ken@x / t0ken%40x refused") == "fatal: auth *** / *** refused"
+    # The user name defaults to the URL's; the URL's own password, other kinds of remote and no
+    # password set all mean no credential from the settings.
+    anonymous = SwarmSettings(git_password=SecretStr("t0ken@x"), state_dir=tmp_path)
+    assert Credential.from_settings(anonymous, f"https://ci@127.0.0.1:{port}/r.git") == Credential("ci", "t0ken@x")
+    assert Credential.from_settings(settings, f"http://u:pw@127.0.0.1:{port}/r.git") is None
+    for other in ("git@example.com:r.git", "ssh://git@example.com/r.git", str(tmp_path), f"file://{tmp_path}"):
+        assert Credential.from_settings(settings, other) is None
+    assert Credential.from_settings(SwarmSettings(git_username="bot", state_dir=tmp_path), url) is None
 
 
 # -- the clone -------------------------------------------------------------------------------------

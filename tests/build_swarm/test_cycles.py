@@ -4,6 +4,7 @@ check that hangs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from coordination.tasks import TaskStatus
@@ -104,6 +105,8 @@ def test_planning_workers_and_a_model_judge(local, tmp_path: Path) -> None:
     assert sorted(p.depth for p in planners) == [0, 1]  # the root and one sub-planner for area/
     board = ctx.state.board
     assert {t.parent for t in board.tasks()} == {p.id for p in planners}  # each planner filed its own
+    for planner in planners:
+        assert_woken_after_its_tasks(ctx, planner)
     gamma = next(t for t in board.tasks() if "gamma" in t.title)
     beta = next(t for t in board.tasks() if "beta" in t.title)
     assert gamma.depends_on == (beta.id,) and gamma.created_at <= beta.ended_at  # filed early, ran after
@@ -112,6 +115,29 @@ def test_planning_workers_and_a_model_judge(local, tmp_path: Path) -> None:
     assert resolvers and all(r.status.value == "done" and r.parent for r in resolvers)
     assert {ctx.agents.get(r.parent).spec for r in resolvers} == {WORKER}
     assert all(t.status is TaskStatus.DONE for t in board.tasks())
+
+
+def assert_woken_after_its_tasks(ctx, planner) -> None:
+    """The planner's wait_for_tasks held it until every task it filed had ended: the answer lists each
+    one's outcome, and its turn after its last wait began once the last of them had ended. A planner
+    whose tasks were all still open when it waited (the sub-planner) proves the wait really blocked."""
+    filed = ctx.state.board.children(planner.id)
+    assert filed
+    conversation = ctx.agents.conversation(planner)
+    waits = [c["id"] for m in conversation if m["role"] == "assistant" for c in m.get("tool_calls") or []
+             if c["function"]["name"] == "wait_for_tasks"]
+    assert len(waits) == 1
+    answer = next(m for m in conversation if m["role"] == "tool" and m.get("tool_call_id") == waits[0])
+    outcomes = json.loads(answer["content"])
+    assert sorted(o["task"] for o in outcomes) == sorted(t.id for t in filed)
+    assert all(o["status"] == "done" and o["result"]["landed"] for o in outcomes)
+    last_end = max(t.ended_at for t in filed)
+    events = [e for e in ctx.state.events.read(count=100_000) if e.subject == planner.id]
+    waited = max(i for i, e in enumerate(events) if e.type == "agent.waiting")
+    woken = next(e for e in events[waited:] if e.type == "agent.ready")
+    assert woken.ts >= last_end
+    if planner.depth == 1:  # filed, then waited at once: nothing had ended yet
+        assert events[waited].ts < min(t.ended_at for t in filed)
 
 
 def test_a_check_that_hangs_is_killed_and_nothing_is_pushed(local, tmp_path: Path) -> None:
