@@ -16,6 +16,7 @@ and, for a root worker, every process of the sandbox uid.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import select
@@ -49,6 +50,7 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEEP_CAPS = (1, 3)  # CAP_DAC_OVERRIDE, CAP_FOWNER: enough to work in a root-owned workspace
 _LAUNCHER = Path(__file__).with_name("sandbox_launch.py").read_text(encoding="utf-8")
 _FLOOD_MIN_BYTES = 16 * 1024**2
+log = logging.getLogger("swarm_tasks.sandbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +325,31 @@ def _probe(sandbox: Sandbox) -> str | None:
     return (result.output.strip() or f"exit code {result.exit_code}")[:500]
 
 
+_ANNOUNCED: set[tuple[str, str | None]] = set()
+
+
+def announce(sandbox: Sandbox) -> None:
+    """Say once per process which protection shell commands get: INFO for bubblewrap, a WARNING
+    naming what is not isolated for the restricted subprocess."""
+    key = (sandbox.mode, sandbox.note)
+    with _PROBE_LOCK:
+        if key in _ANNOUNCED:
+            return
+        _ANNOUNCED.add(key)
+    if sandbox.mode == "bwrap":
+        log.info("shell sandbox: %s", sandbox.describe())
+    else:
+        log.warning("shell sandbox: %s", sandbox.describe())
+
+
 def make_sandbox(settings: SwarmSettings) -> Sandbox:
-    """The sandbox ``settings.sandbox`` asks for: "auto" prefers bubblewrap and falls back."""
+    """The sandbox ``settings.sandbox`` asks for: "auto" prefers bubblewrap and falls back. The
+    protection it gives is logged once per process (see :func:`announce`)."""
     if settings.sandbox != "subprocess":
         bwrap = Sandbox("bwrap", settings)
         problem = sandbox_problem(bwrap)
         if problem is None:
+            announce(bwrap)
             return bwrap
         if settings.sandbox == "bwrap":
             raise SandboxError(
@@ -343,7 +364,8 @@ def make_sandbox(settings: SwarmSettings) -> Sandbox:
     problem = sandbox_problem(fallback)
     if problem is not None:
         raise SandboxError(f"cannot run sandboxed commands at all: {problem}")
+    announce(fallback)
     return fallback
 
 
-__all__ = ["SANDBOX_TABLE", "CommandResult", "Sandbox", "SandboxRow", "make_sandbox", "sandbox_problem"]
+__all__ = ["SANDBOX_TABLE", "CommandResult", "Sandbox", "SandboxRow", "announce", "make_sandbox", "sandbox_problem"]

@@ -233,7 +233,7 @@ class Turn:
             return
         usage = usage.plus(Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                                  cost_usd=reply.cost_usd, model_calls=1))
-        assistant = reply.message()
+        assistant = self.masked(reply.message())
         changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
                        last_prompt_tokens=reply.prompt_tokens or estimate_tokens(conversation))
         messages = [*pending, assistant]
@@ -264,6 +264,19 @@ class Turn:
             self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
             return
         self.cont(append=messages, rewrite=rewrite, usage=usage, **changes)
+
+    def masked(self, message: ChatMessage) -> ChatMessage:
+        """The model's message as the transcript keeps it: this deployment's secrets masked in its text
+        and in its calls' arguments, like tool results (the calls themselves run as the model sent them)."""
+        mask = self.services.mask_configured
+        out: ChatMessage = {**message}
+        if isinstance(out.get("content"), str):
+            out["content"] = mask(out["content"])
+        if out.get("tool_calls"):
+            out["tool_calls"] = [{**c, "function": {**c["function"], "arguments": mask(c["function"]["arguments"])}}
+                                 if isinstance(c.get("function", {}).get("arguments"), str) else c
+                                 for c in out["tool_calls"]]
+        return out
 
     # -- tools -----------------------------------------------------------------------------------
     def idempotent(self, name: str) -> bool:

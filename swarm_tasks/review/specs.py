@@ -17,7 +17,8 @@ from swarm_tasks.review.swarm import INVENTORY, SCAN, reviewer_spec, subreviewer
 
 _PROGRAMS = "swarm_tasks.review.swarm"
 _HOOKS = "swarm_tasks.review.model_agents"
-_READ_TOOLS = ("read_file", "grep", "list_files")
+_READ_TOOLS = ("read_file", "grep", "list_files")  # read-only: the workspace is the repository itself
+_SHOW = f"{_HOOKS}:show_repository"
 
 
 def review_specs(job: ReviewJob) -> list[AgentSpec]:
@@ -28,7 +29,7 @@ def review_specs(job: ReviewJob) -> list[AgentSpec]:
     if scanner:
         specs.append(AgentSpec(name=SCAN, role="scanner", model=scanner, queue="scan",
                                instructions=SCAN_INSTRUCTIONS, tools=("finish", "scan_file", *_READ_TOOLS),
-                               result_schema=SCAN_SCHEMA, on_finish=f"{_HOOKS}:after_scan",
+                               result_schema=SCAN_SCHEMA, on_finish=f"{_HOOKS}:after_scan", prepare=_SHOW,
                                limits=Limits(max_turns=8)))
     else:
         specs.append(AgentSpec(name=SCAN, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
@@ -39,7 +40,7 @@ def review_specs(job: ReviewJob) -> list[AgentSpec]:
             specs.append(AgentSpec(name=reviewer_spec(kind), role="reviewer", model=reviewer, queue="review",
                                    instructions=REVIEWER_INSTRUCTIONS.format(kind=kind.value),
                                    tools=("finish", "run_analyzer", *_READ_TOOLS), result_schema=FINDINGS_SCHEMA,
-                                   on_finish=f"{_HOOKS}:after_review", limits=Limits(max_turns=20)))
+                                   on_finish=f"{_HOOKS}:after_review", prepare=_SHOW, limits=Limits(max_turns=20)))
         else:
             specs.append(AgentSpec(name=reviewer_spec(kind), role="reviewer", kind=AgentKind.PROGRAM, queue="review",
                                    program=f"{_PROGRAMS}:reviewer_program", tools=()))
@@ -49,7 +50,7 @@ def review_specs(job: ReviewJob) -> list[AgentSpec]:
             specs.append(AgentSpec(name=subreviewer_spec(sub_kind.value), role="subreviewer", model=sub,
                                    queue="review", instructions=SUBREVIEWER_INSTRUCTIONS.format(kind=sub_kind.value),
                                    tools=("finish", "trace_finding", *_READ_TOOLS), result_schema=SUBREVIEW_SCHEMA,
-                                   on_finish=f"{_HOOKS}:after_subreview", limits=Limits(max_turns=20)))
+                                   on_finish=f"{_HOOKS}:after_subreview", prepare=_SHOW, limits=Limits(max_turns=20)))
         else:
             specs.append(AgentSpec(name=subreviewer_spec(sub_kind.value), role="subreviewer", kind=AgentKind.PROGRAM,
                                    queue="review", program=f"{_PROGRAMS}:subreviewer_program", tools=()))

@@ -6,6 +6,7 @@ are, together with the honest description that says so.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -18,9 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from swarm_tasks import sandbox as sandbox_module
 from swarm_tasks.agents.tools.base import run_tool
 from swarm_tasks.agents.tools.shell import ShellTool
 from swarm_tasks.errors import SandboxError
+from swarm_tasks.runtime import _make_sandbox
 from swarm_tasks.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
 from swarm_tasks.sandbox_proc import nproc_limit, sandbox_uid
 from tests.agents import make_ctx, make_settings
@@ -271,6 +274,40 @@ def test_make_sandbox_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         make_sandbox(make_settings(sandbox="bwrap"))
     fallback = make_sandbox(make_settings(sandbox="auto"))
     assert fallback.mode == "subprocess" and "bubblewrap unusable here: no user namespaces" in fallback.describe()
+
+
+def test_the_worker_says_which_sandbox_it_runs_with(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sandbox_module, "_ANNOUNCED", set())
+    caplog.set_level(logging.INFO, logger="swarm_tasks.sandbox")
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "swarm_tasks.sandbox"]
+
+    # the way a worker process builds its sandbox (WorkerRuntime's sandbox_factory)
+    assert _make_sandbox(make_settings(sandbox="subprocess")).mode == "subprocess"
+    [warning] = said()
+    assert warning.levelno == logging.WARNING
+    text = warning.getMessage()
+    assert "restricted subprocess" in text and "NO filesystem isolation" in text and "NO network isolation" in text
+    assert "can read and write any file this worker can and reach the network" in text
+    make_sandbox(make_settings(sandbox="subprocess"))  # the shell tool may build one per call: said once
+    assert len(said()) == 1
+    # auto mode falling back because bubblewrap is unusable says so, and why
+    monkeypatch.setattr("swarm_tasks.sandbox.sandbox_problem",
+                        lambda box: "bubblewrap (bwrap) is not installed" if box.mode == "bwrap" else None)
+    assert _make_sandbox(make_settings(sandbox="auto")).mode == "subprocess"
+    fallback = said()[-1]
+    assert len(said()) == 2 and fallback.levelno == logging.WARNING
+    assert "NO filesystem isolation" in fallback.getMessage()
+    assert "auto mode: bubblewrap unusable here: bubblewrap (bwrap) is not installed" in fallback.getMessage()
+    # bubblewrap in use: INFO, saying what it isolates
+    monkeypatch.setattr("swarm_tasks.sandbox.sandbox_problem", lambda box: None)
+    assert _make_sandbox(make_settings(sandbox="auto")).mode == "bwrap"
+    info = said()[-1]
+    assert len(said()) == 3 and info.levelno == logging.INFO
+    assert info.getMessage().startswith("shell sandbox: bubblewrap sandbox")
+    assert "own PID namespace" in info.getMessage()
 
 
 def test_a_broken_or_missing_bwrap_is_detected(tmp_path: Path) -> None:

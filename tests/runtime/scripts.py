@@ -147,10 +147,13 @@ def sleepy_spawner(messages: list[ChatMessage], _tools: object) -> Step:
 
 
 def secret_reader(messages: list[ChatMessage], _tools: object) -> Step:
-    """Read secret.txt, then finish."""
+    """Read secret.txt, then finish, repeating in its own words whatever the task says the key is."""
     if _turn(messages) == 0:
         return call("read_file", path="secret.txt")
-    return call("finish", summary="read")
+    said = re.search(r"the key is (\S+)", _first_user(messages))
+    echo = said.group(1) if said else ""
+    return Step(content=f"the key was {echo}", tool_calls=[ScriptedCall(name="finish",
+                                                                        arguments={"summary": f"read {echo}"})])
 
 
 def chatty(messages: list[ChatMessage], _tools: object) -> Step:

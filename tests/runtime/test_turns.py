@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from swarm_tasks.agents.children import ChildRequest
@@ -227,12 +229,18 @@ def test_configured_secrets_never_reach_a_transcript(swarm_settings, make_spec, 
     local = Local(swarm_settings.model_copy(update={"api_key": SecretStr(secret)}))
     try:
         run = local.start([make_spec("reader", "secret_reader")],
-                          [ChildRequest("reader", "read it", key="r", labels={"workspace": str(workspace)})])
+                          [ChildRequest("reader", f"read it (the key is {secret})", key="r",
+                                        labels={"workspace": str(workspace)})])
         local.drain()
         agents = local.agents(run.id)
         (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
         tool_results = [m["content"] for m in agents.conversation(agent) if m["role"] == "tool"]
         assert "key=***" in tool_results[0]
-        assert all(secret not in (m.get("content") or "") for m in agents.conversation(agent))
+        # The model repeats the key in its text and its finish call: both are masked in the transcript
+        # (the task text is the caller's own, kept as given).
+        assistant = [m for m in agents.conversation(agent) if m["role"] == "assistant"]
+        assert "the key was ***" in (assistant[-1].get("content") or "")
+        assert "read ***" in assistant[-1]["tool_calls"][0]["function"]["arguments"]
+        assert all(secret not in json.dumps(m) for m in agents.conversation(agent) if m["role"] != "user")
     finally:
         local.close()
