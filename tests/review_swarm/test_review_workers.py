@@ -60,8 +60,14 @@ def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_worke
     run = submit_review(client, ReviewJob(source=SourceSpec(location=str(EXAMPLE))))
     agents = client.run(run.id).agents
     deadline = time.monotonic() + 60
-    while sum(agents.counts().values()) < 30 and time.monotonic() < deadline:
+
+    def node1_finished_one() -> bool:  # an ended agent keeps the node that ran its last turn
+        done = agents.get_many(agents.ids(AgentStatus.DONE))
+        return any(a is not None and (a.last_node or "").startswith("node1@") for a in done)
+
+    while (sum(agents.counts().values()) < 30 or not node1_finished_one()) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not client.runs.get(run.id).status.terminal  # the kill comes mid-run
     three_workers.kill(1)  # mid-run: dozens of agents still to go
     assert wait(client, run.id) is RunStatus.COMPLETED, client.runs.get(run.id).reason
     report = load_report(client, run.id)
