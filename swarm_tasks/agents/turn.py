@@ -340,9 +340,12 @@ class Turn:
                 kind = "loop detected" if isinstance(exc, LoopDetected) else "budget exceeded"
                 outcome.stop = f"{kind}: {exc}"
                 outcome.messages.append(tool_message(call.id, f"error: {outcome.stop}"))
-                # Calls after it are not run; each still gets its answer, so every call stays paired.
+                # Nothing else of this turn runs (a finish or spawn included, and calls after it); each
+                # still gets an answer, so every call stays paired with its result.
+                answered = {m.get("tool_call_id") for m in outcome.messages}
                 outcome.messages += [tool_message(c.id, "error: not run: the agent was stopped")
-                                     for c in calls[calls.index(call) + 1:]]
+                                     for c in calls if c.id not in answered]
+                outcome.control = None
                 return outcome
             outcome.messages.append(tool_message(call.id, self.services.mask_configured(result.content)))
         if finish is not None:
