@@ -129,3 +129,17 @@ def test_a_real_worker_runs_with_the_delivery_guarantees_we_rely_on(client, clus
     queues = app.control.inspect(destination=[name], timeout=2.0).active_queues()[name]
     assert {q["name"]: q["exchange"]["name"] for q in queues} == {
         "agents": "agents", "plan": "plan", "work": "work", "control": "control"}
+
+
+def test_a_scripted_agent_edits_files_and_runs_shell_on_a_real_worker(client, clusters, swarm_settings):
+    clusters(1, prefix="tools")
+    tools = ("finish", "read_file", "write_file", "edit_file", "list_files", "shell")
+    run = start_agents(client, [spec("editor", "file_worker", tools=tools)], [ChildRequest("editor", "edit", key="e")])
+    assert wait_run(client, run.id) is RunStatus.COMPLETED
+    agents = client.run(run.id).agents
+    (agent,) = agents.get_many(agents.ids(AgentStatus.DONE))
+    assert agent.last_node.startswith("tools0@") and agent.turn == 4
+    outputs = agent.result["result"]["tool_outputs"]
+    assert "hello from the agent" in outputs[1] and "21" in outputs[1]  # the shell ran: wc -c, then cat
+    workspace = swarm_settings.state_dir / "workspaces" / run.id / agent.id
+    assert (workspace / "notes" / "hello.txt").read_text() == "goodbye from the agent\n"  # edit_file ran
