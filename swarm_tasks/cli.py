@@ -254,7 +254,7 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
         else:
             console.print(f"build {run.id} {record.status.value}: {record.reason or ''}")
             console.print_json(data=record.result) if record.result else None
-        return EXIT_OK if record.status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+        return _exit_for(record.status)
 
 
 # -- reading and steering runs --------------------------------------------------------------------
@@ -297,6 +297,11 @@ def status(run_id: str | None, as_json: bool, limit: int) -> int:
         return EXIT_OK
 
 
+def _exit_for(status: RunStatus) -> int:
+    """The exit code of a run that has ended (or is left as it is): 0 completed, 1 anything else."""
+    return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+
+
 def snapshot(run: Any, progress: Any) -> dict[str, object]:
     """One run's progress as one JSON object (``status --json``, ``watch --json``)."""
     record = run.record()
@@ -325,7 +330,7 @@ def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
             emit_json(snapshot(run, run.progress()))
         else:
             live(run, console=console, timeout_s=timeout)
-        return EXIT_OK if run.status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+        return _exit_for(run.status)
 
 
 @main.command()
@@ -342,7 +347,7 @@ def cancel(run_id: str, reason: str) -> int:
             return EXIT_OK
         status = run.status
         console.print(f"run {run_id} had already ended: {status.value}")
-        return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+        return _exit_for(status)
 
 
 @main.command()
@@ -356,7 +361,7 @@ def resume(run_id: str) -> int:
         status = run.status
         if status.terminal:
             console.print(f"run {run_id} is {status.value}: nothing to resume")
-            return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
+            return _exit_for(status)
         moved = run.resume()
         console.print(f"run {run_id}: {moved} agents re-sent")
         return EXIT_OK
