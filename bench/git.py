@@ -9,6 +9,12 @@ resolver that unions the sections handles any conflict that still occurs.
 
 Wall time runs from the common release to the last landed commit. At the end the bare repository is
 checked: every commit is in ``git log``, every file it wrote is in the tree, no file holds a marker.
+
+The repositories live in memory (a tmpfs) when the machine has one, and the 1 and 16 pusher runs are
+repeated on disk: on an ext4 without a journal (this project's VMs) every new inode is found by
+scanning past the inodes freed in the last half minute, and git frees one at each ref update, so on
+disk the file system's allocator, not the push protocol, takes a quarter of the CPU at 16 pushers
+(``perf``: ``recently_deleted``/``find_inode_bit``), more the longer the machine has run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.common import BenchResult, Row, at_least, machine_info, progress, ratio, run_together
 from swarm_tasks.build import (
@@ -36,6 +44,9 @@ from swarm_tasks.build import (
 
 GOAL_PUSHERS = 16
 GOAL_SPEEDUP = 8.0
+MEMORY_ROOT = Path("/dev/shm")  # a tmpfs on Linux; used only if it is one
+MIN_MEMORY_FREE = 2 * 2**30
+DISK_PUSHERS = (1, GOAL_PUSHERS)
 SHARED = "shared.txt"
 SEPARATOR = "\n\n\n"  # two blank lines between sections: edits of neighbours never touch
 
@@ -47,16 +58,49 @@ class Params:
     work_s: float = 1.0
     shared_every: int = 2  # every 2nd commit also edits the shared file: half of them
     max_attempts: int = 200
-    backoff_base_s: float = 0.1
-    backoff_cap_s: float = 2.0
+    backoff_base_s: float = Backoff().base_s  # the build workers' own policy
+    backoff_cap_s: float = Backoff().cap_s
     refresh_first: bool = True  # fetch before the first push: after a second of work the base is stale
     rounds: int = 1  # each pusher count is measured this many times, interleaved; the median round counts
+    root: str | None = None  # where the repositories live; None: the system's temp dir
 
     @classmethod
     def default(cls, full: bool) -> Params:
         # --full keeps the goal's size (10 commits per pusher) and adds 32 pushers and rounds: one
         # round at 16 pushers on 2 cores swings by a third with the machine's other load.
         return cls(pushers=(1, 4, 16, 32), rounds=3) if full else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where the bare repository and the clones live: ``root`` (None is the system temp dir)."""
+
+    kind: str  # "memory" or "disk"
+    root: str | None
+    fs_type: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} ({self.fs_type} at {self.root or tempfile.gettempdir()})"
+
+
+def fs_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (the longest mount point above it)."""
+    real = path.resolve()
+    mounts = [m for m in psutil.disk_partitions(all=True) if real.is_relative_to(m.mountpoint)]
+    return max(mounts, key=lambda m: len(m.mountpoint)).fstype if mounts else "unknown"
+
+
+def memory_storage() -> Storage | None:
+    """A writable tmpfs with room to spare, if the machine has one."""
+    if not (MEMORY_ROOT.is_dir() and os.access(MEMORY_ROOT, os.W_OK)) or fs_type(MEMORY_ROOT) != "tmpfs":
+        return None
+    return Storage("memory", str(MEMORY_ROOT), "tmpfs") if psutil.disk_usage(str(MEMORY_ROOT)).free >= \
+        MIN_MEMORY_FREE else None
+
+
+def disk_storage() -> Storage:
+    return Storage("disk", None, fs_type(Path(tempfile.gettempdir())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +241,7 @@ def _verify(bare: str, root: Path, pushers: int, commits: int, shared_every: int
 
 def measure(pushers: int, p: Params) -> Measured:
     load_before = [round(x, 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(prefix=f"bench-git-{pushers}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"bench-git-{pushers}-", dir=p.root) as scratch:
         root = Path(scratch)
         bare = _seed(root, max(pushers, 1))
         args = [PusherArgs(bare, i, pushers, str(root / f"clone-{i}"), p.commits, p.work_s, p.shared_every,
@@ -234,66 +278,95 @@ def _median(rounds: list[Measured]) -> Measured:
                        "problems": problems[:20]})
 
 
-def _rows(measured: dict[int, Measured]) -> list[Row]:
+def _rows(measured: dict[int, Measured], where: str = "") -> list[Row]:
+    """The table's rows; ``where`` names storage other than the main one (no goal is judged there)."""
     rows: list[Row] = []
     one = measured.get(1)
     for n, m in measured.items():
         speedup = ratio(m.per_minute, one.per_minute if one else None)
-        goal = n == GOAL_PUSHERS and one is not None
+        goal = n == GOAL_PUSHERS and one is not None and not where
         rows += [
-            Row(f"commits landed per minute, {n} pushers", m.per_minute, "/min",
+            Row(f"commits landed per minute, {n} pushers{where}", m.per_minute, "/min",
                 one.per_minute if one and n != 1 else None, "1 pusher" if one and n != 1 else None,
                 speedup if n != 1 else None, f">= {GOAL_SPEEDUP:g}x" if goal else None,
                 at_least(speedup, GOAL_SPEEDUP) if goal else None),
-            Row(f"commits landed and verified, {n} pushers", float(m.landed), "", float(m.commits), "committed",
-                ratio(m.landed, m.commits), "all", m.verified and m.landed == m.commits),
-            Row(f"landed on the first try, {n} pushers", m.first_try_share * 100, "%"),
-            Row(f"push retries per commit, {n} pushers", m.retries_per_commit),
+            Row(f"commits landed and verified, {n} pushers{where}", float(m.landed), "", float(m.commits),
+                "committed", ratio(m.landed, m.commits), "all", m.verified and m.landed == m.commits),
         ]
+        if not where:
+            rows += [Row(f"landed on the first try, {n} pushers", m.first_try_share * 100, "%"),
+                     Row(f"push retries per commit, {n} pushers", m.retries_per_commit)]
     return rows
 
 
+def _measure_all(p: Params, storage: Storage, pushers: Sequence[int], rounds: int) -> dict[int, list[Measured]]:
+    at = Params(**{**asdict(p), "root": storage.root})
+    measured: dict[int, list[Measured]] = {n: [] for n in pushers}
+    for r in range(max(rounds, 1)):
+        for n in pushers:  # interleaved, so each ratio compares runs made moments apart
+            m = measure(n, at)
+            measured[n].append(m)
+            progress(f"git ({storage.kind}): round {r + 1}, {n:>2} pushers: {m.landed}/{m.commits} landed in "
+                     f"{m.wall_s:.1f}s = {m.per_minute:.0f}/min, {m.first_try_share:.0%} first try, "
+                     f"{m.retries_per_commit:.2f} retries/commit, {m.cpu_ms_per_commit:.0f} ms CPU/commit, "
+                     f"load {m.load_before[0]:g}{'' if m.verified else ', PROBLEMS: ' + '; '.join(m.problems[:3])}")
+    return measured
+
+
 def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: int | None = None,
-        work_s: float | None = None) -> BenchResult:
-    """Measure every pusher count; keyword arguments shrink the run (for tests)."""
+        work_s: float | None = None, on_disk_too: bool = True) -> BenchResult:
+    """Measure every pusher count (in memory when possible, then 1 and 16 on disk); keyword arguments
+    shrink the run (for tests)."""
     p = Params.default(full)
     overrides: dict[str, Any] = {"pushers": tuple(pushers) if pushers else None, "commits": commits,
                                  "work_s": work_s}
     p = Params(**{**asdict(p), **{k: v for k, v in overrides.items() if v is not None}})
     machine = machine_info()
-    rounds: dict[int, list[Measured]] = {n: [] for n in p.pushers}
-    for r in range(max(p.rounds, 1)):
-        for n in p.pushers:  # interleaved, so each ratio compares runs made moments apart
-            m = measure(n, p)
-            rounds[n].append(m)
-            progress(f"git: round {r + 1}, {n:>2} pushers: {m.landed}/{m.commits} landed in {m.wall_s:.1f}s = "
-                     f"{m.per_minute:.0f}/min, {m.first_try_share:.0%} first try, "
-                     f"{m.retries_per_commit:.2f} retries/commit, {m.cpu_ms_per_commit:.0f} ms CPU/commit, "
-                     f"load {m.load_before[0]:g}{'' if m.verified else ', PROBLEMS: ' + '; '.join(m.problems[:3])}")
+    main = memory_storage() or disk_storage()
+    rounds = _measure_all(p, main, p.pushers, p.rounds)
     measured = {n: _median(ms) for n, ms in rounds.items()}
+    disk: dict[int, Measured] = {}
+    if on_disk_too and main.kind == "memory":
+        disk = {n: ms[0] for n, ms in _measure_all(p, disk_storage(), [n for n in DISK_PUSHERS if n in p.pushers],
+                                                   1).items()}
     notes = [
-        f"Pushers are separate OS processes (forkserver), each with its own clone of one bare repository in a "
-        f"temp dir, driving the git CLI through subprocesses. Each commit follows {p.work_s:g} s of simulated "
-        f"work (sleep); every {p.shared_every}nd commit also edits the pusher's own section of one shared file.",
+        f"Pushers are separate OS processes (forkserver), each with its own clone of one bare repository, "
+        f"driving the git CLI through subprocesses as build workers do. Each commit follows {p.work_s:g} s of "
+        f"simulated work (sleep); every {p.shared_every}nd commit also edits the pusher's own section of one "
+        "shared file.",
+        f"Repositories in {main.label}."
+        + (f" The rows 'on disk' repeat 1 and {GOAL_PUSHERS} pushers once in {disk_storage().label}, for "
+           "comparison only: this machine's ext4 (no journal) finds each new inode by scanning past those "
+           "freed in the last half minute, and git frees one at every ref update, so there the file system's "
+           "allocator takes a quarter of the CPU at 16 pushers (perf: recently_deleted, find_inode_bit) and "
+           "more the longer the machine has been up." if disk else ""),
+        "Clones of a remote on the same machine borrow its objects (git clone --shared), as build workers' "
+        "do: a fetch reads the tip and transfers nothing.",
         "Wall time runs from the moment all pushers are released (clones are made before) to the last landed "
         "commit; per minute = landed / wall. A retry is a push attempt after the first (the branch had moved: "
         "fetch, replay the commit onto the new tip, push again).",
-        f"Backoff between attempts: full jitter, base {p.backoff_base_s:g} s, cap {p.backoff_cap_s:g} s; at most "
-        f"{p.max_attempts} attempts per commit. refresh_first={p.refresh_first}: each pusher fetches (and replays "
-        "if the branch moved) before its first push, so 'first try' means no other commit landed inside the "
-        "pusher's own fetch-to-push window.",
+        f"Backoff between attempts (the build workers' default): full jitter, base {p.backoff_base_s:g} s, cap "
+        f"{p.backoff_cap_s:g} s; at most {p.max_attempts} attempts per commit. refresh_first={p.refresh_first}: "
+        "each pusher fetches (and replays if the branch moved) before its first push, so 'first try' means no "
+        "other commit landed inside the pusher's own fetch-to-push window.",
         f"The machine ({machine['cores']} cores, load {machine['load_average']} at start) was shared with other "
         "work; with more pushers than cores the git processes compete for CPU, so the numbers vary run to run.",
     ]
     cpu = ", ".join(f"{n} pushers {m.cpu_ms_per_commit:.0f} ms" for n, m in measured.items())
+    cpu_disk = ", ".join(f"{n} pushers {m.cpu_ms_per_commit:.0f} ms" for n, m in disk.items())
     notes.append(f"CPU per commit (each pusher and its git processes, the bare repository's side of every fetch "
-                 f"and push included): {cpu}. The gap is the retries' fetch, replay and push; with this many "
-                 "processes on few cores, CPU and the fetch-to-push window bound the rate, not the sleeps.")
+                 f"and push included): {cpu}{f'; on disk {cpu_disk}' if disk else ''}. The gap is the retries' "
+                 "fetch, replay and push; with this many processes on few cores, CPU and the fetch-to-push "
+                 "window bound the rate, not the sleeps.")
     if p.rounds > 1:
         notes.append(f"Each pusher count was measured {p.rounds} times, interleaved with the others; the table "
                      "shows the median round (by commits per minute), and a round with a commit that did not land "
                      "or failed verification counts as failed whichever round is shown. Every round's rate is in "
                      "details.<pushers>.round_rates.")
-    details = {str(n): {**asdict(m), "round_rates": [round(x.per_minute, 1) for x in rounds[n]]}
-               for n, m in measured.items()}
-    return BenchResult("git", _rows(measured), machine, asdict(p), notes, details)
+    details: dict[str, Any] = {str(n): {**asdict(m), "round_rates": [round(x.per_minute, 1) for x in rounds[n]]}
+                               for n, m in measured.items()}
+    details["storage"] = asdict(main)
+    if disk:
+        details["on_disk"] = {"storage": asdict(disk_storage()), **{str(n): asdict(m) for n, m in disk.items()}}
+    rows = _rows(measured) + (_rows(disk, ", on disk") if disk else [])
+    return BenchResult("git", rows, machine, asdict(p), notes, details)

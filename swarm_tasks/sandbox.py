@@ -41,6 +41,7 @@ from swarm_tasks.sandbox_proc import (
     nproc_limit,
     sandbox_uid,
 )
+from swarm_tasks.workspace import git_alternates
 
 if TYPE_CHECKING:
     from swarm_tasks.settings import SwarmSettings
@@ -178,8 +179,9 @@ class Sandbox:
         argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
         if self.mode == "bwrap":
             size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
+            borrowed = [d for d in git_alternates(ws / ".git") if d.is_dir() and not d.is_relative_to(ws)]
             argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
-                                extra_ro=self._extra_binds, tmpfs_size=size), "--", *argv]
+                                extra_ro=self._extra_binds, tmpfs_size=size, borrowed=borrowed), "--", *argv]
         sweep_uid = uid if self.mode == "subprocess" else None  # bwrap: the PID namespace does it
         try:
             return self._execute(argv, _command_env(ws, tmpdir, uid, env), ws, timeout, sweep_uid)

@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,8 +40,9 @@ _SIGNAL_MESSAGES = {
 
 
 def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, extra_ro: list[str],
-               tmpfs_size: int | None) -> list[str]:
-    """bubblewrap arguments: a read-only system, the workspace read-write, nothing else of the host."""
+               tmpfs_size: int | None, borrowed: Sequence[Path] = ()) -> list[str]:
+    """bubblewrap arguments: a read-only system, the workspace read-write, nothing else of the host
+    but ``borrowed``: directories the workspace's git clone reads objects from, read-only."""
     args = [bwrap, "--ro-bind", "/usr", "/usr"]
     for name in _SYSTEM_DIRS:
         path = Path("/", name)
@@ -60,9 +62,14 @@ def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, 
     args += ["--proc", "/proc", "--dev", "/dev"]
     for path in private:
         args += ["--perms", "1777", *size, "--tmpfs", path]
-    for parent in reversed(ws.parents):  # after /tmp: a workspace may live there
-        if parent not in _EXISTING and not any(m in parent.parents for m in _MOUNTED):
-            args += ["--perms", "0755", "--dir", str(parent)]
+    made: set[Path] = set()
+    for path in (*borrowed, ws):  # after /tmp: they may live there
+        for parent in reversed(path.parents):
+            if parent not in _EXISTING and parent not in made and not any(m in parent.parents for m in _MOUNTED):
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", str(parent)]
+    for path in borrowed:
+        args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(ws), str(ws), "--chdir", str(wd)]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session"]

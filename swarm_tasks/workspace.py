@@ -21,6 +21,17 @@ from swarm_tasks.errors import WorkspaceError
 SKIP_DIRS = frozenset({".git"})
 
 
+def git_alternates(git_dir: Path) -> list[Path]:
+    """The object directories a git repository borrows from (``objects/info/alternates``, as made by
+    ``git clone --shared``), absolute: they live outside a workspace yet its git needs them."""
+    objects = git_dir / "objects"
+    try:
+        lines = (objects / "info" / "alternates").read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [(objects / line.strip()).resolve() for line in lines if line.strip() and not line.startswith("#")]
+
+
 class Workspace:
     """One agent's working directory; the only part of the file system its tools may touch."""
 

@@ -19,6 +19,7 @@ from coordination.connection import redact_url
 from swarm_tasks.build.check import ProcessResult, run_process
 from swarm_tasks.errors import GitError, WorkspaceError
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.workspace import git_alternates
 
 LOCAL_TIMEOUT_S = 300.0
 # Secrets shorter than this are not searched for literally: replacing every "ab" would wreck messages.
@@ -237,6 +238,14 @@ def validate_remote(spec: RemoteSpec) -> str:
 # -- the clone ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class Tip:
+    """The shared branch's tip: its commit and that commit's tree."""
+
+    sha: str
+    tree: str
+
+
+@dataclass(frozen=True, slots=True)
 class Clone:
     """A worker's own clone of the remote, checked out on ``spec.branch``."""
 
@@ -274,9 +283,48 @@ class Clone:
 
     def fetch(self) -> str:
         """Fetch the shared branch; return its tip."""
+        return self.fetch_tip().sha
+
+    def fetch_tip(self) -> Tip:
+        """Bring the remote-tracking ref up to the shared branch's tip on the remote; return the tip.
+
+        A clone that borrows a local remote's objects (see :func:`prepare_clone`) has every object of
+        the remote already: it reads the tip from the remote's refs and moves the tracking ref (two
+        short git calls, nothing transferred, no files written but the ref). Any other clone fetches.
+        A failure raises :class:`GitError` (redacted).
+        """
+        shared = self.borrowed_remote()
+        if shared is not None:
+            read = run_git(["--git-dir", str(shared), "rev-parse", f"refs/heads/{self.branch}^{{commit}}",
+                            f"refs/heads/{self.branch}^{{tree}}"], cwd=self.path, spec=self.spec,
+                           timeout_s=self.spec.timeout_s, check=False)
+            words = _decode(read.stdout).split()
+            if read.ok and len(words) == 2:
+                self.git("update-ref", "-m", "swarm: tip read from the shared remote", self.upstream_ref, words[0])
+                return Tip(words[0], words[1])
+            # fetch instead: it reports what is wrong with the remote in git's own words
         self.git("fetch", "--quiet", "--no-tags", "origin",
                  f"+refs/heads/{self.branch}:{self.upstream_ref}", network=True)
-        return self.out("rev-parse", self.upstream_ref)
+        sha, tree = self.out("rev-parse", self.upstream_ref, f"{self.upstream_ref}^{{tree}}").split()
+        return Tip(sha, tree)
+
+    def upstream_sha(self) -> str:
+        """The remote-tracking ref's commit, as of the last fetch (read from its file when it is loose)."""
+        try:
+            text = (self.git_dir() / self.upstream_ref).read_text("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text):
+            return text
+        return self.out("rev-parse", self.upstream_ref)  # packed, or not there: git says which
+
+    def borrowed_remote(self) -> Path | None:
+        """The local remote's git directory when this clone borrows its objects (``objects/info/alternates``)."""
+        local = self.spec.local_path
+        if local is None:
+            return None
+        candidates = {local.resolve(), (local / ".git").resolve()}
+        return next((alt.parent for alt in git_alternates(self.git_dir()) if alt.parent.resolve() in candidates), None)
 
     def dirty_files(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not)."""
@@ -303,6 +351,9 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
     A fresh clone if ``dest`` is missing or empty; if ``dest`` already is a clone of this remote it is
     fetched and hard-reset to the tip (interrupted operations abandoned, local commits and untracked
     files dropped; ignored files kept). Anything else in ``dest`` is refused with :class:`WorkspaceError`.
+    A clone of a remote on this machine borrows its objects (``git clone --shared``) instead of copying
+    them: git's caveat applies, so a remote whose branch is rewritten and then pruned while a build
+    runs leaves its clones without objects.
     """
     dest = dest.absolute()
     clone = Clone(dest, spec)
@@ -321,7 +372,11 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise WorkspaceError(f"{dest} exists and is not an empty directory or a clone of the remote")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        result = run_git(["clone", "--quiet", "--no-tags", "--single-branch", "--branch", spec.branch,
+        # A local remote's objects are borrowed, not copied (--shared): a fetch then has nothing to
+        # transfer, which keeps the push race short (see Clone.fetch_tip). What a clone borrows stays
+        # reachable on the remote because the swarm only ever moves the branch forward.
+        shared = ["--shared"] if spec.local_path is not None else []
+        result = run_git(["clone", "--quiet", "--no-tags", "--single-branch", *shared, "--branch", spec.branch,
                           "--", spec.git_url, str(dest)], cwd=dest.parent, spec=spec,
                          timeout_s=spec.timeout_s, check=False)
         if not result.ok:

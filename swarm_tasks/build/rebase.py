@@ -206,12 +206,12 @@ class _Run:
     def rebase(self, attempt: int, *, only_if_moved: bool) -> PushOutcome | None:
         """Fetch the tip and replay onto it (and re-check); an outcome if that ends the push."""
         clone = self.clone
-        before = clone.out("rev-parse", clone.upstream_ref) if only_if_moved else ""
-        fetched = clone.git("fetch", "--quiet", "--no-tags", "origin",
-                            f"+refs/heads/{clone.branch}:{clone.upstream_ref}", network=True, check=False)
-        if not fetched.ok:
-            raise _Transient(_failure(fetched, "fetch", clone))
-        onto, onto_tree = clone.out("rev-parse", clone.upstream_ref, f"{clone.upstream_ref}^{{tree}}").split()
+        before = clone.upstream_sha() if only_if_moved else ""
+        try:
+            tip = clone.fetch_tip()
+        except GitError as error:
+            raise _Transient(str(error)) from error
+        onto, onto_tree = tip.sha, tip.tree
         if onto == before:
             return None
         self.last_onto = onto
@@ -269,6 +269,12 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         raise GitError("max_attempts must be at least 1")
     backoff = backoff or Backoff()
     rng = rng or random.Random()
+    shared = clone.borrowed_remote()
+    if shared is not None and not (shared / "objects").is_dir():
+        # Without the remote this clone lacks the objects it borrows: no git command here can work.
+        return _Tally().outcome(PushStatus.REMOTE_ERROR, None,
+                                f"the remote {clone.spec.display_url} is gone, and this clone borrows its "
+                                "objects (a local remote is cloned with --shared): put the remote back")
     run = _Run(clone, resolve, check, recheck, overlaps_conflict)
     kind, reason, refresh = _Push.ERROR, "", refresh_first
     for attempt in range(1, max_attempts + 1):

@@ -26,7 +26,9 @@ from swarm_tasks.errors import SandboxError
 from swarm_tasks.runtime import _make_sandbox
 from swarm_tasks.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
 from swarm_tasks.sandbox_proc import nproc_limit, sandbox_uid
+from swarm_tasks.workspace import git_alternates
 from tests.agents import make_ctx, make_settings
+from tests.build import clone_of, make_remote, remote_tip
 
 SETTINGS = make_settings()
 AS_ROOT = os.geteuid() == 0
@@ -134,6 +136,18 @@ def test_symlink_and_dotdot_escapes(sandbox: Sandbox, ws: Path) -> None:
     else:
         assert result.output.count("TOPSECRET") == 3
         assert "NO filesystem isolation" in sandbox.describe()
+
+
+def test_a_clone_borrowing_a_local_remotes_objects_works_inside(sandbox: Sandbox, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path / "r", {"a.txt": "from the remote\n"})
+    clone = clone_of(remote, tmp_path, "ws")
+    (objects,) = git_alternates(clone.git_dir())
+    result = sandbox.run(f"git cat-file -p HEAD:a.txt; git log --format=%H -1; touch {objects}/planted; "
+                         f"cat {remote.url}/config", workspace=clone.path)
+    assert "from the remote" in result.output and remote_tip(remote) in result.output
+    if sandbox.mode == "bwrap":  # the objects are readable, not writable, and nothing else of the remote is there
+        assert "Read-only file system" in result.output and not (objects / "planted").exists()
+        assert "[core]" not in result.output and "No such file or directory" in result.output
 
 
 def test_proc_snooping(sandbox: Sandbox, ws: Path) -> None:

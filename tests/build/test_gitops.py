@@ -161,6 +161,58 @@ def test_prepare_clone_fresh_then_reused(remote: RemoteSpec, tmp_path: Path) -> 
     assert_sane(again)
 
 
+def _object_count(clone_path: Path) -> int:
+    stats = dict(line.split(": ") for line in git(clone_path, "count-objects", "-v").splitlines())
+    return int(stats["count"]) + int(stats["in-pack"])
+
+
+def test_a_local_remote_is_cloned_borrowing_its_objects(remote: RemoteSpec, tmp_path: Path) -> None:
+    clone = clone_of(remote, tmp_path, "w1")
+    assert clone.borrowed_remote() == Path(remote.url).resolve()
+    assert _object_count(clone.path) == 0  # nothing copied: every object is read from the remote
+    other = clone_of(remote, tmp_path, "w2")
+    upstream = edit(other, "README.md", "upstream\n", "upstream")
+    assert push_with_rebase(other, resolve=refuse, max_attempts=1).landed
+    tip = clone.fetch_tip()
+    assert tip.sha == upstream == clone.upstream_sha() == git(clone.path, "rev-parse", clone.upstream_ref)
+    assert tip.tree == git(clone.path, "rev-parse", f"{upstream}^{{tree}}")
+    assert _object_count(clone.path) == 0  # the tip was read, nothing transferred
+    assert "upstream" in git(clone.path, "log", "--format=%s", "-1", clone.upstream_ref)
+
+
+def test_a_clone_with_its_own_objects_fetches(remote: RemoteSpec, tmp_path: Path) -> None:
+    git(tmp_path, "clone", "--quiet", "--", remote.url, str(tmp_path / "own"))
+    clone = prepare_clone(remote, tmp_path / "own", author_name="o", author_email="o@example.invalid")
+    assert clone.borrowed_remote() is None
+    other = clone_of(remote, tmp_path, "w2")
+    upstream = edit(other, "README.md", "upstream\n", "upstream")
+    assert push_with_rebase(other, resolve=refuse, max_attempts=1).landed
+    before = _object_count(clone.path)
+    assert clone.fetch_tip().sha == upstream == clone.upstream_sha()
+    assert _object_count(clone.path) > before
+
+
+def test_the_tip_of_a_vanished_branch_is_an_error_from_git(remote: RemoteSpec, tmp_path: Path) -> None:
+    clone = clone_of(remote, tmp_path, "w1")
+    git(Path(remote.url), "branch", "-m", "main", "renamed")
+    with pytest.raises(GitError, match="couldn't find remote ref"):
+        clone.fetch_tip()
+
+
+def test_upstream_sha_reads_packed_refs_too(remote: RemoteSpec, tmp_path: Path) -> None:
+    clone = clone_of(remote, tmp_path, "w1")
+    loose = clone.git_dir() / clone.upstream_ref
+    assert not loose.exists()  # a fresh clone packs its refs
+    assert clone.upstream_sha() == remote_tip(remote)
+    other = clone_of(remote, tmp_path, "w2")
+    upstream = edit(other, "README.md", "upstream\n", "upstream")
+    assert push_with_rebase(other, resolve=refuse, max_attempts=1).landed
+    clone.fetch_tip()
+    assert loose.read_text().strip() == upstream == clone.upstream_sha()
+    git(clone.path, "pack-refs", "--all")
+    assert not loose.exists() and clone.upstream_sha() == upstream
+
+
 def test_prepare_clone_refuses_foreign_directories(remote: RemoteSpec, tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")

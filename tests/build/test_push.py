@@ -18,8 +18,10 @@ from swarm_tasks.build import (
     RemoteSpec,
     commit_all,
     find_conflict_markers,
+    prepare_clone,
     push_with_rebase,
     run_check,
+    run_git,
 )
 from swarm_tasks.errors import GitError
 from tests.build import (
@@ -158,11 +160,28 @@ def test_refusals_and_exhausted_retries(remote: RemoteSpec, tmp_path: Path) -> N
 
 
 def test_unreachable_remote_is_retried_then_reported(remote: RemoteSpec, tmp_path: Path) -> None:
-    clone = clone_of(remote, tmp_path, "w")
+    # A clone with its own objects (as of any remote not on this machine): each attempt tries again.
+    run_git(["clone", "--quiet", "--", remote.url, str(tmp_path / "own")], cwd=tmp_path)
+    clone = prepare_clone(remote, tmp_path / "own", author_name="w", author_email="w@example.invalid")
+    assert clone.borrowed_remote() is None
     edit(clone, "a.txt", "a\n", "a")
     os.rename(remote.url, remote.url + ".gone")
     outcome = push_with_rebase(clone, resolve=refuse, max_attempts=2, sleep=lambda s: None)
     assert outcome.status is PushStatus.REMOTE_ERROR and outcome.attempts == 2 and not outcome.landed
+
+
+def test_vanished_local_remote_of_a_shared_clone_is_reported(remote: RemoteSpec, tmp_path: Path) -> None:
+    clone = clone_of(remote, tmp_path, "w")
+    assert clone.borrowed_remote() == Path(remote.url).resolve()
+    edit(clone, "a.txt", "a\n", "a")
+    mine = clone.head()
+    os.rename(remote.url, remote.url + ".gone")
+    outcome = push_with_rebase(clone, resolve=refuse, max_attempts=2, sleep=lambda s: None)
+    assert outcome.status is PushStatus.REMOTE_ERROR and not outcome.landed
+    assert "is gone" in outcome.reason and "put the remote back" in outcome.reason
+    os.rename(remote.url + ".gone", remote.url)  # back again: the commit was kept and now lands
+    assert clone.head() == mine
+    assert push_with_rebase(clone, resolve=refuse, sleep=lambda s: None).status is PushStatus.LANDED
 
 
 def test_many_pushers_at_once_lose_nothing(tmp_path: Path) -> None:
