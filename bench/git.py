@@ -11,10 +11,10 @@ Wall time runs from the common release to the last landed commit. At the end the
 checked: every commit is in ``git log``, every file it wrote is in the tree, no file holds a marker.
 
 The repositories live in memory (a tmpfs) when the machine has one, and the 1 and 16 pusher runs are
-repeated on disk: on an ext4 without a journal (this project's VMs) every new inode is found by
-scanning past the inodes freed in the last half minute, and git frees one at each ref update, so on
-disk the file system's allocator, not the push protocol, takes a quarter of the CPU at 16 pushers
-(``perf``: ``recently_deleted``/``find_inode_bit``), more the longer the machine has run.
+repeated on disk. On an ext4 without a journal (this project's VMs) a new inode is found by scanning
+past those freed in the last half minute, and git frees one at every ref update: in some disk runs
+``perf`` put a fifth to a quarter of all CPU at 16 pushers in that scan (``recently_deleted``,
+``find_inode_bit``), which measures the file system's allocator, not the push protocol.
 """
 
 from __future__ import annotations
@@ -336,10 +336,10 @@ def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: in
         "shared file.",
         f"Repositories in {main.label}."
         + (f" The rows 'on disk' repeat 1 and {GOAL_PUSHERS} pushers once in {disk_storage().label}, for "
-           "comparison only: this machine's ext4 (no journal) finds each new inode by scanning past those "
-           "freed in the last half minute, and git frees one at every ref update, so there the file system's "
-           "allocator takes a quarter of the CPU at 16 pushers (perf: recently_deleted, find_inode_bit) and "
-           "more the longer the machine has been up." if disk else ""),
+           "comparison only: an ext4 without a journal finds each new inode by scanning past those freed in "
+           "the last half minute, and git frees one at every ref update; on this project's VMs perf put a "
+           "fifth to a quarter of all CPU at 16 pushers in that scan in some disk runs (recently_deleted, "
+           "find_inode_bit), so disk rows swing more." if disk else ""),
         "Clones of a remote on the same machine borrow its objects (git clone --shared), as build workers' "
         "do: a fetch reads the tip and transfers nothing.",
         "Wall time runs from the moment all pushers are released (clones are made before) to the last landed "

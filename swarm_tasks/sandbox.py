@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -41,7 +42,6 @@ from swarm_tasks.sandbox_proc import (
     nproc_limit,
     sandbox_uid,
 )
-from swarm_tasks.workspace import git_alternates
 
 if TYPE_CHECKING:
     from swarm_tasks.settings import SwarmSettings
@@ -161,8 +161,11 @@ class Sandbox:
         return f"{text} ({self.note})" if self.note else text
 
     def run(self, command: str, *, workspace: Path, cwd: Path | None = None, timeout_s: float | None = None,
-            network: bool = False, env: dict[str, str] | None = None) -> CommandResult:
-        """Run ``command`` with ``bash -c`` in ``cwd`` (default: the workspace root)."""
+            network: bool = False, env: dict[str, str] | None = None,
+            read_only: Sequence[Path] = ()) -> CommandResult:
+        """Run ``command`` with ``bash -c`` in ``cwd`` (default: the workspace root). ``read_only``: host
+        directories it may also read (bwrap mounts them read-only), as the caller vouches: never taken
+        from the workspace, whose files the command itself can change."""
         ws, wd = _check_dirs(workspace, cwd)
         timeout = float(timeout_s if timeout_s is not None else self.settings.shell_timeout_s)
         if timeout <= 0:
@@ -179,7 +182,7 @@ class Sandbox:
         argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
         if self.mode == "bwrap":
             size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
-            borrowed = [d for d in git_alternates(ws / ".git") if d.is_dir() and not d.is_relative_to(ws)]
+            borrowed = [d.resolve() for d in read_only if d.is_dir() and not d.resolve().is_relative_to(ws)]
             argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
                                 extra_ro=self._extra_binds, tmpfs_size=size, borrowed=borrowed), "--", *argv]
         sweep_uid = uid if self.mode == "subprocess" else None  # bwrap: the PID namespace does it

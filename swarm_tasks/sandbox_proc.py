@@ -42,7 +42,8 @@ _SIGNAL_MESSAGES = {
 def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, extra_ro: list[str],
                tmpfs_size: int | None, borrowed: Sequence[Path] = ()) -> list[str]:
     """bubblewrap arguments: a read-only system, the workspace read-write, nothing else of the host
-    but ``borrowed``: directories the workspace's git clone reads objects from, read-only."""
+    but ``borrowed``, read-only (what the caller vouches the command may read, e.g. git objects that
+    the workspace's clone borrows)."""
     args = [bwrap, "--ro-bind", "/usr", "/usr"]
     for name in _SYSTEM_DIRS:
         path = Path("/", name)

@@ -72,7 +72,9 @@ class AgentSpec(BaseModel):
     prepare: str | None = Field(
         default=None, description="module:function called with a ProgramContext before each turn of an LLM "
         "agent, in the tool thread pool: makes what the turn needs present on whichever machine runs it "
-        "(e.g. a clone of the repository as the agent's workspace). Raising ends the agent as failed.")
+        "(e.g. a clone of the repository as the agent's workspace). It may return host directories the "
+        "turn's shell may read besides the workspace (e.g. the objects a clone borrows). Raising ends the "
+        "agent as failed.")
     workspace: WorkspaceMode = Field(default=WorkspaceMode.OWN, description="own: a workspace per agent; "
                                      "parent: the parent agent's workspace.")
 

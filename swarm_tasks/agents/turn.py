@@ -58,6 +58,7 @@ class Turn:
         self.spec = spec
         self.holder = holder
         self.now = ctx.state.records.now
+        self.read_only: tuple[Path, ...] = ()  # vouched for by the prepare hook, never by the agent
 
     @property
     def agent(self) -> AgentState:
@@ -77,7 +78,8 @@ class Turn:
             return True
         try:
             hook = resolve_callable(self.spec.prepare)
-            self.holder.wait(self.services.tool_executor.submit(hook, self.program_context()))
+            made = self.holder.wait(self.services.tool_executor.submit(hook, self.program_context()))
+            self.read_only = tuple(Path(p) for p in made or ())
         except Exception as exc:  # the agent cannot work without what prepare makes; say why
             self.end(AgentStatus.FAILED, f"preparing its turn failed: {type(exc).__name__}: {exc}")
             return False
@@ -329,6 +331,7 @@ class Turn:
             ctx = ToolContext(run_id=self.agent.run, agent_id=self.agent.id, role=self.agent.role, call_id=call.id,
                               workspace=self.workspace(), settings=self.settings, state=self.ctx.state,
                               sandbox=self.services.sandbox() if call.name == "shell" else None,
+                              read_only=self.read_only,
                               extras={"pingpong_limit": 40, "run_spec": self.ctx.record().spec,
                                       "agent_input": self.agent.input, "start_agents": self.start_agents})
             # Every tool runs on the tool pool while this thread keeps the lease alive: even a "quick" one

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 from collections import Counter
+from pathlib import Path
 
 from pydantic import JsonValue
 
@@ -27,7 +28,7 @@ from swarm_tasks.agents.state import AgentStatus, AgentStore
 from swarm_tasks.build.check import run_check
 from swarm_tasks.build.codemod import apply_codemod, codemod_resolver, split_by_file
 from swarm_tasks.build.cycles import CheckSummary, CycleBook, Decision, Verdict, cycle_tag
-from swarm_tasks.build.gitops import Clone, commit_all
+from swarm_tasks.build.gitops import Clone, borrowed_objects, commit_all
 from swarm_tasks.build.job import TASK_ROLE, BuildJob, BuildMode, run_job
 from swarm_tasks.build.landing import (
     commit_message,
@@ -77,19 +78,25 @@ def outcome_record(outcome: PushOutcome) -> dict[str, JsonValue]:
 
 # -- prepare hooks: a model agent's clone on whichever machine runs its turn ---------------------------
 
-def prepare_planner(pctx: ProgramContext) -> None:
+# Each returns what the turn's shell may read outside the clone: the objects it borrows from a local
+# remote, named from the job (trusted), not from the clone's alternates file (the agent can edit it).
+
+def prepare_planner(pctx: ProgramContext) -> list[Path]:
     """A clone at the tip for the first turn, refreshed whenever the planner is woken to plan again."""
     job = _job(pctx)
     if not (pctx.workspace / ".git").is_dir() or pctx.agent.waiting_call or pctx.agent.turn == 0:
         worker_clone(job.remote(), pctx.workspace, pctx.agent.id)
+    return borrowed_objects(job.remote())
 
 
-def prepare_judge(pctx: ProgramContext) -> None:
+def prepare_judge(pctx: ProgramContext) -> list[Path]:
+    job = _job(pctx)
     if not (pctx.workspace / ".git").is_dir():
-        worker_clone(_job(pctx).remote(), pctx.workspace, pctx.agent.id)
+        worker_clone(job.remote(), pctx.workspace, pctx.agent.id)
+    return borrowed_objects(job.remote())
 
 
-def prepare_worker(pctx: ProgramContext) -> None:
+def prepare_worker(pctx: ProgramContext) -> list[Path]:
     """The worker's own clone (made once: its edits live there between turns) and a heartbeat on its
     task's lease, so a worker that keeps taking turns keeps its task."""
     job = _job(pctx)
@@ -103,6 +110,7 @@ def prepare_worker(pctx: ProgramContext) -> None:
     if lease is not None:
         with contextlib.suppress(LeaseLost):
             pctx.state.board.heartbeat(lease, lease_s=job.task_lease_s)
+    return borrowed_objects(job.remote())
 
 
 # -- the worker's ending: settle its task, free its slot, start successors ----------------------------

@@ -220,6 +220,16 @@ def remote_branches(spec: RemoteSpec) -> dict[str, str]:
     return heads
 
 
+def borrowed_objects(spec: RemoteSpec) -> list[Path]:
+    """The object directory that clones of a local remote borrow (see :func:`prepare_clone`): what a
+    sandboxed command in such a clone must be able to read. Empty for a remote elsewhere."""
+    local = spec.local_path
+    if local is None:
+        return []
+    found = next((d for d in (local / ".git" / "objects", local / "objects") if d.is_dir()), None)
+    return [found.resolve()] if found is not None else []
+
+
 def validate_remote(spec: RemoteSpec) -> str:
     """The sha at the tip of ``spec.branch``; :class:`GitError` if the remote cannot be used."""
     heads = remote_branches(spec)

@@ -272,7 +272,8 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     shared = clone.borrowed_remote()
     if shared is not None and not (shared / "objects").is_dir():
         # Without the remote this clone lacks the objects it borrows: no git command here can work.
-        return _Tally().outcome(PushStatus.REMOTE_ERROR, None,
+        head = clone.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).stdout.decode().strip()
+        return _Tally().outcome(PushStatus.REMOTE_ERROR, head or None,
                                 f"the remote {clone.spec.display_url} is gone, and this clone borrows its "
                                 "objects (a local remote is cloned with --shared): put the remote back")
     run = _Run(clone, resolve, check, recheck, overlaps_conflict)

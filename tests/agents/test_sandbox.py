@@ -6,6 +6,7 @@ are, together with the honest description that says so.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -22,6 +23,7 @@ import pytest
 from swarm_tasks import sandbox as sandbox_module
 from swarm_tasks.agents.tools.base import run_tool
 from swarm_tasks.agents.tools.shell import ShellTool
+from swarm_tasks.build.gitops import borrowed_objects
 from swarm_tasks.errors import SandboxError
 from swarm_tasks.runtime import _make_sandbox
 from swarm_tasks.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
@@ -141,13 +143,34 @@ def test_symlink_and_dotdot_escapes(sandbox: Sandbox, ws: Path) -> None:
 def test_a_clone_borrowing_a_local_remotes_objects_works_inside(sandbox: Sandbox, tmp_path: Path) -> None:
     remote = make_remote(tmp_path / "r", {"a.txt": "from the remote\n"})
     clone = clone_of(remote, tmp_path, "ws")
-    (objects,) = git_alternates(clone.git_dir())
+    (objects,) = borrowed_objects(remote)
+    assert git_alternates(clone.git_dir()) == [objects]
     result = sandbox.run(f"git cat-file -p HEAD:a.txt; git log --format=%H -1; touch {objects}/planted; "
-                         f"cat {remote.url}/config", workspace=clone.path)
+                         f"cat {remote.url}/config", workspace=clone.path, read_only=[objects])
     assert "from the remote" in result.output and remote_tip(remote) in result.output
     if sandbox.mode == "bwrap":  # the objects are readable, not writable, and nothing else of the remote is there
         assert "Read-only file system" in result.output and not (objects / "planted").exists()
         assert "[core]" not in result.output and "No such file or directory" in result.output
+
+
+def test_the_shell_tool_mounts_what_its_context_vouches_for(sandbox: Sandbox, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path / "r", {"a.txt": "from the remote\n"})
+    clone = clone_of(remote, tmp_path, "ws")
+    ctx = make_ctx(clone.path, sandbox=sandbox)
+    vouched = dataclasses.replace(ctx, read_only=tuple(borrowed_objects(remote)))
+    assert "from the remote" in run_tool(ShellTool(), {"command": "git cat-file -p HEAD:a.txt"}, vouched).content
+    if sandbox.mode == "bwrap":  # without it, the clone inside the sandbox cannot find its objects
+        assert run_tool(ShellTool(), {"command": "git cat-file -p HEAD:a.txt"}, ctx).is_error
+
+
+def test_an_alternates_file_written_in_the_workspace_opens_nothing(sandbox: Sandbox, ws: Path) -> None:
+    # The agent controls its workspace, .git included: only what the caller vouches for is mounted.
+    outside = ws.parent / "outside"
+    (ws / ".git" / "objects" / "info").mkdir(parents=True)
+    (ws / ".git" / "objects" / "info" / "alternates").write_text(f"{outside}\n")
+    result = sandbox.run(f"cat {outside}/secret.txt", workspace=ws)
+    if sandbox.mode == "bwrap":
+        assert "TOPSECRET" not in result.output and "No such file or directory" in result.output
 
 
 def test_proc_snooping(sandbox: Sandbox, ws: Path) -> None:

@@ -177,7 +177,7 @@ def test_vanished_local_remote_of_a_shared_clone_is_reported(remote: RemoteSpec,
     mine = clone.head()
     os.rename(remote.url, remote.url + ".gone")
     outcome = push_with_rebase(clone, resolve=refuse, max_attempts=2, sleep=lambda s: None)
-    assert outcome.status is PushStatus.REMOTE_ERROR and not outcome.landed
+    assert outcome.status is PushStatus.REMOTE_ERROR and not outcome.landed and outcome.sha == mine
     assert "is gone" in outcome.reason and "put the remote back" in outcome.reason
     os.rename(remote.url + ".gone", remote.url)  # back again: the commit was kept and now lands
     assert clone.head() == mine

@@ -14,6 +14,8 @@ from swarm_tasks.build.cycles import CheckSummary, Decision
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.errors import WorkspaceError
 from swarm_tasks.runs import RunRecord
+from swarm_tasks.workspace import git_alternates
+from tests.build import make_remote
 
 MODEL = BuildJob(repo="r", goal="g", check="make test", models={"planner": "m", "worker": "m"})
 CODEMOD = BuildJob(repo="r", goal="g", codemod="ruff format {path}", check="ruff check")
@@ -50,3 +52,18 @@ def test_a_worker_whose_clone_is_on_another_machine_fails_instead_of_starting_ov
                           state=state, workspace=tmp_path / "empty", settings=swarm_settings)
     with pytest.raises(WorkspaceError, match="is not on this machine"):
         prepare_worker(pctx)
+
+
+def test_a_workers_prepare_vouches_for_the_objects_its_clone_borrows(make_run, swarm_settings,
+                                                                      tmp_path: Path) -> None:
+    remote = make_remote(tmp_path / "r", {"a.txt": "a\n"})
+    job = MODEL.model_copy(update={"repo": remote.url})
+    state = make_run()
+    run = RunRecord(id=state.run_id, kind="build", spec=job.model_dump(mode="json"), created_at=0.0)
+    agent = AgentState(id="a-1", run=state.run_id, spec="build.worker", role="worker", input={"task": "t-1"},
+                       created_at=0.0, updated_at=0.0, turn=0)
+    pctx = ProgramContext(agent=agent, spec=AgentSpec(name="build.worker", role="worker", model="m"), run=run,
+                          state=state, workspace=tmp_path / "ws", settings=swarm_settings)
+    vouched = prepare_worker(pctx)
+    assert vouched == [(Path(remote.url) / "objects").resolve()]
+    assert git_alternates(tmp_path / "ws" / ".git") == vouched  # the clone borrows exactly those

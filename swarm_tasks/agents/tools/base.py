@@ -57,6 +57,8 @@ class ToolContext:
     settings: SwarmSettings
     state: RunState | None = None
     sandbox: Sandbox | None = None
+    # host directories a sandboxed command may read besides the workspace, vouched for by the worker
+    read_only: tuple[Path, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)
 
 

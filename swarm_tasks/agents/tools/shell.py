@@ -41,7 +41,8 @@ class ShellTool(Tool):
         timeout = min(args.timeout_s or cap, cap)
         try:
             sandbox = ctx.sandbox or make_sandbox(ctx.settings)
-            result = sandbox.run(args.command, workspace=ws.root, cwd=cwd, timeout_s=timeout)
+            result = sandbox.run(args.command, workspace=ws.root, cwd=cwd, timeout_s=timeout,
+                                 read_only=ctx.read_only)
         except SandboxError as exc:
             raise ToolError(f"the shell is unavailable: {exc}") from None
         return ToolResult(format_result(result, timeout, ctx.settings), is_error=result.exit_code != 0,
