@@ -22,6 +22,7 @@ from coordination.connection import RedisHandle
 from coordination.errors import VersionConflict
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.build.job import forget_secret
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.control import sweep_agents
@@ -102,6 +103,8 @@ class RunHandle:
         changed = self.client.runs.transition(self.id, RunStatus.CANCELLED, reason=reason,
                                               only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
         ctx = self.client.run(self.id)
+        if changed is not None and changed.kind == "build":
+            forget_secret(ctx.state)  # ended: no worker needs the remote's credential any more
         ctx.state.board.cancel_all(reason)
         for status in (AgentStatus.QUEUED, AgentStatus.READY, AgentStatus.WAITING):
             for agent_id in ctx.agents.ids(status):

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.api import RunHandle
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.build.workflow import submit_build
 from swarm_tasks.dashboard import create_app
@@ -187,3 +188,16 @@ def test_a_build_on_a_password_protected_remote_never_stores_or_shows_the_passwo
     assert events and SECRET not in repr(events)
     text = served(swarm_settings, services, run.id)
     assert SECRET not in text and f"127.0.0.1:{git_server.port}/remote.git" in text
+
+
+def test_a_cancelled_build_forgets_the_password_from_its_url(local, swarm_settings: SwarmSettings,
+                                                            git_server: GitServer, tmp_path: Path) -> None:
+    make_remote(tmp_path / "served", {"a.py": "a = 1\n"})
+    url = f"http://{USER}:{SECRET}@127.0.0.1:{git_server.port}/remote.git"
+    job = BuildJob(repo=url, goal="bump", codemod="sed -i 's/ = 1/ = 2/' {path}", builders=1, max_cycles=1)
+    services: SwarmClient = local.services
+    run = submit_build(services, job)
+    assert [k for k, v in redis_values(services).items() if SECRET in v]
+    assert RunHandle(services, run.id).cancel("stop")
+    assert services.runs.get(run.id).status is RunStatus.CANCELLED
+    assert [k for k, v in redis_values(services).items() if SECRET in v] == []
