@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from coordination.run import RunState
 from swarm_tasks.agents.program import ProgramContext
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState
@@ -14,6 +15,7 @@ from swarm_tasks.build.cycles import CheckSummary, Decision
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.errors import WorkspaceError
 from swarm_tasks.runs import RunRecord
+from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.workspace import git_alternates
 from tests.build import make_remote
 
@@ -42,14 +44,19 @@ def test_codemod_mode_stops_at_the_fixpoint() -> None:
     assert stop is Decision.STOP and "the check FAILED" in why  # more cycles of the codemod cannot help
 
 
+def worker_context(state: RunState, job: BuildJob, workspace: Path, settings: SwarmSettings, *,
+                   turn: int) -> ProgramContext:
+    """What a build worker's prepare hook is given before turn ``turn``."""
+    run = RunRecord(id=state.run_id, kind="build", spec=job.model_dump(mode="json"), created_at=0.0)
+    agent = AgentState(id="a-1", run=state.run_id, spec="build.worker", role="worker", input={"task": "t-1"},
+                       created_at=0.0, updated_at=0.0, turn=turn)
+    return ProgramContext(agent=agent, spec=AgentSpec(name="build.worker", role="worker", model="m"), run=run,
+                          state=state, workspace=workspace, settings=settings)
+
+
 def test_a_worker_whose_clone_is_on_another_machine_fails_instead_of_starting_over(make_run, swarm_settings,
                                                                                    tmp_path: Path) -> None:
-    state = make_run()
-    run = RunRecord(id=state.run_id, kind="build", spec=MODEL.model_dump(mode="json"), created_at=0.0)
-    agent = AgentState(id="a-1", run=state.run_id, spec="build.worker", role="worker", input={"task": "t-1"},
-                       created_at=0.0, updated_at=0.0, turn=3)
-    pctx = ProgramContext(agent=agent, spec=AgentSpec(name="build.worker", role="worker", model="m"), run=run,
-                          state=state, workspace=tmp_path / "empty", settings=swarm_settings)
+    pctx = worker_context(make_run(), MODEL, tmp_path / "empty", swarm_settings, turn=3)
     with pytest.raises(WorkspaceError, match="is not on this machine"):
         prepare_worker(pctx)
 
@@ -58,12 +65,6 @@ def test_a_workers_prepare_vouches_for_the_objects_its_clone_borrows(make_run, s
                                                                       tmp_path: Path) -> None:
     remote = make_remote(tmp_path / "r", {"a.txt": "a\n"})
     job = MODEL.model_copy(update={"repo": remote.url})
-    state = make_run()
-    run = RunRecord(id=state.run_id, kind="build", spec=job.model_dump(mode="json"), created_at=0.0)
-    agent = AgentState(id="a-1", run=state.run_id, spec="build.worker", role="worker", input={"task": "t-1"},
-                       created_at=0.0, updated_at=0.0, turn=0)
-    pctx = ProgramContext(agent=agent, spec=AgentSpec(name="build.worker", role="worker", model="m"), run=run,
-                          state=state, workspace=tmp_path / "ws", settings=swarm_settings)
-    vouched = prepare_worker(pctx)
+    vouched = prepare_worker(worker_context(make_run(), job, tmp_path / "ws", swarm_settings, turn=0))
     assert vouched == [(Path(remote.url) / "objects").resolve()]
     assert git_alternates(tmp_path / "ws" / ".git") == vouched  # the clone borrows exactly those
