@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from coordination.errors import ConfigurationError
+from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.dashboard import create_app, main
 from swarm_tasks.settings import SwarmSettings
 from tests.dashboard.scripts import LEADS, WORKERS_PER_LEAD
 
 TOTAL = 1 + LEADS + LEADS * WORKERS_PER_LEAD
+SECRET = "sk-dashboard-test-9f3a2c"
 
 
 def with_client(settings: SwarmSettings, client, fn: Callable[[TestClient], Awaitable[Any]], **kwargs: Any) -> Any:
@@ -211,3 +214,22 @@ def test_main_without_redis_url_says_to_set_it(capsys, tmp_path):
     assert "SWARM_REDIS_URL" in capsys.readouterr().err
     with pytest.raises(ConfigurationError, match="SWARM_REDIS_URL"):
         create_app(settings, None)  # type: ignore[arg-type]
+
+
+def test_agent_detail_masks_the_deployments_secrets_an_agent_repeated(staged, swarm_settings, dash_client):
+    staged.drain()
+    agents = staged.agents()
+    worker = next(a for a in agents.get_many(agents.ids(AgentStatus.DONE)) if a is not None and a.spec == "worker")
+    old, version = agents.load(worker.id)
+    leaked = {"summary": f"called the API with {SECRET}", "result": {"findings": [
+        {"severity": "high", "file": "a.py", "line": 1, "rule": "r", "title": f"key {SECRET} in a.py"}]}}
+    agents.save(old, version, old.evolve(result=leaked))
+    keyed = swarm_settings.model_copy(update={"api_key": SecretStr(SECRET)})
+    client = SwarmClient.create(keyed, dash_client.client)
+
+    async def check(http: TestClient) -> str:
+        return json.dumps(await get(http, f"/api/runs/{staged.run.id}/agents/{worker.id}"))
+
+    shown = with_client(keyed, client, check)
+    assert SECRET not in shown
+    assert "called the API with ***" in shown and "key *** in a.py" in shown
