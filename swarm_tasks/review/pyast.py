@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,9 +52,16 @@ BLOCK_NODES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith
 FUNC_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
+# One parse at a time in a process: a worker runs its agents as threads, and on CPython 3.11 neither
+# ast.parse (its AST-to-object recursion counter is interpreter-wide: a worker raised "SystemError: AST
+# constructor recursion depth mismatch" in `bench all`) nor warnings.catch_warnings (it swaps the
+# process's filters) is thread-safe. The GIL serialises the parsing anyway, so this costs nothing.
+_PARSING = threading.Lock()
+
+
 def parse_python(text: str, filename: str = "<review>") -> ast.Module:
     """ast.parse with the reviewed code's own warnings (bad escapes, ...) silenced: they are not ours."""
-    with warnings.catch_warnings():
+    with _PARSING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ast.parse(text, filename=filename)
 
