@@ -182,7 +182,8 @@ class Sandbox:
         argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
         if self.mode == "bwrap":
             size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
-            borrowed = [d.resolve() for d in read_only if d.is_dir() and not d.resolve().is_relative_to(ws)]
+            real = [d.resolve() for d in read_only]
+            borrowed = [d for d in real if d.is_dir() and not d.is_relative_to(ws)]
             argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
                                 extra_ro=self._extra_binds, tmpfs_size=size, borrowed=borrowed), "--", *argv]
         sweep_uid = uid if self.mode == "subprocess" else None  # bwrap: the PID namespace does it

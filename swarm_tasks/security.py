@@ -129,17 +129,23 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with secrets replaced by ``***``: each of ``secrets`` (literally and URL-encoded),
-    URL passwords, API-key shapes, secret assignments and PEM private keys. Idempotent."""
-    if not text:
-        return text
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (literally and URL-encoded, longest first) replaced by ``***``;
+    nothing else: no shapes, so quoted code and JSON stay intact."""
     for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True):
         text = text.replace(secret, MASK)
         encoded = quote(secret, safe="")
         if encoded != secret:
             text = text.replace(encoded, MASK)
-    text = redact_url(text)
+    return text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with secrets replaced by ``***``: each of ``secrets`` (literally and URL-encoded),
+    URL passwords, API-key shapes, secret assignments and PEM private keys. Idempotent."""
+    if not text:
+        return text
+    text = redact_url(mask_secrets(text, secrets))
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -177,6 +183,10 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return redact(text, self.secrets)
+
+    def mask(self, text: str) -> str:
+        """Only the configured secrets masked (see :func:`mask_secrets`)."""
+        return mask_secrets(text, self.secrets)
 
 
 class RedactingFilter(logging.Filter):

@@ -167,10 +167,7 @@ class AgentServices(SwarmClient):
         """``text`` with this deployment's own secrets (API key, Redis password, signing key) masked
         literally: applied to every tool result before it enters a transcript. Shapes are not masked
         there: a transcript quotes the code under review, often as JSON that patterns would corrupt."""
-        for secret in sorted(self.redactor().secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        return self.redactor().mask(text)
 
     def sandbox(self) -> Sandbox | None:
         """The process's shell sandbox, made on first use (probing bubblewrap costs a subprocess)."""

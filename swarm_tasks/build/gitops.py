@@ -226,8 +226,13 @@ def borrowed_objects(spec: RemoteSpec) -> list[Path]:
     local = spec.local_path
     if local is None:
         return []
-    found = next((d for d in (local / ".git" / "objects", local / "objects") if d.is_dir()), None)
+    found = next((d / "objects" for d in _git_dirs(local) if (d / "objects").is_dir()), None)
     return [found.resolve()] if found is not None else []
+
+
+def _git_dirs(local: Path) -> tuple[Path, Path]:
+    """Where a local repository's git directory can be: inside it (a working copy) or itself (bare)."""
+    return local / ".git", local
 
 
 def validate_remote(spec: RemoteSpec) -> str:
@@ -333,7 +338,7 @@ class Clone:
         local = self.spec.local_path
         if local is None:
             return None
-        candidates = {local.resolve(), (local / ".git").resolve()}
+        candidates = {d.resolve() for d in _git_dirs(local)}
         return next((alt.parent for alt in git_alternates(self.git_dir()) if alt.parent.resolve() in candidates), None)
 
     def dirty_files(self) -> list[str]:

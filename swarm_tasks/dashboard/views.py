@@ -7,7 +7,6 @@ thread so a slow read never stalls the event streams of other pages.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from pydantic import BaseModel, JsonValue
 
@@ -19,7 +18,7 @@ from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord
-from swarm_tasks.security import secrets_of
+from swarm_tasks.security import Redactor
 
 BATCH = 500  # records per get_many round trip: big enough to be quick, small enough not to block Redis
 MAX_TEXT = 20_000  # characters of one transcript message shown; the rest is elided
@@ -27,20 +26,17 @@ MAX_CHILDREN = 500
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
-def redacted(value: JsonValue, secrets: Sequence[str] = ()) -> JsonValue:
+def redacted(value: JsonValue, redactor: Redactor | None = None) -> JsonValue:
     """``value`` with the password of every URL in its strings replaced by ``***``: runs never store one
     (a build keeps its credential apart), and a record written before that was true is shown safely.
-    ``secrets`` (this deployment's own, longest first) are masked literally too: an agent's result is
-    kept as the agent gave it, and it may repeat one."""
+    With ``redactor``, this deployment's own secrets are masked too: an agent's result is kept as the
+    agent gave it, and it may repeat one."""
     if isinstance(value, str):
-        text = redact_url(value)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_url(redactor.mask(value) if redactor is not None else value)
     if isinstance(value, list):
-        return [redacted(v, secrets) for v in value]
+        return [redacted(v, redactor) for v in value]
     if isinstance(value, dict):
-        return {k: redacted(v, secrets) for k, v in value.items()}
+        return {k: redacted(v, redactor) for k, v in value.items()}
     return value
 
 
@@ -141,8 +137,7 @@ class Views:
 
     def __init__(self, client: SwarmClient) -> None:
         self.client = client
-        # short values are not masked literally: replacing every "ab" would wreck what is shown
-        self.secrets = tuple(sorted((x for x in secrets_of(client.settings) if len(x) >= 4), key=len, reverse=True))
+        self.redactor = Redactor.from_settings(client.settings)
 
     def runs(self, limit: int = 100) -> list[RunSummary]:
         return [RunSummary(id=r.id, kind=r.kind, status=r.status.value, title=redact_url(r.title), created=r.created_at,
@@ -190,7 +185,7 @@ class Views:
     def run_detail(self, run_id: str) -> dict[str, JsonValue]:
         ctx, record = self.context(run_id)
         cursor = self.cursor(ctx)
-        return {"run": redacted(record.model_dump(mode="json"), self.secrets),
+        return {"run": redacted(record.model_dump(mode="json"), self.redactor),
                 "counters": self.counters(ctx).model_dump(mode="json"), "cursor": cursor}
 
     def agent_ids(self, ctx: RunContext) -> list[str]:
@@ -224,9 +219,9 @@ class Views:
         messages = ctx.agents.conversation(agent)
         child_ids = ctx.agents.children(agent.id)
         children = [AgentNode.of(c) for c in ctx.agents.get_many(child_ids[:MAX_CHILDREN]) if c is not None]
-        return AgentDetail(agent=redacted(agent.model_dump(mode="json"), self.secrets),
+        return AgentDetail(agent=redacted(agent.model_dump(mode="json"), self.redactor),
                            usage=ctx.agents.usage(f"agent:{agent.id}"), transcript=[_clip_message(m) for m in messages],
-                           tool_calls=tool_calls(messages), findings=redacted(findings(agent), self.secrets),
+                           tool_calls=tool_calls(messages), findings=redacted(findings(agent), self.redactor),
                            children=children, children_total=len(child_ids))
 
     def board(self, run_id: str, *, limit: int = 5_000) -> dict[str, JsonValue]:
