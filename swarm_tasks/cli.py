@@ -1,7 +1,8 @@
 """The ``swarm`` command line: review, build, status, watch, cancel, resume, report, workers, dashboard.
 
 Exit codes scripts can trust: 0 done (run completed), 1 the run failed or was cancelled, 2 bad input
-(invalid arguments or job, unknown run), 3 findings at or above ``--fail-on``, 130 interrupted.
+(invalid arguments or job, unknown run), 3 findings at or above ``--fail-on``, 4 the run ended partial (some of
+its work was not done), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import SwarmSettings, get_settings
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 console = Console()
@@ -298,7 +299,9 @@ def status(run_id: str | None, as_json: bool, limit: int) -> int:
 
 
 def _exit_for(status: RunStatus) -> int:
-    """The exit code of a run that has ended (or is left as it is): 0 completed, 1 anything else."""
+    """The exit code of a run that has ended (or is left as it is): 0 completed, 4 partial, 1 anything else."""
+    if status is RunStatus.PARTIAL:
+        return EXIT_PARTIAL
     return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
 
 

@@ -24,13 +24,14 @@ class RunStatus(StrEnum):
 
     RUNNING = "running"
     FINALIZING = "finalizing"
-    COMPLETED = "completed"
+    COMPLETED = "completed"  # every agent the run needed finished its work
+    PARTIAL = "partial"  # it ended, but part of its work was not done (agents failed or were stopped); see reason
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class RunLimits(BaseModel):
