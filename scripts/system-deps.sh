@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Best-effort install of the system packages some tests need: bubblewrap (the shell sandbox's strong
-# mode, tests/agents/test_sandbox.py) and Debian's chromium (the dashboard's browser test). Without them
+# mode, tests/host/test_sandbox.py) and Debian's chromium (the dashboard's browser test). Without them
 # those tests skip and say why; with them they run. Only as root with apt-get (CI here runs as root);
 # anywhere else it prints what to install and changes nothing. Never fails the caller.
 set -uo pipefail

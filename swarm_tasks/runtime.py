@@ -46,8 +46,8 @@ from swarm_tasks.runs import RunStore
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
+    from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.models.gateway import ModelGateway
-    from swarm_tasks.sandbox import Sandbox
 
 log = logging.getLogger("swarm_tasks.runtime")
 
@@ -59,7 +59,7 @@ def _make_gateway(settings: SwarmSettings) -> ModelGateway:
 
 
 def _make_sandbox(settings: SwarmSettings) -> Sandbox:
-    from swarm_tasks.sandbox import make_sandbox
+    from swarm_tasks.host.sandbox import make_sandbox
 
     return make_sandbox(settings)
 

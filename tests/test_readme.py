@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from swarm_tasks.cli import main
-from swarm_tasks.sandbox import SANDBOX_TABLE
+from swarm_tasks.host.sandbox import SANDBOX_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

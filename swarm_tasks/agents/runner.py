@@ -34,8 +34,8 @@ from swarm_tasks.security import Redactor
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
+    from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.models.gateway import ModelGateway
-    from swarm_tasks.sandbox import Sandbox
 
 log = logging.getLogger("swarm_tasks.agents")
 T = TypeVar("T")

@@ -18,8 +18,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from coordination.connection import redact_url
 from swarm_tasks.build.check import ProcessResult, run_process
 from swarm_tasks.errors import GitError, WorkspaceError
+from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.settings import SwarmSettings
-from swarm_tasks.workspace import git_alternates
 
 LOCAL_TIMEOUT_S = 300.0
 # Secrets shorter than this are not searched for literally: replacing every "ab" would wreck messages.

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm_tasks.agents.tools.base import ToolContext
-from swarm_tasks.sandbox import Sandbox
+from swarm_tasks.host.sandbox import Sandbox
 from swarm_tasks.settings import SwarmSettings
 
 

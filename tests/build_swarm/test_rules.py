@@ -14,9 +14,9 @@ from swarm_tasks.build.agents import decide, prepare_worker
 from swarm_tasks.build.cycles import CheckSummary, Decision
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.errors import WorkspaceError
+from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.runs import RunRecord
 from swarm_tasks.settings import SwarmSettings
-from swarm_tasks.workspace import git_alternates
 from tests.build import make_remote
 
 MODEL = BuildJob(repo="r", goal="g", check="make test", models={"planner": "m", "worker": "m"})

@@ -22,7 +22,7 @@ from swarm_tasks.errors import BudgetExceeded, LoopDetected, ToolError
 
 if TYPE_CHECKING:
     from coordination.run import RunState
-    from swarm_tasks.sandbox import Sandbox
+    from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.settings import SwarmSettings
 
 

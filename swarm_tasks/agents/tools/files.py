@@ -1,6 +1,6 @@
 """File tools: read, write, edit, list and search files, all confined to the agent's workspace.
 
-Every path goes through :class:`~swarm_tasks.workspace.Workspace`, so ``..``, absolute paths
+Every path goes through :class:`~swarm_tasks.host.workspace.Workspace`, so ``..``, absolute paths
 elsewhere and symlinks out of the workspace are refused with a message the model can act on.
 """
 
@@ -19,7 +19,7 @@ from pydantic import Field
 
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.errors import ToolError, WorkspaceError
-from swarm_tasks.workspace import Workspace
+from swarm_tasks.host.workspace import Workspace
 
 SNIFF_BYTES = 8192
 GREP_MAX_FILE_BYTES = 20 * 1024**2  # larger files are skipped by grep (and counted)

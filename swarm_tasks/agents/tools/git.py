@@ -20,7 +20,7 @@ from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResul
 from swarm_tasks.agents.tools.files import confined, workspace_of
 from swarm_tasks.build.gitops import marker_lines
 from swarm_tasks.errors import ToolError
-from swarm_tasks.workspace import Workspace
+from swarm_tasks.host.workspace import Workspace
 
 GIT_TIMEOUT_S = 120.0
 MARKER_MAX_FILE_BYTES = 20 * 1024**2

@@ -9,7 +9,7 @@ from pydantic import Field
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.agents.tools.files import confined, workspace_of
 from swarm_tasks.errors import SandboxError, ToolError
-from swarm_tasks.sandbox import CommandResult, make_sandbox
+from swarm_tasks.host.sandbox import CommandResult, make_sandbox
 
 if TYPE_CHECKING:
     from swarm_tasks.settings import SwarmSettings

@@ -1,6 +1,6 @@
 """Where agents' shell commands run: bubblewrap when it works here, else a restricted subprocess.
 
-Every command goes ``[bwrap ...] python -I -S -c <sandbox_launch.py> <spec>``: the launcher sets the
+Every command goes ``[bwrap ...] python -I -S -c <launcher.py> <spec>``: the launcher sets the
 rlimits, switches a root worker's command to a fresh unused uid (the kernel exempts uid 0 from
 RLIMIT_NPROC), sets no_new_privs and execs ``bash -c`` (``sh`` without bash).
 The environment is built from an
@@ -10,7 +10,7 @@ are kept, and a command that streams far past that is killed. On timeout, flood 
 tree dies: bubblewrap's PID namespace goes with it; in subprocess mode the process group is killed
 and, for a root worker, every process of the sandbox uid.
 
-``SANDBOX_TABLE`` states what each mode stops; tests/agents/test_sandbox.py proves each row.
+``SANDBOX_TABLE`` states what each mode stops; tests/host/test_sandbox.py proves each row.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from swarm_tasks.errors import SandboxError
-from swarm_tasks.sandbox_proc import (
+from swarm_tasks.host.processes import (
     CapturedOutput,
     bwrap_argv,
     bwrap_supports_size,
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
 SandboxMode = Literal["bwrap", "subprocess"]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEEP_CAPS = (1, 3)  # CAP_DAC_OVERRIDE, CAP_FOWNER: enough to work in a root-owned workspace
-_LAUNCHER = Path(__file__).with_name("sandbox_launch.py").read_text(encoding="utf-8")
+_LAUNCHER = Path(__file__).with_name("launcher.py").read_text(encoding="utf-8")
 _FLOOD_MIN_BYTES = 16 * 1024**2
-log = logging.getLogger("swarm_tasks.sandbox")
+log = logging.getLogger("swarm_tasks.host.sandbox")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarm_tasks.errors import WorkspaceError
-from swarm_tasks.workspace import Workspace
+from swarm_tasks.host.workspace import Workspace
 
 
 @pytest.fixture

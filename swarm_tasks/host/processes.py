@@ -1,6 +1,6 @@
 """Process plumbing of the sandbox: bubblewrap arguments, sandbox uids, output capture, killing.
 
-Kept apart from :mod:`swarm_tasks.sandbox` (the policy and public API) so each stays readable.
+Kept apart from :mod:`swarm_tasks.host.sandbox` (the policy and public API) so each stays readable.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, 
         args.append("--unshare-net")
     if as_root:
         # bwrap run by root keeps every capability unless told; the launcher needs these to
-        # switch uid, and the command keeps only the file-permission ones (see sandbox_launch.py)
+        # switch uid, and the command keeps only the file-permission ones (see launcher.py)
         args += ["--cap-drop", "ALL"]
         for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
             args += ["--cap-add", cap]

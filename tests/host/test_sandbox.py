@@ -20,15 +20,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from swarm_tasks import sandbox as sandbox_module
 from swarm_tasks.agents.tools.base import run_tool
 from swarm_tasks.agents.tools.shell import ShellTool
 from swarm_tasks.build.gitops import borrowed_objects
 from swarm_tasks.errors import SandboxError
+from swarm_tasks.host import sandbox as sandbox_module
+from swarm_tasks.host.processes import nproc_limit, sandbox_uid
+from swarm_tasks.host.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
+from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.runtime import _make_sandbox
-from swarm_tasks.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
-from swarm_tasks.sandbox_proc import nproc_limit, sandbox_uid
-from swarm_tasks.workspace import git_alternates
 from tests.agents import make_ctx, make_settings
 from tests.build import clone_of, make_remote, remote_tip
 
@@ -304,7 +304,7 @@ def test_make_sandbox_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert make_sandbox(make_settings(sandbox="subprocess")).mode == "subprocess"
     real_problem = sandbox_problem(Sandbox("bwrap", SETTINGS))
     assert make_sandbox(make_settings(sandbox="auto")).mode == ("bwrap" if real_problem is None else "subprocess")
-    monkeypatch.setattr("swarm_tasks.sandbox.sandbox_problem",
+    monkeypatch.setattr("swarm_tasks.host.sandbox.sandbox_problem",
                         lambda box: "no user namespaces" if box.mode == "bwrap" else None)
     with pytest.raises(SandboxError, match=r"bubblewrap does not work here: no user namespaces.*apt-get install "
                                            r"bubblewrap.*SWARM_SANDBOX=subprocess"):
@@ -316,10 +316,10 @@ def test_make_sandbox_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_worker_says_which_sandbox_it_runs_with(monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(sandbox_module, "_ANNOUNCED", set())
-    caplog.set_level(logging.INFO, logger="swarm_tasks.sandbox")
+    caplog.set_level(logging.INFO, logger="swarm_tasks.host.sandbox")
 
     def said() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "swarm_tasks.sandbox"]
+        return [r for r in caplog.records if r.name == "swarm_tasks.host.sandbox"]
 
     # the way a worker process builds its sandbox (WorkerRuntime's sandbox_factory)
     assert _make_sandbox(make_settings(sandbox="subprocess")).mode == "subprocess"
@@ -331,7 +331,7 @@ def test_the_worker_says_which_sandbox_it_runs_with(monkeypatch: pytest.MonkeyPa
     make_sandbox(make_settings(sandbox="subprocess"))  # the shell tool may build one per call: said once
     assert len(said()) == 1
     # auto mode falling back because bubblewrap is unusable says so, and why
-    monkeypatch.setattr("swarm_tasks.sandbox.sandbox_problem",
+    monkeypatch.setattr("swarm_tasks.host.sandbox.sandbox_problem",
                         lambda box: "bubblewrap (bwrap) is not installed" if box.mode == "bwrap" else None)
     assert _make_sandbox(make_settings(sandbox="auto")).mode == "subprocess"
     fallback = said()[-1]
@@ -339,7 +339,7 @@ def test_the_worker_says_which_sandbox_it_runs_with(monkeypatch: pytest.MonkeyPa
     assert "NO filesystem isolation" in fallback.getMessage()
     assert "auto mode: bubblewrap unusable here: bubblewrap (bwrap) is not installed" in fallback.getMessage()
     # bubblewrap in use: INFO, saying what it isolates
-    monkeypatch.setattr("swarm_tasks.sandbox.sandbox_problem", lambda box: None)
+    monkeypatch.setattr("swarm_tasks.host.sandbox.sandbox_problem", lambda box: None)
     assert _make_sandbox(make_settings(sandbox="auto")).mode == "bwrap"
     info = said()[-1]
     assert len(said()) == 3 and info.levelno == logging.INFO

@@ -1,0 +1,1 @@
+"""Tests of the host layer: the sandbox, process launching, git and workspaces."""
