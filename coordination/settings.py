@@ -35,7 +35,8 @@ class CoordinationSettings(BaseSettings):
     key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
                             description="First part of every Redis key, so several deployments share one Redis.")
     embedded_dir: Path | None = Field(
-        default=None, description="Directory for the embedded server's data; unset: a temporary directory.")
+        default=None, description="Directory for the embedded server's data, config and log (closed to other "
+        "users: mode 0700); unset: a temporary directory.")
     embedded_appendonly: bool = Field(default=False, description="Embedded server keeps an AOF (survives restart).")
     max_record_bytes: int = Field(default=1_048_576, gt=0, description="Largest encoded record, in bytes.")
     max_message_bytes: int = Field(default=262_144, gt=0, description="Largest mailbox message body, in bytes.")
