@@ -27,6 +27,7 @@ from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import JobSpecError, RunNotFound
+from swarm_tasks.outcome import AgentEnd, ReasonClass, RunOutcome, Tally
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.runs import RunLimits, RunRecord, RunStatus
@@ -123,6 +124,16 @@ class RunHandle:
             CeleryScheduler(app).run_idle(self.id)
         return moved
 
+    def outcome(self) -> RunOutcome | None:
+        """How the run ended (None while it runs): its status, the reason, agents by status, role and
+        reason class, the agents that did not finish and the work left out. The CLI reads the same."""
+        return self.record().outcome
+
+    def failed_agents(self) -> list[AgentEnd]:
+        """Every agent that ended without finishing its work (failed, stopped, cancelled), with why."""
+        tally = Tally().add_all(a for a in self.agents() if a.status.terminal)
+        return sorted(tally.problems, key=lambda p: (p.status != "failed", p.role, p.subject, p.agent_id))
+
     def agents(self) -> list[AgentState]:
         ctx = self.client.run(self.id)
         ids = sorted({a for s in AgentStatus for a in ctx.agents.ids(s)})
@@ -161,7 +172,7 @@ def _end_agent(ctx, agent_id: str, status: AgentStatus, reason: str) -> None:
         now = ctx.state.records.now()
         try:
             ctx.agents.save(agent, version, agent.evolve(status=status, reason=reason, ended_at=now, updated_at=now,
-                                                         due_at=None))
+                                                         due_at=None, reason_class=ReasonClass.CANCELLED))
             return
         except VersionConflict:
             continue

@@ -176,14 +176,16 @@ def ping(token: str = "") -> str:
 
 @app.task(name="swarm.run.idle", acks_late=True, ignore_result=True)
 def run_idle(run_id: str) -> str:
-    """A run has no live agent: its workflow decides what comes next (finish, next cycle, report)."""
+    """A run has no live agent: its workflow decides what comes next (finish, next cycle, report).
+    Returns the run's status and reason afterwards (what Flower shows as the task's result)."""
     rt = runtime()
     run = rt.services.runs.get(run_id)
     hook = ON_IDLE.get(run.kind)
     if hook is None:
         return f"no idle hook for run kind {run.kind!r}"
     resolve_callable(hook)(rt.services, run)
-    return "ok"
+    after = rt.services.runs.get(run_id)  # Flower shows this result: the run's end state and why
+    return after.status.value + (f": {after.reason}" if after.reason else "")
 
 
 @signals.celeryd_after_setup.connect

@@ -28,11 +28,32 @@ class LoopDetected(SwarmError):
 
 
 class ModelError(SwarmError):
-    """The model could not be called (after retries and fallbacks) or answered unusably."""
+    """The model could not be called (after retries and fallbacks) or answered unusably.
+
+    ``kind`` is a :class:`swarm_tasks.outcome.ReasonClass` value (auth, rate_limit, timeout,
+    unreachable, guard, model_error); ``permanent`` errors (a refused key, an unknown model, the
+    guard) are not worth another try; ``advice`` is a sentence for the user (e.g. the key to set)."""
+
+    default_kind = "model_error"
+
+    def __init__(self, message: str, *, kind: str | None = None, model: str | None = None,
+                 status_code: int | None = None, permanent: bool = False, advice: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind or self.default_kind
+        self.model = model
+        self.status_code = status_code
+        self.permanent = permanent
+        self.advice = advice
 
 
 class RealProviderBlocked(ModelError):
     """The model guard refused a call that would have reached a real provider over the network."""
+
+    default_kind = "guard"
+
+    def __init__(self, message: str, **kwargs: object) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class ToolError(SwarmError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import JsonValue
 
 from coordination.run import RunState
@@ -11,8 +9,9 @@ from coordination.store import Write, wake_when_done
 from swarm_tasks.agents.children import ChildRequest, spawn
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, SpecBook
-from swarm_tasks.agents.state import AgentStatus, AgentStore
+from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore
 from swarm_tasks.control import idle_payload
+from swarm_tasks.outcome import Tally, decide
 from swarm_tasks.runs import RUN_ROOT, RunLimits, RunRecord, RunStatus, RunStore
 
 
@@ -43,25 +42,41 @@ def start_agents(services: SwarmClient, specs: list[AgentSpec], roots: list[Chil
     return run
 
 
-def root_results(ctx: RunContext) -> list[dict[str, JsonValue]]:
-    agents = ctx.agents
-    roots = [a for a in agents.get_many(sorted(agents.ids(AgentStatus.DONE) + agents.ids(AgentStatus.FAILED)
-                                               + agents.ids(AgentStatus.STOPPED) + agents.ids(AgentStatus.CANCELLED)))
-             if a is not None and a.parent is None]
+def all_agents(ctx: RunContext) -> list[AgentState]:
+    """Every agent of the run (read in pages of 500)."""
+    ids = sorted({a for status in AgentStatus for a in ctx.agents.ids(status)})
+    out: list[AgentState] = []
+    for start in range(0, len(ids), 500):
+        out += [a for a in ctx.agents.get_many(ids[start:start + 500]) if a is not None]
+    return out
+
+
+def tally_agents(ctx: RunContext, agents: list[AgentState] | None = None) -> Tally:
+    """The run's agents counted by status, role and reason class, with the starts its caps refused."""
+    tally = Tally().add_all(all_agents(ctx) if agents is None else agents)
+    tally.refuse(int(ctx.agents.usage("run").get("agents_refused", 0)))
+    if tally.refused:
+        cap = ctx.record().limits.max_agents
+        tally.notes.append(f"{tally.refused} agent(s) were never started: the run may start at most {cap} agents "
+                           "(raise --max-agents or SWARM_RUN_MAX_AGENTS)")
+    return tally
+
+
+def root_results(agents: list[AgentState]) -> list[dict[str, JsonValue]]:
     return [{"agent": a.id, "spec": a.spec, "status": a.status.value, "reason": a.reason, "result": a.result}
-            for a in roots]
+            for a in agents if a.parent is None and a.status.terminal]
 
 
 def on_idle(services: SwarmClient, run: RunRecord) -> None:
-    """Idle hook of plain agent runs: the run is complete; its result is what the root agents returned."""
+    """Idle hook of plain agent runs: completed only if every agent finished; partial if some root finished
+    but an agent failed or was stopped (or the agent cap refused one); failed if no root finished."""
     ctx = services.run(run.id)
-    results = root_results(ctx)
-    failed = [r for r in results if r["status"] != AgentStatus.DONE.value]
-    status = RunStatus.COMPLETED if not failed else RunStatus.FAILED
-    reason = None if not failed else f"{len(failed)} of {len(results)} root agents did not finish: " + json.dumps(
-        [r["reason"] for r in failed])[:500]
-    services.runs.transition(run.id, status, reason=reason, result={"roots": results},
-                             only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+    agents = all_agents(ctx)
+    results = root_results(agents)
+    outcome = decide(tally_agents(ctx, agents), useful=any(r["status"] == AgentStatus.DONE.value for r in results))
+    services.runs.transition(run.id, outcome.status, reason=outcome.reason, result={"roots": results},
+                             outcome=outcome, only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
 
 
-__all__ = ["AgentStore", "RunStore", "SpecBook", "on_idle", "start_agents", "watch_idle"]
+__all__ = ["AgentStore", "RunStore", "SpecBook", "all_agents", "on_idle", "start_agents", "tally_agents",
+           "watch_idle"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import redis
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -15,23 +13,9 @@ from coordination.keys import GLOBAL_SCOPE, Keys
 from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore, Versioned, Write
 from swarm_tasks.errors import RunNotFound
+from swarm_tasks.outcome import RunOutcome, RunStatus
 
 RUN_ROOT = "run-root"  # pseudo-parent of every agent of a run: the run is idle when it has no open child
-
-
-class RunStatus(StrEnum):
-    """Where a run is in its life."""
-
-    RUNNING = "running"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"  # every agent the run needed finished its work
-    PARTIAL = "partial"  # it ended, but part of its work was not done (agents failed or were stopped); see reason
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class RunLimits(BaseModel):
@@ -62,6 +46,12 @@ class RunRecord(BaseModel):
     ended_at: float | None = None
     reason: str | None = None
     result: JsonValue = None
+    outcome: RunOutcome | None = None  # set when the run ends: counts and reasons behind its status
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Seconds from creation to its end (None while it runs: see :meth:`RunStore.elapsed_s`)."""
+        return None if self.ended_at is None else max(0.0, self.ended_at - self.created_at)
 
 
 class RunStore:
@@ -107,8 +97,11 @@ class RunStore:
         return [codec.decode(RunRecord, r.data, key=r.key) for r in recs if r is not None]
 
     def transition(self, run_id: str, status: RunStatus, *, reason: str | None = None,
-                   result: JsonValue = None, only_from: tuple[RunStatus, ...] | None = None) -> RunRecord | None:
-        """Move a run to ``status`` (by compare-and-set); None if it was not in ``only_from``."""
+                   result: JsonValue = None, only_from: tuple[RunStatus, ...] | None = None,
+                   outcome: RunOutcome | None = None) -> RunRecord | None:
+        """Move a run to ``status`` (by compare-and-set); None if it was not in ``only_from``.
+
+        An ending without an ``outcome`` (a cancel, a crash of the workflow) gets one saying so."""
         changed: list[RunRecord] = []
         key = self.keys(run_id).run_record()
 
@@ -125,6 +118,8 @@ class RunStore:
                 update["result"] = result
             if status.terminal:
                 update["ended_at"] = self.records.now()
+                update["outcome"] = (outcome or RunOutcome(status=status)).model_copy(
+                    update={"status": status, "reason": update["reason"]})
             new = run.model_copy(update=update)
             changed[:] = [new]
             events = EventLog(self.redis, self.keys(run_id), maxlen=self.settings.event_stream_maxlen)
@@ -132,6 +127,10 @@ class RunStore:
 
         self.records.update(key, fn)
         return changed[0] if changed else None
+
+    def elapsed_s(self, run: RunRecord) -> float:
+        """Seconds the run has taken so far (to its end if it ended), by the store's clock."""
+        return run.elapsed_s if run.elapsed_s is not None else max(0.0, self.records.now() - run.created_at)
 
     def ensure_new(self, run_id: str) -> None:
         if self.exists(run_id):

@@ -16,6 +16,7 @@ from swarm_tasks.agents.tools.control import FinishArgs, SpawnArgs
 from swarm_tasks.agents.toolset import ToolRegistry
 from swarm_tasks.errors import ToolError
 from swarm_tasks.models.types import ChatMessage, ToolCall
+from swarm_tasks.outcome import ReasonClass
 
 INTERRUPTED = ("interrupted: the worker running this call stopped before its result was recorded. "
                "It may or may not have taken effect; check before repeating it.")
@@ -45,6 +46,7 @@ class CallsOutcome:
     control: Finish | Spawn | WaitTasks | None = None
     calls: int = 0
     stop: str | None = None  # a tool broke a contract (a loop, a budget): the agent stops with this reason
+    stop_class: ReasonClass | None = None
 
 
 def tool_message(call_id: str, content: str) -> ChatMessage:

@@ -94,6 +94,8 @@ def spawn(store: AgentStore, spec_for: Callable[[str], AgentSpec], requests: lis
             started.append(store.get(agent_id))
         except LimitReached as exc:
             refused.append((request, f"the run may start at most {exc.cap} agents in total"))
+            # Counted for the run's outcome: work the cap kept from starting is work not done.
+            store.redis.hincrby(store.run_usage, "agents_refused", 1)
     return SpawnOutcome(started, refused)
 
 

@@ -15,6 +15,7 @@ from coordination.run import RunState
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
+from swarm_tasks.outcome import ReasonClass
 from swarm_tasks.runs import RunRecord
 from swarm_tasks.settings import SwarmSettings
 
@@ -51,6 +52,7 @@ class ProgramResult:
     events: list[EmittedEvent] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     counters: dict[str, int] = field(default_factory=dict)  # run-wide live counters, e.g. findings.high
+    reason_class: ReasonClass | None = None  # why it did not finish (default: from its status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from coordination.keys import check_id
 from coordination.run import RunState
 from coordination.store import Limit, Op
 from swarm_tasks.models.types import ChatMessage
+from swarm_tasks.outcome import ReasonClass
 from swarm_tasks.runs import RUN_ROOT
 
 
@@ -76,6 +77,7 @@ class AgentState(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     status: AgentStatus = AgentStatus.READY
     reason: str | None = None
+    reason_class: ReasonClass | None = None  # why it failed or was stopped (see swarm_tasks.outcome)
     seq: int = 0  # step number: a step message names it, so duplicates and stale messages are dropped
     turn: int = 0  # model turns recorded
     owner: str | None = None
@@ -288,6 +290,7 @@ class AgentStore:
             ops.append(self.events.op(f"agent.{new.status.value}", new.id, {
                 "role": new.role, "spec": new.spec, "parent": new.parent, "depth": new.depth,
                 "kind": new.kind, "turn": new.turn, "reason": (new.reason or "")[:300] or None,
+                "class": new.reason_class.value if new.reason_class else None,
                 "labels": new.labels or None, "node": new.last_node,
                 "tokens": new.usage.tokens, "cost_usd": round(new.usage.cost_usd, 6)}))
         if new.status.terminal or new.status is AgentStatus.QUEUED or new.due_at is None:

@@ -39,6 +39,7 @@ from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
 from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError
 from swarm_tasks.models.types import ChatMessage, ToolCall
+from swarm_tasks.outcome import ReasonClass
 from swarm_tasks.runs import RunRecord
 
 NUDGE = ("You replied without calling a tool. Continue the task using your tools, and call `finish` "
@@ -66,7 +67,7 @@ class Turn:
 
     def run(self, record: RunRecord) -> None:
         if not run_is_live(record):
-            self.end(AgentStatus.CANCELLED, f"run {record.status.value}")
+            self.end(AgentStatus.CANCELLED, f"run {record.status.value}", reason_class=ReasonClass.CANCELLED)
         elif self.spec.kind is AgentKind.PROGRAM:
             self.run_program(record)
         elif self.prepared():
@@ -81,7 +82,8 @@ class Turn:
             made = self.holder.wait(self.services.tool_executor.submit(hook, self.program_context()))
             self.read_only = tuple(Path(p) for p in made or ())
         except Exception as exc:  # the agent cannot work without what prepare makes; say why
-            self.end(AgentStatus.FAILED, f"preparing its turn failed: {type(exc).__name__}: {exc}")
+            self.end(AgentStatus.FAILED, f"preparing its turn failed: {type(exc).__name__}: {exc}",
+                     reason_class=ReasonClass.CRASH)
             return False
         return True
 
@@ -89,8 +91,10 @@ class Turn:
     def end(self, status: AgentStatus, reason: str | None, *, result: JsonValue = None,
             append: list[ChatMessage] | None = None, rewrite: list[ChatMessage] | None = None,
             usage: Usage | None = None, extra_ops: list[Op] | None = None,
-            children: list[ChildRequest] | None = None, **changes: object) -> None:
-        """Record the agent as ended; follow-up agents are started first so none is lost in a crash."""
+            children: list[ChildRequest] | None = None, reason_class: ReasonClass | None = None,
+            **changes: object) -> None:
+        """Record the agent as ended; follow-up agents are started first so none is lost in a crash.
+        An agent that did not finish gets a ``reason_class`` (inferred from its status if not given)."""
         follow = self.on_end(Ending(status, reason, result))
         children = [*(children or []), *follow.children]
         extra_ops = [*(extra_ops or []), *self.emitted(follow.events, follow.counters)]
@@ -103,7 +107,11 @@ class Turn:
         total = self.agent.usage.plus(usage) if usage else self.agent.usage
         events = self.turn_event(append, usage) + list(extra_ops or [])
         reason = self.services.redact(reason) if reason else reason
+        if status is not AgentStatus.DONE and reason_class is None:
+            reason_class = {AgentStatus.CANCELLED: ReasonClass.CANCELLED,
+                            AgentStatus.STOPPED: ReasonClass.BUDGET}.get(status, ReasonClass.AGENT_ERROR)
         self.holder.save(self.agent.evolve(status=status, reason=reason, result=result, ended_at=now, updated_at=now,
+                                           reason_class=reason_class if status is not AgentStatus.DONE else None,
                                            owner=None, owner_expires_at=None, due_at=None, usage=total,
                                            inflight=[], **changes),
                          append=append, rewrite=rewrite, usage=usage, extra_ops=events)
@@ -161,10 +169,12 @@ class Turn:
             fn = resolve_callable(self.spec.program)
             result: ProgramResult = self.holder.wait(self.services.tool_executor.submit(fn, pctx))
         except Exception as exc:  # a program bug ends this agent, never the worker
-            self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1)
+            self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1,
+                     reason_class=ReasonClass.CRASH)
             return
         self.end(result.status, result.reason, result=result.result, usage=result.usage,
-                 extra_ops=self.emitted(result.events, result.counters), children=result.children, turn=1)
+                 extra_ops=self.emitted(result.events, result.counters), children=result.children, turn=1,
+                 reason_class=result.reason_class)
 
     def emitted(self, events: list[EmittedEvent], counters: dict[str, int]) -> list[Op]:
         """Ops for a program's or hook's events and live counters, written with the agent's final record."""
@@ -194,7 +204,8 @@ class Turn:
             pending += outcome.messages
             usage = usage.plus(Usage(tool_calls=outcome.calls))
             if outcome.stop is not None:
-                self.end(AgentStatus.STOPPED, outcome.stop, append=pending, usage=usage, **changes)
+                self.end(AgentStatus.STOPPED, outcome.stop, append=pending, usage=usage,
+                         reason_class=outcome.stop_class, **changes)
                 return
             if outcome.control is not None:
                 self.apply_control(outcome.control, pending, usage, **changes)
@@ -204,12 +215,14 @@ class Turn:
             check_run(record.limits, self.ctx.agents.usage("run"), agent.role,
                       self.ctx.agents.usage(f"role:{agent.role}"))
         except BudgetExceeded as exc:
-            self.end(AgentStatus.STOPPED, str(exc), append=pending, usage=usage, **changes)
+            self.end(AgentStatus.STOPPED, budget_reason(exc), append=pending, usage=usage,
+                     reason_class=ReasonClass.BUDGET if exc.scope == "agent" else ReasonClass.COST_CAP, **changes)
             return
         model = self.spec.model or record.models.get(agent.role) or self.settings.model_for(agent.role)
         if not model:
             self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
-                     "SWARM_MODELS, or use the workflow's deterministic mode", append=pending, **changes)
+                     "SWARM_MODELS, or use the workflow's deterministic mode", append=pending,
+                     reason_class=ReasonClass.NO_MODEL, **changes)
             return
         gateway = self.holder.wait(self.services.tool_executor.submit(self.services.model_gateway))
         conversation = history + pending
@@ -226,9 +239,10 @@ class Turn:
                 model, conversation, tools=tools or None, fallbacks=list(self.spec.fallbacks) or None)))
         except ModelError as exc:
             failures = agent.model_failures + 1
-            if failures >= MAX_MODEL_FAILURES:
-                self.end(AgentStatus.FAILED, f"model failed {failures} times in a row: {exc}", append=pending,
-                         rewrite=rewrite, usage=usage, model_failures=failures, **changes)
+            if failures >= MAX_MODEL_FAILURES or exc.permanent:  # a refused key will not be accepted later
+                self.end(AgentStatus.FAILED, model_failure_reason(exc, model, failures), append=pending,
+                         rewrite=rewrite, usage=usage, model_failures=failures,
+                         reason_class=ReasonClass(exc.kind), **changes)
             else:  # a provider outage: try again later, from this same point
                 self.cont(append=pending, rewrite=rewrite, usage=usage, countdown_s=5.0 * failures,
                           model_failures=failures, **changes)
@@ -244,7 +258,7 @@ class Turn:
                                                  self.settings.agent_repeat_limit)
         except LoopDetected as exc:
             self.end(AgentStatus.STOPPED, f"loop detected: {exc}", append=messages, rewrite=rewrite, usage=usage,
-                     **changes)
+                     reason_class=ReasonClass.LOOP, **changes)
             return
         if not reply.tool_calls:  # the model must act through tools; its text is not an ending
             nudge: ChatMessage = {"role": "user", "content": NUDGE}
@@ -260,7 +274,8 @@ class Turn:
         messages += outcome.messages
         usage = usage.plus(Usage(tool_calls=outcome.calls))
         if outcome.stop is not None:
-            self.end(AgentStatus.STOPPED, outcome.stop, append=messages, rewrite=rewrite, usage=usage, **changes)
+            self.end(AgentStatus.STOPPED, outcome.stop, append=messages, rewrite=rewrite, usage=usage,
+                     reason_class=outcome.stop_class, **changes)
             return
         if outcome.control is not None:
             self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
@@ -342,6 +357,8 @@ class Turn:
             except (LoopDetected, BudgetExceeded) as exc:  # a contract violation stops the agent, not the worker
                 kind = "loop detected" if isinstance(exc, LoopDetected) else "budget exceeded"
                 outcome.stop = f"{kind}: {exc}"
+                outcome.stop_class = (ReasonClass.LOOP if isinstance(exc, LoopDetected) else
+                                      ReasonClass.BUDGET if exc.scope == "agent" else ReasonClass.COST_CAP)
                 outcome.messages.append(tool_message(call.id, f"error: {outcome.stop}"))
                 # Nothing else of this turn runs (a finish or spawn included, and calls after it); each
                 # still gets an answer, so every call stays paired with its result.
@@ -440,3 +457,28 @@ class Turn:
         self.ctx.state.events.emit("agent.compacted", self.agent.id, {"replaced": result.replaced,
                                                                        "source": result.summary_source})
         return result.messages, usage
+
+
+def budget_reason(exc: BudgetExceeded) -> str:
+    """A budget stop, said so a user knows which knob it was."""
+    if exc.scope == "run" and exc.kind == "cost_usd":
+        return (f"the run's cost cap was reached: ${exc.used:g} spent of ${exc.limit:g} "
+                "(raise --max-cost or SWARM_RUN_MAX_COST_USD)")
+    if exc.scope.startswith("role ") and exc.kind == "cost_usd":
+        return f"the {exc.scope}'s cost cap was reached: ${exc.used:g} spent of ${exc.limit:g}"
+    knob = {"turns": "SWARM_AGENT_MAX_TURNS", "tokens": "SWARM_AGENT_MAX_TOKENS",
+            "cost_usd": "SWARM_AGENT_MAX_COST_USD", "wall_s": "SWARM_AGENT_MAX_WALL_S"}.get(exc.kind)
+    return f"{exc}" + (f" (the agent's own limit, {knob} unless its spec sets one)" if knob else "")
+
+
+def model_failure_reason(exc: ModelError, model: str, failures: int) -> str:
+    """Why the model call failed, said so a user can act on it (the key to set, the model to check)."""
+    code = f"{exc.status_code} " if exc.status_code else ""
+    name = exc.model or model
+    if exc.kind == "auth":
+        return f"the model {name} was refused ({code}authentication): {exc.advice or 'check its API key'}"
+    if exc.kind == "guard":
+        return f"{exc}"
+    if exc.permanent:
+        return f"the model {name} was not found ({code.strip() or 'unknown model'}): check the model name; {exc}"
+    return f"model failed {failures} times in a row: {exc}"

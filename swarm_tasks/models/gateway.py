@@ -116,6 +116,23 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(status, int) and (status >= 500 or status in (408, 409, 429))
 
 
+def classify(exc: BaseException | None) -> tuple[str, bool]:
+    """The reason class (a :class:`swarm_tasks.outcome.ReasonClass` value) of a failed call, and whether
+    it is permanent (another try cannot help: a refused key, an unknown model)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or status in (401, 403):
+        return "auth", True
+    if isinstance(exc, litellm.NotFoundError) or status == 404:
+        return "model_error", True
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        return "rate_limit", False
+    if isinstance(exc, (litellm.Timeout, TimeoutError)) or status == 408:
+        return "timeout", False
+    if isinstance(exc, litellm.APIConnectionError):
+        return "unreachable", False
+    return "model_error", False
+
+
 def _retry_after(exc: BaseException) -> float | None:
     headers = getattr(getattr(exc, "response", None), "headers", None)
     value = headers.get("retry-after") if headers is not None else None
@@ -198,10 +215,28 @@ class ModelGateway:
             return None
         return self.backoff.delay(retry, self._rng, _retry_after(exc))
 
-    def _failure(self, chain: list[str], attempts: int, errors: list[str]) -> ModelError:
+    def _failure(self, chain: list[str], attempts: int, errors: list[str], last: BaseException | None,
+                 model: str) -> ModelError:
         tried = ", ".join(chain)
+        kind, permanent = classify(last)
+        status = getattr(last, "status_code", None)
         return ModelError(f"model call failed: {tried} ({attempts} attempts); last error: "
-                          f"{errors[-1] if errors else 'none'}")
+                          f"{errors[-1] if errors else 'none'}", kind=kind, model=model, permanent=permanent,
+                          status_code=status if isinstance(status, int) else None,
+                          advice=self.credential_advice(model) if kind == "auth" else "")
+
+    def credential_advice(self, model: str) -> str:
+        """What to do when the provider refused the key for ``model``: the variable to set or check."""
+        if self._api_key:
+            return "check SWARM_API_KEY (the key passed to every model call)"
+        provider = provider_of(model)
+        try:
+            missing = list(litellm.validate_environment(model=model).get("missing_keys") or [])
+        except Exception:
+            missing = []
+        if missing:
+            return "set " + " and ".join(missing)
+        return f"check {provider.upper()}_API_KEY" if provider else "check the provider's API key"
 
     async def complete(self, model: str, messages: list[ChatMessage], *,
                        tools: list[dict[str, Any]] | None = None, fallbacks: list[str] | None = None,
@@ -233,7 +268,7 @@ class ModelGateway:
                     await asyncio.sleep(delay)
                     continue
                 return self._reply(response, current, messages, start, attempts, chain, errors)
-        raise self._failure(chain, attempts, errors) from last
+        raise self._failure(chain, attempts, errors, last, current) from last
 
     def complete_sync(self, model: str, messages: list[ChatMessage], *,
                       tools: list[dict[str, Any]] | None = None, fallbacks: list[str] | None = None,
@@ -257,7 +292,7 @@ class ModelGateway:
                     time.sleep(delay)
                     continue
                 return self._reply(response, current, messages, start, attempts, chain, errors)
-        raise self._failure(chain, attempts, errors) from last
+        raise self._failure(chain, attempts, errors, last, current) from last
 
     # -- replies ----------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Endpoints: POST /v1/chat/completions (JSON or SSE), GET /v1/models, /healthz, /s
 Reach it through litellm's normal OpenAI route: ``model="openai/mock-model", api_base=server.url``.
 Replies follow a :class:`~swarm_tasks.models.script.Script` (same stateless selection as the
 ``scripted`` provider) or, by default, a short text with a call to ``finish`` so agents end.
-Latency (fixed or uniform) and an injected error rate (429/500, seeded) are configurable. Built for
+Latency (fixed or uniform) and an injected error rate (429/500, seeded) are configurable; with
+``api_key`` set, a request without that bearer key is refused with 401, as a provider refuses a bad key. Built for
 thousands of concurrent connections: no per-request logging, a large backlog, RLIMIT_NOFILE raised.
 
     python -m swarm_tasks.models.mock_server --port 8901 --latency 2 --error-rate 0 [--script FILE]
@@ -70,6 +71,7 @@ class Counters:
     requests: int = 0
     replies: int = 0
     injected_errors: int = 0
+    unauthorized: int = 0
     script_errors: int = 0
     bad_requests: int = 0
     streamed: int = 0
@@ -89,12 +91,13 @@ class MockServer:
     """The server: in a background thread (``with MockServer(...) as s:``) or awaited (:meth:`serve`)."""
 
     def __init__(self, latency_s: Latency = 0.0, error_rate: float = 0.0, script: Script | str | None = None,
-                 host: str = "127.0.0.1", port: int = 0, seed: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, seed: int = 0, api_key: str | None = None) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
         self.latency_s = latency_s
         self.error_rate = error_rate
         self.script = script
+        self.api_key = api_key
         self.host = host
         self.port = port
         self.counters = Counters()
@@ -222,6 +225,9 @@ class MockServer:
         counters.in_flight += 1
         counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
         try:
+            if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                counters.unauthorized += 1  # OpenAI's answer to a wrong key
+                return _error(401, "invalid_request_error", "Incorrect API key provided.", code="invalid_api_key")
             try:
                 body = json.loads(await request.read())
                 messages: list[ChatMessage] = body["messages"]
@@ -304,8 +310,8 @@ async def _stream(request: web.Request, reply_id: str, model: str, rendered: Ren
     return response
 
 
-def _error(status: int, kind: str, message: str) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+def _error(status: int, kind: str, message: str, code: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code or kind}}
     return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json")
 
 
@@ -320,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 429/500")
     parser.add_argument("--script", default=None, help="a Script JSON file to play, or py:module:function")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="refuse (401) any request without this bearer key")
     args = parser.parse_args(argv)
     latency: Latency = (args.latency, args.latency_max) if args.latency_max is not None else args.latency
     script: Script | str | None = None
@@ -328,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.script:
         script = Script.load(Path(args.script).absolute())
     server = MockServer(latency_s=latency, error_rate=args.error_rate, script=script, host=args.host,
-                        port=args.port, seed=args.seed)
+                        port=args.port, seed=args.seed, api_key=args.api_key)
 
     async def run() -> None:
         task = asyncio.current_task()

@@ -130,6 +130,18 @@ def test_errors_are_retried_then_model_error(make_gateway: Make, run: Run) -> No
     assert sum(r.attempts for r in replies) == server.counters.requests > 5
 
 
+def test_a_rejected_key_is_a_permanent_auth_error_with_advice(make_gateway: Make, run: Run) -> None:
+    with MockServer(api_key="sk-right") as server:
+        wrong = make_gateway(api_key="sk-wrong", api_base=server.url, model_retries=2)
+        with pytest.raises(ModelError, match=r"\(1 attempts\).*AuthenticationError") as caught:
+            run(wrong.complete(MODEL, MSGS))
+        assert caught.value.kind == "auth" and caught.value.permanent and caught.value.status_code == 401
+        assert caught.value.model == MODEL and "SWARM_API_KEY" in caught.value.advice
+        assert server.counters.unauthorized == 1 and server.counters.replies == 0  # never retried
+        reply = run(make_gateway(api_key="sk-right", api_base=server.url).complete(MODEL, MSGS))
+        assert reply.content == "Done." and server.counters.replies == 1
+
+
 def test_script_errors_map_to_litellm_errors(make_gateway: Make, run: Run) -> None:
     script = Script(name="bad", steps=[Step(error="bad_request")])
     expected = pytest.raises(ModelError, match=r"\(1 attempts\).*BadRequestError")

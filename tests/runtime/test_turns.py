@@ -9,6 +9,7 @@ import pytest
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import Limits
 from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.outcome import ReasonClass
 from swarm_tasks.runs import RunStatus
 
 
@@ -179,6 +180,7 @@ def test_cost_budgets_of_agent_role_and_run_hold_for_a_priced_model(swarm_settin
                                                                    free.usage.completion_tokens))
         assert free.usage.cost_usd > 0.05
         assert capped.status is AgentStatus.STOPPED and capped.reason.startswith("agent budget exceeded: cost_usd")
+        assert capped.reason_class is ReasonClass.BUDGET and "SWARM_AGENT_MAX_COST_USD" in capped.reason
         assert agents.usage("run")["cost_usd"] == pytest.approx(free.usage.cost_usd + capped.usage.cost_usd)
 
         for limits, scope in ((RunLimits(max_cost_usd=0.05), "run"),
@@ -187,7 +189,8 @@ def test_cost_budgets_of_agent_role_and_run_hold_for_a_priced_model(swarm_settin
             rt.drain()
             agents = rt.agents(run.id)
             (stopped,) = agents.get_many(agents.ids(AgentStatus.STOPPED))
-            assert stopped.turn < 5 and "cost_usd" in stopped.reason and scope in stopped.reason
+            assert stopped.turn < 5 and f"the {scope}'s cost cap was reached: $" in stopped.reason
+            assert stopped.reason_class is ReasonClass.COST_CAP
     finally:
         rt.close()
 
