@@ -51,6 +51,7 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runs: list[str] = []
+        self._newest: str | None = None
         self._runs_at = 0.0
         self._swept_at = 0.0
         self._groups: dict[str, StreamGroup] = {}
@@ -87,9 +88,15 @@ class ControlLoop:
 
     # -- one cycle -------------------------------------------------------------------------------
     def live_runs(self) -> list[str]:
-        if time.monotonic() - self._runs_at > 2.0:
-            self._runs = [r.id for r in self.services.runs.list(limit=200)
+        # A full listing every 2 s, and at once when a new run appears: a short run's idle wake-up
+        # otherwise waited up to 2 s for the loop to learn of the run (most of a small review's time).
+        runs = self.services.runs
+        head = runs.redis.zrevrange(runs.index_key, 0, 0)
+        newest = head[0].decode() if head else None
+        if time.monotonic() - self._runs_at > 2.0 or newest != self._newest:
+            self._runs = [r.id for r in runs.list(limit=200)
                           if r.status in (RunStatus.RUNNING, RunStatus.FINALIZING)]
+            self._newest = newest
             self._runs_at = time.monotonic()
         return self._runs
 
