@@ -179,6 +179,10 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
         for name in ("report.md", "report.json", "report.sarif"):
             if (report_dir / name).exists():
                 shutil.copy2(report_dir / name, out / name)
+        if (out / "report.md").exists():  # its links lead to the repository from where it now is
+            from swarm_tasks.review.report_markdown import render_markdown
+
+            (out / "report.md").write_text(render_markdown(run.report(), directory=out))
         report_dir = out
     counts = result.get("by_severity") or {}
     if as_json:
@@ -383,7 +387,9 @@ def report(run_id: str, fmt: str, out: Path | None) -> int:
 
     with _client() as swarm:
         data = swarm.run(run_id).report()
-        text = {"md": render_markdown, "json": render_json, "sarif": render_sarif}[fmt](data)
+        where = out.parent if out is not None else Path.cwd()  # Markdown links lead from there to the files
+        text = render_markdown(data, directory=where) if fmt == "md" else {
+            "json": render_json, "sarif": render_sarif}[fmt](data)
         if out is not None:
             out.write_text(text)
             console.print(f"wrote {out}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
-from swarm_tasks.review.enums import RiskLevel
+from swarm_tasks.review.enums import RiskLevel, Severity
 from swarm_tasks.review.languages import Language
 from swarm_tasks.review.records import Record
 
@@ -28,6 +28,8 @@ DEFAULT_MINIFIED_GLOBS = ("*.min.js", "*.min.mjs", "*-min.js", "*.bundle.js")
 DEFAULT_RUFF_QUALITY = ("E9", "E711", "E712", "E713", "E714", "E721", "E722", "F", "B", "BLE", "PLE", "PLW",
                         "ASYNC", "RUF006")
 DEFAULT_RUFF_DOCS = ("D100", "D101", "D102", "D103", "D104")
+# Style rules aggregated across the whole repository (documentation rules always are).
+DEFAULT_REPOSITORY_WIDE_RULES = ("JS-VAR", "JS-LOOSE-EQUALITY", "E7*", "F401", "PLW*")
 
 
 class ReviewConfig(Record):
@@ -78,6 +80,25 @@ class ReviewConfig(Record):
     analyzer_timeout_s: float = Field(default=60.0, gt=0, description="Seconds per analyzer subprocess.")
     evidence_max_lines: int = Field(default=6, ge=1, description="Code lines quoted as a finding's evidence.")
     top_findings: int = Field(default=25, ge=1, description="Findings listed in the Markdown summary.")
+
+    summary_min_severity: Severity = Field(
+        default=Severity.MEDIUM, description="The Markdown summary lists findings at or above this; the rest are "
+        "counted there and listed in JSON and SARIF.")
+    aggregate_min_count: int = Field(
+        default=2, ge=2, description="A low or info rule firing this many times becomes one finding with the count "
+        "and every location (per file; across the repository for documentation and repository_wide_rules).")
+    repository_wide_rules: tuple[str, ...] = Field(default=DEFAULT_REPOSITORY_WIDE_RULES,
+                                                   description="Rule globs aggregated across files.")
+    honor_noqa: bool = Field(default=False, description="Honour the reviewed code's own # noqa (quality and "
+                             "documentation) and # nosec (security) comments. `# swarm: ignore[RULE] reason` "
+                             "is always honoured.")
+    baseline_fingerprints: tuple[str, ...] = Field(
+        default=(), description="Fingerprints of known findings (from an earlier report): only new ones are reported.")
+    since: str | None = Field(default=None, description="Review only files changed since this git ref (their "
+                              "imports are still followed).")
+    baseline_label: str | None = Field(default=None, description="Where the baseline came from, for the report.")
+    link_base: str | None = Field(default=None, description="URL prefix for links to files in the Markdown report "
+                                  "(e.g. https://github.com/o/r/blob/<sha>/); default: relative to the report.")
 
     def resolved_third_party_roots(self, root: Path) -> tuple[Path, ...]:
         """Configured third-party roots made absolute against the repository root."""

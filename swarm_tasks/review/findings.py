@@ -19,12 +19,14 @@ def finding_id(file: str, start_line: int, end_line: int, rule: str) -> str:
 
 
 class Location(Record):
-    """Another place in the code that matters to a finding (a caller, the taint source, another use)."""
+    """Another place in the code that matters to a finding (a caller, the taint source, another use), or
+    another occurrence of an aggregated finding (then ``fingerprint`` identifies it for baselines)."""
 
     file: str
     start_line: int = Field(ge=1)
     end_line: int = Field(ge=1)
     message: str = ""
+    fingerprint: str = ""
 
     @model_validator(mode="after")
     def _ordered(self) -> Location:
@@ -42,6 +44,13 @@ class Reporter(Record):
     rule: str
     severity: Severity
     confidence: float = Field(ge=0.0, le=1.0)
+    role: str = Field(default="", description="Who this is, for people: 'security reviewer', 'taint-trace "
+                      "sub-reviewer' (filled in when the report is assembled).")
+
+    def label(self) -> str:
+        """The role with its tool: 'security reviewer (bandit)', 'taint-trace sub-reviewer'."""
+        role = self.role or f"{self.tool}"
+        return role if self.tool in role else f"{role} ({self.tool})"
 
 
 class Finding(Record):
@@ -50,6 +59,9 @@ class Finding(Record):
     ``confidence`` is a probability in [0, 1] everywhere (analyzers map their own scale onto it, and
     merging combines independent reports as 1 - prod(1 - c)). ``source``/``tool``/``agent_id`` name the
     primary reporter; ``reporters`` lists every reviewer that reported it, the primary included.
+    ``reachable``: untrusted input was traced to it (the severity table then gives its higher severity).
+    ``count`` > 1: an aggregated finding, the same rule at ``count`` places: this one and ``occurrences``.
+    ``fingerprint`` identifies the finding across runs whatever its line numbers (baselines use it).
     """
 
     id: str = ""
@@ -72,6 +84,10 @@ class Finding(Record):
     notes: list[str] = Field(default_factory=list)
     origin: FileOrigin = FileOrigin.REPOSITORY
     package: str | None = None
+    reachable: bool = False
+    count: int = Field(default=1, ge=1)
+    occurrences: list[Location] = Field(default_factory=list)
+    fingerprint: str = ""
 
     @model_validator(mode="after")
     def _complete(self) -> Finding:
@@ -98,9 +114,24 @@ class Finding(Record):
         return (self.file == other.file and self.start_line <= other.end_line
                 and other.start_line <= self.end_line)
 
-    def sort_key(self) -> tuple[int, str, int, str, str]:
-        """Most severe first, then by place, rule and id: the order of every report."""
-        return (-self.severity.rank, self.file, self.start_line, self.rule, self.id)
+    def sort_key(self) -> tuple[int, int, str, int, str, str]:
+        """Most severe first, single flaws before aggregated notes, then by place, rule and id: the order
+        of every report."""
+        return (-self.severity.rank, 0 if self.count == 1 else 1, self.file, self.start_line, self.rule, self.id)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this finding occurs in (more than one for a repository-wide aggregate)."""
+        return list(dict.fromkeys([self.file, *(o.file for o in self.occurrences)]))
+
+    def places(self) -> list[Location]:
+        """Where it occurs: its own location, then every other occurrence of an aggregated finding."""
+        return [Location(file=self.file, start_line=self.start_line, end_line=self.end_line,
+                         fingerprint=self.fingerprint), *self.occurrences]
+
+    def occurs_at(self, file: str, line: int) -> bool:
+        """Whether one of its places is ``file`` with ``line`` in its range."""
+        return any(p.file == file and p.start_line <= line <= p.end_line for p in self.places())
 
     @property
     def confidence_label(self) -> str:

@@ -17,10 +17,11 @@ from swarm_tasks.agents.program import FollowUp, ProgramContext
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.errors import ToolError
 from swarm_tasks.review.analyzers import run_reviewer
-from swarm_tasks.review.enums import ReviewerKind, RiskLevel, ScanFlag
-from swarm_tasks.review.findings import Finding, FindingDraft
+from swarm_tasks.review.enums import FindingSource, ReviewerKind, RiskLevel, ScanFlag
+from swarm_tasks.review.findings import MODEL_TOOL_PREFIX, Finding, FindingDraft, Reporter
 from swarm_tasks.review.job import job_from_spec, review_root
 from swarm_tasks.review.scan import quick_scan
+from swarm_tasks.review.severity import calibrate
 from swarm_tasks.review.source import SkippedPath
 from swarm_tasks.review.swarm import (
     FileInput,
@@ -58,6 +59,7 @@ End by calling `finish` with result {{"findings": [ ... ]}} (an empty list if th
 SUBREVIEWER_INSTRUCTIONS = """You are a {kind} sub-reviewer: a specialist sent because a reviewer reported a
 serious finding. Follow it across the repository with `read_file`, `grep` and `trace_finding` (a deterministic
 tracer for your speciality): where the data comes from, who calls the code, whether it is reachable.
+Say "confirmed": true only when you established that untrusted input reaches the flaw.
 End by calling `finish` with result {{"summary": "what you established", "confirmed": true|false,
 "findings": [ ... ]}} listing any additional problems found (same finding fields as reviewers use).
 """
@@ -103,10 +105,26 @@ def drafts_to_findings(raw: JsonValue, model: str, agent_id: str) -> list[Findin
     out: list[Finding] = []
     for item in raw:
         try:
-            out.append(_DRAFTS.validate_python([item])[0].to_finding(model, agent_id))
+            out.append(calibrate(_DRAFTS.validate_python([item])[0].to_finding(model, agent_id)))
         except (ValidationError, ValueError):
             continue
     return out
+
+
+def confirmed_finding(agent_input: JsonValue, result: JsonValue, model: str, agent_id: str) -> Finding | None:
+    """The finding a model sub-reviewer was sent for, when it confirmed it (``confirmed: true``): marked
+    reachable and credited to the sub-reviewer, as a deterministic sub-reviewer's update is."""
+    if not isinstance(result, dict) or result.get("confirmed") is not True or not isinstance(agent_input, dict):
+        return None
+    try:
+        finding = Finding.model_validate(agent_input.get("finding"))
+    except ValidationError:
+        return None
+    reporter = Reporter(source=FindingSource.MODEL, tool=MODEL_TOOL_PREFIX + model, agent_id=agent_id,
+                        rule=finding.rule, severity=finding.severity, confidence=finding.confidence)
+    confirmed = calibrate(finding.model_copy(update={"reachable": True}))
+    return confirmed.model_copy(update={"reporters": [*confirmed.reporters, reporter.model_copy(
+        update={"severity": confirmed.severity})]})
 
 
 # -- hooks: the agent's view of the repository, and what its result leads to ----------------------

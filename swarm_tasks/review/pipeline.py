@@ -21,6 +21,7 @@ from swarm_tasks.review.imports import ImportResolver
 from swarm_tasks.review.inventory import build_inventory
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.report import AgentRole, AgentRun, Report, ReviewedFile, ReviewMode
+from swarm_tasks.review.results import refine, report_settings
 from swarm_tasks.review.scan import ScanResult, quick_scan
 from swarm_tasks.review.source import SourceFile
 from swarm_tasks.review.subreview_rules import (
@@ -71,11 +72,12 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     index = CodeIndex(base, [*inventory.files, *(d.file for d in graph.files)])
     findings = _run_subreviews(merge_findings(findings), rules, scans, index, config, agents)
     findings.extend(dependency_findings(findings, graph, index))
+    refined = refine(findings, index, config, agents)
     return Report(root=str(base), run_id=run_id, mode=ReviewMode.DETERMINISTIC, started_at=started,
                   finished_at=datetime.now(UTC), files_scanned=len(inventory.files),
-                  findings=merge_findings(findings), reviewed=reviewed,
+                  findings=refined.findings, reviewed=reviewed,
                   skipped=[*inventory.skipped, *graph.skipped], dependencies=graph,
-                  agents=agents)
+                  agents=agents, **report_settings(config, refined))
 
 
 def _reviewed_files(flagged: list[SourceFile], graph: DependencyGraph,

@@ -14,6 +14,7 @@ from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.languages import Language
 from swarm_tasks.review.records import Record
 from swarm_tasks.review.source import SkippedPath
+from swarm_tasks.review.suppress import SuppressedFinding
 
 
 class ReviewMode(StrEnum):
@@ -89,6 +90,13 @@ class Report(Record):
     agents: list[AgentRun] = Field(default_factory=list)
     usage: Usage | None = None
     notes: list[str] = Field(default_factory=list)
+    suppressed: list[SuppressedFinding] = Field(default_factory=list, description="Findings markers in the code "
+                                                "suppressed (# swarm: ignore[...], and # noqa/# nosec if honoured).")
+    baseline: str | None = Field(default=None, description="The earlier report findings were compared with.")
+    baseline_known: int = Field(default=0, ge=0, description="Findings left out because the baseline has them.")
+    since: str | None = Field(default=None, description="Only files changed since this git ref were reviewed.")
+    summary_min_severity: Severity = Severity.MEDIUM
+    link_base: str | None = None
 
     def by_severity(self) -> dict[Severity, int]:
         """Finding counts for every severity, most severe first (zeros included)."""

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from swarm_tasks.review.enums import FileOrigin, ReviewReason
+from swarm_tasks.review.enums import FileOrigin, ReviewReason, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.report import Report, ReviewMode
 
 MAX_RELATED = 5
+MAX_OCCURRENCES = 10
 MAX_SKIPPED_LISTED = 40
+MAX_BELOW_LISTED = 30
+MAX_SUPPRESSED_LISTED = 30
 
 
-def _link(file: str, line: int) -> str:
+def _link(file: str, line: int, base: str = "") -> str:
+    """A link to a line: ``base`` + the path relative to the repository root (``base`` is a forge URL
+    such as ``https://github.com/o/r/blob/<sha>/``, or the way from the report's directory to the root)."""
     label = f"{file}:{line}"
     if file.startswith("/"):
         return f"`{label}`"  # outside the repository: no link would work
-    return f"[`{label}`]({quote(file)}#L{line})"
+    return f"[`{label}`]({base}{quote(file)}#L{line})"
+
+
+def link_base_for(report: Report, directory: Path | None) -> str:
+    """Where links point: the report's ``link_base`` URL when set, else the repository root as seen from
+    ``directory`` (where the Markdown file is written), else root-relative (the file sits at the root)."""
+    if report.link_base:
+        return report.link_base if report.link_base.endswith("/") else report.link_base + "/"
+    if directory is None:
+        return ""
+    rel = os.path.relpath(report.root, directory.resolve())
+    return "" if rel == "." else quote(rel) + "/"
 
 
 def _cell(text: str) -> str:
@@ -35,8 +52,11 @@ def _mode_line(report: Report) -> str:
     return f"**Model and deterministic review**: {models} plus analyzers."
 
 
-def render_markdown(report: Report, top: int = 25) -> str:
-    """The Markdown summary: counts, top findings with file:line links, sources, agents, files, cost."""
+def render_markdown(report: Report, top: int = 25, *, directory: Path | None = None) -> str:
+    """The Markdown summary: counts, the findings at or above the report's summary threshold with
+    file:line links (relative to ``directory``, where the file will be written, unless the report has a
+    link base), what was below it, suppressed or in the baseline, sources, agents, files, cost."""
+    base = link_base_for(report, directory)
     name = PurePosixPath(report.root).name or report.root
     flagged = sum(1 for r in report.reviewed if r.reason is ReviewReason.FLAGGED)
     out = [f"# Code review: {name}", "", _mode_line(report), ""]
@@ -59,7 +79,11 @@ def render_markdown(report: Report, top: int = 25) -> str:
     out += ["", "## Where findings came from", "",
             f"- Analyzers only: {sources['analyzer']}", f"- Models only: {sources['model']}",
             f"- Both: {sources['both']}", ""]
-    out += _top_findings(report.findings[:top], len(report.findings))
+    floor = report.summary_min_severity
+    shown = [f for f in report.findings if f.severity.rank >= floor.rank]
+    out += _top_findings(shown[:top], len(shown), floor, base)
+    out += _below_threshold([f for f in report.findings if f.severity.rank < floor.rank], floor, base)
+    out += _suppressed(report, base)
     out += _dependencies(report)
     out += _skipped(report)
     out += _agents(report)
@@ -68,30 +92,77 @@ def render_markdown(report: Report, top: int = 25) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _top_findings(findings: list[Finding], total: int) -> list[str]:
-    out = [f"## Top findings ({len(findings)} of {total})", ""]
+def found_by(f: Finding) -> str:
+    """Who found it, by role and analyzer: 'security reviewer (bandit), taint-trace sub-reviewer'."""
+    return ", ".join(dict.fromkeys(r.label() for r in f.reporters))
+
+
+def _top_findings(findings: list[Finding], total: int, floor: Severity, base: str) -> list[str]:
+    scope = "" if floor is Severity.INFO else f", {floor.value} and worse"
+    out = [f"## Top findings ({len(findings)} of {total}{scope})", ""]
     for n, f in enumerate(findings, start=1):
-        tools = sorted({r.tool for r in f.reporters})
-        agents = sorted({r.agent_id for r in f.reporters if r.agent_id})
         origin = "analyzer" if f.analyzer_only else "model" if all(
             r.source.value == "model" for r in f.reporters) else "analyzer + model"
         pkg = f" (third-party package `{f.package}`)" if f.origin is FileOrigin.THIRD_PARTY and f.package else ""
-        out.append(f"{n}. **[{f.severity.value.upper()}] {_cell(f.title)}** - {_link(f.file, f.start_line)}{pkg}")
+        out.append(f"{n}. **[{f.severity.value.upper()}] {_cell(f.title)}** - "
+                   f"{_link(f.file, f.start_line, base)}{pkg}")
         out.append(f"   - Rule `{f.rule}`{f' ({f.cwe})' if f.cwe else ''}, category {f.category.value}, "
-                   f"confidence {f.confidence:.2f} ({f.confidence_label}), from {origin}: {', '.join(tools)}")
-        if agents:
-            out.append(f"   - Reported by: {', '.join(f'`{a}`' for a in agents[:6])}"
-                       + (f" and {len(agents) - 6} more" if len(agents) > 6 else ""))
+                   f"confidence {f.confidence:.2f} ({f.confidence_label}), from {origin}"
+                   + (", input reaches it" if f.reachable else ""))
+        out.append(f"   - Found by: {found_by(f)}")
         if f.evidence:
             fence = "````" if "```" in f.evidence else "```"
             out += [f"   {fence}", *(f"   {line}" for line in f.evidence.splitlines()), f"   {fence}"]
         if f.recommendation:
             out.append(f"   - Fix: {f.recommendation}")
+        out += _occurrences(f, base)
         for loc in f.related[:MAX_RELATED]:
-            out.append(f"   - Related: {_link(loc.file, loc.start_line)} {loc.message}")
+            out.append(f"   - Related: {_link(loc.file, loc.start_line, base)} {loc.message}")
         if len(f.related) > MAX_RELATED:
             out.append(f"   - ... and {len(f.related) - MAX_RELATED} more related locations")
         out += [f"   - Note: {note}" for note in f.notes]
+    return [*out, ""]
+
+
+def _occurrences(f: Finding, base: str) -> list[str]:
+    if not f.occurrences:
+        return []
+    shown = ", ".join(_link(o.file, o.start_line, base) for o in f.occurrences[:MAX_OCCURRENCES])
+    more = f" and {len(f.occurrences) - MAX_OCCURRENCES} more (all in report.json and report.sarif)" \
+        if len(f.occurrences) > MAX_OCCURRENCES else ""
+    return [f"   - {f.count} occurrences; also at {shown}{more}"]
+
+
+def _below_threshold(findings: list[Finding], floor: Severity, base: str) -> list[str]:
+    if not findings:
+        return []
+    counts = Counter(f.severity.value for f in findings)
+    occurrences = sum(f.count for f in findings)
+    out = [f"## Below {floor.value} ({len(findings)} findings, {occurrences} occurrences)", "",
+           ", ".join(f"{sev}: {n}" for sev, n in counts.items()) + " - in report.json and report.sarif; "
+           "`summary_min_severity` lists them here.", ""]
+    for f in findings[:MAX_BELOW_LISTED]:
+        out.append(f"- [{f.severity.value}] `{f.rule}` {_cell(f.title)} - {_link(f.file, f.start_line, base)}")
+    if len(findings) > MAX_BELOW_LISTED:
+        out.append(f"- ... and {len(findings) - MAX_BELOW_LISTED} more")
+    return [*out, ""]
+
+
+def _suppressed(report: Report, base: str) -> list[str]:
+    out: list[str] = []
+    if report.baseline:
+        out += [f"Baseline `{report.baseline}`: {report.baseline_known} known finding(s) left out; "
+                "only new findings are listed.", ""]
+    if report.since:
+        out += [f"Only files changed since `{report.since}` were reviewed (their imports were followed).", ""]
+    if not report.suppressed:
+        return out
+    out += [f"## Suppressed in the code ({len(report.suppressed)})", ""]
+    for s in report.suppressed[:MAX_SUPPRESSED_LISTED]:
+        out.append(f"- [{s.severity.value}] `{s.rule}` {_cell(s.title)} - {_link(s.file, s.start_line, base)} "
+                   f"(`{s.marker}` at line {s.marker_line}: {_cell(s.reason)})")
+    if len(report.suppressed) > MAX_SUPPRESSED_LISTED:
+        out.append(f"- ... and {len(report.suppressed) - MAX_SUPPRESSED_LISTED} more")
     return [*out, ""]
 
 

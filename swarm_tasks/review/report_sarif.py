@@ -89,6 +89,9 @@ class ResultProperties(_Sarif):
     cwe: str | None = None
     tools: list[str]
     agents: list[str]
+    found_by: list[str] = Field(default_factory=list, alias="foundBy")
+    occurrences: int = 1
+    reachable: bool = False
     notes: list[str] = Field(default_factory=list)
     package: str | None = None
 
@@ -167,21 +170,26 @@ def _rules(findings: list[Finding]) -> list[Rule]:
 def _result(f: Finding, index: int) -> Result:
     region = Region(start_line=f.start_line, end_line=f.end_line,
                     snippet=Snippet(text=f.evidence) if f.evidence else None)
-    related = [SarifLocation(id=i, message=Message(text=loc.message or "related"),
+    # An aggregated finding is one result: its other occurrences are related locations, then the rest.
+    places = [(loc, f"also here ({f.rule}): {loc.message}" if loc.message else f"also here ({f.rule})")
+              for loc in f.occurrences] + [(loc, loc.message or "related") for loc in f.related]
+    related = [SarifLocation(id=i, message=Message(text=message),
                              physical_location=PhysicalLocation(
                                  artifact_location=_artifact(loc.file),
                                  region=Region(start_line=loc.start_line, end_line=loc.end_line)))
-               for i, loc in enumerate(f.related, start=1)]
+               for i, (loc, message) in enumerate(places, start=1)]
     text = f.title + (f" Fix: {f.recommendation}" if f.recommendation else "")
+    prints = {"swarmFindingId/v1": f.id, **({"swarmFingerprint/v1": f.fingerprint} if f.fingerprint else {})}
     return Result(
         rule_id=f.rule, rule_index=index, level=LEVEL[f.severity], message=Message(text=text),
         locations=[SarifLocation(physical_location=PhysicalLocation(artifact_location=_artifact(f.file),
                                                                     region=region))],
-        related_locations=related or None, partial_fingerprints={"swarmFindingId/v1": f.id},
+        related_locations=related or None, partial_fingerprints=prints,
         properties=ResultProperties(severity=f.severity.value, category=f.category.value, confidence=f.confidence,
                                     cwe=f.cwe, tools=sorted({r.tool for r in f.reporters}),
-                                    agents=sorted({r.agent_id for r in f.reporters if r.agent_id}), notes=f.notes,
-                                    package=f.package))
+                                    agents=sorted({r.agent_id for r in f.reporters if r.agent_id}),
+                                    found_by=list(dict.fromkeys(r.label() for r in f.reporters)),
+                                    occurrences=f.count, reachable=f.reachable, notes=f.notes, package=f.package))
 
 
 def build_sarif(report: Report) -> SarifLog:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from swarm_tasks.review.enums import FindingSource, Severity
-from swarm_tasks.review.findings import Finding, Location, Reporter, at_least
+from swarm_tasks.review.enums import FindingSource
+from swarm_tasks.review.findings import Finding, Location, Reporter
 from swarm_tasks.review.records import Record
+from swarm_tasks.review.severity import calibrate
 from swarm_tasks.review.subreview_rules import SubreviewRequest
 
 
@@ -29,15 +30,19 @@ class FindingUpdate:
         self.related: list[Location] = []
         self.notes: list[str] = []
         self.confidence = finding.confidence
-        self.severity = finding.severity
+        self.reachable = finding.reachable
 
     def relate(self, file: str, line: int, message: str) -> None:
         """Add a related location (deduplicated on apply)."""
         self.related.append(Location(file=file, start_line=max(1, line), end_line=max(1, line), message=message))
 
-    def confirm(self, floor: Severity = Severity.CRITICAL, confidence: float = 0.95) -> None:
-        """Evidence that the problem is real and reachable."""
-        self.severity = at_least(self.severity, floor)
+    def confirm(self, confidence: float = 0.95) -> None:
+        """Evidence that the problem is real and that untrusted input reaches it."""
+        self.reachable = True
+        self.confidence = max(self.confidence, confidence)
+
+    def corroborate(self, confidence: float) -> None:
+        """Evidence that the problem is real (not about reachability)."""
         self.confidence = max(self.confidence, confidence)
 
     def doubt(self, factor: float) -> None:
@@ -53,9 +58,10 @@ class FindingUpdate:
             if (loc.file, loc.start_line, loc.message) not in seen:
                 seen.add((loc.file, loc.start_line, loc.message))
                 related.append(loc)
+        updated = calibrate(old.model_copy(update={"reachable": self.reachable}))
         reporter = Reporter(source=FindingSource.ANALYZER, tool=str(self.request.reviewer),
-                            agent_id=self.request.agent_id, rule=old.rule, severity=self.severity,
+                            agent_id=self.request.agent_id, rule=old.rule, severity=updated.severity,
                             confidence=self.confidence)
-        return old.model_copy(update={
+        return updated.model_copy(update={
             "related": related, "notes": [*old.notes, *self.notes], "confidence": self.confidence,
-            "severity": self.severity, "reporters": [*old.reporters, reporter]})
+            "reporters": [*updated.reporters, reporter]})

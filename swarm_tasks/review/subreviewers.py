@@ -13,6 +13,7 @@ from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.enums import Category, Severity, SubReviewerKind
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.languages import Language
+from swarm_tasks.review.severity import TEST_PATH
 from swarm_tasks.review.source import quote_lines
 from swarm_tasks.review.subreview_models import FindingUpdate, SubreviewOutcome
 from swarm_tasks.review.subreview_rules import SubreviewRequest
@@ -20,7 +21,6 @@ from swarm_tasks.review.taint import trace
 
 _ASSIGNED = re.compile(r"""([\w$.]+)['"]?\s*[:=]\s*(?:[\w$.]+\s*\(\s*)?['"]([^'"]{4,})['"]""")
 _LOGGING = re.compile(r"\b(?:print|logging\.\w+|log(?:ger)?\.\w+|console\.\w+|warn|debug|info|error)\s*\(")
-_TESTS = re.compile(r"(^|/)(tests?|spec|__tests__|fixtures?)(/|$)|(^|/)test_[^/]*$|_test\.py$|\.(test|spec)\.[jt]sx?$")
 
 
 def run_subreviewer(request: SubreviewRequest, finding: Finding, index: CodeIndex) -> SubreviewOutcome:
@@ -56,12 +56,11 @@ def secret_exposure(request: SubreviewRequest, finding: Finding, index: CodeInde
             update.relate(path, number, "copy of the secret value" if copy else f"uses {name}")
             if _LOGGING.search(text):
                 new.append(_logged(request, path, number, name, index))
-    if _TESTS.search(finding.file):
+    if TEST_PATH.search(finding.file):  # the severity table lowers findings in test code
         update.doubt(0.5)
-        update.severity = Severity.MEDIUM
         update.notes.append("secret-exposure: the secret is in test code")
     if pyast.SECRET_VALUE.search(value):
-        update.confirm(Severity.HIGH, 0.95)
+        update.corroborate(0.95)
         update.notes.append("secret-exposure: the value has the format of a live credential")
     update.notes.append(f"secret-exposure: {name} is used or copied at {uses} other place(s), logged at {len(new)}")
     return SubreviewOutcome(request=request, finding=update.apply(), new_findings=new, summary=update.notes[-1])

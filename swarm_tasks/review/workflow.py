@@ -23,12 +23,13 @@ from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.imports import UnresolvedImport
 from swarm_tasks.review.job import ReviewJob, job_from_spec, review_root
 from swarm_tasks.review.merge import merge_findings
-from swarm_tasks.review.model_agents import drafts_to_findings
+from swarm_tasks.review.model_agents import confirmed_finding, drafts_to_findings
 from swarm_tasks.review.pipeline import dependency_findings
 from swarm_tasks.review.report import AgentRole, AgentRun, Report, ReviewedFile, ReviewMode, Usage
 from swarm_tasks.review.report_json import parse_json, render_json
 from swarm_tasks.review.report_markdown import render_markdown
 from swarm_tasks.review.report_sarif import render_sarif
+from swarm_tasks.review.results import refine, report_settings
 from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.specs import review_specs
 from swarm_tasks.review.swarm import INVENTORY, SCAN
@@ -96,7 +97,7 @@ def redacted(report: Report, redact: Redactor) -> Report:
 
 def write_report(report: Report, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.md").write_text(render_markdown(report))
+    (directory / "report.md").write_text(render_markdown(report, directory=directory))
     (directory / "report.json").write_text(render_json(report))
     (directory / "report.sarif").write_text(render_sarif(report))
     return directory
@@ -142,15 +143,16 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
     graph.skipped = [s for path, s in sorted(dep_skipped.items()) if path not in reviewed_paths]
     index = CodeIndex(root, [*_inventory_files(root, job), *(d.file for d in graph.files)])
     merged = merge_findings(findings)
-    merged = merge_findings([*merged, *dependency_findings(merged, graph, index)])
+    runs = [agent_run(a) for a in agents]
+    refined = refine([*merged, *dependency_findings(merged, graph, index)], index, job.config, runs)
     usage = ctx.agents.usage("run")
     notes = [f"{a.spec} agent {a.id} ended {a.status.value}: {a.reason}" for a in agents
              if a.status is not AgentStatus.DONE][:50]
     return Report(root=str(root), run_id=run.id, mode=ReviewMode(job.mode), models=sorted(set(job.models.values())),
                   started_at=datetime.fromtimestamp(run.created_at, UTC), finished_at=datetime.now(UTC),
-                  files_scanned=files_scanned, findings=merged, reviewed=reviewed,
+                  files_scanned=files_scanned, findings=refined.findings, reviewed=reviewed,
                   skipped=list(skipped.values()), dependencies=graph,
-                  agents=[agent_run(a) for a in agents], notes=notes,
+                  agents=runs, notes=notes, **report_settings(job.config, refined),
                   usage=Usage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                               completion_tokens=int(usage.get("completion_tokens", 0)),
                               cost_usd=float(usage.get("cost_usd", 0.0))))
@@ -167,7 +169,9 @@ def agent_findings(agent: AgentState) -> list[Finding]:
     result = agent.result if isinstance(agent.result, dict) else {}
     if agent.kind == "llm":
         body = result.get("result") if isinstance(result.get("result"), dict) else {}
-        return drafts_to_findings(body.get("findings"), agent.model or "model", agent.id)
+        found = drafts_to_findings(body.get("findings"), agent.model or "model", agent.id)
+        confirmed = confirmed_finding(agent.input, body, agent.model or "model", agent.id)
+        return found if confirmed is None else [confirmed, *found]
     raw = list(result.get("findings") or []) + list(result.get("new_findings") or [])
     if isinstance(result.get("finding"), dict):
         raw.append(result["finding"])

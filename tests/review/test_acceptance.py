@@ -29,8 +29,8 @@ def report() -> Report:
 @pytest.mark.parametrize("expected", EXPECTED["findings"], ids=[e["id"] for e in EXPECTED["findings"]])
 def test_planted_problem_found_at_its_line(report: Report, expected: dict[str, object]) -> None:
     keyword = str(expected["keyword"]).lower()
-    matches = [f for f in report.findings if f.file == expected["file"] and f.category.value == expected["category"]
-               and f.start_line <= int(expected["line"]) <= f.end_line
+    matches = [f for f in report.findings if f.occurs_at(str(expected["file"]), int(expected["line"]))
+               and f.category.value == expected["category"]
                and keyword in f"{f.rule} {f.title} {f.cwe or ''}".lower()]
     near = [(f.start_line, f.rule, f.category.value) for f in report.findings if f.file == expected["file"]]
     assert matches, f"{expected['id']} not reported at {expected['file']}:{expected['line']}; found {near}"

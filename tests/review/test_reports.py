@@ -56,7 +56,7 @@ def sample_report() -> Report:
 
 
 def test_markdown_summary() -> None:
-    text = render_markdown(sample_report())
+    text = render_markdown(sample_report().model_copy(update={"summary_min_severity": Severity.INFO}))
     assert "# Code review: repo" in text and "Model and deterministic review" in text
     assert "| critical | 1 |" in text and "| documentation | 1 |" in text and "| dependency | 0 |" in text
     assert "[`src/db.py:12`](src/db.py#L12)" in text and "[`src/x%20y.py:3`]" not in text
@@ -67,6 +67,23 @@ def test_markdown_summary() -> None:
     assert "Related: [`src/app.py:4`](src/app.py#L4) caller" in text
     assert "````" in text  # evidence containing a fence gets a longer fence
     assert "| scanner | scan | 1 |" in text
+    assert "Found by: security reviewer (bandit), security reviewer, model anthropic/claude" not in text  # no roles yet
+    assert "Found by: bandit, model:anthropic/claude" in text
+
+
+def test_markdown_leads_with_what_matters_and_links_resolve(tmp_path) -> None:
+    report = sample_report().model_copy(update={"root": str(tmp_path / "repo")})
+    text = render_markdown(report)  # default threshold: medium and up listed, the rest counted
+    top = text.split("## Top findings", 1)[1].split("## Below medium", 1)[0]
+    assert "src/db.py:12" in top and "Missing module docstring" not in top
+    below = text.split("## Below medium (2 findings, 2 occurrences)", 1)[1]
+    assert "[low] `D100` Missing module docstring" in below and "low: 1, info: 1" in below
+    out = tmp_path / "state" / "reports" / "run-1"
+    linked = render_markdown(report, directory=out)  # written elsewhere: links lead back to the repository
+    assert "[`src/db.py:12`](../../../repo/src/db.py#L12)" in linked
+    forge = render_markdown(report.model_copy(update={"link_base": "https://example.test/o/r/blob/abc"}),
+                            directory=out)
+    assert "[`src/db.py:12`](https://example.test/o/r/blob/abc/src/db.py#L12)" in forge
 
 
 def test_markdown_names_deterministic_mode() -> None:

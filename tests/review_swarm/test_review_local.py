@@ -30,17 +30,21 @@ def review(local, **job_fields):
     return record, load_report(local.services, run.id)
 
 
-def test_deterministic_swarm_matches_the_serial_reference(local):
-    record, report = review(local)
-    assert report.mode is ReviewMode.DETERMINISTIC
+def assert_planted_problems_at_their_severity(report, *, keywords: bool = True):
     for expected in EXPECTED["findings"]:
-        keyword = str(expected["keyword"]).lower()
-        matches = [f for f in report.findings if f.file == expected["file"]
-                   and f.category.value == expected["category"] and f.start_line <= expected["line"] <= f.end_line
-                   and keyword in f"{f.rule} {f.title} {f.cwe or ''}".lower()]
+        keyword = str(expected["keyword"]).lower() if keywords else ""
+        matches = [f for f in report.findings if f.occurs_at(expected["file"], expected["line"])
+                   and (not keywords or (f.category.value == expected["category"]
+                                         and keyword in f"{f.rule} {f.title} {f.cwe or ''}".lower()))]
         assert matches, f"{expected['id']} missing"
         if "min_severity" in expected:
             assert max(f.severity.rank for f in matches) >= Severity(expected["min_severity"]).rank, expected["id"]
+
+
+def test_deterministic_swarm_matches_the_serial_reference(local):
+    record, report = review(local)
+    assert report.mode is ReviewMode.DETERMINISTIC
+    assert_planted_problems_at_their_severity(report)
     reference = review_locally(EXAMPLE)
     ours = {(f.file, f.start_line, f.rule, f.severity) for f in report.findings}
     theirs = {(f.file, f.start_line, f.rule, f.severity) for f in reference.findings}
@@ -101,10 +105,9 @@ def test_model_review_agent_tree_follows_the_rules_and_counts_are_honest(local):
     assert all(by_id[a.parent].spec in ("review.inventory", "review.scan") for a in scans)
     assert subs and all(by_id[a.parent].spec.startswith("review.") for a in subs)
     assert any(a.depth >= 2 and a.input.get("depth", 0) >= 1 for a in scans if isinstance(a.input, dict))  # deps
-    # the model reported what the tools showed: the planted problems are there
-    for expected in EXPECTED["findings"]:
-        assert any(f.file == expected["file"] and f.start_line <= expected["line"] <= f.end_line
-                   for f in report.findings), expected["id"]
+    # the model reported what the tools showed: the planted problems are there, at the severity the table
+    # gives them (a model sub-reviewer's confirmation makes an injection reachable: critical)
+    assert_planted_problems_at_their_severity(report, keywords=False)
     assert all(r.source.value == "model" for f in report.findings for r in f.reporters if r.tool != "imports")
 
 

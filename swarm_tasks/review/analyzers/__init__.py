@@ -18,6 +18,7 @@ from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import Category, ReviewerKind, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.languages import Language
+from swarm_tasks.review.severity import calibrate
 from swarm_tasks.review.source import SourceFile
 
 _JS = {ReviewerKind.SECURITY: js_security, ReviewerKind.QUALITY: js_quality,
@@ -45,8 +46,9 @@ def analyzer_for(kind: ReviewerKind, language: Language) -> Analyzer:
 
 def run_reviewer(kind: ReviewerKind, repo_root: Path, file: SourceFile, config: ReviewConfig,
                  agent_id: str | None = None) -> list[Finding]:
-    """Run the ``kind`` analyzer on ``file`` and credit its findings to ``agent_id``. An analyzer that
-    crashes (a bug in a tool on odd input) becomes an info finding, never an exception."""
+    """Run the ``kind`` analyzer on ``file`` and credit its findings to ``agent_id``, at the severity
+    table's severities. An analyzer that crashes (a bug in a tool on odd input) becomes an info finding,
+    never an exception."""
     analyzer = analyzer_for(kind, file.language)
     try:
         findings = analyzer(repo_root, file, config)
@@ -56,6 +58,7 @@ def run_reviewer(kind: ReviewerKind, repo_root: Path, file: SourceFile, config: 
                             title=f"{kind} analyzer failed: {type(exc).__name__}: {exc}",
                             tool=TOOLS[file.language][kind][0], agent_id=f"analyzer:{kind}",
                             origin=file.origin, package=file.package)]
+    findings = [calibrate(f) for f in findings]
     if agent_id is None:
         return findings
     return [f.attributed(agent_id) for f in findings]

@@ -35,6 +35,8 @@ BANDIT_FLOOR = {"B102": Severity.HIGH, "B307": Severity.HIGH, "B301": Severity.H
 BANDIT_CWE = {"B102": "CWE-95", "B307": "CWE-95", "B506": "CWE-502", "B301": "CWE-502", "B302": "CWE-502",
               "B105": "CWE-798", "B106": "CWE-798", "B107": "CWE-798", "B608": "CWE-89", "B602": "CWE-78",
               "B604": "CWE-78", "B605": "CWE-78", "B609": "CWE-78"}
+# Injection tests that bandit rates low when the command is a literal.
+CONSTANT_WHEN_LOW = frozenset({"B602", "B604", "B605", "B609"})
 _SKIP_TESTS = {"B101"}  # assert_used: noise in a review, tests are full of asserts
 _bandit_lock = threading.Lock()
 logging.getLogger("bandit").setLevel(logging.CRITICAL)  # failures come back to us as skipped files
@@ -92,6 +94,8 @@ def _from_bandit(ctx: Context, issue: Issue) -> Finding:
     severity = BANDIT_SEVERITY.get(str(issue.severity), Severity.LOW)
     severity = at_least(severity, BANDIT_FLOOR.get(issue.test_id, Severity.INFO))
     cwe = BANDIT_CWE.get(issue.test_id) or (f"CWE-{issue.cwe.id}" if issue.cwe and issue.cwe.id else None)
+    if issue.test_id in CONSTANT_WHEN_LOW and str(issue.severity) == "LOW":
+        cwe = None  # bandit's "seems safe": a constant command, not an injection (see severity.py)
     lines = [int(n) for n in (issue.linerange or [issue.lineno])]
     return ctx.finding(line=int(issue.lineno), end_line=max(lines), rule=issue.test_id,
                        title=f"{issue.text} ({issue.test})", severity=severity, category=Category.SECURITY,

@@ -1,0 +1,79 @@
+"""From every reviewer's raw findings to what the report shows: the one path the serial review and the
+swarm's report assembly share.
+
+calibrate (severity table) -> merge (one flaw, one finding) -> fingerprint -> inline suppressions ->
+baseline -> aggregate repeated low findings -> name who found each (roles and analyzers) -> order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm_tasks.review.aggregate import aggregate
+from swarm_tasks.review.code_index import CodeIndex
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.review.findings import MODEL_TOOL_PREFIX, Finding, Reporter
+from swarm_tasks.review.merge import merge_findings
+from swarm_tasks.review.report import AgentRole, AgentRun
+from swarm_tasks.review.severity import calibrate
+from swarm_tasks.review.suppress import SuppressedFinding, apply_suppressions, with_fingerprints, without_baseline
+
+_ROLE_NAMES = {AgentRole.SCANNER: "scanner", AgentRole.REVIEWER: "reviewer", AgentRole.SUBREVIEWER: "sub-reviewer"}
+
+
+@dataclass
+class Refined:
+    """What :func:`refine` made of the raw findings."""
+
+    findings: list[Finding]
+    suppressed: list[SuppressedFinding] = field(default_factory=list)
+    baseline_known: int = 0
+
+
+def role_label(agent: AgentRun) -> str:
+    """'security reviewer', 'taint-trace sub-reviewer', 'scanner'."""
+    name = _ROLE_NAMES[agent.role]
+    return name if agent.role is AgentRole.SCANNER else f"{agent.kind} {name}"
+
+
+def _with_role(reporter: Reporter, roles: dict[str, str]) -> Reporter:
+    if reporter.role:
+        return reporter
+    role = roles.get(reporter.agent_id)
+    if role is None:
+        prefix = reporter.agent_id.split(":", 1)[0]
+        role = {"dependencies": "dependency check", "reviewer": "reviewer", "analyzer": ""}.get(prefix, "")
+        if prefix == "reviewer" and reporter.agent_id.count(":") >= 2:  # the serial review's ids
+            role = f"{reporter.agent_id.split(':')[1]} reviewer"
+    if reporter.tool.startswith(MODEL_TOOL_PREFIX) and role:
+        role = f"{role}, model {reporter.tool.removeprefix(MODEL_TOOL_PREFIX)}"
+    return reporter.model_copy(update={"role": role or reporter.tool})
+
+
+def name_reporters(findings: list[Finding], agents: Iterable[AgentRun]) -> list[Finding]:
+    """Each reporter named by its role and analyzer (``Reporter.role``), not only by agent id."""
+    roles = {a.agent_id: role_label(a) for a in agents}
+    return [f.model_copy(update={"reporters": [_with_role(r, roles) for r in f.reporters]}) for f in findings]
+
+
+def report_settings(config: ReviewConfig, refined: Refined) -> dict[str, Any]:
+    """The report fields that come from the configuration and from :func:`refine`."""
+    return {"suppressed": refined.suppressed, "baseline": config.baseline_label, "baseline_known":
+            refined.baseline_known, "since": config.since, "summary_min_severity": config.summary_min_severity,
+            "link_base": config.link_base}
+
+
+def refine(findings: Iterable[Finding], index: CodeIndex, config: ReviewConfig,
+           agents: Iterable[AgentRun] = ()) -> Refined:
+    """The report's findings from the raw ones (idempotent on its own output, except aggregation keeps
+    already aggregated findings as they are)."""
+    merged = merge_findings(calibrate(f) for f in findings)
+    merged = [calibrate(f) for f in merged]  # a merged finding may be reachable where a part was not
+    printed = with_fingerprints(merged, index)
+    kept, suppressed = apply_suppressions(printed, index, config.honor_noqa)
+    kept, known = without_baseline(kept, frozenset(config.baseline_fingerprints))
+    shown = name_reporters(aggregate(kept, config), agents)
+    return Refined(findings=sorted(shown, key=lambda f: f.sort_key()),
+                   suppressed=sorted(suppressed, key=lambda s: (s.file, s.start_line, s.rule)), baseline_known=known)
