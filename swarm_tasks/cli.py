@@ -101,6 +101,17 @@ def main() -> None:
 @click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), help="Dollars the run may spend.")
 @click.option("--dependency-depth", type=click.IntRange(min=0), help="Import hops to follow from flagged files.")
 @click.option("--subreview-depth", type=click.IntRange(min=0), help="Levels of sub-reviewers.")
+@click.option("--since", help="Review only files changed since this git ref (its merge base with HEAD), "
+              "following their imports as usual.")
+@click.option("--baseline", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An earlier report.json: report only findings it does not have.")
+@click.option("--honor-noqa", is_flag=True, help="Honour the code's own # noqa and # nosec comments "
+              "(# swarm: ignore[RULE] reason always is).")
+@click.option("--include-vendored", is_flag=True, help="Review vendored and generated code too.")
+@click.option("--min-severity", type=click.Choice(list(_SEVERITY_RANK)),
+              help="Lowest severity the Markdown summary lists (default medium; the rest are counted).")
+@click.option("--link-base", help="URL prefix for file links in the Markdown report, e.g. "
+              "https://github.com/OWNER/REPO/blob/COMMIT/")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Copy the reports into this directory.")
 @click.option("--detach", is_flag=True, help="Submit and print the run id without waiting (needs SWARM_REDIS_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no live view).")
@@ -110,8 +121,9 @@ def main() -> None:
 def review(source: str, ref: str | None, model: str | None, scanner_model: str | None, reviewer_model: str | None,
            subreviewer_model: str | None, workers: int | None, concurrency: int | None, max_agents: int | None,
            max_concurrent: int | None, max_cost: float | None, dependency_depth: int | None,
-           subreview_depth: int | None, out: Path | None, detach: bool, as_json: bool, fail_on: str | None,
-           timeout: float | None) -> int:
+           subreview_depth: int | None, since: str | None, baseline: Path | None, honor_noqa: bool,
+           include_vendored: bool, min_severity: str | None, link_base: str | None, out: Path | None, detach: bool,
+           as_json: bool, fail_on: str | None, timeout: float | None) -> int:
     """Deep review of a repository (a path or a git URL) by a swarm of agents; one merged report."""
     from swarm_tasks.api import Swarm
 
@@ -123,7 +135,13 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
     limits = {k: v for k, v in (("max_agents", max_agents), ("max_concurrent_agents", max_concurrent),
                                 ("max_cost_usd", max_cost)) if v is not None}
     config = {k: v for k, v in (("dependency_depth", dependency_depth),
-                                ("subreview_max_depth", subreview_depth)) if v is not None}
+                                ("subreview_max_depth", subreview_depth), ("since", since),
+                                ("summary_min_severity", min_severity), ("link_base", link_base)) if v is not None}
+    config.update({k: True for k, v in (("honor_noqa", honor_noqa), ("include_vendored", include_vendored)) if v})
+    if baseline is not None:
+        from swarm_tasks.review.suppress import baseline_fingerprints
+
+        config.update(baseline_fingerprints=baseline_fingerprints(baseline), baseline_label=str(baseline))
     check_review_job(source, ref, models, config, limits)  # before any server or worker starts
     with Swarm(settings, workers=workers, concurrency=concurrency) as swarm:
         if not as_json:
@@ -157,12 +175,13 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
 
 def check_review_job(source: str, ref: str | None, models: dict[str, str], config: dict[str, object],
                      limits: dict[str, object]) -> None:
-    from swarm_tasks.review.job import ReviewJob
+    from swarm_tasks.review.job import ReviewJob, check_since
     from swarm_tasks.sources import SourceSpec, check_source
 
     check_source(SourceSpec(location=source, ref=ref))
-    ReviewJob.parse({"source": {"location": source, "ref": ref}, "config": config, "models": models,
-                     "limits": limits})
+    job = ReviewJob.parse({"source": {"location": source, "ref": ref}, "config": config, "models": models,
+                           "limits": limits})
+    check_since(job)
 
 
 def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, fail_on: str | None) -> int:

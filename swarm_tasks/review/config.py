@@ -11,9 +11,12 @@ from swarm_tasks.review.languages import Language
 from swarm_tasks.review.records import Record
 
 DEFAULT_VENDORED_DIRS = (
-    "vendor", "vendors", "vendored", "third_party", "third-party", "thirdparty", "node_modules",
-    "bower_components", "jspm_packages", "site-packages", "dist-packages", ".venv", "venv",
+    "vendor", "vendors", "vendored", "_vendor", "_vendored", "third_party", "third-party", "thirdparty",
+    "node_modules", "bower_components", "jspm_packages", "site-packages", "dist-packages", ".venv", "venv",
 )
+# Installed packages, never reviewed as the repository's own code (imports into them are followed).
+DEFAULT_INSTALLED_DIRS = ("node_modules", "bower_components", "jspm_packages", "site-packages", "dist-packages",
+                          ".venv", "venv")
 DEFAULT_TOOL_DIRS = (
     ".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox",
     ".hypothesis", ".idea", ".vscode", ".eggs",
@@ -47,6 +50,10 @@ class ReviewConfig(Record):
     skip_vendored: bool = Field(default=True, description="Skip vendored directories in the repo's own tree.")
     vendored_dirs: tuple[str, ...] = Field(default=DEFAULT_VENDORED_DIRS,
                                            description="Directory names that hold vendored or installed code.")
+    installed_dirs: tuple[str, ...] = Field(default=DEFAULT_INSTALLED_DIRS, description="Of those, the ones holding "
+                                            "installed packages: skipped even with include_vendored.")
+    include_vendored: bool = Field(default=False, description="Review vendored and generated code too (recognised "
+                                   "by name or content); installed packages and minified files stay skipped.")
     tool_dirs: tuple[str, ...] = Field(default=DEFAULT_TOOL_DIRS,
                                        description="Directory names of tools (VCS, caches): always skipped.")
     skip_generated: bool = Field(default=True, description="Skip files with generated-code markers or names.")

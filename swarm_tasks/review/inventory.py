@@ -16,7 +16,9 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 from pydantic import Field
 
-from swarm_tasks.errors import ReviewError
+from swarm_tasks.errors import GitError, ReviewError
+from swarm_tasks.host.gitread import changed_since
+from swarm_tasks.review import vendored
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import FileOrigin, SkipReason
 from swarm_tasks.review.languages import (
@@ -46,10 +48,19 @@ class Inventory(Record):
     files: list[SourceFile] = Field(default_factory=list)
     skipped: list[SkippedPath] = Field(default_factory=list)
     third_party: ThirdPartyRoots = Field(default_factory=ThirdPartyRoots)
+    changed: list[str] | None = Field(default=None, description="With ReviewConfig.since: the files changed "
+                                      "since that ref, the only ones scanned (all files stay for imports).")
 
     def by_path(self) -> dict[str, SourceFile]:
         """Files keyed by their path."""
         return {f.path: f for f in self.files}
+
+    def to_scan(self) -> list[SourceFile]:
+        """The files the review starts from: every file, or only those changed since ``config.since``."""
+        if self.changed is None:
+            return list(self.files)
+        wanted = set(self.changed)
+        return [f for f in self.files if f.path in wanted]
 
 
 def check_root(root: Path | str) -> Path:
@@ -98,6 +109,7 @@ class _Walk:
     ignore: GitIgnoreSpec | None
     files: list[SourceFile]
     skipped: list[SkippedPath]
+    node_roots: list[Path]
 
 
 def build_inventory(root: Path | str, config: ReviewConfig) -> Inventory:
@@ -105,15 +117,22 @@ def build_inventory(root: Path | str, config: ReviewConfig) -> Inventory:
     gives an empty inventory; a missing root or a file raises :class:`ReviewError`."""
     base = check_root(root)
     extra = GitIgnoreSpec.from_lines(config.ignore) if config.ignore else None
-    walk = _Walk(base, config, extra, [], [])
+    third_party = detect_third_party_roots(base, config)
+    walk = _Walk(base, config, extra, [], [], [Path(p) for p in third_party.node])
     specs: list[tuple[str, GitIgnoreSpec]] = []
     if config.respect_gitignore:
         exclude = base / ".git" / "info" / "exclude"
         if exclude.is_file():
             specs.append(("", _load_gitignore(exclude)))
     _walk_dir(walk, "", specs)
-    return Inventory(root=str(base), files=walk.files, skipped=walk.skipped,
-                     third_party=detect_third_party_roots(base, config))
+    changed = None
+    if config.since is not None:
+        try:
+            changed = changed_since(base, config.since, [f.path for f in walk.files])
+        except GitError as exc:
+            raise ReviewError(f"--since {config.since}: {exc}") from None
+    return Inventory(root=str(base), files=walk.files, skipped=walk.skipped, third_party=third_party,
+                     changed=changed)
 
 
 def _load_gitignore(path: Path) -> GitIgnoreSpec:
@@ -168,7 +187,7 @@ def _walk_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]])
         elif walk.ignore is not None and walk.ignore.match_file(rel):
             _skip(walk, rel, SkipReason.IGNORED, "config ignore pattern")
         else:
-            result = describe_file(walk.root, rel, config)
+            result = describe_file(walk.root, rel, config, node_roots=walk.node_roots)
             if isinstance(result, SourceFile):
                 walk.files.append(result)
             else:
@@ -181,9 +200,11 @@ def _visit_dir(walk: _Walk, rel: str, name: str, specs: list[tuple[str, GitIgnor
         if name != ".git":  # always present in a checkout: listing it is noise
             _skip(walk, rel, SkipReason.IGNORED, "tool directory", is_dir=True)
         return
-    if config.skip_vendored and (name in config.vendored_dirs or (walk.root / rel / "pyvenv.cfg").is_file()):
-        _skip(walk, rel, SkipReason.VENDORED, "vendored or installed third-party code "
-              "(followed only as an imported dependency)", is_dir=True)
+    installed = name in config.installed_dirs or (walk.root / rel / "pyvenv.cfg").is_file()
+    if config.skip_vendored and (installed or (name in config.vendored_dirs and not config.include_vendored)):
+        _skip(walk, rel, SkipReason.VENDORED, "installed third-party packages (followed only as imported "
+              "dependencies)" if installed else "vendored third-party code (--include-vendored reviews it)",
+              is_dir=True)
         return
     if _ignored(rel, True, specs):
         _skip(walk, rel, SkipReason.IGNORED, ".gitignore", is_dir=True)
@@ -208,9 +229,10 @@ def _skip_symlink(walk: _Walk, rel: str, link: Path) -> None:
 
 
 def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin = FileOrigin.REPOSITORY,
-                  package: str | None = None) -> SourceFile | SkippedPath:
+                  package: str | None = None, node_roots: list[Path] | None = None) -> SourceFile | SkippedPath:
     """A :class:`SourceFile` for ``root/rel`` or the reason it is not reviewable. ``rel`` may be absolute
-    for files under an external third-party root."""
+    for files under an external third-party root. The repository's own JS/TS files are also checked for
+    vendored or bundled content (vendored.py); ``node_roots`` are where to look for identical copies."""
     shown, raw_hex = fs_relpath(rel)
     name = rel.rsplit("/", 1)[-1]
     path = root / rel
@@ -220,6 +242,9 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
 
     if is_binary_name(name):
         return skipped(SkipReason.BINARY, "binary file type")
+    lock = vendored.lock_file(name)
+    if lock is not None:
+        return skipped(SkipReason.GENERATED, lock)
     language = language_for_name(name)
     if language is not None and language not in config.languages:
         return skipped(SkipReason.NOT_SOURCE, f"{language} is not reviewed")
@@ -241,7 +266,8 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
         return skipped(SkipReason.BINARY, "contains binary data")
     text, encoding = decode_source(data, language)
     lines = count_lines(text)
-    if config.skip_generated:
+    own = origin is FileOrigin.REPOSITORY and not config.include_vendored
+    if config.skip_generated and own:
         marker = _generated_marker(name, text, config)
         if marker:
             return skipped(SkipReason.GENERATED, marker)
@@ -250,8 +276,29 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
             return skipped(SkipReason.MINIFIED, "minified file name")
         if lines and len(text) / lines > config.minified_avg_line_length:
             return skipped(SkipReason.MINIFIED, f"average line length {len(text) // lines}")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if own and language is not Language.PYTHON:
+        found = _vendored_content(path, text, sha256, len(data), config, node_roots or [])
+        if found is not None:
+            return skipped(*found)
     return SourceFile(path=shown, raw_path_hex=raw_hex, language=language, size=len(data), line_count=lines,
-                      sha256=hashlib.sha256(data).hexdigest(), encoding=encoding, origin=origin, package=package)
+                      sha256=sha256, encoding=encoding, origin=origin, package=package)
+
+
+def _vendored_content(path: Path, text: str, sha256: str, size: int, config: ReviewConfig,
+                      node_roots: list[Path]) -> tuple[SkipReason, str] | None:
+    """(reason, detail) when a JS/TS file of the repository is someone else's or a machine's code."""
+    if config.skip_vendored:
+        reason = vendored.vendored_reason(path, text)
+        if reason is None and size >= 1024 and node_roots:
+            reason = vendored.identical_installed(path, sha256, size, node_roots)
+        if reason is not None:
+            return SkipReason.VENDORED, f"{reason} (--include-vendored reviews it)"
+    if config.skip_generated:
+        bundle = vendored.bundle_signature(text)
+        if bundle is not None:
+            return SkipReason.GENERATED, f"{bundle} (--include-vendored reviews it)"
+    return None
 
 
 def _generated_marker(name: str, text: str, config: ReviewConfig) -> str | None:

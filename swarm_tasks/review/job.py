@@ -45,6 +45,20 @@ class ReviewJob(BaseModel):
             raise JobSpecError(f"invalid review job: {problems}") from None
 
 
+def check_since(job: ReviewJob) -> None:
+    """:class:`JobSpecError` when ``config.since`` is not a commit of a local repository (a git URL is
+    checked on the worker once cloned)."""
+    if job.config.since is None or job.source.is_git:
+        return
+    from swarm_tasks.errors import GitError
+    from swarm_tasks.host.gitread import merge_base
+
+    try:
+        merge_base(Path(job.source.location), job.config.since)
+    except GitError as exc:
+        raise JobSpecError(f"--since: {exc}") from None
+
+
 @lru_cache(maxsize=64)
 def _job(raw: str) -> ReviewJob:
     return ReviewJob.model_validate_json(raw)

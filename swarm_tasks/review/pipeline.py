@@ -48,11 +48,11 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     rules = load_subreview_rules(config.subreview_rules_path)
     agents: list[AgentRun] = []
     scans: dict[str, ScanResult] = {}
-    for file in inventory.files:
+    for file in inventory.to_scan():
         scans[file.path] = scan = quick_scan(base, file, config)
         agents.append(AgentRun(agent_id=f"scanner:{file.path}", role=AgentRole.SCANNER, kind="scan", file=file.path,
                                summary=f"risk {scan.risk}, flags {', '.join(scan.flags) or 'none'}"))
-    flagged = [f for f in inventory.files if scans[f.path].flagged]
+    flagged = [f for f in inventory.to_scan() if scans[f.path].flagged]
     resolver = ImportResolver(base, config, inventory.third_party)
     graph, dep_scans = follow_imports(base, config, resolver, [(f, scans[f.path].imports) for f in flagged],
                                       inventory.by_path())
@@ -74,7 +74,7 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     findings.extend(dependency_findings(findings, graph, index))
     refined = refine(findings, index, config, agents)
     return Report(root=str(base), run_id=run_id, mode=ReviewMode.DETERMINISTIC, started_at=started,
-                  finished_at=datetime.now(UTC), files_scanned=len(inventory.files),
+                  finished_at=datetime.now(UTC), files_scanned=len(inventory.to_scan()),
                   findings=refined.findings, reviewed=reviewed,
                   skipped=[*inventory.skipped, *graph.skipped], dependencies=graph,
                   agents=agents, **report_settings(config, refined))

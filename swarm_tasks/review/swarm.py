@@ -240,8 +240,8 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
     _job, _root, inventory = context_of(pctx)
     children = [ChildRequest(SCAN, task=scan_task(f.path), input=FileInput(path=f.path).model_dump(mode="json"),
                              labels={"file": f.path}, key=f"scan:{f.path}", global_key=True)
-                for f in inventory.files]
-    return ProgramResult(result={"files": len(inventory.files), "root": inventory.root,
+                for f in inventory.to_scan()]
+    return ProgramResult(result={"files": len(children), "root": inventory.root,
                                  "third_party": inventory.third_party.model_dump(mode="json"),
                                  "skipped": [s.model_dump(mode="json") for s in inventory.skipped]},
                          children=children, reason=None)

@@ -21,7 +21,7 @@ from swarm_tasks.review.dependencies import DependencyFile, DependencyGraph, Imp
 from swarm_tasks.review.enums import FindingSource, ReviewReason, RiskLevel, ScanFlag
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.imports import UnresolvedImport
-from swarm_tasks.review.job import ReviewJob, job_from_spec, review_root
+from swarm_tasks.review.job import ReviewJob, check_since, job_from_spec, review_root
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.model_agents import confirmed_finding, drafts_to_findings
 from swarm_tasks.review.pipeline import dependency_findings
@@ -43,6 +43,7 @@ log = logging.getLogger("swarm_tasks.review")
 def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = None) -> RunRecord:
     """Validate the job, store its specs and start the inventory agent. Nothing is enqueued for a bad job."""
     job = job.model_copy(update={"source": check_source(job.source)})
+    check_since(job)
     title = job.title or f"review {job.source.shown()}"
     root = ChildRequest(INVENTORY, task="List the repository's files.", key="inventory", global_key=True)
     return start_agents(client, review_specs(job), [root], kind="review", title=title, limits=job.limits,
