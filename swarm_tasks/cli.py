@@ -22,6 +22,7 @@ from rich.table import Table
 
 from coordination.connection import redact_url
 from coordination.errors import CoordinationError
+from swarm_tasks.display import console_text
 from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import install_log_redaction
@@ -35,7 +36,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err.print(f"[bold red]error:[/] {redact_url(message)}")
+    err.print(f"[bold red]error:[/] {console_text(redact_url(message))}")
     sys.exit(code)
 
 
@@ -189,7 +190,7 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
         if as_json:
             emit_json({"run": run.id, "status": record.status.value, "reason": record.reason})
         else:
-            err.print(f"[bold red]run {run.id} {record.status.value}[/]: {record.reason or ''}")
+            err.print(f"[bold red]run {run.id} {record.status.value}[/]: {console_text(record.reason or '')}")
         return EXIT_RUN_FAILED
     result = record.result if isinstance(record.result, dict) else {}
     report_dir = Path(str(result.get("report_dir", "")))
@@ -276,7 +277,7 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
             emit_json({"run": run.id, "status": record.status.value, "reason": record.reason,
                        "result": record.result})
         else:
-            console.print(f"build {run.id} {record.status.value}: {record.reason or ''}")
+            console.print(f"build {run.id} {record.status.value}: {console_text(record.reason or '')}")
             console.print_json(data=record.result) if record.result else None
         return _exit_for(record.status)
 
@@ -307,7 +308,7 @@ def status(run_id: str | None, as_json: bool, limit: int) -> int:
                 return EXIT_OK
             table = Table("run", "kind", "status", "title")
             for r in runs:
-                table.add_row(r.id, r.kind, r.status.value, redact_url(r.title))
+                table.add_row(r.id, r.kind, r.status.value, console_text(redact_url(r.title)))
             console.print(table)
             return EXIT_OK
         run = swarm.run(run_id)
@@ -447,9 +448,11 @@ def workers(as_json: bool) -> int:
 def dashboard(host: str, port: int) -> int:
     """Serve the live view of the swarm (the agent tree, task board and counters) in a browser."""
     from swarm_tasks.dashboard import serve
+    from swarm_tasks.dashboard.guard import check_bind
 
     settings = settings_or_fail()
     needs_redis(settings)
+    check_bind(host, settings)  # no credential beyond loopback: refused before anything listens
     err.print(f"swarm dashboard on http://{host}:{port}/")
     serve(settings, host=host, port=port)
     return EXIT_OK

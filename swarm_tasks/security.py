@@ -21,12 +21,13 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from kombu.serialization import registry
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
+from pydantic import BaseModel, JsonValue
 
 from coordination.connection import client_options, redact_url
 from coordination.errors import ConfigurationError
@@ -111,7 +112,26 @@ _MIN_SECRET_CHARS = 4  # shorter configured "secrets" would mask ordinary words 
 
 _KEYWORDS = r"(?:api[_-]?key|apikey|password|passwd|pwd|secret|secret[_-]?key|access[_-]?key|token|auth|" \
             r"credentials?|private[_-]?key|signing[_-]?key)"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# Names that hold a secret wherever the word sits in them (bandit's own heuristic for hard-coded
+# passwords: `secret_value`, `db_password_prod`); narrower than _KEYWORDS, whose "auth" would take `author`.
+_SENSITIVE_WORDS = r"(?:passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|apikey|private[_-]?key|" \
+                     r"access[_-]?key|credential|signing[_-]?key)"
+_MIN_QUOTED_CHARS = 4  # "***" itself is shorter: masking stays idempotent
+# name = "value", name: 'value', "name": "value", name="value" where the name holds a secret word: the
+# whole quoted value goes, spaces included. Group 3 is the value.
+_QUOTED_SECRET = re.compile(
+    rf"(?<![A-Za-z0-9_$])([A-Za-z0-9_$.-]*{_SENSITIVE_WORDS}[A-Za-z0-9_$]*[\"'`]?\s*(?::=|[:=])\s*[rRbBuU]?"
+    r"([\"'`]))((?:(?!\2)[^\\\n]|\\.)+)\2", re.I)
+_SENSITIVE_KEY = re.compile(rf"^[A-Za-z0-9_$.-]*{_SENSITIVE_WORDS}[A-Za-z0-9_$]*$", re.I)
+
+
+def _mask_quoted(match: re.Match[str]) -> str:
+    if len(match.group(3)) < _MIN_QUOTED_CHARS:
+        return match.group(0)
+    return f"{match.group(1)}{MASK}{match.group(2)}"
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.S),
      rf"-----BEGIN \1PRIVATE KEY-----{MASK}-----END \1PRIVATE KEY-----"),
     (re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\1\2{MASK}"),
@@ -122,11 +142,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(hf_)[A-Za-z0-9]{20,}"), rf"\1{MASK}"),  # Hugging Face
     (re.compile(r"\b(AIza)[0-9A-Za-z_-]{30,}"), rf"\1{MASK}"),  # Google
     (re.compile(r"\b(eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), rf"\1{MASK}"),  # JWT
+    (_QUOTED_SECRET, _mask_quoted),
     # name=value, name: value, "name": "value" where the name ends in a secret-ish word. Only the
     # value goes; `tokens: 120` or `token_count=3` do not match (the word must end the name).
     (re.compile(rf"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_.-])*{_KEYWORDS}[\"']?\s*[:=]\s*[\"']?)"
                 r"[^\s\"'&,;<>()\[\]{}]+", re.I), rf"\1{MASK}"),
 )
+
+
+def quoted_secrets(text: str) -> set[str]:
+    """The quoted values bound to secret-like names in ``text`` (what :data:`_QUOTED_SECRET` masks), so
+    the same value can be masked where it stands alone: bandit names the password in a finding's title,
+    the evidence quotes the line."""
+    return {m.group(3) for m in _QUOTED_SECRET.finditer(text) if len(m.group(3)) >= _MIN_SECRET_CHARS + 2}
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -153,13 +181,13 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def secrets_of(settings: CoordinationSettings) -> tuple[str, ...]:
     """The secret values in ``settings`` (a SwarmSettings has more): API key, Redis password, signing
-    key, Flower's basic-auth credential and its password."""
+    key, Flower's and the dashboard's basic-auth credentials and their passwords."""
     found: list[str] = []
-    for name in ("api_key", "task_signing_key", "flower_basic_auth"):
+    for name in ("api_key", "task_signing_key", "flower_basic_auth", "dashboard_basic_auth"):
         value = getattr(settings, name, None)
         if value is not None and value.get_secret_value():
             found.append(value.get_secret_value())
-            if name == "flower_basic_auth":
+            if name.endswith("_basic_auth"):
                 found.append(value.get_secret_value().partition(":")[2])
     if settings.redis_url is not None:
         try:
@@ -187,6 +215,45 @@ class Redactor:
     def mask(self, text: str) -> str:
         """Only the configured secrets masked (see :func:`mask_secrets`)."""
         return mask_secrets(text, self.secrets)
+
+    def tree(self, value: JsonValue) -> JsonValue:
+        """``value`` (JSON) with every string redacted, in one pass over the whole tree: a secret value
+        seen anywhere in it (a quoted value bound to a secret name, or a string under a secret-named
+        key) is masked in every string of it, alone or inside other text. Keys are kept."""
+        found: set[str] = set(self.secrets)
+        _collect(value, found)
+        bound = Redactor(found)
+        return _masked(value, bound)
+
+    def model(self, record: M) -> M:
+        """A pydantic record with :meth:`tree` applied to everything it holds (validated again)."""
+        return type(record).model_validate(self.tree(record.model_dump(mode="json")))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _collect(value: JsonValue, found: set[str], key: str = "") -> None:
+    if isinstance(value, str):
+        found.update(quoted_secrets(value))
+        if key and len(value) >= _MIN_SECRET_CHARS + 2 and _SENSITIVE_KEY.match(key) and MASK not in value:
+            found.add(value)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, found)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _collect(item, found, str(name))
+
+
+def _masked(value: JsonValue, redactor: Redactor) -> JsonValue:
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, list):
+        return [_masked(item, redactor) for item in value]
+    if isinstance(value, dict):
+        return {name: _masked(item, redactor) for name, item in value.items()}
+    return value
 
 
 class RedactingFilter(logging.Filter):

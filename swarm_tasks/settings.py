@@ -72,6 +72,15 @@ class SwarmSettings(CoordinationSettings):
         default=None, description="If set, task messages are signed with HMAC-SHA256 and unsigned ones refused.")
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
 
+    # -- dashboard --------------------------------------------------------------------------------
+    dashboard_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password the dashboard asks for (HTTP basic auth). Required to serve "
+        "it on any address but loopback; with it set, loopback asks too.")
+    dashboard_hosts: list[str] = Field(
+        default_factory=list, description='Names the dashboard answers to besides localhost and IP addresses '
+        '(the name a browser or proxy uses for it), JSON: ["swarm.example.com"]. A request for any other Host '
+        "is refused (DNS rebinding).")
+
     # -- agents -----------------------------------------------------------------------------------
     agent_max_turns: int = Field(default=60, ge=1, description="Model turns per agent.")
     agent_max_tokens: int = Field(default=2_000_000, ge=1, description="Prompt+completion tokens per agent.")

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from swarm_tasks.api import Progress, RunHandle
+from swarm_tasks.display import console_text
 
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -47,7 +48,7 @@ def render(run: RunHandle, progress: Progress, elapsed_s: float) -> Panel:
         progress.tasks.values()) else "tasks: none on the board", style="dim")
     by_status = Text("agents: " + "  ".join(f"{s} {n}" for s, n in progress.agents.items() if n), style="dim")
     return Panel(Group(status_line, bar, Text(""), roles, Text(""), findings, tasks, by_status),
-                 title=f"swarm run {run.id}", subtitle=run.record().title[:80] or None)
+                 title=f"swarm run {run.id}", subtitle=console_text(run.record().title[:80]) or None)
 
 
 def watch(run: RunHandle, *, console: Console | None = None, refresh_s: float = 0.5,

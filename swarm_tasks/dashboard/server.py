@@ -1,4 +1,5 @@
-"""The dashboard's web server: the page, its static files, the JSON API and the event streams."""
+"""The dashboard's web server: the page, its static files, the JSON API and the event streams, behind
+the Host and credential checks of :mod:`swarm_tasks.dashboard.guard`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from coordination.connection import client_options, connect, redact_url
 from coordination.errors import ConfigurationError
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.dashboard import api, sse
+from swarm_tasks.dashboard.guard import HEALTH_PATH, Guard, check_bind, health
 from swarm_tasks.dashboard.views import Views
 from swarm_tasks.settings import SwarmSettings, get_settings
 
@@ -24,13 +26,14 @@ NO_REDIS = ("SWARM_REDIS_URL is not set, so the dashboard cannot see any swarm: 
 
 
 def create_app(settings: SwarmSettings, client: SwarmClient, *, redis_url: str | None = None,
-               heartbeat_s: float = 15.0) -> web.Application:
+               heartbeat_s: float = 15.0, bind_host: str = "127.0.0.1") -> web.Application:
     """The dashboard over ``client`` (read-only is enough). Event streams read ``redis_url``
-    (default: the settings' URL) with their own asyncio client."""
+    (default: the settings' URL) with their own asyncio client. ``bind_host`` is one more name it
+    answers to (when it is a name)."""
     url = redis_url or (settings.redis_url.get_secret_value() if settings.redis_url else None)
     if url is None:
         raise ConfigurationError(NO_REDIS)
-    app = web.Application(middlewares=[api.json_errors])
+    app = web.Application(middlewares=[Guard(settings, bind_host).middleware, api.json_errors])
     app[api.VIEWS] = Views(client)
     app[sse.HEARTBEAT_S] = heartbeat_s
     app[sse.STREAMS] = set()
@@ -43,6 +46,7 @@ def create_app(settings: SwarmSettings, client: SwarmClient, *, redis_url: str |
     app.cleanup_ctx.append(stream_client)
     app.on_shutdown.append(sse.cancel_streams)
     app.router.add_get("/", index)
+    app.router.add_get(HEALTH_PATH, health)
     api.add_routes(app)
     sse.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=False)
@@ -56,14 +60,16 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 
 def serve(settings: SwarmSettings, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the dashboard until interrupted. Needs ``SWARM_REDIS_URL`` (the swarm's shared Redis)."""
+    """Serve the dashboard until interrupted. Needs ``SWARM_REDIS_URL`` (the swarm's shared Redis), and
+    ``SWARM_DASHBOARD_BASIC_AUTH`` on any address but loopback."""
     if settings.redis_url is None:
         raise ConfigurationError(NO_REDIS)
+    check_bind(host, settings)
     handle = connect(settings)
     try:
         client = SwarmClient.create(settings, handle.client)  # no scheduler: the dashboard only reads
-        web.run_app(create_app(settings, client, redis_url=handle.url), host=host, port=port, print=None,
-                    access_log=None)
+        web.run_app(create_app(settings, client, redis_url=handle.url, bind_host=host), host=host, port=port,
+                    print=None, access_log=None)
     finally:
         handle.close()
 
@@ -80,8 +86,10 @@ def main(argv: list[str] | None = None, settings: SwarmSettings | None = None) -
         print(f"swarm dashboard: {NO_REDIS}", file=sys.stderr)
         return 2
     url = f"http://{args.host}:{args.port}/" + (f"#run={args.run}" if args.run else "")
-    print(f"swarm dashboard on {url} (Redis {redact_url(settings.redis_url.get_secret_value())})", file=sys.stderr)
     try:
+        check_bind(args.host, settings)
+        print(f"swarm dashboard on {url} (Redis {redact_url(settings.redis_url.get_secret_value())})",
+              file=sys.stderr)
         serve(settings, host=args.host, port=args.port)
     except ConfigurationError as exc:
         print(f"swarm dashboard: {exc}", file=sys.stderr)

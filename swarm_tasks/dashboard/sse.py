@@ -20,6 +20,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from coordination.events import Event
 from swarm_tasks.dashboard.api import VIEWS, error
+from swarm_tasks.dashboard.views import Views
 
 log = logging.getLogger("swarm_tasks.dashboard")
 
@@ -73,14 +74,14 @@ async def events(request: web.Request) -> web.StreamResponse:
         async with sse_response(request, ping_interval=request.app[HEARTBEAT_S]) as resp:
             if await _gap(client, key, after):
                 await resp.send(json.dumps({"type": "stream.gap", "subject": run_id, "data": {"after": after}}))
-            await _pump(resp, client, key, after)
+            await _pump(resp, client, key, after, views)
         return resp
     finally:
         if task is not None:
             streams.discard(task)
 
 
-async def _pump(resp: EventSourceResponse, client: aioredis.Redis, key: str, last: str) -> None:
+async def _pump(resp: EventSourceResponse, client: aioredis.Redis, key: str, last: str, views: Views) -> None:
     """Send every entry after ``last`` and then each new one, until the page goes away."""
     closed = asyncio.ensure_future(resp.wait())  # ends when a write (data or heartbeat) fails
     read: asyncio.Future[Any] | None = None
@@ -95,8 +96,9 @@ async def _pump(resp: EventSourceResponse, client: aioredis.Redis, key: str, las
             for _stream, entries in reply.items() if isinstance(reply, dict) else reply:
                 for entry_id, fields in entries:
                     event = Event.from_entry(entry_id, fields)
-                    await resp.send(json.dumps({"type": event.type, "subject": event.subject, "ts": event.ts,
-                                                "data": event.data}, separators=(",", ":")), id=event.id)
+                    shown = views.event({"type": event.type, "subject": event.subject, "ts": event.ts,
+                                         "data": event.data})
+                    await resp.send(json.dumps(shown, separators=(",", ":")), id=event.id)
                     last = event.id
     except (ConnectionResetError, TimeoutError):
         return  # the page went away mid-write

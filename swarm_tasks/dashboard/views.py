@@ -1,7 +1,10 @@
 """What the dashboard shows, read from Redis: runs, counters, the agent tree, one agent, the task board.
 
 Plain synchronous readers over a read-only :class:`SwarmClient`; the aiohttp handlers run them in a
-thread so a slow read never stalls the event streams of other pages.
+thread so a slow read never stalls the event streams of other pages. Every view that carries text an
+agent, a model or a repository wrote (titles, results, findings, transcripts, tool calls, task errors,
+events) goes through the same masking pass as the reports (:meth:`Redactor.tree`, over the whole view
+at once); the agent list carries ids, enums and numbers only.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import json
 
 from pydantic import BaseModel, JsonValue
 
-from coordination.connection import redact_url
 from coordination.errors import NotFound
 from coordination.keys import check_id
 from coordination.tasks import Task, TaskStatus
@@ -24,20 +26,6 @@ BATCH = 500  # records per get_many round trip: big enough to be quick, small en
 MAX_TEXT = 20_000  # characters of one transcript message shown; the rest is elided
 MAX_CHILDREN = 500
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-
-
-def redacted(value: JsonValue, redactor: Redactor | None = None) -> JsonValue:
-    """``value`` with the password of every URL in its strings replaced by ``***``: runs never store one
-    (a build keeps its credential apart), and a record written before that was true is shown safely.
-    With ``redactor``, this deployment's own secrets are masked too: an agent's result is kept as the
-    agent gave it, and it may repeat one."""
-    if isinstance(value, str):
-        return redact_url(redactor.mask(value) if redactor is not None else value)
-    if isinstance(value, list):
-        return [redacted(v, redactor) for v in value]
-    if isinstance(value, dict):
-        return {k: redacted(v, redactor) for k, v in value.items()}
-    return value
 
 
 class RunSummary(BaseModel):
@@ -139,9 +127,14 @@ class Views:
         self.client = client
         self.redactor = Redactor.from_settings(client.settings)
 
+    def event(self, event: dict[str, JsonValue]) -> JsonValue:
+        """One event of a run's stream as the page gets it."""
+        return self.redactor.tree(event)
+
     def runs(self, limit: int = 100) -> list[RunSummary]:
-        return [RunSummary(id=r.id, kind=r.kind, status=r.status.value, title=redact_url(r.title), created=r.created_at,
+        runs = [RunSummary(id=r.id, kind=r.kind, status=r.status.value, title=r.title, created=r.created_at,
                            ended=r.ended_at) for r in self.client.runs.list(limit)]
+        return [self.redactor.model(r) for r in runs]
 
     def context(self, run_id: str) -> tuple[RunContext, RunRecord]:
         """The run's context; :class:`RunNotFound` (also for an id that cannot be a run's)."""
@@ -185,8 +178,9 @@ class Views:
     def run_detail(self, run_id: str) -> dict[str, JsonValue]:
         ctx, record = self.context(run_id)
         cursor = self.cursor(ctx)
-        return {"run": redacted(record.model_dump(mode="json"), self.redactor),
-                "counters": self.counters(ctx).model_dump(mode="json"), "cursor": cursor}
+        shown = self.redactor.tree({"run": record.model_dump(mode="json")})
+        assert isinstance(shown, dict)
+        return {**shown, "counters": self.counters(ctx).model_dump(mode="json"), "cursor": cursor}
 
     def agent_ids(self, ctx: RunContext) -> list[str]:
         pipe = self.client.client.pipeline(transaction=False)
@@ -219,17 +213,19 @@ class Views:
         messages = ctx.agents.conversation(agent)
         child_ids = ctx.agents.children(agent.id)
         children = [AgentNode.of(c) for c in ctx.agents.get_many(child_ids[:MAX_CHILDREN]) if c is not None]
-        return AgentDetail(agent=redacted(agent.model_dump(mode="json"), self.redactor),
-                           usage=ctx.agents.usage(f"agent:{agent.id}"), transcript=[_clip_message(m) for m in messages],
-                           tool_calls=tool_calls(messages), findings=redacted(findings(agent), self.redactor),
-                           children=children, children_total=len(child_ids))
+        # One pass over the whole view: a secret a finding names is masked in the transcript too.
+        return self.redactor.model(AgentDetail(
+            agent=agent.model_dump(mode="json"), usage=ctx.agents.usage(f"agent:{agent.id}"),
+            transcript=[_clip_message(m) for m in messages], tool_calls=tool_calls(messages),
+            findings=findings(agent), children=children, children_total=len(child_ids)))
 
     def board(self, run_id: str, *, limit: int = 5_000) -> dict[str, JsonValue]:
         ctx, _record = self.context(run_id)
         cursor = self.cursor(ctx)
         board = ctx.state.board
         tasks = sorted(board.tasks(), key=lambda t: t.updated_at, reverse=True)
-        return {"tasks": [TaskView.of(t).model_dump(mode="json") for t in tasks[:limit]], "total": len(tasks),
+        shown = self.redactor.tree([TaskView.of(t).model_dump(mode="json") for t in tasks[:limit]])
+        return {"tasks": shown, "total": len(tasks),
                 "counts": {s.value: n for s, n in board.counts().items()}, "cursor": cursor,
                 "statuses": [s.value for s in TaskStatus]}
 

@@ -1,4 +1,9 @@
-"""The report as a Markdown summary a person reads first."""
+"""The report as a Markdown summary a person reads first.
+
+Everything the reviewed repository or a model chose (file names, titles, evidence, notes) goes
+through :mod:`swarm_tasks.display`: a name is an inert code span, free text has no markup of its own,
+evidence sits in a fence longer than any backtick run it holds, and no control character survives.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from swarm_tasks.display import code_fence, code_span, inert, md_text
 from swarm_tasks.review.enums import FileOrigin, ReviewReason, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.report import Report, ReviewMode
@@ -21,10 +27,10 @@ MAX_SUPPRESSED_LISTED = 30
 def _link(file: str, line: int, base: str = "") -> str:
     """A link to a line: ``base`` + the path relative to the repository root (``base`` is a forge URL
     such as ``https://github.com/o/r/blob/<sha>/``, or the way from the report's directory to the root)."""
-    label = f"{file}:{line}"
+    label = code_span(f"{file}:{line}")
     if file.startswith("/"):
-        return f"`{label}`"  # outside the repository: no link would work
-    return f"[`{label}`]({base}{quote(file)}#L{line})"
+        return label  # outside the repository: no link would work
+    return f"[{label}]({base}{quote(file)}#L{line})"
 
 
 def link_base_for(report: Report, directory: Path | None) -> str:
@@ -39,14 +45,14 @@ def link_base_for(report: Report, directory: Path | None) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_text(text)
 
 
 def _mode_line(report: Report) -> str:
     if report.mode is ReviewMode.DETERMINISTIC:
         return ("**Deterministic analysis** - no model was configured. Findings come from analyzers "
                 "(bandit, ruff, radon, AST and JS heuristics) and deterministic sub-reviewers.")
-    models = ", ".join(f"`{m}`" for m in report.models) or "a model"
+    models = ", ".join(code_span(m) for m in report.models) or "a model"
     if report.mode is ReviewMode.MODEL:
         return f"**Model review** by {models}, with analyzers as tools."
     return f"**Model and deterministic review**: {models} plus analyzers."
@@ -59,7 +65,7 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
     base = link_base_for(report, directory)
     name = PurePosixPath(report.root).name or report.root
     flagged = sum(1 for r in report.reviewed if r.reason is ReviewReason.FLAGGED)
-    out = [f"# Code review: {name}", "", _mode_line(report), ""]
+    out = [f"# Code review: {md_text(name)}", "", _mode_line(report), ""]
     out += [f"- Files scanned: {report.files_scanned}; reviewed: {len(report.reviewed)} ({flagged} flagged, "
             f"{len(report.reviewed) - flagged} imported dependencies); skipped: {len(report.skipped)}",
             f"- Findings: {len(report.findings)}"]
@@ -88,7 +94,7 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
     out += _skipped(report)
     out += _agents(report)
     if report.notes:
-        out += ["## Notes", "", *(f"- {n}" for n in report.notes), ""]
+        out += ["## Notes", "", *(f"- {md_text(n)}" for n in report.notes), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -103,24 +109,26 @@ def _top_findings(findings: list[Finding], total: int, floor: Severity, base: st
     for n, f in enumerate(findings, start=1):
         origin = "analyzer" if f.analyzer_only else "model" if all(
             r.source.value == "model" for r in f.reporters) else "analyzer + model"
-        pkg = f" (third-party package `{f.package}`)" if f.origin is FileOrigin.THIRD_PARTY and f.package else ""
+        third_party = f.origin is FileOrigin.THIRD_PARTY and f.package
+        pkg = f" (third-party package {code_span(f.package or '')})" if third_party else ""
         out.append(f"{n}. **[{f.severity.value.upper()}] {_cell(f.title)}** - "
                    f"{_link(f.file, f.start_line, base)}{pkg}")
-        out.append(f"   - Rule `{f.rule}`{f' ({f.cwe})' if f.cwe else ''}, category {f.category.value}, "
+        out.append(f"   - Rule {code_span(f.rule)}{f' ({f.cwe})' if f.cwe else ''}, category {f.category.value}, "
                    f"confidence {f.confidence:.2f} ({f.confidence_label}), from {origin}"
                    + (", input reaches it" if f.reachable else ""))
-        out.append(f"   - Found by: {found_by(f)}")
+        out.append(f"   - Found by: {md_text(found_by(f))}")
         if f.evidence:
-            fence = "````" if "```" in f.evidence else "```"
-            out += [f"   {fence}", *(f"   {line}" for line in f.evidence.splitlines()), f"   {fence}"]
+            evidence = inert(f.evidence, multiline=True)
+            fence = code_fence(evidence)
+            out += [f"   {fence}", *(f"   {line}" for line in evidence.splitlines()), f"   {fence}"]
         if f.recommendation:
-            out.append(f"   - Fix: {f.recommendation}")
+            out.append(f"   - Fix: {md_text(f.recommendation)}")
         out += _occurrences(f, base)
         for loc in f.related[:MAX_RELATED]:
-            out.append(f"   - Related: {_link(loc.file, loc.start_line, base)} {loc.message}")
+            out.append(f"   - Related: {_link(loc.file, loc.start_line, base)} {md_text(loc.message)}")
         if len(f.related) > MAX_RELATED:
             out.append(f"   - ... and {len(f.related) - MAX_RELATED} more related locations")
-        out += [f"   - Note: {note}" for note in f.notes]
+        out += [f"   - Note: {md_text(note)}" for note in f.notes]
     return [*out, ""]
 
 
@@ -142,7 +150,7 @@ def _below_threshold(findings: list[Finding], floor: Severity, base: str) -> lis
            ", ".join(f"{sev}: {n}" for sev, n in counts.items()) + " - in report.json and report.sarif; "
            "`summary_min_severity` lists them here.", ""]
     for f in findings[:MAX_BELOW_LISTED]:
-        out.append(f"- [{f.severity.value}] `{f.rule}` {_cell(f.title)} - {_link(f.file, f.start_line, base)}")
+        out.append(f"- [{f.severity.value}] {code_span(f.rule)} {_cell(f.title)} - {_link(f.file, f.start_line, base)}")
     if len(findings) > MAX_BELOW_LISTED:
         out.append(f"- ... and {len(findings) - MAX_BELOW_LISTED} more")
     return [*out, ""]
@@ -151,16 +159,16 @@ def _below_threshold(findings: list[Finding], floor: Severity, base: str) -> lis
 def _suppressed(report: Report, base: str) -> list[str]:
     out: list[str] = []
     if report.baseline:
-        out += [f"Baseline `{report.baseline}`: {report.baseline_known} known finding(s) left out; "
+        out += [f"Baseline {code_span(report.baseline)}: {report.baseline_known} known finding(s) left out; "
                 "only new findings are listed.", ""]
     if report.since:
-        out += [f"Only files changed since `{report.since}` were reviewed (their imports were followed).", ""]
+        out += [f"Only files changed since {code_span(report.since)} were reviewed (their imports were followed).", ""]
     if not report.suppressed:
         return out
     out += [f"## Suppressed in the code ({len(report.suppressed)})", ""]
     for s in report.suppressed[:MAX_SUPPRESSED_LISTED]:
-        out.append(f"- [{s.severity.value}] `{s.rule}` {_cell(s.title)} - {_link(s.file, s.start_line, base)} "
-                   f"(`{s.marker}` at line {s.marker_line}: {_cell(s.reason)})")
+        out.append(f"- [{s.severity.value}] {code_span(s.rule)} {_cell(s.title)} - {_link(s.file, s.start_line, base)} "
+                   f"({code_span(s.marker)} at line {s.marker_line}: {_cell(s.reason)})")
     if len(report.suppressed) > MAX_SUPPRESSED_LISTED:
         out.append(f"- ... and {len(report.suppressed) - MAX_SUPPRESSED_LISTED} more")
     return [*out, ""]
@@ -172,11 +180,12 @@ def _dependencies(report: Report) -> list[str]:
         return []
     out = ["## Imported code reviewed", ""]
     for dep in deps:
-        who = f"package `{dep.package}`" if dep.package else "repository module"
-        out.append(f"- `{dep.path}` ({who}, depth {dep.depth}) via {' -> '.join(f'`{c}`' for c in dep.chain)}")
+        who = f"package {code_span(dep.package)}" if dep.package else "repository module"
+        out.append(f"- {code_span(dep.path)} ({who}, depth {dep.depth}) via "
+                   f"{' -> '.join(code_span(c) for c in dep.chain)}")
     missing = sorted({u.module for u in report.dependencies.unresolved})
     if missing:
-        out.append(f"- Not installed or not found (not reviewed): {', '.join(f'`{m}`' for m in missing)}")
+        out.append(f"- Not installed or not found (not reviewed): {', '.join(code_span(m) for m in missing)}")
     return [*out, ""]
 
 
@@ -186,8 +195,8 @@ def _skipped(report: Report) -> list[str]:
     reasons = Counter(s.reason.value for s in report.skipped)
     out = ["## Skipped", "", ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items())), ""]
     for skip in report.skipped[:MAX_SKIPPED_LISTED]:
-        out.append(f"- `{skip.path}{'/' if skip.is_dir else ''}` - {skip.reason.value}"
-                   + (f" ({skip.detail})" if skip.detail else ""))
+        out.append(f"- {code_span(skip.path + ('/' if skip.is_dir else ''))} - {skip.reason.value}"
+                   + (f" ({md_text(skip.detail)})" if skip.detail else ""))
     if len(report.skipped) > MAX_SKIPPED_LISTED:
         out.append(f"- ... and {len(report.skipped) - MAX_SKIPPED_LISTED} more")
     return [*out, ""]
@@ -196,5 +205,5 @@ def _skipped(report: Report) -> list[str]:
 def _agents(report: Report) -> list[str]:
     kinds = Counter((a.role.value, a.kind) for a in report.agents)
     out = ["## Agents", "", "| Role | Kind | Count |", "| --- | --- | ---: |"]
-    out += [f"| {role} | {kind} | {n} |" for (role, kind), n in sorted(kinds.items())]
+    out += [f"| {role} | {md_text(kind)} | {n} |" for (role, kind), n in sorted(kinds.items())]
     return [*out, ""]

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swarm_tasks.display import json_inert
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.report import Report
@@ -206,7 +207,7 @@ def build_sarif(report: Report) -> SarifLog:
 
 def render_sarif(report: Report, indent: int | None = 2) -> str:
     """The report as SARIF 2.1.0 JSON text."""
-    return build_sarif(report).to_json(indent)
+    return json_inert(build_sarif(report).to_json(indent))
 
 
 def sarif_schema() -> dict[str, object]:

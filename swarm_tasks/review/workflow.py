@@ -82,18 +82,10 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
 
 
 def redacted(report: Report, redact: Redactor) -> Report:
-    """The report with secrets masked in what it quotes: a hard-coded key found in the code is reported
-    where it is, but never republished in Markdown, JSON or SARIF. Every free text a model may have
-    written is masked too (titles, evidence, recommendations, related notes, agents' summaries)."""
-    findings = [f.model_copy(update={
-        "evidence": redact(f.evidence), "title": redact(f.title), "recommendation": redact(f.recommendation),
-        "notes": [redact(n) for n in f.notes],
-        "related": [r.model_copy(update={"message": redact(r.message)}) for r in f.related]})
-        for f in report.findings]
-    agents = [a.model_copy(update={"summary": redact(a.summary)}) for a in report.agents]
-    skipped = [s.model_copy(update={"detail": redact(s.detail)}) for s in report.skipped]
-    return report.model_copy(update={"findings": findings, "root": redact(report.root), "agents": agents,
-                                     "skipped": skipped, "notes": [redact(n) for n in report.notes]})
+    """The report with secrets masked in every string it holds, in one pass (:meth:`Redactor.tree`): a
+    hard-coded key found in the code is reported where it is, but never republished in Markdown, JSON or
+    SARIF, whether a title names it, an evidence line quotes it or a model's note repeats it."""
+    return redact.model(report)
 
 
 def write_report(report: Report, directory: Path) -> Path:

@@ -233,3 +233,37 @@ def test_agent_detail_masks_the_deployments_secrets_an_agent_repeated(staged, sw
     shown = with_client(keyed, client, check)
     assert SECRET not in shown
     assert "called the API with ***" in shown and "key *** in a.py" in shown
+
+
+def test_a_secret_a_finding_flags_is_masked_in_every_part_of_the_agent_view_and_its_events(
+        staged, swarm_settings, dash_client):
+    """The same masking pass as the reports, over the whole view: bandit's title names the password,
+    and the transcript, the tool call and the event that quote it without a secret-like name are masked too."""
+    password = "hunter2-Pr0d-6b1f"
+    staged.drain()
+    agents = staged.agents()
+    worker = next(a for a in agents.get_many(agents.ids(AgentStatus.DONE)) if a is not None and a.spec == "worker")
+    old, version = agents.load(worker.id)
+    flagged = {"result": {"findings": [{"severity": "high", "file": "settings.py", "line": 3, "rule": "B105",
+                                        "title": f"Possible hardcoded password: '{password}'",
+                                        "evidence": f'secret_value = "{password}"'}]}}
+    read = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c9", "type": "function", "function": {
+                "name": "read_file", "arguments": json.dumps({"path": "settings.py", "expect": password})}}]},
+            {"role": "tool", "tool_call_id": "c9", "content": f'DEFAULTS = {{"db": "{password}"}}'}]
+    agents.save(old, version, old.evolve(result=flagged), append=read)
+    staged.local.services.run(staged.run.id).state.events.emit("finding", "f-1", {"note": f"seen {password} here",
+                                                                                 "password": password})
+
+    async def check(http: TestClient) -> tuple[str, str]:
+        detail = json.dumps(await get(http, f"/api/runs/{staged.run.id}/agents/{worker.id}"))
+        resp = await http.get(f"/api/runs/{staged.run.id}/events?after=0-0")
+        seen = ""
+        while "f-1" not in seen:
+            seen += (await resp.content.readline()).decode()
+        resp.close()
+        return detail, seen
+
+    detail, events = with_client(swarm_settings, dash_client, check)
+    assert password not in detail and password not in events
+    assert 'DEFAULTS = {\\"db\\": \\"***\\"}' in detail and "Possible hardcoded password: '***'" in detail
+    assert '"password":"***"' in events

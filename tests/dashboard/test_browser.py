@@ -192,3 +192,34 @@ def test_five_thousand_agents_render_and_stay_responsive(local, dashboard, brows
     assert settling["frames"] > 5 and growing["frames"] > 5
     assert settling["median"] < 100 and growing["median"] < 100
     assert browser.errors == []
+
+
+def test_the_page_works_behind_its_credential(staged, swarm_settings, dash_client):
+    """With SWARM_DASHBOARD_BASIC_AUTH the browser asks once; the page, its API calls and its event
+    stream all carry the credential, and the graph still follows the run live."""
+    from pydantic import SecretStr
+
+    from swarm_tasks.agents.runner import SwarmClient
+    from swarm_tasks.dashboard import create_app
+    from tests.dashboard.conftest import ServerThread
+
+    settings = swarm_settings.model_copy(update={"dashboard_basic_auth": SecretStr("ops:browser-pw-77")})
+    server = ServerThread(lambda: create_app(settings, SwarmClient.create(settings, dash_client.client))).start()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        with sync_api.sync_playwright() as pw:
+            chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            anonymous = chromium.new_context()
+            assert anonymous.request.get(f"{server.url}/").status == 401
+            anonymous.close()
+            context = chromium.new_context(http_credentials={"username": "ops", "password": "browser-pw-77"})
+            browser = Browser(context.new_page())
+            browser.page.on("pageerror", lambda exc: browser.errors.append(f"page error: {exc}"))
+            browser.page.goto(f"{server.url}/#run={staged.run.id}")
+            browser.wait("window.__swarm && window.__swarm.nodeCount === 1 && window.__swarm.live")
+            staged.step()  # the planner spawns its leads: they arrive over the authenticated event stream
+            browser.wait("window.__swarm.nodeCount === 4")
+            assert browser.errors == []
+            chromium.close()
+    finally:
+        server.stop()

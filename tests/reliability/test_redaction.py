@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -121,3 +122,30 @@ def test_filter_on_a_handler_redacts_too() -> None:
                                None)
     handler.handle(record)
     assert handler.lines == ["value *** and password=***"]
+
+
+@pytest.mark.parametrize(("text", "secret", "kept"), [
+    ('secret_value = "hunter2-very-secret"', "hunter2-very-secret", 'secret_value = "***"'),  # bandit's B105
+    ("DB_PASSWORD_PROD = 'two words here'", "two words", "DB_PASSWORD_PROD = '***'"),
+    ('connect(auth_token="abc def ghi")', "abc def ghi", 'auth_token="***"'),
+    ("const apiKeyValue = `tmpl-9f8e7d6c`;", "tmpl-9f8e7d6c", "apiKeyValue = `***`"),
+    ("Possible hardcoded password: 'hunter2-very-secret' (hardcoded_password_string)", "hunter2", "password: '***'"),
+])
+def test_quoted_values_of_secret_names_are_masked_whole(text: str, secret: str, kept: str) -> None:
+    out = redact(text)
+    assert secret not in out and kept in out
+    assert redact(out) == out
+
+
+def test_a_secret_flagged_anywhere_in_a_tree_is_masked_everywhere_in_it() -> None:
+    finding = {"title": "Possible hardcoded password: 'hunter2-very-secret'",
+               "evidence": 'DEFAULTS = {"db": "hunter2-very-secret"}',  # no secret-shaped name on this line
+               "notes": ["the value hunter2-very-secret is also in the docs"],
+               "arguments": {"api_token": "plain-looking-value"}, "other": "plain-looking-value again",
+               "author": "Jane Doe", "tokens": 1500, "tokenizer_name": "bert"}
+    out = Redactor(["configured-one"]).tree({**finding, "extra": "configured-one"})
+    text = json.dumps(out)
+    assert "hunter2" not in text and "plain-looking-value" not in text and "configured-one" not in text
+    assert out["author"] == "Jane Doe" and out["tokens"] == 1500 and out["tokenizer_name"] == "bert"
+    assert out["evidence"] == 'DEFAULTS = {"db": "***"}'
+    assert Redactor().tree(out) == out

@@ -122,3 +122,18 @@ def test_sarif_valid_and_shaped_for_github() -> None:
 def test_empty_report_sarif_is_valid() -> None:
     doc = validate_sarif(build_sarif(Report(root="/r")).to_json())
     assert doc["runs"][0]["results"] == []
+
+
+def test_markdown_shows_hostile_names_and_text_inert() -> None:
+    name = "evil\n## Forged\x1b[2J`x`.py"
+    hostile = Finding(file=name, start_line=2, end_line=2, severity=Severity.HIGH, category=Category.SECURITY,
+                      rule="B307", title="eval of [input](http://x) <b>\n- Forged item", confidence=0.9,
+                      tool="bandit", evidence="eval(x)  # \x1b]0;title\x07\n````", notes=["note\n# Forged"],
+                      related=[Location(file="a\nb.py", start_line=1, end_line=1, message="m\x1b[1m")])
+    text = render_markdown(Report(root="/r/repo\n# Forged root", findings=[hostile]))
+    forged = [line for line in text.splitlines() if "Forged" in line and line.lstrip().startswith(("#", "- F"))]
+    assert forged == ["# Code review: repo\\\\n\\# Forged root"]  # one heading, the name escaped in it
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[``evil\\n## Forged\\x1b[2J`x`.py:2``](evil%0A%23%23%20Forged%1B%5B2J%60x%60.py#L2)" in text
+    assert "eval of \\[input\\](http://x) \\<b\\>\\\\n- Forged item" in text
+    assert "   `````" in text  # evidence holding four backticks gets a fence of five
