@@ -1,4 +1,5 @@
-"""``python -m bench review``: a generated repository reviewed by model agents on the local mock server.
+"""``python -m bench review``: a generated repository reviewed by model agents on the local mock server,
+and the offline review against its analyzers run directly (bench/review_offline.py).
 
 The mock OpenAI-compatible server answers every agent (scanner, reviewers, sub-reviewers) at latency L
 with the scripted review behaviour (``swarm_tasks.review.scripted:reviewer``), through litellm's normal
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 
 from bench.agents import HTTP_ENV, measure_bare, rss_mb
 from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
+from bench.review_offline import offline_rows
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
@@ -32,6 +34,7 @@ from swarm_tasks.runs import RunLimits, RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
 SCRIPT = "py:swarm_tasks.review.scripted:reviewer"
 MODEL = "openai/mock-model"
 
@@ -95,6 +98,9 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
     with redis_for_bench() as target, tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         repo = Path(tmp) / "repo"
         generate_repo(repo, files)
+        progress(f"review: offline review vs the analyzers run directly ({EXAMPLE.name}, {files} files)")
+        offline, offline_details = offline_rows({f"{EXAMPLE.name} (13 files)": EXAMPLE,
+                                                 f"generated ({files} files)": repo}, workers)
         mock = Mock(latency_s)
         settings = SwarmSettings(redis_url=SecretStr(target.url), state_dir=Path(tmp) / "state", api_base=mock.url,
                                  api_key=SecretStr("sk-mock"), model_guard="local-only", worker_concurrency=1500,
@@ -147,6 +153,7 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
         Row("agent turns per second", calls / wall, unit="/s"),
         Row("peak memory of workers", peak, unit="MB"),
         Row("findings (merged)", float(len(report.findings)) if report else 0.0),
+        *offline,
     ]
     return BenchResult(name="review", rows=rows, machine=machine,
                        params={"files": files, "latency_s": latency_s, "workers": workers},
@@ -158,9 +165,13 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
                               "litellm's floor: the run's model calls at the rate bare litellm.acompletion reaches "
                               f"on this machine against the same server ({bare['calls_per_s']:.0f}/s, "
                               f"{bare['cpu_ms_per_call']:.1f} ms CPU per call): no swarm on this machine can make "
-                              "its calls faster than that, whatever the critical path."],
+                              "its calls faster than that, whatever the critical path.",
+                              "offline review: the deterministic review (no model) through an embedded Redis and "
+                              f"{workers} local workers, submission to written report, against bandit, ruff and "
+                              "radon run as commands over the same Python files and the JS/TS analyzers in "
+                              "process; start-up (server and workers ready) apart, paid once per command."],
                        details={"status": final.status.value, "reason": final.reason,
-                                "agents_by_spec": _by_spec(agents), "bare": bare})
+                                "agents_by_spec": _by_spec(agents), "bare": bare, "offline": offline_details})
 
 
 def _by_spec(agents: list[AgentState]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from swarm_tasks.review.source import SourceFile, read_source
 
 class CodeIndex:
     """The files a review may search (the repository and the dependencies it follows), read lazily
-    once each. Not thread-safe: one per sub-reviewer or per serial review."""
+    once each. Safe to share between a worker's threads (one per run and process: every sub-reviewer of
+    a run then reads and parses each file once): what it caches is computed whole, then published."""
 
     def __init__(self, root: Path, files: Iterable[SourceFile] = ()) -> None:
         self.root = root
@@ -23,6 +25,7 @@ class CodeIndex:
         self._tree: dict[str, ast.Module | None] = {}
         self._js: dict[str, jslex.JsText | None] = {}
         self._calls: dict[str, list[tuple[str, ast.Call]]] | None = None
+        self._lock = threading.Lock()
         for file in files:
             self.add(file)
 
@@ -71,19 +74,24 @@ class CodeIndex:
     def python_calls(self, name: str) -> list[tuple[str, ast.Call]]:
         """(path, call) of every call of a function or method named ``name`` in the indexed Python code.
         The index is built once, on first use, so many traces cost one walk of the code."""
-        if self._calls is None:
-            self._calls = {}
-            for path in self.paths(Language.PYTHON):
-                tree = self.tree(path)
-                for node in ast.walk(tree) if tree is not None else ():
-                    if isinstance(node, ast.Call):
-                        func = node.func
-                        callee = func.attr if isinstance(func, ast.Attribute) else \
-                            func.id if isinstance(func, ast.Name) else ""
-                        if callee:
-                            self._calls.setdefault(callee, []).append((path, node))
-        return self._calls.get(name, [])
+        calls = self._calls
+        if calls is None:
+            with self._lock:
+                calls = self._calls
+                if calls is None:
+                    calls = {}
+                    for path in self.paths(Language.PYTHON):
+                        tree = self.tree(path)
+                        for node in ast.walk(tree) if tree is not None else ():
+                            if isinstance(node, ast.Call):
+                                func = node.func
+                                callee = func.attr if isinstance(func, ast.Attribute) else \
+                                    func.id if isinstance(func, ast.Name) else ""
+                                if callee:
+                                    calls.setdefault(callee, []).append((path, node))
+                    self._calls = calls
+        return calls.get(name, [])
 
     def paths(self, *languages: Language) -> list[str]:
         """Indexed paths in these languages (all when none given), sorted."""
-        return sorted(p for p, f in self.files.items() if not languages or f.language in languages)
+        return sorted(p for p, f in list(self.files.items()) if not languages or f.language in languages)

@@ -29,6 +29,7 @@ from swarm_tasks.review.swarm import (
     finding_counters,
     finding_events,
     plan_after_scan,
+    shared_index,
     source_file,
     subreviews_for,
 )
@@ -255,17 +256,16 @@ class TraceFindingTool(Tool):
     Args = TraceArgs
 
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
-        from swarm_tasks.review.code_index import CodeIndex
         from swarm_tasks.review.subreview_rules import SubreviewRequest
         from swarm_tasks.review.subreviewers import run_subreviewer
 
-        _job, root, inventory = _job_root(ctx)
+        job, root, _ = _job_root(ctx)
         data = ctx.extras.get("agent_input")
         if not isinstance(data, dict) or "request" not in data:
             raise ToolError("trace_finding is only for sub-reviewers")
         request = SubreviewRequest.model_validate(data["request"])
         finding = Finding.model_validate(data["finding"])
-        outcome = run_subreviewer(request, finding, CodeIndex(root, inventory.files))
+        outcome = run_subreviewer(request, finding, shared_index(root, job))
         return ToolResult(json.dumps({
             "summary": outcome.summary, "severity": outcome.finding.severity.value,
             "related": [r.model_dump(mode="json") for r in outcome.finding.related],

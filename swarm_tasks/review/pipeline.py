@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.analyzers.python_quality import prepare_batch
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.dependencies import DependencyGraph, follow_imports
@@ -61,6 +62,7 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     to_review = [*flagged, *(d.file for d in graph.files)]
 
     findings: list[Finding] = []
+    prepare_batch(base, inventory.to_scan(), config)
     for file in to_review:
         for kind in ReviewerKind:
             agent_id = reviewer_agent_id(kind, file.path)

@@ -24,6 +24,7 @@ from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import EmittedEvent, ProgramContext, ProgramResult
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.analyzers.python_quality import prepare_batch
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.dependencies import ImportEdge
@@ -84,6 +85,16 @@ def _inventory(root: str, config_json: str) -> Inventory:
 @lru_cache(maxsize=32)
 def _rules(path: str | None) -> SubreviewRules:
     return load_subreview_rules(Path(path) if path else None)
+
+
+@lru_cache(maxsize=8)
+def _index(root: str, config_json: str) -> CodeIndex:
+    return CodeIndex(Path(root), _inventory(root, config_json).files)
+
+
+def shared_index(root: Path, job: ReviewJob) -> CodeIndex:
+    """The run's code index in this process: sub-reviewers share its texts, trees and call index."""
+    return _index(str(root), job.config.encode())
 
 
 def context_of(pctx: ProgramContext) -> tuple[ReviewJob, Path, Inventory]:
@@ -269,6 +280,7 @@ def reviewer_program(pctx: ProgramContext) -> ProgramResult:
     if isinstance(file, SkippedPath):
         return ProgramResult(status=AgentStatus.FAILED, reason=f"file not reviewable: {file.reason} {file.detail}")
     kind = ReviewerKind(inp.kind or "security")
+    prepare_batch(root, inventory.to_scan(), job.config)  # one ruff run for this process's share of the run
     findings = run_reviewer(kind, root, file, job.config, pctx.agent.id)
     children = subreviews_for(findings, job, {file.path: set(inp.flags)}, 1, pctx.agent.id)
     return ProgramResult(result={"findings": [f.model_dump(mode="json") for f in findings], "kind": kind.value,
@@ -279,11 +291,11 @@ def reviewer_program(pctx: ProgramContext) -> ProgramResult:
 
 def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
     """A deterministic sub-reviewer (taint trace, secret exposure, auth flow, deserialization source)."""
-    job, root, inventory = context_of(pctx)
+    job, root, _ = context_of(pctx)
     data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
     request = SubreviewRequest.model_validate(data.get("request"))
     finding = Finding.model_validate(data.get("finding"))
-    index = CodeIndex(root, inventory.files)
+    index = shared_index(root, job)
     if finding.file not in index.files:
         extra = describe_file(root, finding.file, job.config, origin=finding.origin, package=finding.package)
         if isinstance(extra, SourceFile):

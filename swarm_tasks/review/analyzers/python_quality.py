@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from swarm_tasks.errors import ReviewError
 from swarm_tasks.review.analyzers.base import ANALYZER_FAILED, PARSE_ERROR, Context, open_context, unreadable
-from swarm_tasks.review.analyzers.ruff_runner import RuffDiagnostic, run_ruff
+from swarm_tasks.review.analyzers.ruff_runner import RuffDiagnostic, batched, register_batch, run_ruff
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding
+from swarm_tasks.review.languages import Language
 from swarm_tasks.review.source import SourceFile
 
 # Longest matching prefix wins. Undefined names and pylint errors break at run time; style-ish checks do not.
@@ -36,10 +38,26 @@ def _run(repo_root: Path, file: SourceFile, config: ReviewConfig, select: tuple[
     if text is None:
         return ctx, None, unreadable(ctx, category)
     cwd = repo_root if repo_root.is_dir() else Path("/")
+    found = batched(repo_root, batch_key(config), file.path, file.sha256, select, config.analyzer_timeout_s)
+    if found is not None:
+        return ctx, found, []
     try:
         return ctx, run_ruff(cwd, file.path, text, select, config.analyzer_timeout_s), []
     except ReviewError as exc:
         return ctx, None, [ctx.note(ANALYZER_FAILED, str(exc), category)]
+
+
+def batch_key(config: ReviewConfig) -> str:
+    """Which batch of files a configuration's review shares one ruff run over."""
+    return hashlib.sha1(config.encode(), usedforsecurity=False).hexdigest()
+
+
+def prepare_batch(repo_root: Path, files: list[SourceFile], config: ReviewConfig) -> None:
+    """Let one ruff run cover every plain UTF-8 Python file of ``files`` (those the review starts from)."""
+    plain = [(f.path, f.sha256) for f in files if f.language is Language.PYTHON and f.encoding == "utf-8"
+             and f.raw_path_hex is None and not f.path.startswith("/") and not f.path.startswith("-")]
+    register_batch(repo_root, batch_key(config), plain,
+                   tuple(dict.fromkeys([*config.ruff_quality_rules, *config.ruff_doc_rules])))
 
 
 def python_quality(repo_root: Path, file: SourceFile, config: ReviewConfig) -> list[Finding]:
