@@ -134,6 +134,30 @@ class RunHandle:
         tally = Tally().add_all(a for a in self.agents() if a.status.terminal)
         return sorted(tally.problems, key=lambda p: (p.status != "failed", p.role, p.subject, p.agent_id))
 
+    def elapsed_s(self) -> float:
+        """Seconds the run has taken: to its end if it ended, else so far."""
+        return self.client.runs.elapsed_s(self.record())
+
+    def cycles(self) -> list[dict[str, JsonValue]]:
+        """A build's judged cycles so far (tip, tag, check, the judge's decision and reason); [] otherwise."""
+        record = self.record()
+        if record.kind != "build":
+            return []
+        result = record.result if isinstance(record.result, dict) else {}
+        if isinstance(result.get("cycles"), list):
+            return list(result["cycles"])  # type: ignore[arg-type]
+        from swarm_tasks.build.cycles import CycleBook
+
+        return [v.model_dump(mode="json") for v in CycleBook(self.client.run(self.id).state).current().history]
+
+    def hot_spots(self, limit: int = 10) -> list[tuple[str, int]]:
+        """A build's files that caused the most rebases and conflicts, most first; [] otherwise."""
+        if self.record().kind != "build":
+            return []
+        from swarm_tasks.build.landing import top_hotspots
+
+        return top_hotspots(self.client.run(self.id).state, limit)
+
     def agents(self) -> list[AgentState]:
         ctx = self.client.run(self.id)
         ids = sorted({a for s in AgentStatus for a in ctx.agents.ids(s)})

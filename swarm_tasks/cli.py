@@ -1,8 +1,9 @@
 """The ``swarm`` command line: review, build, status, watch, cancel, resume, report, workers, dashboard.
 
-Exit codes scripts can trust: 0 done (run completed), 1 the run failed or was cancelled, 2 bad input
-(invalid arguments or job, unknown run), 3 findings at or above ``--fail-on``, 4 the run ended partial (some of
-its work was not done), 130 interrupted.
+Exit codes scripts can trust (the README has the table): 0 the run completed (every agent it needed finished),
+1 the run failed or was cancelled, 2 bad input (invalid arguments or job, unknown run), 3 findings at or above
+``--fail-on`` in a completed review, 4 the run ended partial (some of its work was not done: a partial review
+never passes a ``--fail-on`` gate), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -186,13 +187,16 @@ def check_review_job(source: str, ref: str | None, models: dict[str, str], confi
 
 
 def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, fail_on: str | None) -> int:
-    if record.status is not RunStatus.COMPLETED:
+    """Print the review's result and say how it ended; the exit code follows the outcome first (a partial
+    or failed review never exits 0, whatever --fail-on says), then the findings."""
+    result = record.result if isinstance(record.result, dict) else {}
+    outcome = record.outcome.model_dump(mode="json") if record.outcome else None
+    if "report_dir" not in result:  # no report: cancelled, or the review could not even be merged
         if as_json:
-            emit_json({"run": run.id, "status": record.status.value, "reason": record.reason})
+            emit_json({"run": run.id, "status": record.status.value, "reason": record.reason, "outcome": outcome})
         else:
             err.print(f"[bold red]run {run.id} {record.status.value}[/]: {console_text(record.reason or '')}")
-        return EXIT_RUN_FAILED
-    result = record.result if isinstance(record.result, dict) else {}
+        return _exit_for(record.status)
     report_dir = Path(str(result.get("report_dir", "")))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -206,16 +210,24 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
         report_dir = out
     counts = result.get("by_severity") or {}
     if as_json:
-        emit_json({"run": run.id, "status": record.status.value, **result, "report_dir": str(report_dir)})
+        emit_json({"run": run.id, "status": record.status.value, "reason": record.reason, **result,
+                   "report_dir": str(report_dir), "outcome": outcome})
     else:
-        table = Table(title=f"review {run.id}: {result.get('findings', 0)} findings "
-                            f"({result.get('mode', '')}), {result.get('files_scanned', 0)} files scanned, "
+        table = Table(title=f"review {run.id} {record.status.value}: {result.get('findings', 0)} findings "
+                            f"({result.get('mode', '')}), {result.get('files_scanned', 0)} of "
+                            f"{result.get('files_inventoried', result.get('files_scanned', 0))} files scanned, "
                             f"{result.get('files_reviewed', 0)} reviewed, {result.get('agents', 0)} agents")
         for sev in _SEVERITY_RANK.__reversed__():
             table.add_column(sev, justify="right")
         table.add_row(*(str(counts.get(sev, 0)) for sev in reversed(list(_SEVERITY_RANK))))
         console.print(table)
         console.print(f"report: [bold]{report_dir / 'report.md'}[/]  (also report.json, report.sarif)")
+        if record.status is not RunStatus.COMPLETED:
+            err.print(f"[bold {'red' if record.status is RunStatus.FAILED else 'yellow'}]review "
+                      f"{record.status.value}[/]: {console_text(record.reason or '')}")
+            err.print(f"list the agents that did not finish: swarm status {run.id} --failed")
+    if record.status is not RunStatus.COMPLETED:
+        return _exit_for(record.status)
     if fail_on and any(n and _SEVERITY_RANK[sev] >= _SEVERITY_RANK[fail_on] for sev, n in counts.items()):
         return EXIT_FINDINGS
     return EXIT_OK
@@ -295,30 +307,44 @@ def _client() -> Any:
 @main.command()
 @click.argument("run_id", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--failed", "failed", is_flag=True, help="List the run's agents that did not finish, with why.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @guarded
-def status(run_id: str | None, as_json: bool, limit: int) -> int:
-    """Show one run (its progress) or list recent runs."""
+def status(run_id: str | None, as_json: bool, failed: bool, limit: int) -> int:
+    """Show one run (its outcome, reason, elapsed time and progress; a build's cycles, judge decisions and
+    hot spots), list its agents that did not finish (--failed), or list recent runs."""
+    from swarm_tasks.watch import render, render_failed
+
     with _client() as swarm:
         if run_id is None:
+            if failed:
+                fail("--failed needs a RUN_ID")
             runs = swarm.runs(limit=limit)
+            rows = [{"id": r.id, "kind": r.kind, "status": r.status.value, "title": redact_url(r.title),
+                     "created_at": r.created_at, "elapsed_s": round(swarm.client.runs.elapsed_s(r), 3),
+                     "reason": r.reason} for r in runs]
             if as_json:
-                emit_json([{"id": r.id, "kind": r.kind, "status": r.status.value, "title": redact_url(r.title),
-                            "created_at": r.created_at} for r in runs])
+                emit_json(rows)
                 return EXIT_OK
-            table = Table("run", "kind", "status", "title")
-            for r in runs:
-                table.add_row(r.id, r.kind, r.status.value, console_text(redact_url(r.title)))
+            table = Table("run", "kind", "status", "elapsed", "title", "reason")
+            for row in rows:
+                table.add_row(row["id"], row["kind"], row["status"], f"{row['elapsed_s']:,.0f} s",
+                              console_text(row["title"]), console_text((row["reason"] or "")[:80]))
             console.print(table)
             return EXIT_OK
         run = swarm.run(run_id)
+        if failed:
+            agents = run.failed_agents()
+            if as_json:
+                emit_json([a.model_dump(mode="json") for a in agents])
+            else:
+                console.print(render_failed(run, agents))
+            return EXIT_OK
         progress = run.progress()
         if as_json:
             emit_json(snapshot(run, progress))
         else:
-            from swarm_tasks.watch import render
-
-            console.print(render(run, progress, 0.0))
+            console.print(render(run, progress))
         return EXIT_OK
 
 
@@ -330,12 +356,20 @@ def _exit_for(status: RunStatus) -> int:
 
 
 def snapshot(run: Any, progress: Any) -> dict[str, object]:
-    """One run's progress as one JSON object (``status --json``, ``watch --json``)."""
+    """One run's progress as one JSON object (``status --json``, ``watch --json``): its outcome and reason,
+    real elapsed time, agents and tasks by status, usage; for a build its cycles and hot spots too."""
     record = run.record()
-    return {"id": record.id, "kind": record.kind, "status": record.status.value, "title": redact_url(record.title),
-            "reason": record.reason, "agents": progress.agents, "roles": progress.roles, "tasks": progress.tasks,
-            "counters": progress.counters, "tokens": progress.tokens, "cost_usd": progress.cost_usd,
-            "result": record.result}
+    data: dict[str, object] = {
+        "id": record.id, "kind": record.kind, "status": record.status.value, "title": redact_url(record.title),
+        "reason": record.reason, "outcome": record.outcome.model_dump(mode="json") if record.outcome else None,
+        "created_at": record.created_at, "ended_at": record.ended_at,
+        "elapsed_s": round(run.client.runs.elapsed_s(record), 3), "agents": progress.agents, "roles": progress.roles,
+        "tasks": progress.tasks, "counters": progress.counters, "tokens": progress.tokens,
+        "cost_usd": progress.cost_usd, "result": record.result}
+    if record.kind == "build":
+        data["cycles"] = run.cycles()
+        data["hot_spots"] = [[path, n] for path, n in run.hot_spots()]
+    return data
 
 
 @main.command()
@@ -345,8 +379,8 @@ def snapshot(run: Any, progress: Any) -> dict[str, object]:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop watching after this many seconds.")
 @guarded
 def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
-    """Live view of a run until it ends. Exit 0 if it completed, 1 if it failed, was cancelled or is
-    still going when --timeout ends the watch."""
+    """Live view of a run until it ends. Exit 0 if it completed, 4 if it ended partial, 1 if it failed, was
+    cancelled or is still going when --timeout ends the watch."""
     from swarm_tasks.watch import watch as live
 
     with _client() as swarm:

@@ -155,8 +155,11 @@ class Tally:
         self.problems: list[AgentEnd] = []
         self.left_out: list[str] = []
         self.left_out_total = 0
+        self._left_why: dict[str, list[str]] = {}  # why -> the first items left out for it
+        self._left_count: Counter[str] = Counter()
         self.refused = 0
         self.notes: list[str] = []  # extra sentences for the reason (e.g. the budget that ran out)
+        self.what = "item(s) of work left out"  # how the reason names left-out work ("file(s) left out")
 
     def add(self, agent: AgentLike) -> None:
         status = agent.status.value
@@ -176,11 +179,15 @@ class Tally:
             self.add(agent)
         return self
 
-    def leave_out(self, item: str) -> None:
-        """Record one piece of work not done (say what and why: ``"shop/db.py: not scanned (...)"``)."""
+    def leave_out(self, item: str, why: str) -> None:
+        """Record one piece of work not done: what (``"shop/db.py"``) and why (``"not scanned (...)"``)."""
         self.left_out_total += 1
         if len(self.left_out) < MAX_LEFT_OUT:
-            self.left_out.append(item)
+            self.left_out.append(f"{item}: {why}")
+        self._left_count[why] += 1
+        examples = self._left_why.setdefault(why, [])
+        if len(examples) < _LISTED_IN_REASON:
+            examples.append(item)
 
     def refuse(self, count: int) -> None:
         if count > 0:
@@ -227,11 +234,13 @@ class Tally:
         if rest:
             parts.append(f"{rest} other agent(s) did not finish (see the failed agents)")
         parts += self.notes
-        if self.left_out_total:
-            shown = ", ".join(self.left_out[:_LISTED_IN_REASON])
-            more = self.left_out_total - min(_LISTED_IN_REASON, len(self.left_out))
-            parts.append(f"{self.left_out_total} item(s) of work left out: {shown}"
-                         + (f" and {more} more" if more > 0 else ""))
+        for why, examples in sorted(self._left_why.items(), key=lambda kv: -self._left_count[kv[0]])[:3]:
+            count = self._left_count[why]
+            more = count - len(examples)
+            parts.append(f"{count} {self.what}, {why}: {', '.join(examples)}" + (f" and {more} more" if more else ""))
+        if len(self._left_why) > 3:
+            parts.append(f"{sum(self._left_count[w] for w in list(self._left_why)[3:])} more left out for other "
+                         "reasons")
         return "; ".join(parts)[:MAX_REASON_CHARS]
 
 

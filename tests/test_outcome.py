@@ -63,16 +63,16 @@ def test_stopped_groups_left_out_work_and_refusals_all_make_it_partial():
               Agent("c1", "reviewer", AgentStatus.CANCELLED, "run cancelled")]
     tally = Tally().add_all(agents)
     for n in range(8):
-        tally.leave_out(f"src/f{n}.py: not scanned (agent cap)")
+        tally.leave_out(f"src/f{n}.py", "not scanned (agent cap)")
     tally.refuse(8)
     outcome = decide(tally, useful=True)
     assert outcome.status is RunStatus.PARTIAL
     assert outcome.stopped == {"loop": 2, "cancelled": 1, "run_cap": 8} and outcome.refused == 8
     assert outcome.reason.startswith("2 of 4 reviewers were stopped: loop detected: the same call ...; "
                                      "1 of 4 reviewers was cancelled: run cancelled; ")
-    assert outcome.reason.endswith("8 item(s) of work left out: src/f0.py: not scanned (agent cap), "
-                                   "src/f1.py: not scanned (agent cap), src/f2.py: not scanned (agent cap), "
-                                   "src/f3.py: not scanned (agent cap), src/f4.py: not scanned (agent cap) and 3 more")
+    assert outcome.reason.endswith("8 item(s) of work left out, not scanned (agent cap): src/f0.py, src/f1.py, "
+                                   "src/f2.py, src/f3.py, src/f4.py and 3 more")
+    assert outcome.left_out[0] == "src/f0.py: not scanned (agent cap)"
     assert outcome.left_out_total == 8 and len(outcome.left_out) == 8
 
 

@@ -37,3 +37,20 @@ def test_every_cli_command_in_the_readme_exists():
     assert named <= set(main.commands), named - set(main.commands)
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
+
+
+def test_outcome_table_matches_the_exit_codes_the_cli_returns():
+    from swarm_tasks import cli
+    from swarm_tasks.outcome import ReasonClass, RunStatus
+
+    table = README.split("<!-- outcome-table -->", 1)[1].split("<!-- /outcome-table -->", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()[2:]]
+    codes = {state: int(code.strip("`")) for state, code, _meaning in rows}
+    for status in RunStatus:
+        if status.terminal:
+            assert codes[f"`{status.value}`"] == cli._exit_for(status), status
+    assert codes["`completed`, findings at or above `--fail-on`"] == cli.EXIT_FINDINGS
+    assert codes["bad input"] == cli.EXIT_BAD_INPUT and codes["interrupted"] == cli.EXIT_INTERRUPTED
+    assert len(set(codes.values())) == 6  # 0, 1, 2, 3, 4, 130: every code the CLI has, one table
+    classes = README.split("Why an agent did not finish", 1)[1].split("\n\n", 1)[0]
+    assert all(f"`{c.value}`" in classes for c in ReasonClass)

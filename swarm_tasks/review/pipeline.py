@@ -76,8 +76,8 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     findings.extend(dependency_findings(findings, graph, index))
     refined = refine(findings, index, config, agents)
     return Report(root=str(base), run_id=run_id, mode=ReviewMode.DETERMINISTIC, started_at=started,
-                  finished_at=datetime.now(UTC), files_scanned=len(inventory.to_scan()),
-                  findings=refined.findings, reviewed=reviewed,
+                  finished_at=datetime.now(UTC), files_inventoried=len(inventory.to_scan()),
+                  files_scanned=len(inventory.to_scan()), findings=refined.findings, reviewed=reviewed,
                   skipped=[*inventory.skipped, *graph.skipped], dependencies=graph,
                   agents=agents, **report_settings(config, refined))
 

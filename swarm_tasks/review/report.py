@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from swarm_tasks.outcome import ReasonClass, RunOutcome
 from swarm_tasks.review.dependencies import DependencyGraph
 from swarm_tasks.review.enums import Category, FileOrigin, FindingSource, ReviewReason, RiskLevel, ScanFlag, Severity
 from swarm_tasks.review.findings import Finding
@@ -49,6 +50,9 @@ class AgentRun(Record):
     completion_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
     summary: str = ""
+    status: str = Field(default="done", description="How it ended: done, failed, stopped, cancelled.")
+    reason_class: ReasonClass | None = Field(default=None, description="Why it did not finish (auth, loop...).")
+    reason: str = Field(default="", description="Why it did not finish, as its record says.")
 
 
 class ReviewedFile(Record):
@@ -82,7 +86,9 @@ class Report(Record):
     models: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    files_scanned: int = Field(default=0, ge=0)
+    files_inventoried: int = Field(default=0, ge=0, description="Reviewable files the inventory listed.")
+    files_scanned: int = Field(default=0, ge=0, description="Of which got their quick scan.")
+    outcome: RunOutcome | None = Field(default=None, description="How the review ended and what it left out.")
     findings: list[Finding] = Field(default_factory=list)
     reviewed: list[ReviewedFile] = Field(default_factory=list)
     skipped: list[SkippedPath] = Field(default_factory=list)

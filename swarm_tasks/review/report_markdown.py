@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from swarm_tasks.display import code_fence, code_span, inert, md_text
+from swarm_tasks.outcome import RunStatus
 from swarm_tasks.review.enums import FileOrigin, ReviewReason, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.report import Report, ReviewMode
@@ -22,6 +23,7 @@ MAX_OCCURRENCES = 10
 MAX_SKIPPED_LISTED = 40
 MAX_BELOW_LISTED = 30
 MAX_SUPPRESSED_LISTED = 30
+MAX_LISTED = 50  # notes, left-out files and unfinished agents listed; then "and N more"
 
 
 def _link(file: str, line: int, base: str = "") -> str:
@@ -65,9 +67,11 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
     base = link_base_for(report, directory)
     name = PurePosixPath(report.root).name or report.root
     flagged = sum(1 for r in report.reviewed if r.reason is ReviewReason.FLAGGED)
-    out = [f"# Code review: {md_text(name)}", "", _mode_line(report), ""]
-    out += [f"- Files scanned: {report.files_scanned}; reviewed: {len(report.reviewed)} ({flagged} flagged, "
-            f"{len(report.reviewed) - flagged} imported dependencies); skipped: {len(report.skipped)}",
+    out = [f"# Code review: {md_text(name)}", "", _mode_line(report), "", *_outcome_line(report)]
+    inventoried = max(report.files_inventoried, report.files_scanned)
+    out += [f"- Files scanned: {report.files_scanned} of {inventoried}; reviewed: {len(report.reviewed)} "
+            f"({flagged} flagged, {len(report.reviewed) - flagged} imported dependencies); "
+            f"skipped: {len(report.skipped)}",
             f"- Findings: {len(report.findings)}"]
     roles = report.agents_by_role()
     out.append("- Agents run: " + ", ".join(f"{count} {role}s" for role, count in roles.items()))
@@ -87,15 +91,55 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
             f"- Both: {sources['both']}", ""]
     floor = report.summary_min_severity
     shown = [f for f in report.findings if f.severity.rank >= floor.rank]
-    out += _top_findings(shown[:top], len(shown), floor, base)
+    out += _top_findings(shown[:top], len(shown), floor, base, report.run_id)
+    out += _not_done(report)
     out += _below_threshold([f for f in report.findings if f.severity.rank < floor.rank], floor, base)
     out += _suppressed(report, base)
     out += _dependencies(report)
     out += _skipped(report)
     out += _agents(report)
     if report.notes:
-        out += ["## Notes", "", *(f"- {md_text(n)}" for n in report.notes), ""]
+        out += ["## Notes", "", *_capped([f"- {md_text(n)}" for n in report.notes], len(report.notes), "notes"), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _capped(lines: list[str], total: int, what: str) -> list[str]:
+    shown = lines[:MAX_LISTED]
+    return shown + ([f"- ... and {total - len(shown)} more {what}"] if total > len(shown) else [])
+
+
+def _outcome_line(report: Report) -> list[str]:
+    outcome = report.outcome
+    if outcome is None:
+        return []
+    if outcome.status is RunStatus.COMPLETED:
+        return ["**Outcome: completed** - every file got its scan and, where flagged, its reviewers.", ""]
+    label = {RunStatus.PARTIAL: "PARTIAL review", RunStatus.FAILED: "FAILED review"}.get(
+        outcome.status, f"review {outcome.status.value}")
+    return [f"> **Outcome: {label}** - the findings below cover only part of the repository. "
+            f"{md_text(outcome.reason or '')}", ">", "> See [Work not done](#work-not-done).", ""]
+
+
+def _not_done(report: Report) -> list[str]:
+    outcome = report.outcome
+    if outcome is None or (not outcome.left_out_total and not outcome.problems_total and not outcome.refused):
+        return []
+    out = ["## Work not done", ""]
+    if outcome.left_out_total:
+        out += [f"Files left out ({outcome.left_out_total}):", ""]
+        out += _capped([f"- {code_span(item.split(': ', 1)[0])}: {md_text(item.split(': ', 1)[-1])}"
+                        for item in outcome.left_out], outcome.left_out_total, "files")
+        out.append("")
+    if outcome.problems_total:
+        counts = ", ".join(f"{n} {cls}" for cls, n in sorted({**outcome.failed, **outcome.stopped}.items()))
+        out += [f"Agents that did not finish ({outcome.problems_total}: {counts}):", ""]
+        out += _capped([f"- {p.status} \\[{p.reason_class.value}\\] {p.role} {code_span(p.agent_id)}"
+                        f"{f' on {code_span(p.subject)}' if p.subject else ''}: {md_text(p.reason)}"
+                        for p in outcome.problems], outcome.problems_total, "agents")
+        out.append("")
+    if outcome.refused:
+        out += [f"Agents never started because the run's agent cap was reached: {outcome.refused}", ""]
+    return out
 
 
 def found_by(f: Finding) -> str:
@@ -103,9 +147,14 @@ def found_by(f: Finding) -> str:
     return ", ".join(dict.fromkeys(r.label() for r in f.reporters))
 
 
-def _top_findings(findings: list[Finding], total: int, floor: Severity, base: str) -> list[str]:
+def _top_findings(findings: list[Finding], total: int, floor: Severity, base: str,
+                  run_id: str | None = None) -> list[str]:
     scope = "" if floor is Severity.INFO else f", {floor.value} and worse"
     out = [f"## Top findings ({len(findings)} of {total}{scope})", ""]
+    if total > len(findings):
+        command = f"`swarm report {run_id} --format json`" if run_id else "the JSON report"
+        out += [f"The other {total - len(findings)} findings are in report.json and report.sarif beside this file "
+                f"({command}).", ""]
     for n, f in enumerate(findings, start=1):
         origin = "analyzer" if f.analyzer_only else "model" if all(
             r.source.value == "model" for r in f.reporters) else "analyzer + model"
@@ -204,6 +253,8 @@ def _skipped(report: Report) -> list[str]:
 
 def _agents(report: Report) -> list[str]:
     kinds = Counter((a.role.value, a.kind) for a in report.agents)
-    out = ["## Agents", "", "| Role | Kind | Count |", "| --- | --- | ---: |"]
-    out += [f"| {role} | {md_text(kind)} | {n} |" for (role, kind), n in sorted(kinds.items())]
+    done = Counter((a.role.value, a.kind) for a in report.agents if a.status == "done")
+    out = ["## Agents", "", "| Role | Kind | Count | Finished | Did not finish |", "| --- | --- | ---: | ---: | ---: |"]
+    out += [f"| {role} | {md_text(kind)} | {n} | {done[(role, kind)]} | {n - done[(role, kind)]} |"
+            for (role, kind), n in sorted(kinds.items())]
     return [*out, ""]

@@ -2,6 +2,9 @@
 
 Only the subset of SARIF we emit is modelled. Levels: critical/high -> error, medium -> warning,
 low/info -> note. Security rules carry ``security-severity`` (GitHub's 0-10 scale) and CWE tags.
+The run's one invocation says whether the analysis completed (``executionSuccessful``); a partial or
+failed review names, in ``toolExecutionNotifications``, each agent that did not finish and each file left
+out, so a code-scanning service never shows it as a clean run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from swarm_tasks.display import json_inert
+from swarm_tasks.outcome import RunStatus
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.report import Report
@@ -119,8 +123,37 @@ class Tool(_Sarif):
     driver: Driver
 
 
+class NotificationProperties(_Sarif):
+    status: str | None = None
+    reason_class: str | None = Field(default=None, alias="reasonClass")
+    agent_id: str | None = Field(default=None, alias="agentId")
+    file: str | None = None
+
+
+class Notification(_Sarif):
+    level: str
+    message: Message
+    properties: NotificationProperties | None = None
+
+
+class InvocationProperties(_Sarif):
+    outcome: str
+    agents: dict[str, int]
+    failed: dict[str, int]
+    stopped: dict[str, int]
+    files_left_out: int = Field(alias="filesLeftOut")
+
+
+class Invocation(_Sarif):
+    execution_successful: bool = Field(alias="executionSuccessful")
+    tool_execution_notifications: list[Notification] | None = Field(default=None,
+                                                                    alias="toolExecutionNotifications")
+    properties: InvocationProperties | None = None
+
+
 class Run(_Sarif):
     tool: Tool
+    invocations: list[Invocation] | None = None
     results: list[Result]
     original_uri_base_ids: dict[str, ArtifactLocation] | None = Field(default=None, alias="originalUriBaseIds")
 
@@ -193,6 +226,40 @@ def _result(f: Finding, index: int) -> Result:
                                     occurrences=f.count, reachable=f.reachable, notes=f.notes, package=f.package))
 
 
+def _invocation(report: Report) -> Invocation:
+    """Whether the analysis completed, and if not, who and what did not get done (with why)."""
+    outcome = report.outcome
+    if outcome is None:
+        return Invocation(execution_successful=True)
+    notes: list[Notification] = []
+    if outcome.status is not RunStatus.COMPLETED:
+        notes.append(Notification(level="error", message=Message(
+            text=f"The review is {outcome.status.value}: {outcome.reason or 'part of its work was not done'}"),
+            properties=NotificationProperties(status=outcome.status.value)))
+    for p in outcome.problems:
+        where = f" on {p.subject}" if p.subject else ""
+        notes.append(Notification(
+            level="error" if p.status == "failed" else "warning",
+            message=Message(text=f"{p.role} agent {p.agent_id}{where} {p.status} ({p.reason_class.label}): "
+                                 f"{p.reason or 'no reason recorded'}"),
+            properties=NotificationProperties(status=p.status, reason_class=p.reason_class.value,
+                                              agent_id=p.agent_id, file=p.subject or None)))
+    if outcome.problems_total > len(outcome.problems):
+        notes.append(Notification(level="warning", message=Message(
+            text=f"... and {outcome.problems_total - len(outcome.problems)} more agents that did not finish")))
+    for item in outcome.left_out:
+        path, _, why = item.partition(": ")
+        notes.append(Notification(level="warning", message=Message(text=f"File left out: {item}"),
+                                  properties=NotificationProperties(file=path, status=why.split(" (")[0] or None)))
+    if outcome.left_out_total > len(outcome.left_out):
+        notes.append(Notification(level="warning", message=Message(
+            text=f"... and {outcome.left_out_total - len(outcome.left_out)} more files left out")))
+    return Invocation(
+        execution_successful=outcome.status is RunStatus.COMPLETED, tool_execution_notifications=notes or None,
+        properties=InvocationProperties(outcome=outcome.status.value, agents=outcome.agents, failed=outcome.failed,
+                                        stopped=outcome.stopped, files_left_out=outcome.left_out_total))
+
+
 def build_sarif(report: Report) -> SarifLog:
     """The report's findings as a SARIF log with one run."""
     rules = _rules(report.findings)
@@ -202,7 +269,8 @@ def build_sarif(report: Report) -> SarifLog:
     return SarifLog(runs=[Run(
         tool=Tool(driver=Driver(name=TOOL_NAME, version=TOOL_VERSION,
                                 information_uri="https://github.com/swarm-tasks/swarm-tasks", rules=rules)),
-        results=results, original_uri_base_ids={SRCROOT: ArtifactLocation(uri=root_uri)})])
+        invocations=[_invocation(report)], results=results,
+        original_uri_base_ids={SRCROOT: ArtifactLocation(uri=root_uri)})])
 
 
 def render_sarif(report: Report, indent: int | None = 2) -> str:

@@ -13,7 +13,7 @@ from swarm_tasks.review.model_agents import (
     SUBREVIEW_SCHEMA,
     SUBREVIEWER_INSTRUCTIONS,
 )
-from swarm_tasks.review.swarm import INVENTORY, SCAN, reviewer_spec, subreviewer_spec
+from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, reviewer_spec, subreviewer_spec
 
 _PROGRAMS = "swarm_tasks.review.swarm"
 _HOOKS = "swarm_tasks.review.model_agents"
@@ -24,7 +24,10 @@ _SHOW = f"{_HOOKS}:show_repository"
 def review_specs(job: ReviewJob) -> list[AgentSpec]:
     """Every spec a review may start, for the job's models (a role without a model: its analyzer)."""
     specs = [AgentSpec(name=INVENTORY, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
-                       program=f"{_PROGRAMS}:inventory_program", tools=())]
+                       program=f"{_PROGRAMS}:inventory_program", tools=()),
+             # Trivial files (a flood of one-liners) are quick-scanned by the analyzers in batches, in every mode.
+             AgentSpec(name=BATCH, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
+                       program=f"{_PROGRAMS}:batch_program", tools=())]
     scanner = job.model_for("scanner")
     if scanner:
         specs.append(AgentSpec(name=SCAN, role="scanner", model=scanner, queue="scan",

@@ -1,8 +1,13 @@
 """The review as a swarm of agents: what each agent does and which agents it starts.
 
 inventory ─► scan (one per file) ─► security / quality / complexity / documentation reviewers
-                 │                         └─► sub-reviewers (rules in data, bounded depth)
-                 └─► scan of each imported file (dependencies, bounded depth)
+   │             │                         └─► sub-reviewers (rules in data, bounded depth)
+   │             └─► scan of each imported file (dependencies, bounded depth)
+   └─► batch scan (a flood of trivial files, 100 per agent) ─► reviewers of those it flags, within its allowance
+
+The inventory plans the scans (:mod:`swarm_tasks.review.triage`): risky files first, trivial files in
+batches, and no more than the run's agent budget can also give reviewers; the rest is left out and the
+review ends partial, naming it.
 
 Each function here is either a *program* (a deterministic agent: analyzers, named as such) or an
 *on_finish hook* (what a model agent's result leads to). Both plan children the same way, with
@@ -44,9 +49,12 @@ from swarm_tasks.review.subreview_rules import (
     plan_subreviews,
 )
 from swarm_tasks.review.subreviewers import run_subreviewer
+from swarm_tasks.review.triage import PER_FILE, plan_scans
 
 INVENTORY = "review.inventory"
 SCAN = "review.scan"
+BATCH = "review.batch"
+SCANNERS = (INVENTORY, SCAN, BATCH)
 
 
 def reviewer_spec(kind: ReviewerKind | str) -> str:
@@ -246,16 +254,82 @@ def finding_events(findings: list[Finding], agent_id: str) -> list[EmittedEvent]
 # -- programs: deterministic agents ----------------------------------------------------------------
 
 
+def scan_request(path: str) -> ChildRequest:
+    return ChildRequest(SCAN, task=scan_task(path), input=FileInput(path=path).model_dump(mode="json"),
+                        labels={"file": path}, key=f"scan:{path}", global_key=True)
+
+
 def inventory_program(pctx: ProgramContext) -> ProgramResult:
-    """List the repository's files and start one scan per file."""
-    _job, _root, inventory = context_of(pctx)
-    children = [ChildRequest(SCAN, task=scan_task(f.path), input=FileInput(path=f.path).model_dump(mode="json"),
-                             labels={"file": f.path}, key=f"scan:{f.path}", global_key=True)
-                for f in inventory.to_scan()]
-    return ProgramResult(result={"files": len(children), "root": inventory.root,
+    """List the repository's files and start their scans: risky files first, trivial ones in batches,
+    no more than the agent budget can also review (see :mod:`swarm_tasks.review.triage`)."""
+    _job, root, inventory = context_of(pctx)
+    started = int(float(pctx.state.redis.hget(pctx.state.keys.usage("run"), "agents_started") or 0))
+    plan = plan_scans(root, inventory.to_scan(), pctx.run.limits.max_agents - started)
+    children = [scan_request(f.path) for f in plan.individual]
+    children += [ChildRequest(BATCH, task=f"Quick-scan {len(batch)} trivial files.", labels={"batch": str(n)},
+                              input={"paths": [f.path for f in batch], "allowance": plan.trivial_allowance},
+                              key=f"batch:{n}", global_key=True)
+                 for n, batch in enumerate(plan.batches)]
+    return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,
                                  "third_party": inventory.third_party.model_dump(mode="json"),
-                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped]},
+                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped],
+                                 "plan": {"budget": plan.budget, "individual": len(plan.individual),
+                                          "batched": plan.batched, "batches": len(plan.batches),
+                                          "trivial_allowance": plan.trivial_allowance,
+                                          "left_out": len(plan.left_out)}},
                          children=children, reason=None)
+
+
+def batch_program(pctx: ProgramContext) -> ProgramResult:
+    """Quick-scan a batch of trivial files. A file the scan flags gets its reviewers as this agent's
+    children, or (when it shows a real risk after all) its own scan agent, while the batches' share of
+    the agent budget lasts; past it, the file is named as not reviewed."""
+    job, root, inventory = context_of(pctx)
+    data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
+    allowance = int(data.get("allowance") or 0)
+    scanned: list[str] = []
+    scans: list[JsonValue] = []
+    unreviewed: list[str] = []
+    escalated: list[str] = []
+    children: list[ChildRequest] = []
+    for path in data.get("paths") or []:
+        inp = FileInput(path=str(path))
+        file = source_file(root, inventory, job.config, inp)
+        if isinstance(file, SkippedPath):
+            continue
+        scan = quick_scan(root, file, job.config)
+        scanned.append(file.path)
+        if not scan.flagged:
+            continue
+        risky = scan.risk.rank >= job.config.risk_threshold.rank
+        wanted, entry = ([scan_request(file.path)], None) if risky else plan_after_scan(
+            pctx, job, root, inventory, file, inp, scan.risk, list(scan.flags), scan)
+        cost = len(wanted) + (PER_FILE - 1 if risky else 0)  # an escalated scan will want its reviewers
+        if not reserve_agents(pctx, cost, allowance):
+            unreviewed.append(file.path)
+            continue
+        children += wanted
+        if risky:
+            escalated.append(file.path)
+        else:
+            scans.append(entry)
+    return ProgramResult(result={"scanned": scanned, "scans": scans, "unreviewed": unreviewed,
+                                 "escalated": escalated},
+                         children=children, reason=None)
+
+
+def reserve_agents(pctx: ProgramContext, count: int, allowance: int) -> bool:
+    """Take ``count`` agents from the batches' shared allowance (a CAS-kept counter per run)."""
+    key = pctx.state.keys.record("budget", "batches")
+    granted: list[bool] = [False]
+
+    def fn(current: Versioned | None) -> Write | None:
+        used = int(json.loads(current.data)) if current is not None else 0
+        granted[0] = used + count <= allowance
+        return Write(json.dumps(used + count).encode()) if granted[0] else None
+
+    pctx.state.records.update(key, fn)
+    return granted[0]
 
 
 def scan_program(pctx: ProgramContext) -> ProgramResult:

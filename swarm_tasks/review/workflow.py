@@ -15,12 +15,15 @@ from pathlib import Path
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
-from swarm_tasks.launch import start_agents
+from swarm_tasks.launch import all_agents, start_agents, tally_agents
+from swarm_tasks.outcome import RunOutcome, Tally, class_of, decide
 from swarm_tasks.review.code_index import CodeIndex
+from swarm_tasks.review.coverage import coverage, scan_body
 from swarm_tasks.review.dependencies import DependencyFile, DependencyGraph, ImportEdge
 from swarm_tasks.review.enums import FindingSource, ReviewReason, RiskLevel, ScanFlag
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.imports import UnresolvedImport
+from swarm_tasks.review.inventory import Inventory
 from swarm_tasks.review.job import ReviewJob, check_since, job_from_spec, review_root
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.model_agents import confirmed_finding, drafts_to_findings
@@ -32,12 +35,13 @@ from swarm_tasks.review.report_sarif import render_sarif
 from swarm_tasks.review.results import refine, report_settings
 from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.specs import review_specs
-from swarm_tasks.review.swarm import INVENTORY, SCAN
+from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, SCANNERS
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import Redactor
 from swarm_tasks.sources import check_source
 
 log = logging.getLogger("swarm_tasks.review")
+MAX_NOTES = 50
 
 
 def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = None) -> RunRecord:
@@ -61,7 +65,8 @@ def load_report(client: SwarmClient, run_id: str) -> Report | None:
 
 
 def on_idle(services: SwarmClient, run: RunRecord) -> None:
-    """Every agent ended: merge the findings into one report and complete the run (once)."""
+    """Every agent ended: merge the findings into one report and end the run (once): completed only if
+    every inventoried file got its scan and, where flagged, its reviewers, and no agent failed."""
     if services.runs.transition(run.id, RunStatus.FINALIZING, only_from=(RunStatus.RUNNING,)) is None:
         return  # cancelled, or another worker is finalizing it
     try:
@@ -72,9 +77,12 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
         out = write_report(report, report_dir(services.settings.state_dir, run.id))
         services.client.set(ctx.state.keys.record("report", "json"), zlib.compress(render_json(report, None).encode()))
         counts = {s.value: n for s, n in report.by_severity().items()}
-        services.runs.transition(run.id, RunStatus.COMPLETED, only_from=(RunStatus.FINALIZING,), result={
+        outcome = report.outcome or decide(Tally(), useful=True)
+        services.runs.transition(run.id, outcome.status, reason=outcome.reason, outcome=outcome,
+                                 only_from=(RunStatus.FINALIZING,), result={
             "report_dir": str(out), "findings": len(report.findings), "by_severity": counts,
-            "files_scanned": report.files_scanned, "files_reviewed": len(report.reviewed),
+            "files_inventoried": report.files_inventoried, "files_scanned": report.files_scanned,
+            "files_reviewed": len(report.reviewed), "files_left_out": outcome.left_out_total,
             "agents": len(report.agents), "mode": report.mode.value})
     except Exception as exc:
         log.exception("finalizing review %s failed", run.id)
@@ -96,18 +104,10 @@ def write_report(report: Report, directory: Path) -> Path:
     return directory
 
 
-def all_agents(ctx: RunContext) -> list[AgentState]:
-    ids = sorted({a for status in AgentStatus for a in ctx.agents.ids(status)})
-    out: list[AgentState] = []
-    for start in range(0, len(ids), 500):
-        out += [a for a in ctx.agents.get_many(ids[start:start + 500]) if a is not None]
-    return out
-
-
 def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord) -> Report:
     """One report from every agent's result: findings merged and de-duplicated, honest counts."""
     agents = all_agents(ctx)
-    files_scanned = 0
+    files_inventoried = 0
     skipped: dict[str, SkippedPath] = {}  # the inventory's
     dep_skipped: dict[str, SkippedPath] = {}  # dependencies that could not or may not be reviewed
     findings: list[Finding] = []
@@ -115,13 +115,15 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
     for agent in agents:
         result = agent.result if isinstance(agent.result, dict) else {}
         if agent.spec == INVENTORY:
-            files_scanned = int(result.get("files", 0) or 0)
+            files_inventoried = int(result.get("files", 0) or 0)
             for raw in result.get("skipped") or []:
                 skip = SkippedPath.model_validate(raw)
                 skipped[skip.path] = skip
-        elif agent.spec == SCAN:
-            body = result.get("record") if agent.kind == "llm" else result  # a model scan: what its hook derived
-            if isinstance(body, dict) and isinstance(body.get("input"), dict):
+        elif agent.spec in (SCAN, BATCH):
+            bodies = [scan_body(agent)] if agent.spec == SCAN else list(result.get("scans") or [])
+            for body in bodies:
+                if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+                    continue
                 scans.setdefault(str(body["input"]["path"]), []).append(body)
                 for raw in body.get("skipped") or []:
                     skip = SkippedPath.model_validate(raw)
@@ -134,27 +136,43 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
                 f.model_copy(update={"origin": origins[f.file][0], "package": origins[f.file][1]}) for f in findings]
     reviewed_paths = {f.path for f in reviewed}
     graph.skipped = [s for path, s in sorted(dep_skipped.items()) if path not in reviewed_paths]
-    index = CodeIndex(root, [*_inventory_files(root, job), *(d.file for d in graph.files)])
+    inventory = _inventory_of(root, job)
+    index = CodeIndex(root, [*inventory.files, *(d.file for d in graph.files)])
     merged = merge_findings(findings)
     runs = [agent_run(a) for a in agents]
     refined = refine([*merged, *dependency_findings(merged, graph, index)], index, job.config, runs)
     usage = ctx.agents.usage("run")
-    notes = [f"{a.spec} agent {a.id} ended {a.status.value}: {a.reason}" for a in agents
-             if a.status is not AgentStatus.DONE][:50]
+    cov = coverage(agents, [f.path for f in inventory.to_scan()], run.limits.max_agents)
+    tally = tally_agents(ctx, agents)
+    tally.what = "file(s) left out"
+    for path, why in cov.left_out:
+        tally.leave_out(path, why)
+    outcome = decide(tally, useful=cov.useful)
     return Report(root=str(root), run_id=run.id, mode=ReviewMode(job.mode), models=sorted(set(job.models.values())),
                   started_at=datetime.fromtimestamp(run.created_at, UTC), finished_at=datetime.now(UTC),
-                  files_scanned=files_scanned, findings=refined.findings, reviewed=reviewed,
+                  files_inventoried=files_inventoried, files_scanned=len(cov.scanned), outcome=outcome,
+                  findings=refined.findings, reviewed=reviewed,
                   skipped=list(skipped.values()), dependencies=graph,
-                  agents=runs, notes=notes, **report_settings(job.config, refined),
+                  agents=runs, notes=outcome_notes(outcome), **report_settings(job.config, refined),
                   usage=Usage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                               completion_tokens=int(usage.get("completion_tokens", 0)),
                               cost_usd=float(usage.get("cost_usd", 0.0))))
 
 
-def _inventory_files(root: Path, job: ReviewJob) -> list[SourceFile]:
+def outcome_notes(outcome: RunOutcome) -> list[str]:
+    """The agents that did not finish, one line each (50 at most, then how many more)."""
+    notes = [f"{p.spec} agent {p.agent_id}{f' ({p.subject})' if p.subject else ''} ended {p.status} "
+             f"[{p.reason_class.value}]: {p.reason}" for p in outcome.problems[:MAX_NOTES]]
+    if outcome.problems_total > len(notes):
+        notes.append(f"... and {outcome.problems_total - len(notes)} more agents that did not finish "
+                     "(list them all with `swarm status RUN --failed`)")
+    return notes
+
+
+def _inventory_of(root: Path, job: ReviewJob) -> Inventory:
     from swarm_tasks.review.swarm import _inventory
 
-    return list(_inventory(str(root), job.config.encode()).files)
+    return _inventory(str(root), job.config.encode())
 
 
 def agent_findings(agent: AgentState) -> list[Finding]:
@@ -214,14 +232,20 @@ def _files_and_graph(scans: dict[str, list[dict[str, object]]]) -> tuple[list[Re
 
 def agent_run(agent: AgentState) -> AgentRun:
     role = (AgentRole.SUBREVIEWER if agent.spec.startswith("review.sub.") else
-            AgentRole.SCANNER if agent.spec in (INVENTORY, SCAN) else AgentRole.REVIEWER)
+            AgentRole.SCANNER if agent.spec in SCANNERS else AgentRole.REVIEWER)
     kind = agent.spec.removeprefix("review.sub.").removeprefix("review.")
     result = agent.result if isinstance(agent.result, dict) else {}
     count = len(agent_findings(agent)) if role is not AgentRole.SCANNER else 0
     summary = str(result.get("summary") or agent.reason or "")[:300]
-    if agent.spec == SCAN and agent.kind != "llm":
+    if agent.spec == SCAN and agent.kind != "llm" and agent.status is AgentStatus.DONE:
         summary = f"risk {result.get('risk')}, flags {', '.join(result.get('flags') or []) or 'none'}"
+    elif agent.spec == BATCH and agent.status is AgentStatus.DONE:
+        summary = (f"{len(result.get('scanned') or [])} trivial files scanned, {len(result.get('scans') or [])} "
+                   f"flagged, {len(result.get('unreviewed') or [])} left unreviewed")
     return AgentRun(agent_id=agent.id, role=role, kind=kind, file=agent.labels.get("file", ""),
+                    status=agent.status.value, reason_class=class_of(agent) if agent.status.terminal and
+                    agent.status is not AgentStatus.DONE else None,
+                    reason=(agent.reason or "")[:300] if agent.status is not AgentStatus.DONE else "",
                     source=FindingSource.MODEL if agent.kind == "llm" else FindingSource.ANALYZER,
                     model=agent.model if agent.kind == "llm" else None, parent_agent_id=agent.parent or "",
                     depth=agent.depth, findings=count, prompt_tokens=agent.usage.prompt_tokens,

@@ -6,6 +6,8 @@ import json
 
 from jsonschema import Draft4Validator
 
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.outcome import ReasonClass, RunStatus, Tally, decide
 from swarm_tasks.review.enums import Category, FileOrigin, FindingSource, ReviewReason, RiskLevel, Severity
 from swarm_tasks.review.findings import Finding, Location, Reporter
 from swarm_tasks.review.languages import Language
@@ -66,7 +68,7 @@ def test_markdown_summary() -> None:
     assert "Tokens: 1,500" in text and "$0.0123" in text
     assert "Related: [`src/app.py:4`](src/app.py#L4) caller" in text
     assert "````" in text  # evidence containing a fence gets a longer fence
-    assert "| scanner | scan | 1 |" in text
+    assert "| scanner | scan | 1 | 1 | 0 |" in text
     assert "Found by: security reviewer (bandit), security reviewer, model anthropic/claude" not in text  # no roles yet
     assert "Found by: bandit, model:anthropic/claude" in text
 
@@ -137,3 +139,61 @@ def test_markdown_shows_hostile_names_and_text_inert() -> None:
     assert "[``evil\\n## Forged\\x1b[2J`x`.py:2``](evil%0A%23%23%20Forged%1B%5B2J%60x%60.py#L2)" in text
     assert "eval of \\[input\\](http://x) \\<b\\>\\\\n- Forged item" in text
     assert "   `````" in text  # evidence holding four backticks gets a fence of five
+
+
+class _Agent:
+    def __init__(self, n: int, status: AgentStatus, reason: str, cls: ReasonClass) -> None:
+        self.id, self.spec, self.role, self.status = f"a-{n}", "review.security", "reviewer", status
+        self.reason, self.reason_class, self.labels, self.model = reason, cls, {"file": f"src/m{n}.py"}, "openai/x"
+
+
+def partial_report(unfinished: int = 60, left_out: int = 3) -> Report:
+    tally = Tally().add_all([_Agent(n, AgentStatus.FAILED, "the model openai/x was refused (401 authentication): "
+                                    "set OPENAI_API_KEY", ReasonClass.AUTH) for n in range(unfinished)])
+    tally.what = "file(s) left out"
+    for n in range(left_out):
+        tally.leave_out(f"src/left{n}.py", "not scanned (the agent budget (20 agents) could not cover it)")
+    outcome = decide(tally, useful=True)
+    return sample_report().model_copy(update={"outcome": outcome, "files_inventoried": 6,
+                                              "notes": [f"note {n}" for n in range(55)]})
+
+
+def test_a_partial_report_says_so_in_markdown_json_and_sarif() -> None:
+    report = partial_report()
+    assert report.outcome.status is RunStatus.PARTIAL
+    text = render_markdown(report)
+    assert "> **Outcome: PARTIAL review** - the findings below cover only part of the repository. 60 of 60 " \
+           "reviewers failed: the model openai/x was refused (401 authentication): set OPENAI\\_API\\_KEY" in text
+    assert "- Files scanned: 3 of 6;" in text
+    assert "## Work not done" in text and "Files left out (3):" in text
+    assert "- `src/left0.py`: not scanned (the agent budget (20 agents) could not cover it)" in text
+    assert "Agents that did not finish (60: 60 auth):" in text and "- ... and 10 more agents" in text
+    assert "- note 49" in text and "- note 50" not in text and "- ... and 5 more notes" in text
+    back = json.loads(render_json(report))
+    assert back["outcome"]["status"] == "partial" and back["outcome"]["failed"] == {"auth": 60}
+    assert parse_json(render_json(report)) == report
+    doc = validate_sarif(render_sarif(report))
+    (invocation,) = doc["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    notes = invocation["toolExecutionNotifications"]
+    assert notes[0]["level"] == "error" and notes[0]["message"]["text"].startswith("The review is partial: 60 of")
+    agents = [n for n in notes if n.get("properties", {}).get("agentId")]
+    assert len(agents) == 50 and agents[0]["properties"]["reasonClass"] == "auth"
+    assert "401 authentication" in agents[0]["message"]["text"] and agents[0]["properties"]["file"] == "src/m0.py"
+    assert any(n["message"]["text"] == "... and 10 more agents that did not finish" for n in notes)
+    assert sum(n["message"]["text"].startswith("File left out: src/left") for n in notes) == 3
+    assert invocation["properties"]["outcome"] == "partial" and invocation["properties"]["filesLeftOut"] == 3
+
+
+def test_a_complete_report_has_a_successful_invocation_and_points_at_the_findings_not_listed() -> None:
+    report = sample_report().model_copy(update={"outcome": decide(Tally(), useful=True),
+                                                "summary_min_severity": Severity.INFO})
+    doc = validate_sarif(render_sarif(report))
+    (invocation,) = doc["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is True and "toolExecutionNotifications" not in invocation
+    assert invocation["properties"]["outcome"] == "completed"
+    text = render_markdown(report, top=3)
+    assert "**Outcome: completed**" in text and "## Work not done" not in text
+    assert "## Top findings (3 of 4)" in text
+    assert "The other 1 findings are in report.json and report.sarif beside this file " \
+           "(`swarm report run-1 --format json`)." in text
