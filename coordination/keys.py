@@ -139,6 +139,10 @@ class Keys:
         """Hash of agent id -> how many times that worker has asked to land its change."""
         return f"{self._base}:push_rounds"
 
+    def check_runs(self) -> str:
+        """Hash of kind of check (quick, full) -> how many times the build ran it."""
+        return f"{self._base}:check_runs"
+
     # -- global scope: index of runs ------------------------------------------------------------
     def runs_index(self) -> str:
         return f"{self._base}:runs"

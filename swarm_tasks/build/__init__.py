@@ -3,6 +3,8 @@ commits on one branch with rebases, and the deterministic codemod mode."""
 
 from swarm_tasks.build.check import CheckResult, CheckStatus, ProcessResult, run_check, run_process
 from swarm_tasks.build.codemod import (
+    Applied,
+    Codemod,
     apply_codemod,
     codemod_resolver,
     land_codemod,
@@ -26,10 +28,12 @@ from swarm_tasks.build.rebase import Backoff, PushOutcome, PushStatus, Recheck, 
 from swarm_tasks.build.replay import RebaseConflict
 
 __all__ = [
+    "Applied",
     "Backoff",
     "CheckResult",
     "CheckStatus",
     "Clone",
+    "Codemod",
     "Credential",
     "ProcessResult",
     "PushOutcome",

@@ -58,30 +58,56 @@ class CheckSummary(BaseModel):
 
 
 class Verdict(BaseModel):
-    """The judge's reading of one cycle: objective signals and the decision."""
+    """The judge's reading of one cycle: objective signals and the decision.
+
+    ``accepted``: the tip is a state to keep (the check passes or none is configured, no task failed,
+    the codemod failed on no file and is not repeating itself); only an accepted cycle is tagged.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cycle: int
+    base: str = ""
     tip: str
-    tag: str
+    tag: str = Field(default="", description="The cycle's tag on the remote, empty if it was not tagged.")
+    accepted: bool = False
     check: CheckSummary | None = None
     decision: Decision
     reason: str
     judged_by: str
     tasks: dict[str, int] = Field(default_factory=dict)
     failed: list[str] = Field(default_factory=list)
+    landed: list[str] = Field(default_factory=list, description="Commits of this cycle's tasks, oldest first.")
+    landed_count: int = 0
+    unchecked: list[str] = Field(default_factory=list, description="Landed commits whose check did not run on "
+                                 "the tree they landed on (the judge's full check on the tip covers them).")
+    first_bad: str = Field(default="", description="The first commit of the cycle on which the check fails.")
     changed_files: list[str] = Field(default_factory=list, description="Codemod: files it still changes.")
     changed_count: int = 0
+    repeated_files: list[str] = Field(default_factory=list, description="Codemod: files it changes again "
+                                      "although this run already changed them (not idempotent).")
+    repeated_count: int = 0
+    file_failures: dict[str, str] = Field(default_factory=dict, description="Codemod: file -> why it fails.")
+    file_failure_count: int = 0
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.tasks.items()) if n) or "no tasks"
         check = f"check {self.check.describe()}" if self.check else "no check configured"
-        lines = [f"Cycle {self.cycle}: tasks {counts}; tip {self.tip[:12]} tagged {self.tag}; {check}.",
+        tagged = f"tagged {self.tag}" if self.tag else "not tagged"
+        lines = [f"Cycle {self.cycle}: tasks {counts}; {self.landed_count} commit(s) landed; tip {self.tip[:12]} "
+                 f"{tagged}; {check}.",
                  f"Judge ({self.judged_by}): {self.decision.value} - {self.reason}"]
         if self.failed:
             lines.append("Failed: " + "; ".join(self.failed[:10]))
-        if self.changed_count:
+        if self.first_bad:
+            lines.append(f"The check first fails at commit {self.first_bad[:12]}.")
+        if self.file_failure_count:
+            shown = "; ".join(f"{p}: {why}" for p, why in list(self.file_failures.items())[:5])
+            lines.append(f"The command fails on {self.file_failure_count} file(s): {shown}")
+        if self.repeated_count:
+            lines.append(f"The codemod changes {self.repeated_count} file(s) again that this run already changed "
+                         "(it is not idempotent).")
+        elif self.changed_count:
             lines.append(f"The codemod still changes {self.changed_count} file(s) on the tip.")
         return "\n".join(lines)
 

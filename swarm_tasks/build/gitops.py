@@ -360,7 +360,8 @@ class Clone:
         self.git("cherry-pick", "--quit", check=False)
 
 
-def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_email: str) -> Clone:
+def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_email: str,
+                  union: Sequence[str] = ()) -> Clone:
     """A clone of ``spec`` in ``dest`` checked out at the branch tip, with a local commit identity.
 
     A fresh clone if ``dest`` is missing or empty; if ``dest`` already is a clone of this remote it is
@@ -368,7 +369,8 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
     files dropped; ignored files kept). Anything else in ``dest`` is refused with :class:`WorkspaceError`.
     A clone of a remote on this machine borrows its objects (``git clone --shared``) instead of copying
     them: git's caveat applies, so a remote whose branch is rewritten and then pruned while a build
-    runs leaves its clones without objects.
+    runs leaves its clones without objects. Files matching the ``union`` globs merge with git's union
+    driver in this clone (``info/attributes``: the swarm's, not the repository's ``.gitattributes``).
     """
     dest = dest.absolute()
     clone = Clone(dest, spec)
@@ -400,6 +402,9 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
     for key, value in (("user.name", author_name), ("user.email", author_email),
                        ("commit.gpgsign", "false"), ("merge.conflictStyle", "merge"), ("core.editor", "true")):
         clone.git("config", key, value)  # local, so git run by hand (or by an agent) here never prompts
+    attributes = clone.git_dir() / "info" / "attributes"
+    attributes.parent.mkdir(parents=True, exist_ok=True)
+    attributes.write_text("".join(f"{glob} merge=union\n" for glob in union))
     return clone
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, Valid
 
 from coordination.connection import redact_url
 from coordination.run import RunState
-from swarm_tasks.build.codemod import render_command
+from swarm_tasks.build.codemod import Codemod, render_command
 from swarm_tasks.build.gitops import Credential, RemoteSpec, run_git, validate_remote
 from swarm_tasks.errors import GitError, JobSpecError
 from swarm_tasks.runs import RunLimits
@@ -32,6 +32,8 @@ from swarm_tasks.settings import SwarmSettings
 # The roles of a build, each with its own model, queue and (through RunLimits.role_max_cost_usd) budget.
 BUILD_ROLES = ("planner", "worker", "judge", "resolver")
 TASK_ROLE = "worker"  # the board role of the tasks planners file
+# Files many tasks append to: merged by git's union driver (both sides' lines kept) when branches meet.
+UNION_DEFAULT = ("CHANGELOG*", "CHANGES*", "HISTORY*", "NEWS*", "RELEASE_NOTES*", "*.changelog")
 _SYNTAX_TIMEOUT_S = 10.0
 
 
@@ -51,12 +53,26 @@ class BuildJob(BaseModel):
                       "an HTTP(S) URL may carry user:password@, which is never logged.")
     branch: str = Field(default="main", min_length=1, description="The one branch every worker pushes to.")
     goal: str = Field(min_length=1, max_length=20_000)
-    check: str | None = Field(default=None, description="Quick check (a shell command) run before each push "
-                              "and by the judge on the branch tip.")
+    check: str | None = Field(default=None, description="The full check (a shell command): run by the judge "
+                              "on the branch tip once per cycle, and before each landing when no check_changed "
+                              "is given.")
+    check_changed: str | None = Field(default=None, description="Quick check run before each landing on the "
+                                      "files the change touched: a shell command with {paths} standing for them "
+                                      "(e.g. 'ruff check {paths}').")
     codemod: str | None = Field(default=None, description="Codemod mode: a shell command run per file, "
                                 "{path} standing for the file (appended if absent).")
+    codemod_changed_exit: tuple[int, ...] = Field(default=(), description="Exit statuses besides 0 that mean "
+                                                  "the codemod succeeded (pyupgrade exits 1 when it rewrote a "
+                                                  "file).")
     files: tuple[str, ...] = Field(default=(), description="Globs (gitignore syntax) of the files a codemod "
-                                   "runs on; empty: every tracked file.")
+                                   "runs on; empty: the files the command handles (a known tool's, else the kinds "
+                                   "of file it worked on when tried first).")
+    union_merge: tuple[str, ...] = Field(default=UNION_DEFAULT, description="Globs of files that many tasks "
+                                         "append to (changelogs): merged with git's union driver when branches "
+                                         "meet, so appends never conflict.")
+    mechanical_merge: bool = Field(default=True, description="Resolve a rebase conflict that is only two "
+                                   "insertions at one place by keeping both (the branch's lines first) before any "
+                                   "model sees it; off for files whose line order matters (sorted lists).")
     models: dict[str, str] = Field(default_factory=dict, description="Model per role: planner, worker, judge, "
                                    "resolver. Unset roles use SWARM_MODELS / SWARM_MODEL; the judge without a "
                                    "model is the deterministic judge.")
@@ -77,10 +93,26 @@ class BuildJob(BaseModel):
     # The credential git is given (from the settings, or the run's secret key); never dumped.
     _credential: Credential | None = PrivateAttr(default=None)
 
-    @field_validator("check", "codemod")
+    @field_validator("check", "codemod", "check_changed")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value if value is None or value.strip() else None
+
+    @field_validator("check_changed")
+    @classmethod
+    def _has_paths(cls, value: str | None) -> str | None:
+        if value is not None and "{paths}" not in value:
+            raise ValueError("check_changed must contain {paths} (where the changed files go), e.g. "
+                             "'ruff check {paths}'")
+        return value
+
+    @field_validator("union_merge")
+    @classmethod
+    def _plain_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [g for g in value if not g or any(c.isspace() for c in g) or g.startswith(("#", "!"))]
+        if bad:
+            raise ValueError(f"union_merge globs must be single words (no spaces, '#' or '!'): {bad}")
+        return value
 
     @field_validator("models")
     @classmethod
@@ -93,6 +125,12 @@ class BuildJob(BaseModel):
     @property
     def mode(self) -> BuildMode:
         return BuildMode.CODEMOD if self.codemod else BuildMode.MODEL
+
+    def codemod_spec(self) -> Codemod:
+        """The codemod command with its time limit and the exit statuses that mean success."""
+        if self.codemod is None:
+            raise JobSpecError("not a codemod build")
+        return Codemod(self.codemod, self.codemod_timeout_s, (0, *self.codemod_changed_exit))
 
     @property
     def shown_repo(self) -> str:
@@ -222,10 +260,13 @@ def validate_job(job: BuildJob, settings: SwarmSettings) -> tuple[BuildJob, str]
         _refuse_checked_out_branch(local, job.branch)
     if job.check:
         _shell_syntax("check", job.check)
+    if job.check_changed:
+        _shell_syntax("check_changed", job.check_changed.replace("{paths}", "a.py"))
     if job.codemod:
         _shell_syntax("codemod", render_command(job.codemod, "some/file.txt"))
-    elif job.files:
-        raise JobSpecError("files (globs) only apply to codemod mode: give a codemod command too")
+    elif job.files or job.codemod_changed_exit:
+        raise JobSpecError("files (globs) and codemod_changed_exit only apply to codemod mode: give a codemod "
+                           "command too")
     if job.mode is BuildMode.MODEL:
         models = resolve_models(job, settings)
         missing = [r for r in ("planner", "worker") if r not in models]

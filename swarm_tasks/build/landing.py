@@ -9,17 +9,15 @@ Files contended or conflicted in rebases are counted per run: the hot spots fed 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import JsonValue
+
 from coordination.run import RunState
-from coordination.store import Write
-from swarm_tasks.build.check import CheckResult, run_check
 from swarm_tasks.build.gitops import Clone, RemoteSpec, prepare_clone
-from swarm_tasks.build.rebase import PushOutcome
+from swarm_tasks.build.rebase import PushOutcome, PushStatus
 from swarm_tasks.build.replay import RebaseConflict, Resolver
 
 TRAILER = "Swarm-Task"
@@ -46,10 +44,11 @@ def landed_commit(clone: Clone, since: str, upto: str, run_id: str, task_id: str
     return sha or None
 
 
-def worker_clone(spec: RemoteSpec, dest: Path, agent_id: str) -> Clone:
-    """The agent's clone at the branch tip (a fresh one, or ``dest`` reset to the tip)."""
+def worker_clone(spec: RemoteSpec, dest: Path, agent_id: str, union: Sequence[str] = ()) -> Clone:
+    """The agent's clone at the branch tip (a fresh one, or ``dest`` reset to the tip); files matching
+    ``union`` merge with git's union driver in it."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", agent_id).strip("-") or "agent"
-    return prepare_clone(spec, dest, author_name=agent_id, author_email=f"{name}@{EMAIL_DOMAIN}")
+    return prepare_clone(spec, dest, author_name=agent_id, author_email=f"{name}@{EMAIL_DOMAIN}", union=union)
 
 
 def open_clone(spec: RemoteSpec, path: Path) -> Clone | None:
@@ -73,37 +72,27 @@ def decline(conflict: RebaseConflict) -> bool:
     return False
 
 
-def tip_passes(state: RunState, clone: Clone, sha: str, command: str, timeout_s: float) -> bool:
-    """Whether the check passes on commit ``sha`` (run once per commit and run, in a scratch worktree)."""
-    key = state.keys.record("build", f"tip-check-{sha}")
-    rec = state.records.get(key)
-    if rec is not None:
-        return bool(json.loads(rec.data)["passed"])
-    with tempfile.TemporaryDirectory(prefix="tip-", dir=clone.path.parent) as scratch:
-        tree = Path(scratch) / "tip"
-        clone.git("worktree", "add", "--detach", "--quiet", str(tree), sha)
-        try:
-            passed = run_check(command, tree, timeout_s).passed
-        finally:
-            clone.git("worktree", "remove", "--force", str(tree), check=False)
-            clone.git("worktree", "prune", check=False)
-    data = json.dumps({"passed": passed}).encode()
-    state.records.update(key, lambda cur: None if cur is not None else Write(data))
-    return passed
+def landed_commits(clone: Clone, since: str, upto: str, run_id: str) -> list[tuple[str, str]]:
+    """``(sha, task id)`` of every commit of this run in ``since..upto``, oldest first."""
+    rev = f"{since}..{upto}" if since else upto
+    out = clone.git("log", "--reverse", "--format=%H %(trailers:key=Swarm-Task,valueonly,separator=%x2C)",
+                    "--fixed-strings", f"--grep={TRAILER}: {run_id}/", rev, "--", check=False)
+    found = []
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        sha, _, tasks = line.partition(" ")
+        task = next((t.split("/", 1)[1] for t in tasks.split(",") if t.startswith(f"{run_id}/")), "")
+        found.append((sha, task))
+    return found
 
 
-def gated_check(state: RunState, clone: Clone, command: str, timeout_s: float) -> CheckResult:
-    """The check as a gate on pushing: it must pass, unless the branch tip fails it too (then this change
-    cannot be told from the old failure, and blocking every push would stop all progress on a red
-    branch). A check that times out always blocks."""
-    result = run_check(command, clone.path, timeout_s)
-    if result.passed or result.timed_out:
-        return result
-    base = clone.out("rev-parse", clone.upstream_ref)
-    if tip_passes(state, clone, base, command, timeout_s):
-        return result
-    note = f"note: the check fails on the branch tip ({base[:12]}) as well, so this failure does not block the push\n"
-    return dataclasses.replace(result, passed=True, output=note + result.output)
+def outcome_record(outcome: PushOutcome) -> dict[str, JsonValue]:
+    """A push's outcome as kept in its task's result. ``commit``: the commit that landed (None when
+    nothing new did); ``checked_on_landed_tree``: whether the gate check ran on exactly what landed."""
+    return {"landed": outcome.landed, "status": outcome.status.value, "sha": outcome.sha,
+            "commit": outcome.sha if outcome.status is PushStatus.LANDED else None,
+            "checked_on_landed_tree": outcome.checked, "attempts": outcome.attempts, "rebases": outcome.rebases,
+            "first_try": outcome.first_try, "conflicted_files": list(outcome.conflicted_files),
+            "hot_spots": outcome.hot_spots, "reason": outcome.reason}
 
 
 def record_hotspots(state: RunState, outcome: PushOutcome) -> None:

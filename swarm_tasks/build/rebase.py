@@ -80,6 +80,7 @@ class PushOutcome:
     contended_files: list[str]
     reason: str
     check: CheckResult | None = None
+    checked: bool | None = None  # the check passed on the very tree that landed (None: no check given)
 
     @property
     def hot_spots(self) -> list[str]:
@@ -95,13 +96,13 @@ class _Tally:
     contended: set[str] = field(default_factory=set)
     check: CheckResult | None = None
 
-    def outcome(self, status: PushStatus, sha: str | None, reason: str) -> PushOutcome:
+    def outcome(self, status: PushStatus, sha: str | None, reason: str, checked: bool | None = None) -> PushOutcome:
         landed = status in (PushStatus.LANDED, PushStatus.UP_TO_DATE)
         return PushOutcome(status=status, landed=landed, sha=sha, attempts=self.attempts,
                            rebases=self.rebases, conflicts_resolved=self.resolved,
                            first_try=landed and self.attempts <= 1,
                            conflicted_files=sorted(self.conflicted), contended_files=sorted(self.contended),
-                           reason=reason, check=self.check)
+                           reason=reason, check=self.check, checked=checked)
 
 
 class _Push(enum.Enum):
@@ -126,7 +127,11 @@ def _push(clone: Clone, sha: str) -> tuple[_Push, str]:
             return _Push.PUSHED, summary
         if "[remote rejected]" in summary:
             raced = any(word in summary for word in _LOCK_RACE)
-            return (_Push.MOVED if raced else _Push.REFUSED), clone.spec.redact(summary)
+            said = [line.removeprefix("remote:").strip() for line in
+                    result.stderr.decode("utf-8", "replace").splitlines() if line.startswith("remote:")]
+            said = [line for line in said if line][-3:]  # what the server's hook said, in its words
+            detail = f"{summary}: {' / '.join(said)}" if said and not raced else summary
+            return (_Push.MOVED if raced else _Push.REFUSED), clone.spec.redact(detail)
         if "[remote failure]" in summary:
             return _Push.ERROR, clone.spec.redact(summary)
         moved = any(word in summary for word in _MOVED)
@@ -163,7 +168,7 @@ class _Run:
     """The state of one :func:`push_with_rebase` call between its attempts."""
 
     def __init__(self, clone: Clone, resolve: Resolver, check: Callable[[], CheckResult] | None,
-                 recheck: Recheck, overlaps_conflict: bool) -> None:
+                 recheck: Recheck, overlaps_conflict: bool, checked: str | None) -> None:
         busy = clone.operation_in_progress()
         if busy:
             raise GitError(f"a {busy} is in progress in {clone.path}")
@@ -171,15 +176,19 @@ class _Run:
         if dirty:
             raise GitError(f"uncommitted changes in {clone.path}: {', '.join(dirty[:10])}; commit them first")
         self.clone, self.check, self.recheck = clone, check, recheck
+        self.checked_tree = self.tree(checked) if checked else None
         self.first_head, self.candidate, self.last_onto = self.head, self.head, ""
         self.ours, self.scan = _outgoing(clone), True
         self.replayer = Replayer(clone, resolve, overlaps_conflict=overlaps_conflict)
         self.tally = _Tally()
 
-    def finish(self, status: PushStatus, sha: str, why: str) -> PushOutcome:
+    def tree(self, commit: str) -> str:
+        return self.clone.out("rev-parse", f"{commit}^{{tree}}")
+
+    def finish(self, status: PushStatus, sha: str, why: str, checked: bool | None = None) -> PushOutcome:
         if self.last_onto:  # hot spots, computed once and after the race: ours vs all that landed meanwhile
             self.tally.contended |= self.ours & self.replayer.upstream_files(self.first_head, self.last_onto)
-        return self.tally.outcome(status, sha, why)
+        return self.tally.outcome(status, sha, why, checked)
 
     def markers(self) -> PushOutcome | None:
         """Refuse conflict markers; only new content can bring them (our commits, a resolver's edits)."""
@@ -201,7 +210,10 @@ class _Run:
 
     def landed(self, detail: str) -> PushOutcome:
         self.move_branch()  # only now, after the race
-        return self.finish(PushStatus.LANDED, self.candidate, detail)
+        checked = None
+        if self.check is not None or self.checked_tree is not None:
+            checked = self.checked_tree is not None and self.checked_tree == self.tree(self.candidate)
+        return self.finish(PushStatus.LANDED, self.candidate, detail, checked)
 
     def rebase(self, attempt: int, *, only_if_moved: bool) -> PushOutcome | None:
         """Fetch the tip and replay onto it (and re-check); an outcome if that ends the push."""
@@ -244,15 +256,17 @@ class _Run:
         if _state(self.clone)[1]:  # what is pushed is what was committed: the check's edits go
             self.clone.git("reset", "--quiet", "--hard")
         if result.passed:
+            self.checked_tree = self.tree(self.head)
             return None
         what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
-        return self.finish(PushStatus.CHECK_FAILED, self.head, f"check {what} after rebase")
+        after = " after rebase" if self.tally.rebases else ""
+        return self.finish(PushStatus.CHECK_FAILED, self.head, f"check {what}{after}")
 
 
 def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], CheckResult] | None = None,
                      max_attempts: int = 5, backoff: Backoff | None = None, overlaps_conflict: bool = False,
                      recheck: Recheck = Recheck.ALWAYS, refresh_first: bool = False,
-                     rng: random.Random | None = None,
+                     rng: random.Random | None = None, checked: str | None = None, check_first: bool = False,
                      sleep: Callable[[float], None] = time.sleep) -> PushOutcome:
     """Push the clone's branch to the shared branch, replaying onto it whenever it moved.
 
@@ -262,7 +276,10 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     most ``max_attempts`` pushes, with jittered ``backoff`` between them. ``refresh_first`` fetches
     (and replays, if the branch moved) before the first push: cheaper when the base is usually stale
     by the time work is committed, as in a busy swarm. ``overlaps_conflict``: see
-    :mod:`swarm_tasks.build.replay`. Whatever the outcome the clone is left on its branch with no
+    :mod:`swarm_tasks.build.replay`. ``checked``: a commit the check already passed on (the caller
+    ran it before pushing); the outcome's ``checked`` says whether the tree that landed is one the
+    check passed on. ``check_first``: run the check before the first push (after the refresh) unless
+    it already passed on that tree. Whatever the outcome the clone is left on its branch with no
     rebase or cherry-pick in progress, and the remote holds either all of it or none of it.
     """
     if max_attempts < 1:
@@ -276,7 +293,7 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         return _Tally().outcome(PushStatus.REMOTE_ERROR, head or None,
                                 f"the remote {clone.spec.display_url} is gone, and this clone borrows its "
                                 "objects (a local remote is cloned with --shared): put the remote back")
-    run = _Run(clone, resolve, check, recheck, overlaps_conflict)
+    run = _Run(clone, resolve, check, recheck, overlaps_conflict, checked)
     kind, reason, refresh = _Push.ERROR, "", refresh_first
     for attempt in range(1, max_attempts + 1):
         if refresh:
@@ -284,6 +301,10 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
                 done = run.rebase(attempt, only_if_moved=attempt == 1)
             except _Transient as error:
                 done, kind, reason = None, _Push.ERROR, str(error)
+            if done is not None:
+                return done
+        if check_first and check is not None and attempt == 1 and run.checked_tree != run.tree(run.candidate):
+            done = run.run_check()
             if done is not None:
                 return done
         done = run.markers()

@@ -54,6 +54,10 @@ class RebaseConflict:
         """The file as of HEAD (upstream side), None if it does not exist there."""
         return self._show(f"HEAD:{file}")
 
+    def base_version(self, file: str) -> bytes | None:
+        """The file before the commit being replayed, None if it did not exist then."""
+        return self._show(f"{self.commit}^:{file}")
+
     def replayed_version(self, file: str) -> bytes | None:
         """The file as the commit being replayed left it, None if that commit deleted it."""
         return self._show(f"{self.commit}:{file}")

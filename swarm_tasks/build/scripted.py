@@ -138,6 +138,8 @@ def worker(messages: list[ChatMessage], _tools: object) -> Step:
     if name == "commit_and_push":
         if answer.startswith("landed") or "already landed" in answer:
             return _call("finish", summary=answer.splitlines()[0])
+        if answer.startswith("the check"):  # e.g. two insertions kept in an order the check refuses
+            return _call("read_file", path=path)
         if answer.startswith("push rejected"):
             if fields.get("RESOLVER") == "yes":
                 return _call("spawn_agents", agents=[{"spec": "build.resolver", "task": "Resolve the conflicts of "

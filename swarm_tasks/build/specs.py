@@ -17,6 +17,8 @@ CODEMOD_PLANNER = "build.codemod.planner"
 CODEMOD_WORKER = "build.codemod.worker"
 
 _AGENTS = "swarm_tasks.build.agents"
+_PROGRAMS = "swarm_tasks.build.programs"
+_JUDGE = "swarm_tasks.build.judge"
 _READ = ("read_file", "list_files", "grep")
 
 PLANNER_INSTRUCTIONS = """You are a planner of a build swarm. Many worker agents change one git branch at the \
@@ -59,13 +61,13 @@ JUDGE_SCHEMA: dict[str, object] = {
 
 def build_specs(job: BuildJob, models: dict[str, str]) -> list[AgentSpec]:
     """Every spec a build may start (models per role already resolved)."""
-    judge = AgentSpec(name=JUDGE, role="judge", kind=AgentKind.PROGRAM, program=f"{_AGENTS}:judge_program", tools=())
+    judge = AgentSpec(name=JUDGE, role="judge", kind=AgentKind.PROGRAM, program=f"{_JUDGE}:judge_program", tools=())
     if job.mode is BuildMode.CODEMOD:
         return [judge,
                 AgentSpec(name=CODEMOD_PLANNER, role="planner", kind=AgentKind.PROGRAM,
-                          program=f"{_AGENTS}:codemod_planner", tools=()),
+                          program=f"{_PROGRAMS}:codemod_planner", tools=()),
                 AgentSpec(name=CODEMOD_WORKER, role="worker", kind=AgentKind.PROGRAM,
-                          program=f"{_AGENTS}:codemod_worker", on_end=f"{_AGENTS}:after_worker", tools=())]
+                          program=f"{_PROGRAMS}:codemod_worker", on_end=f"{_AGENTS}:after_worker", tools=())]
     specs = [judge,
              AgentSpec(name=PLANNER, role="planner", model=models["planner"], instructions=PLANNER_INSTRUCTIONS,
                        tools=("finish", *_READ, "file_tasks", "task_board", "wait_for_tasks", "spawn_agents",

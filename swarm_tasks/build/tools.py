@@ -16,23 +16,24 @@ from coordination.errors import AlreadyExists, LeaseLost
 from coordination.run import RunState
 from coordination.tasks import Lease, Task
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
-from swarm_tasks.build.check import CheckResult, run_check
 from swarm_tasks.build.conflicts import abort_rebase, begin_rebase, conflict_view, continue_rebase, rebasing
 from swarm_tasks.build.cycles import CheckSummary, CycleBook, Phase
-from swarm_tasks.build.gitops import Clone, commit_all
+from swarm_tasks.build.gate import FULL, QUICK, Gate, render_paths, run_counted
+from swarm_tasks.build.gitops import Clone, commit_all, split_z
 from swarm_tasks.build.job import TASK_ROLE, BuildJob, run_job
 from swarm_tasks.build.landing import (
     commit_message,
     decline,
     describe_hotspots,
-    gated_check,
     landed_commit,
     once_only,
     open_clone,
+    outcome_record,
     record_hotspots,
     top_hotspots,
 )
-from swarm_tasks.build.rebase import PushStatus, push_with_rebase
+from swarm_tasks.build.mechanical import resolve_insertions
+from swarm_tasks.build.rebase import PushOutcome, PushStatus, push_with_rebase
 from swarm_tasks.build.staffing import held_lease, staff, task_files
 from swarm_tasks.errors import GitError, ToolError
 from swarm_tasks.runs import RunStore
@@ -218,21 +219,36 @@ class TaskInfoTool(Tool):
         return ToolResult("\n".join(lines))
 
 
+class RunCheckArgs(ToolArgs):
+    full: bool = Field(default=False, description="Run the full check instead of the quick one on your changes.")
+
+
 class RunCheckTool(Tool):
     name = "run_check"
-    description = "Run the repository's quick check in your workspace and show how it ended and its output."
-    Args = NoArgs
+    description = ("Run the repository's check in your workspace (the quick one on the files you changed, when "
+                   "the build has one) and show how it ended and its output.")
+    Args = RunCheckArgs
     idempotent = False  # a check may write files (caches, reports): not repeated behind the model's back
 
-    def run(self, args: NoArgs, ctx: ToolContext) -> ToolResult:
+    def run(self, args: RunCheckArgs, ctx: ToolContext) -> ToolResult:
         job, state = _build(ctx)
         if isinstance(ctx.extras.get("agent_input"), dict) and "task" in ctx.extras["agent_input"]:
             _lease(ctx, state, job)
-        if not job.check:
+        if not job.check and not job.check_changed:
             return ToolResult("no check is configured for this build")
-        result = run_check(job.check, ctx.workspace, job.check_timeout_s)
+        command, kind = job.check, FULL
+        if job.check_changed and not args.full:
+            clone = _clone(ctx, job)
+            changed = split_z(clone.git("status", "--porcelain=v1", "-z", "--untracked-files=all").stdout)
+            paths = sorted({e[3:] for e in changed if (clone.path / e[3:]).is_file()}
+                           | set(Gate(state, clone, None, job.check_changed, job.check_timeout_s).changed_paths()))
+            if not paths:
+                return ToolResult("you have changed no file yet: nothing for the quick check to check")
+            command, kind = render_paths(job.check_changed, paths), QUICK
+        assert command is not None
+        result = run_counted(state, kind, command, ctx.workspace, job.check_timeout_s)
         summary = CheckSummary.of(result)
-        return ToolResult(f"check `{job.check}` {summary.describe()}\n{_tail(result.output)}",
+        return ToolResult(f"check `{command}` {summary.describe()}\n{_tail(result.output)}",
                           is_error=not result.passed, data={"passed": result.passed})
 
 
@@ -260,29 +276,29 @@ class CommitAndPushTool(Tool):
             raise ToolError(f"you have used all {job.push_attempts} landing attempts: call finish with "
                             "success=false (the task goes back to the board for a fresh try)")
         base = CycleBook(state).current().base
+        message = commit_message(args.message, ctx.run_id, task_id)
         try:
-            commit_all(clone, commit_message(args.message, ctx.run_id, task_id))
+            commit_all(clone, message)
+            ahead = int(clone.out("rev-list", "--count", f"{clone.upstream_ref}..HEAD"))
+            if ahead > 1:  # a fix on top of an unpushed commit: the task lands as ONE commit the gate checked
+                clone.git("reset", "--quiet", "--soft", clone.out("merge-base", "HEAD", clone.upstream_ref))
+                commit_all(clone, message)
+                ahead = int(clone.out("rev-list", "--count", f"{clone.upstream_ref}..HEAD"))
         except GitError as exc:
             raise ToolError(str(exc)) from None
-        if clone.out("rev-list", "--count", f"{clone.upstream_ref}..HEAD") == "0":
+        if ahead == 0:
             return ToolResult("nothing to push: your workspace has no change compared with the branch. If the "
                               "task needs no change, call finish.")
-        command = job.check
-        before = gated_check(state, clone, command, job.check_timeout_s) if command else None
-        if before is not None and not before.passed:
-            return ToolResult(f"the check {CheckSummary.of(before).describe()}: nothing was pushed. Fix it and "
-                              f"call commit_and_push again.\n{_tail(before.output)}", is_error=True)
+        gate = Gate(state, clone, job.check, job.check_changed, job.check_timeout_s)
         lease = _lease(ctx, state, job)  # fenced: only the holder of the task pushes
-
-        def recheck() -> CheckResult:
-            assert command is not None
-            return gated_check(state, clone, command, job.check_timeout_s)
-
-        outcome = push_with_rebase(clone, resolve=once_only(decline, ctx.run_id, task_id, base),
-                                   check=recheck if command else None, max_attempts=job.push_attempts)
+        # Onto the freshest tip, then the gate check, then the push; conflicts that are only two
+        # insertions at one place are resolved without a model turn.
+        resolve = resolve_insertions if job.mechanical_merge else decline
+        outcome = push_with_rebase(clone, resolve=once_only(resolve, ctx.run_id, task_id, base),
+                                   check=gate if gate.configured else None, recheck=gate.recheck,
+                                   check_first=gate.configured, refresh_first=True, max_attempts=job.push_attempts)
         record_hotspots(state, outcome)
-        record = {"landed": outcome.landed, "sha": outcome.sha, "attempts": outcome.attempts,
-                  "rebases": outcome.rebases, "conflicted_files": outcome.conflicted_files}
+        record = outcome_record(outcome)
         if outcome.landed:
             try:
                 state.board.complete(lease, record)
@@ -291,10 +307,11 @@ class CommitAndPushTool(Tool):
                 done = "but your claim on the task expired meanwhile"
             return ToolResult(f"landed {str(outcome.sha)[:12]} on {job.branch} after {outcome.attempts} push "
                               f"attempt(s) and {outcome.rebases} rebase(s); {done}. Call finish.", data=record)
-        return self.not_landed(ctx, state, job, clone, outcome.status, outcome.reason, base, task_id, rounds)
+        return self.not_landed(ctx, job, clone, outcome, base, task_id, rounds)
 
-    def not_landed(self, ctx: ToolContext, state: RunState, job: BuildJob, clone: Clone, status: PushStatus,
-                   reason: str, base: str, task_id: str, rounds: int) -> ToolResult:
+    def not_landed(self, ctx: ToolContext, job: BuildJob, clone: Clone, outcome: PushOutcome, base: str,
+                   task_id: str, rounds: int) -> ToolResult:
+        status, reason = outcome.status, outcome.reason
         left = f"{job.push_attempts - rounds} landing attempt(s) left"
         if status is PushStatus.CONFLICT_UNRESOLVED:
             other = landed_commit(clone, base, clone.upstream_ref, ctx.run_id, task_id)
@@ -316,9 +333,9 @@ class CommitAndPushTool(Tool):
                 f"marker remains, call continue_rebase, then commit_and_push ({left}).", is_error=True,
                 data={"conflicted": step.conflicted})
         if status is PushStatus.CHECK_FAILED:
-            return ToolResult(f"after rebasing onto the new tip the check fails: nothing was pushed ({reason}). "
-                              f"Your commits now sit on the new tip; fix them and call commit_and_push ({left}).",
-                              is_error=True)
+            output = _tail(outcome.check.output) if outcome.check is not None else ""
+            return ToolResult(f"the {reason} on your change (your commits sit on the branch tip): nothing was "
+                              f"pushed. Fix it and call commit_and_push again ({left}).\n{output}", is_error=True)
         return ToolResult(f"not landed ({status.value}): {reason}. Call commit_and_push again ({left}) or finish "
                           "with success=false.", is_error=True)
 

@@ -17,9 +17,6 @@ import contextlib
 import logging
 import shutil
 import uuid
-from collections import Counter
-
-from pydantic import JsonValue
 
 from coordination.errors import LeaseLost
 from coordination.ids import new_id
@@ -28,8 +25,8 @@ from coordination.tasks import TaskStatus
 from swarm_tasks.agents.children import ChildRequest, child_id, spawn
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
-from swarm_tasks.build.agents import judge_id, verdict_of
 from swarm_tasks.build.cycles import CycleBook, CycleState, Phase, Verdict
+from swarm_tasks.build.ending import StopReason, board_tasks, build_result, conclude
 from swarm_tasks.build.job import (
     TASK_ROLE,
     BuildJob,
@@ -40,6 +37,7 @@ from swarm_tasks.build.job import (
     store_secret,
     validate_job,
 )
+from swarm_tasks.build.judge import judge_id, verdict_of
 from swarm_tasks.build.landing import top_hotspots
 from swarm_tasks.build.specs import CODEMOD_PLANNER, JUDGE, PLANNER, build_specs, planner_task
 from swarm_tasks.build.staffing import held_lease, staff
@@ -49,15 +47,6 @@ from swarm_tasks.runs import RunRecord, RunStatus
 
 log = logging.getLogger("swarm_tasks.build")
 OPEN = (TaskStatus.PENDING, TaskStatus.BLOCKED, TaskStatus.CLAIMED)
-
-
-class StopReason:
-    """Why a build stopped (strings kept in results)."""
-
-    JUDGE = "judge"
-    MAX_CYCLES = "max_cycles"
-    BUDGET = "budget"
-    JUDGE_FAILED = "judge_failed"
 
 
 def planner_request(job: BuildJob, cycle: int, history: list[Verdict], hotspots: list[tuple[str, int]]) -> ChildRequest:
@@ -127,9 +116,9 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
     except Exception as exc:
         log.exception("build %s could not go on", run.id)
         job = run_job(run.spec, ctx.state, services.settings)
-        services.runs.transition(run.id, RunStatus.FAILED, only_from=(RunStatus.RUNNING,),
-                                 reason=job.remote().redact(f"build failed: {type(exc).__name__}: {exc}"))
-        forget_secret(ctx.state)
+        history = CycleBook(ctx.state).current().history
+        _finish(services, ctx, run, job, history, StopReason.ERROR,
+                failure=job.remote().redact(f"build failed: {type(exc).__name__}: {exc}"))
 
 
 def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
@@ -149,6 +138,11 @@ def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
                 return
             for task in ctx.state.board.tasks(OPEN, role=TASK_ROLE):  # nothing can take them: do not hang
                 ctx.state.board.cancel(task.id, "no worker could take it before the cycle ended")
+        problem = planner_problem(ctx, job, n, filed_only=True)
+        if problem is not None:  # nothing was filed: there is nothing for a judge to read
+            if book.write(cycle.evolve(phase=Phase.DONE), version):
+                _finish(services, ctx, run, job, cycle.history, StopReason.PLANNER, planner_problem=problem)
+            return
         if book.write(cycle.evolve(phase=Phase.JUDGING), version):
             _start(services, ctx, run, [ChildRequest(JUDGE, task=f"judge cycle {n}", input={"cycle": n},
                                                      key=f"judge:c{n}", global_key=True)])
@@ -168,17 +162,39 @@ def _advance(services: SwarmClient, ctx: RunContext, run: RunRecord) -> None:
         record_cycle(ctx, verdict)
         history = [*cycle.history, verdict]
         spent = ctx.agents.usage("run").get("cost_usd", 0.0)
-        stop = (StopReason.JUDGE if verdict.decision.value == "stop" else
+        problem = planner_problem(ctx, job, n, filed_only=False)
+        stop = (StopReason.PLANNER if problem is not None else
+                StopReason.NOT_IDEMPOTENT if verdict.repeated_count else
+                StopReason.JUDGE if verdict.decision.value == "stop" else
                 StopReason.MAX_CYCLES if n >= job.max_cycles else
                 StopReason.BUDGET if spent >= run.limits.max_cost_usd else None)
         if stop is not None:
             if book.write(cycle.evolve(phase=Phase.DONE, history=history), version):
-                _finish(services, ctx, run, job, history, stop)
+                _finish(services, ctx, run, job, history, stop, planner_problem=problem)
             return
         if book.write(CycleState(cycle=n + 1, phase=Phase.WORK, base=verdict.tip, history=history), version):
             _start(services, ctx, run, [planner_request(job, n + 1, history, top_hotspots(ctx.state))])
         return
     _finish(services, ctx, run, job, cycle.history, StopReason.JUDGE)  # DONE recorded, run not ended: a crash
+
+
+def planner_problem(ctx: RunContext, job: BuildJob, cycle: int, *, filed_only: bool) -> str | None:
+    """Why cycle ``cycle``'s root planner let the run down, None if it did its part: it failed or was
+    stopped (with ``filed_only``: and filed no task, so there is nothing to judge), or it filed no
+    task at all in the first cycle (the goal is not empty, so a plan with nothing in it is no plan)."""
+    planner = ctx.agents.get_many([child_id("run", "global", f"planner:c{cycle}")])[0]
+    if planner is None:
+        return None
+    filed = any(t.labels.get("cycle") == str(cycle) for t in ctx.state.board.tasks(role=TASK_ROLE))
+    if planner.status is not AgentStatus.DONE:
+        if filed_only and filed:
+            return None
+        return f"the planner of cycle {cycle} {planner.status.value}: {planner.reason or 'no reason given'}"
+    if filed or cycle > 1:
+        return None
+    said = planner.result.get("summary") if isinstance(planner.result, dict) else None
+    what = "the codemod planner found no file" if job.mode is BuildMode.CODEMOD else "the planner filed no task"
+    return f"{what} for the goal {job.goal[:200]!r}" + (f" (it said: {str(said)[:500]})" if said else "")
 
 
 def record_cycle(ctx: RunContext, verdict: Verdict) -> None:
@@ -191,31 +207,12 @@ def record_cycle(ctx: RunContext, verdict: Verdict) -> None:
     ctx.state.progress.update(change, author="build")
 
 
-def build_result(ctx: RunContext, job: BuildJob, history: list[Verdict], stop: str) -> dict[str, JsonValue]:
-    last = history[-1] if history else None
-    tasks = Counter(t.status.value for t in ctx.state.board.tasks(role=TASK_ROLE))
-    usage = ctx.agents.usage("run")
-    return {"mode": job.mode.value, "repo": job.shown_repo, "branch": job.branch,
-            "tip": last.tip if last else None, "cycles": [v.model_dump(mode="json") for v in history],
-            "stopped_because": stop, "check_passed": None if last is None or last.check is None else last.check.passed,
-            "tasks": dict(tasks), "hot_spots": [[path, n] for path, n in top_hotspots(ctx.state, 20)],
-            "cost_usd": round(usage.get("cost_usd", 0.0), 6),
-            "agents": int(usage.get("agents_started", 0))}
-
-
 def _finish(services: SwarmClient, ctx: RunContext, run: RunRecord, job: BuildJob, history: list[Verdict],
-            stop: str, *, failure: str | None = None) -> None:
-    last = history[-1] if history else None
-    failed = failure or (f"the check {last.check.describe()} on the final tip"
-                         if last is not None and last.check is not None and not last.check.passed else None)
-    why = {StopReason.JUDGE: "the judge stopped the build", StopReason.MAX_CYCLES: f"max_cycles ({job.max_cycles})",
-           StopReason.BUDGET: f"the run's budget (${run.limits.max_cost_usd:g}) is spent",
-           StopReason.JUDGE_FAILED: "the judge failed"}[stop]
-    reason = f"{why} after {len(history)} cycle(s)" + (f"; {failed}" if failed else "")
-    if last is not None:
-        reason += f": {last.reason}"
-    status = RunStatus.FAILED if failed else RunStatus.COMPLETED
-    services.runs.transition(run.id, status, reason=reason[:2000], result=build_result(ctx, job, history, stop),
+            stop: str, *, failure: str | None = None, planner_problem: str | None = None) -> None:
+    tasks = board_tasks(ctx.state)
+    status, reason = conclude(job, run, history, stop, tasks, failure=failure, planner_problem=planner_problem)
+    result = build_result(job, ctx.state, history, stop, tasks, ctx.agents.usage("run"))
+    services.runs.transition(run.id, status, reason=job.remote().redact(reason)[:2000], result=result,
                              only_from=(RunStatus.RUNNING,))
     forget_secret(ctx.state)
     shutil.rmtree(services.settings.state_dir / "workspaces" / run.id, ignore_errors=True)
@@ -227,4 +224,4 @@ def agents_of(ctx: RunContext, spec: str) -> list[str]:
     return [a.id for a in ctx.agents.get_many(ids) if a is not None and a.spec == spec]
 
 
-__all__ = ["BuildJob", "StopReason", "build_result", "on_idle", "submit_build"]
+__all__ = ["BuildJob", "StopReason", "on_idle", "submit_build"]

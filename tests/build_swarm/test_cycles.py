@@ -64,7 +64,9 @@ def test_the_judge_continues_while_the_check_fails_then_stops_when_it_passes(loc
     assert all(c["judged_by"] == "deterministic judge (program)" for c in cycles)
     assert show(bare, "notes/log.txt").splitlines() == ["cycle 1", "cycle 2"]
     tags = [r for r in refs(bare) if r.startswith(f"refs/tags/swarm/{record.id}/")]
-    assert len(tags) == 2 and tip(bare, tags[0]) != tip(bare, tags[1])
+    assert tags == [f"refs/tags/swarm/{record.id}/cycle-2"] and tip(bare, tags[0]) == tip(bare)  # only the green one
+    assert [c["tag"] for c in cycles] == ["", tags[0]] and [c["accepted"] for c in cycles] == [False, True]
+    assert [c["landed_count"] for c in cycles] == [1, 1] and record.result["commits_landed"] == 2
     # The second planner started with a fresh context that tells it what the first cycle did.
     ctx = local.services.run(record.id)
     planner = ctx.agents.get(next(a for a in agents_of(ctx, "build.planner")
@@ -80,7 +82,9 @@ def test_cycles_are_bounded_and_a_failing_check_fails_the_run(local, tmp_path: P
     record = drive(local, submit_build(local.services, job).id)
     assert record.status is RunStatus.FAILED
     assert record.result["stopped_because"] == "max_cycles" and len(record.result["cycles"]) == 3
-    assert "max_cycles (3) after 3 cycle(s); the check FAILED (exit 3" in record.reason
+    assert record.reason.startswith("the check FAILED (exit 3")
+    assert "on the final tip, after 3 cycle(s) (max_cycles (3)); 3 commit(s) landed" in record.reason
+    assert record.result["tagged"] == [] and record.result["commits_landed"] == 3  # no cycle was green
     # The tip was red from the start, so a red check did not block the workers' pushes.
     assert show(bare, "notes/log.txt").splitlines() == ["cycle 1", "cycle 2", "cycle 3"]
 
@@ -92,7 +96,8 @@ def test_planning_workers_and_a_model_judge(local, tmp_path: Path) -> None:
             "first: b.txt | beta", "b.txt | gamma | after first", *(f"area/x{i}.txt | x {i}" for i in range(4))]
     bare = make_remote(tmp_path / "r", {"TODO.md": "\n".join(todo) + "\n", "shared.txt": "", "b.txt": "alpha\n"})
     job = BuildJob(repo=str(bare), goal="add the TODO lines", check=NOTES_CHECK, builders=3, max_cycles=2,
-                   models={**MODELS, "judge": f"{SCRIPTED}:judge", "resolver": f"{SCRIPTED}:resolver"})
+                   models={**MODELS, "judge": f"{SCRIPTED}:judge", "resolver": f"{SCRIPTED}:resolver"},
+                   mechanical_merge=False)  # every conflict goes to a model: the resolvers are what is tested
     record = drive(local, submit_build(local.services, job).id)
     assert record.status is RunStatus.COMPLETED, record.reason
     assert show(bare, "shared.txt").splitlines() == [f"entry {i:02d}" for i in range(5)]

@@ -10,9 +10,10 @@ from coordination.run import RunState
 from swarm_tasks.agents.program import ProgramContext
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState
-from swarm_tasks.build.agents import decide, prepare_worker
+from swarm_tasks.build.agents import prepare_worker
 from swarm_tasks.build.cycles import CheckSummary, Decision
 from swarm_tasks.build.job import BuildJob
+from swarm_tasks.build.judge import decide
 from swarm_tasks.errors import WorkspaceError
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.runs import RunRecord
@@ -42,6 +43,16 @@ def test_codemod_mode_stops_at_the_fixpoint() -> None:
     assert decide(CODEMOD, check(True), [], []) == (Decision.STOP, "the codemod changes nothing more on the tip")
     stop, why = decide(CODEMOD, check(False), [], [])
     assert stop is Decision.STOP and "the check FAILED" in why  # more cycles of the codemod cannot help
+    stop, why = decide(CODEMOD, check(True), ["a.py", "b.py"], [], repeated=["a.py"])
+    assert stop is Decision.STOP and why.startswith("the codemod is not idempotent: run again on the tip it changes 1")
+    stop, why = decide(CODEMOD, check(True), [], [], file_failures={"a.py": "exit 2"})
+    assert stop is Decision.STOP and "fails on 1 file(s)" in why
+
+
+def test_a_cycle_in_which_nothing_landed_and_tasks_failed_is_the_last() -> None:
+    for job in (MODEL, CODEMOD):
+        stop, why = decide(job, check(False), ["a.py"], ["t: remote refused the push"], landed=0)
+        assert stop is Decision.STOP and why.startswith("no task of this cycle landed and 1 failed")
 
 
 def worker_context(state: RunState, job: BuildJob, workspace: Path, settings: SwarmSettings, *,
