@@ -153,7 +153,7 @@ def codemod_worker(pctx: ProgramContext) -> ProgramResult:
             return ProgramResult(result={**record, "landed": True, "sha": other})
         why = outcome.reason
         if outcome.check is not None and not outcome.check.passed:
-            tail = " / ".join(outcome.check.output.strip().splitlines()[-4:])
-            why = f"{why}, so its change was not pushed: {tail}"
+            tail = " / ".join(line for line in outcome.check.output.strip().splitlines()[-4:] if line.strip())
+            why = f"{why}, so its change was not pushed" + (f": {tail}" if tail else "")
         keeper.fail(why)
         return ProgramResult(status=AgentStatus.FAILED, reason=why[:2000], result=record)

@@ -259,8 +259,7 @@ class _Run:
             self.checked_tree = self.tree(self.head)
             return None
         what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
-        after = " after rebase" if self.tally.rebases else ""
-        return self.finish(PushStatus.CHECK_FAILED, self.head, f"check {what}{after}")
+        return self.finish(PushStatus.CHECK_FAILED, self.head, f"check {what}")
 
 
 def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], CheckResult] | None = None,

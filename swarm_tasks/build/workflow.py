@@ -26,7 +26,7 @@ from swarm_tasks.agents.children import ChildRequest, child_id, spawn
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build.cycles import CycleBook, CycleState, Phase, Verdict
-from swarm_tasks.build.ending import StopReason, board_tasks, build_result, conclude
+from swarm_tasks.build.ending import StopReason, board_tasks, build_result, conclude, left_out
 from swarm_tasks.build.job import (
     TASK_ROLE,
     BuildJob,
@@ -42,7 +42,7 @@ from swarm_tasks.build.landing import top_hotspots
 from swarm_tasks.build.specs import CODEMOD_PLANNER, JUDGE, PLANNER, build_specs, planner_task
 from swarm_tasks.build.staffing import held_lease, staff
 from swarm_tasks.errors import SwarmError
-from swarm_tasks.launch import start_agents, watch_idle
+from swarm_tasks.launch import start_agents, tally_agents, watch_idle
 from swarm_tasks.runs import RunRecord, RunStatus
 
 log = logging.getLogger("swarm_tasks.build")
@@ -212,7 +212,11 @@ def _finish(services: SwarmClient, ctx: RunContext, run: RunRecord, job: BuildJo
     tasks = board_tasks(ctx.state)
     status, reason = conclude(job, run, history, stop, tasks, failure=failure, planner_problem=planner_problem)
     result = build_result(job, ctx.state, history, stop, tasks, ctx.agents.usage("run"))
-    services.runs.transition(run.id, status, reason=job.remote().redact(reason)[:2000], result=result,
+    reason = job.remote().redact(reason)[:2000]
+    tally = tally_agents(ctx)  # the counts behind the status; the status is the build's own reading
+    for item in left_out(job, tasks, history):
+        tally.leave_out(job.remote().redact(item))
+    services.runs.transition(run.id, status, reason=reason, result=result, outcome=tally.outcome(status, reason),
                              only_from=(RunStatus.RUNNING,))
     forget_secret(ctx.state)
     shutil.rmtree(services.settings.state_dir / "workspaces" / run.id, ignore_errors=True)

@@ -146,7 +146,8 @@ def test_every_codemod_commit_passed_the_check_before_it_landed(fleet, tmp_path:
     code, out = build(fleet, bare, "--goal", "mark", "--codemod", command, "--check", "! grep -rq FORBIDDEN .",
                       "--builders", "2", "--max-cycles", "1")
     assert (code, out["status"]) == (PARTIAL, "partial")
-    assert out["reason"].startswith("1 of 4 task(s) failed: check failed (exit 1), so its change was not pushed")
+    assert out["reason"].startswith("1 of 4 task(s) failed: check failed (exit 1), so its change was not pushed "
+                                    "(1 task)")
     assert subprocess.run(["git", "grep", "-q", "FORBIDDEN", "main"], cwd=bare, check=False).returncode == 1
     assert show(bare, "m0.txt") == "item 0\nok"
     result = out["result"]
