@@ -1,4 +1,4 @@
-"""Read-through cache of the reviewed code (texts, Python ASTs, lexed JS) for repository-wide searches."""
+"""Read-through cache of the reviewed code (texts, Python ASTs, JS/TS trees) for repository-wide searches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from swarm_tasks.errors import ReviewError
-from swarm_tasks.review import jslex, pyast
+from swarm_tasks.review import jsparse, pyast
 from swarm_tasks.review.languages import JS_FAMILY, Language
 from swarm_tasks.review.source import SourceFile, read_source
 
@@ -23,7 +23,7 @@ class CodeIndex:
         self.files: dict[str, SourceFile] = {}
         self._text: dict[str, str | None] = {}
         self._tree: dict[str, ast.Module | None] = {}
-        self._js: dict[str, jslex.JsText | None] = {}
+        self._js: dict[str, jsparse.JsTree | None] = {}
         self._calls: dict[str, list[tuple[str, ast.Call]]] | None = None
         self._lock = threading.Lock()
         for file in files:
@@ -63,12 +63,12 @@ class CodeIndex:
             self._tree[path] = tree
         return self._tree[path]
 
-    def js(self, path: str) -> jslex.JsText | None:
-        """The lexed JS/TS text, or None."""
+    def js(self, path: str) -> jsparse.JsTree | None:
+        """The parsed JS/TS file, or None."""
         if path not in self._js:
             file, text = self.files.get(path), self.text(path)
             ok = file is not None and file.language in JS_FAMILY and text is not None
-            self._js[path] = jslex.lex(text) if ok and text is not None else None
+            self._js[path] = jsparse.parse(text, file.language, path) if ok and file and text is not None else None
         return self._js[path]
 
     def python_calls(self, name: str) -> list[tuple[str, ast.Call]]:

@@ -228,7 +228,7 @@ class RunAnalyzerTool(Tool):
     name = "run_analyzer"
     description = ("Run the deterministic analyzer for a speciality on a file (bandit/own rules for security, "
                    "ruff for quality, radon and nesting for complexity, docstrings for documentation, "
-                   "heuristics for JS/TS). Returns its findings with lines; verify them before reporting.")
+                   "tree-sitter rules for JS/TS). Returns its findings with lines; verify them before reporting.")
     Args = AnalyzerArgs
 
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:

@@ -53,7 +53,8 @@ def _cell(text: str) -> str:
 def _mode_line(report: Report) -> str:
     if report.mode is ReviewMode.DETERMINISTIC:
         return ("**Deterministic analysis** - no model was configured. Findings come from analyzers "
-                "(bandit, ruff, radon, AST and JS heuristics) and deterministic sub-reviewers.")
+                "(bandit, ruff, radon, Python AST rules and JS/TS rules on a tree-sitter parse) and deterministic "
+                "sub-reviewers.")
     models = ", ".join(code_span(m) for m in report.models) or "a model"
     if report.mode is ReviewMode.MODEL:
         return f"**Model review** by {models}, with analyzers as tools."

@@ -1,6 +1,6 @@
 """The quick scan: a cheap, deterministic look at one file that decides whether it gets reviewers.
 
-Python is read through its AST, JS/TS through regexes over comment-stripped text. The result carries a
+Python is read through its AST, JS/TS through its tree-sitter tree (queries in js_rules.py). The result carries a
 risk level, flags with the lines that raised them, and the file's imports (for dependency following).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from swarm_tasks.errors import ReviewError
-from swarm_tasks.review import js_rules, jslex, pyast
+from swarm_tasks.review import js_rules, jsparse, pyast
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import RiskLevel, ScanFlag
 from swarm_tasks.review.languages import Language
@@ -94,7 +94,7 @@ def scan_text(file: SourceFile, text: str, config: ReviewConfig) -> ScanResult:
     if file.language is Language.PYTHON:
         signals, imports, error = scan_python(file.path, text, config)
     else:
-        signals, imports, error = scan_js(file.path, text, config)
+        signals, imports, error = scan_js(file.path, text, config, file.language)
     return _result(file, signals, imports, config, error)
 
 
@@ -222,11 +222,14 @@ def _structure_signals(path: str, tree: ast.Module, config: ReviewConfig) -> lis
     return out
 
 
-def scan_js(path: str, text: str, config: ReviewConfig) -> tuple[list[Signal], list[ImportRef], str | None]:
-    """(signals, imports, parse error) for one JS/TS file. Regexes cannot fail to parse: error is None."""
-    js = jslex.lex(text)
-    signals = [Signal(flag=rule.flag, line=line, detail=rule.title) for rule, line, _ in js_rules.matches(js)]
-    for func in jslex.functions(js):
+def scan_js(path: str, text: str, config: ReviewConfig,
+            language: Language = Language.JAVASCRIPT) -> tuple[list[Signal], list[ImportRef], str | None]:
+    """(signals, imports, parse error) for one JS/TS file, from its tree-sitter tree (which recovers from
+    syntax errors: the error is said, and what did parse is scanned)."""
+    js = jsparse.parse(text, language, path)
+    signals = [Signal(flag=rule.flag, line=node.start_point.row + 1, detail=rule.title)
+               for rule, node in js_rules.matches(js)]
+    for func in js.functions:
         length = func.end_line - func.start_line + 1
         if func.max_depth > config.max_nesting_depth or length > config.max_function_lines:
             signals.append(Signal(flag=ScanFlag.COMPLEX, line=func.start_line,
@@ -236,5 +239,6 @@ def scan_js(path: str, text: str, config: ReviewConfig) -> tuple[list[Signal], l
                                   detail=f"exported {func.name} has no JSDoc"))
     if pyast.AUTH_WORDS.search(path.rsplit("/", 1)[-1]):
         signals.append(Signal(flag=ScanFlag.AUTH, line=1, detail="file name looks auth-related"))
-    imports = [ImportRef(module=spec, line=line) for spec, line in jslex.imports(js)]
-    return signals, imports, None
+    imports = [ImportRef(module=spec, line=line) for spec, line in js.imports]
+    broken = js.syntax_error_line()
+    return signals, imports, None if broken is None else f"does not parse from line {broken}"

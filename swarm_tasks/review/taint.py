@@ -12,7 +12,7 @@ import ast
 import builtins
 import re
 
-from swarm_tasks.review import jslex, pyast
+from swarm_tasks.review import jsparse, pyast
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.enums import SubReviewerKind
 from swarm_tasks.review.findings import Finding
@@ -252,7 +252,9 @@ def _js_trace(request: SubreviewRequest, update: FindingUpdate, index: CodeIndex
     if js is None or request.line > len(skeleton):
         update.notes.append(f"{label}: {request.file} could not be read")
         return []
-    funcs = [f for f in jslex.functions(js) if f.start_line <= request.line <= f.end_line]
+    # The innermost function around the sink, not a callback that starts on the sink's own line.
+    funcs = [f for f in js.functions if f.start_line <= request.line <= f.end_line
+             and not (f.name == "<anonymous>" and f.start_line == request.line)]
     func = max(funcs, key=lambda f: f.start_line) if funcs else None
     sink = skeleton[request.line - 1]  # string contents blanked: identifiers only
     names = set(request.names) or _identifiers(sink)
@@ -280,7 +282,7 @@ def _js_trace(request: SubreviewRequest, update: FindingUpdate, index: CodeIndex
     return _js_callers(request, update, index, func, tainted)
 
 
-def _js_callers(request: SubreviewRequest, update: FindingUpdate, index: CodeIndex, func: jslex.JsFunction,
+def _js_callers(request: SubreviewRequest, update: FindingUpdate, index: CodeIndex, func: jsparse.JsFunction,
                 tainted: list[str]) -> list[SubreviewRequest]:
     label = str(request.reviewer)
     follow: list[SubreviewRequest] = []
@@ -292,11 +294,11 @@ def _js_callers(request: SubreviewRequest, update: FindingUpdate, index: CodeInd
             continue
         for match in pattern.finditer(js.skeleton):
             line = js.line_of(match.start())
-            close = jslex.closing(js.skeleton, match.end() - 1)
+            close = jsparse.closing(js.skeleton, match.end() - 1)
             if (path == request.file and line == func.start_line) or close < 0:
                 continue
             calls += 1
-            args = jslex.split_args(js.skeleton[match.end():close])
+            args = jsparse.split_args(js.skeleton[match.end():close])
             shown = js.code[match.end():close][:60]
             update.relate(path, line, f"calls {func.name}({shown})")
             for param in tainted:

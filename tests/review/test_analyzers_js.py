@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarm_tasks.review import jslex
+from swarm_tasks.review import jsparse
 from swarm_tasks.review.analyzers import js_complexity, js_docs, js_quality, js_security
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import Category, Severity
+from swarm_tasks.review.languages import Language
 from tests.review.helpers import source
 
 CONFIG = ReviewConfig()
@@ -57,7 +58,7 @@ def test_js_security_rules_at_their_lines(tmp_path: Path) -> None:
     exec_finding = next(f for f in findings if f.start_line == 4)
     assert exec_finding.severity is Severity.CRITICAL and exec_finding.cwe == "CWE-78"
     assert exec_finding.evidence.strip().startswith("exec(`convert")
-    assert all(f.tool == "js-heuristics" and f.category is Category.SECURITY for f in findings)
+    assert all(f.tool == "js-rules" and f.category is Category.SECURITY for f in findings)
 
 
 def test_js_structure_analyzers(tmp_path: Path) -> None:
@@ -86,9 +87,9 @@ function notExported() {}
     assert ("JS-LONG-FUNCTION", 4) in {(f.rule, f.start_line) for f in js_complexity(tmp_path, file, long_config)}
 
 
-def test_lexer_keeps_offsets_and_template_code() -> None:
+def test_parser_views_keep_offsets_and_template_code() -> None:
     text = 'a = "x // y"; // note\nb = `t ${c + "}"} u`; /* z\n */ r = /a\\/b/g;\n'
-    js = jslex.lex(text)
+    js = jsparse.parse(text, Language.JAVASCRIPT)
     assert len(js.code) == len(js.skeleton) == len(text)
     assert "note" not in js.code and '"x // y"' in js.code
     assert "${c + " in js.skeleton and "t " not in js.skeleton.split("\n")[1][:6]
@@ -100,3 +101,63 @@ def test_garbage_input_does_not_crash(tmp_path: Path) -> None:
     file = source(tmp_path, "junk.js", text)
     for analyzer in (js_security, js_quality, js_complexity, js_docs):
         assert isinstance(analyzer(tmp_path, file, CONFIG), list)
+
+
+MISREAD = r'''const quote = /["'`]/g; const half = total / 2 / count;
+const re = /\/\/ not a comment/; pattern.exec(input + suffix);
+const cp = require("child_process");
+cp.exec("ls -l /tmp");
+cp.exec(`tar ${dir}`);
+document.write("<p>static</p>");
+const msg = `done: ${items.map(i => `${i}}`).join(",")}`; eval(msg);
+'''
+
+
+def test_the_parser_reads_what_the_lexer_misread(tmp_path: Path) -> None:
+    findings = js_security(tmp_path, source(tmp_path, "misread.js", MISREAD), CONFIG)
+    assert rules_at(findings, 1) == rules_at(findings, 2) == set()  # regex literals, division, RegExp#exec
+    assert rules_at(findings, 4) == set()  # a constant command
+    assert rules_at(findings, 5) == {"JS-EXEC-INJECTION"}
+    assert rules_at(findings, 6) == set()  # constant HTML
+    assert rules_at(findings, 7) == {"JS-EVAL"}  # after a nested template with a brace in its text
+
+
+def test_jsx_tsx_and_typescript_syntax(tmp_path: Path) -> None:
+    jsx = 'export function Card({ html }) {\n  return <div dangerouslySetInnerHTML={{ __html: html }} />;\n}\n'
+    for name in ("card.jsx", "card.tsx"):
+        found = js_security(tmp_path, source(tmp_path, name, jsx), CONFIG)
+        assert rules_at(found, 2) == {"JS-XSS-HTML"}, name
+        assert not any(f.rule == "PARSE-ERROR" for f in js_quality(tmp_path, source(tmp_path, name, jsx), CONFIG))
+    ts = '''export const pick = <T,>(items: T[], key: keyof T): T[] => {
+  return items.filter((x) => x[key] != null);
+};
+class Store {
+  private apiKey: string = "sk_live_0123456789abcdefghij";
+  @cached() query(id: string): Promise<Row> { return this.db.query(`SELECT * FROM t WHERE id = ${id}`); }
+}
+'''
+    file = source(tmp_path, "store.ts", ts)
+    assert [(f.rule, f.start_line) for f in js_docs(tmp_path, file, CONFIG)] == [("JS-MISSING-JSDOC", 1)]
+    found = js_security(tmp_path, file, CONFIG)
+    assert {"JS-HARDCODED-SECRET", "JS-SECRET-FORMAT"} <= rules_at(found, 5)
+    assert rules_at(found, 6) == {"JS-SQL-INJECTION"}
+    assert not any(f.rule == "JS-LOOSE-EQUALITY" for f in js_quality(tmp_path, file, CONFIG))  # != null idiom
+
+
+def test_a_file_that_does_not_parse_says_so_and_keeps_what_parsed(tmp_path: Path) -> None:
+    text = "eval(a);\nfunction broken( {\n"
+    file = source(tmp_path, "broken.js", text)
+    notes = [f for f in js_quality(tmp_path, file, CONFIG) if f.rule == "PARSE-ERROR"]
+    assert len(notes) == 1 and notes[0].severity is Severity.LOW and "Does not parse as JavaScript" in notes[0].title
+    assert rules_at(js_security(tmp_path, file, CONFIG), 1) == {"JS-EVAL"}
+
+
+def test_every_rule_compiles_where_its_syntax_exists() -> None:
+    from swarm_tasks.review import js_rules
+
+    missing = {(name, rule.rule) for rule in (*js_rules.RULES, *js_rules.QUALITY) for q in rule.queries
+               for name, grammar in (("js", jsparse.JAVASCRIPT), ("ts", jsparse.TYPESCRIPT), ("tsx", jsparse.TSX))
+               if jsparse.query(grammar, q) is None}
+    # JSX does not exist in plain TypeScript; class fields are named differently in the two grammars
+    assert missing == {("ts", "JS-XSS-HTML"), ("js", "JS-HARDCODED-SECRET"), ("ts", "JS-HARDCODED-SECRET"),
+                       ("tsx", "JS-HARDCODED-SECRET")}

@@ -32,8 +32,8 @@ ANALYZERS: dict[Language, dict[ReviewerKind, Analyzer]] = {
 TOOLS: dict[Language, dict[ReviewerKind, tuple[str, ...]]] = {
     Language.PYTHON: {ReviewerKind.SECURITY: ("bandit", "py-ast"), ReviewerKind.QUALITY: ("ruff",),
                       ReviewerKind.COMPLEXITY: ("radon", "py-ast"), ReviewerKind.DOCUMENTATION: ("ruff",)},
-    Language.JAVASCRIPT: dict.fromkeys(ReviewerKind, ("js-heuristics",)),
-    Language.TYPESCRIPT: dict.fromkeys(ReviewerKind, ("js-heuristics",)),
+    Language.JAVASCRIPT: dict.fromkeys(ReviewerKind, ("js-rules",)),
+    Language.TYPESCRIPT: dict.fromkeys(ReviewerKind, ("js-rules",)),
 }
 _CATEGORY = {ReviewerKind.SECURITY: Category.SECURITY, ReviewerKind.QUALITY: Category.QUALITY,
              ReviewerKind.COMPLEXITY: Category.COMPLEXITY, ReviewerKind.DOCUMENTATION: Category.DOCUMENTATION}
