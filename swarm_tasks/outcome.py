@@ -74,6 +74,8 @@ _LABELS = {
     ReasonClass.COST_CAP: "run cost cap reached", ReasonClass.LOOP: "loop detected",
     ReasonClass.CANCELLED: "cancelled", ReasonClass.RUN_CAP: "agent cap reached",
 }
+_MODEL_CLASSES = frozenset({ReasonClass.AUTH, ReasonClass.MODEL_ERROR, ReasonClass.RATE_LIMIT, ReasonClass.TIMEOUT,
+                            ReasonClass.UNREACHABLE, ReasonClass.GUARD})
 _DEFAULT_CLASS = {"failed": ReasonClass.AGENT_ERROR, "stopped": ReasonClass.BUDGET,
                   "cancelled": ReasonClass.CANCELLED}
 _ENDED = ("done", "failed", "stopped", "cancelled")
@@ -219,8 +221,9 @@ class Tally:
         """What did not get done and why, in one paragraph: the groups of agents that did not finish
         (largest first, each with a representative reason), then the notes, then what was left out."""
         groups: dict[tuple[str, str, ReasonClass, str], list[AgentEnd]] = {}
-        for p in self.problems:
-            groups.setdefault((p.role, p.status, p.reason_class, p.model or ""), []).append(p)
+        for p in self.problems:  # one group per model only where the model is the reason
+            model = (p.model or "") if p.reason_class in _MODEL_CLASSES else ""
+            groups.setdefault((p.role, p.status, p.reason_class, model), []).append(p)
         parts: list[str] = []
         ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
         for (role, status, cls, _model), members in ranked[:3]:

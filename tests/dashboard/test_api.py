@@ -82,6 +82,22 @@ def test_runs_run_detail_and_agents(staged, swarm_settings, dash_client):
     with_client(swarm_settings, dash_client, check)
 
 
+def test_an_ended_runs_detail_carries_its_outcome(staged, swarm_settings, dash_client):
+    from swarm_tasks.launch import on_idle
+
+    staged.drain()
+    on_idle(staged.local.services, staged.local.services.runs.get(staged.run.id))
+
+    async def check(http: TestClient) -> None:
+        detail = await get(http, f"/api/runs/{staged.run.id}")
+        outcome = detail["run"]["outcome"]  # what the page's header badge and counters panel show
+        assert detail["run"]["status"] == outcome["status"] == "completed" and outcome["reason"] is None
+        assert outcome["agents"] == {"done": TOTAL} and outcome["problems"] == []
+        assert (await get(http, "/api/runs"))["runs"][0]["status"] == "completed"
+
+    with_client(swarm_settings, dash_client, check)
+
+
 def test_agent_detail_has_transcript_tool_calls_findings_and_cost(staged, swarm_settings, dash_client):
     staged.drain()
     agents = staged.agents()

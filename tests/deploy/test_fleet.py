@@ -124,6 +124,8 @@ def test_flower_lists_every_task_by_name_with_its_run_and_agent(fleet: Fleet):
         assert str(task["worker"]).split("@")[0] in ("first0", "other")
     idle = [t for t in tasks.values() if t["name"] == "swarm.run.idle"]
     assert idle and all(t["args"] == f"run={fleet.run_id}" for t in idle)
+    # The idle task's result is how the run ended: Flower shows "completed", "partial: <reason>"...
+    assert any(str(t.get("result")).strip("'\"") == "completed" for t in idle), [t.get("result") for t in idle]
 
     status, _ = http_get(f"{fleet.flower}/api/tasks")
     assert status == 401, "basic auth from SWARM_FLOWER_BASIC_AUTH protects the API"

@@ -91,7 +91,10 @@ export class RunModel {
         if (agent) this.emit("activity", agent, ["finding"]);
       }
     } else if (type.startsWith("run.")) {
-      if (this.run) this.run.status = type.slice(4);
+      if (this.run) {
+        this.run.status = type.slice(4);
+        if (data && data.reason) this.run.reason = data.reason; // why it ended partial or failed
+      }
       this.emit("run", this.run);
     } else if (type === "message.sent") {
       const from = this.agents.get(data.from);

@@ -43,6 +43,12 @@ export function renderCounters(el, counters, run) {
   const tasks = h("div", { class: "row wrap" }, h("span", { class: "muted", text: "tasks" }),
     TASK_STATUSES.map((s) => h("span", { class: "stat" }, chip(s, `ts-${s}`), h("b", { text: fmt.int(counters.tasks[s]) }))));
   el.append(tiles, statuses, roles, findings, tasks);
+  const outcome = run && run.outcome;
+  if (outcome && outcome.status !== "completed") {
+    const classes = Object.entries({ ...outcome.failed, ...outcome.stopped }).map(([c, n]) => `${n} ${c}`).join(", ");
+    const left = outcome.left_out_total ? ` · ${fmt.int(outcome.left_out_total)} left out` : "";
+    el.append(h("div", { class: "bad small", text: `${outcome.status}: ${classes || "work not done"}${left}` }));
+  }
   if (run && run.reason) el.append(h("div", { class: "muted small", text: run.reason }));
 }
 

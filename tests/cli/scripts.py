@@ -1,0 +1,34 @@
+"""Scripted review models for the outcome tests (``scripted/py:tests.cli.scripts:<name>``): models that never
+call ``finish``, so the loop guard or a budget stops them. Stateless, so any worker process plays them."""
+
+from __future__ import annotations
+
+import re
+
+from swarm_tasks.models.script import ScriptedCall, Step
+from swarm_tasks.models.types import ChatMessage
+from swarm_tasks.review.scripted import reviewer
+
+_KIND = re.compile(r"Review \S+ for (\w+) problems")
+
+
+def _kind(messages: list[ChatMessage]) -> str:
+    task = next((m.get("content") or "" for m in messages if m["role"] == "user"), "")
+    match = _KIND.search(str(task))
+    return match.group(1) if match else ""
+
+
+def looping_reviewer(messages: list[ChatMessage], _tools: object) -> Step:
+    """Lists the same directory forever: the loop guard stops it."""
+    return Step(tool_calls=[ScriptedCall(name="list_files", arguments={"path": "."})])
+
+
+def stubborn_reviewer(messages: list[ChatMessage], tools: object) -> Step:
+    """Security reviewers loop, documentation reviewers only talk (their turn budget stops them), the
+    others review as the ordinary scripted reviewer does."""
+    kind = _kind(messages)
+    if kind == "security":
+        return looping_reviewer(messages, tools)
+    if kind == "documentation":
+        return Step(content="Still thinking about the docstrings.")
+    return reviewer(messages, tools)
