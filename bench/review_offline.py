@@ -5,7 +5,8 @@ Ours: ``Swarm()`` as ``swarm review`` starts it without SWARM_REDIS_URL (an embe
 worker processes), then one review from submission to the written report. Start-up (server and workers
 ready) is measured apart: it is paid once per command, whatever the tree. Directly: bandit, ruff (the
 quality and documentation rules the review selects) and radon as their own commands over the same Python
-files the review's inventory lists, and the JS/TS analyzers in process over its JS/TS files.
+files the review's inventory lists, the JS/TS rules in process over its JS/TS files, and ESLint (where
+installed) as its own command over its JavaScript files.
 Goal: review at most 2x the direct analyzers, and a start-up under 3 s.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from bench.common import Row, ratio
 from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.analyzers.eslint_runner import eslint_home, eslint_problem, wants_eslint
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import ReviewerKind
 from swarm_tasks.review.inventory import build_inventory
@@ -45,9 +47,16 @@ def direct_analyzers(tree: Path) -> float:
                      "json", "--select", select, "--", *python],
                     [str(bin_dir / "radon"), "cc", "-j", "--", *python]):
             subprocess.run(cmd, cwd=tree, capture_output=True, check=False, timeout=600)
+    plain = ReviewConfig(eslint=False)  # ESLint is run as its own command below, as a user would
     for file in scripts:
         for kind in ReviewerKind:
-            run_reviewer(kind, tree, file, config)
+            run_reviewer(kind, tree, file, plain)
+    javascript = [f.path for f in scripts if wants_eslint(f.path)]
+    if javascript and eslint_problem() is None:
+        home = eslint_home()
+        subprocess.run(["node", str(home / "node_modules" / "eslint" / "bin" / "eslint.js"), "--no-config-lookup",
+                        "--config", str(home / "swarm-eslint.config.cjs"), "--format", "json", "--", *javascript],
+                       cwd=tree, capture_output=True, check=False, timeout=600)
     return time.perf_counter() - started
 
 

@@ -19,6 +19,7 @@ fi
 STAMP="$VENV/.swarm-installed"
 WANT="$( (cat "$ROOT/pyproject.toml"; cat "$ROOT/requirements.lock" 2>/dev/null || true) | sha256sum | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
+  "$ROOT/scripts/install-eslint.sh" "$VENV/eslint"  # optional, quick when done; never fails
   exit 0
 fi
 echo "swarm-tasks: setting up $VENV (first run takes a minute or two)..." >&2
@@ -31,3 +32,4 @@ LOCK=()
 "$VENV/bin/python" -m pip install -q --upgrade "pip==25.3" >&2 || true
 "$VENV/bin/python" -m pip install -q "${LOCK[@]}" -e "$ROOT[test]" >&2
 echo "$WANT" > "$STAMP"
+"$ROOT/scripts/install-eslint.sh" "$VENV/eslint"  # optional: ESLint beside the JS rules; never fails

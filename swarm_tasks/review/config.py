@@ -84,6 +84,8 @@ class ReviewConfig(Record):
     max_function_lines: int = Field(default=80, ge=1, description="JS/TS functions longer than this are reported.")
     ruff_quality_rules: tuple[str, ...] = Field(default=DEFAULT_RUFF_QUALITY)
     ruff_doc_rules: tuple[str, ...] = Field(default=DEFAULT_RUFF_DOCS)
+    eslint: bool = Field(default=True, description="Run ESLint with eslint-plugin-security beside our JS rules "
+                         "where Node and both are installed (scripts/install-eslint.sh).")
     analyzer_timeout_s: float = Field(default=60.0, gt=0, description="Seconds per analyzer subprocess.")
     evidence_max_lines: int = Field(default=6, ge=1, description="Code lines quoted as a finding's evidence.")
     top_findings: int = Field(default=25, ge=1, description="Findings listed in the Markdown summary.")

@@ -103,6 +103,7 @@ class Report(Record):
     since: str | None = Field(default=None, description="Only files changed since this git ref were reviewed.")
     summary_min_severity: Severity = Severity.MEDIUM
     link_base: str | None = None
+    tools: list[str] = Field(default_factory=list, description="Which optional analyzers ran, or why not.")
 
     def by_severity(self) -> dict[Severity, int]:
         """Finding counts for every severity, most severe first (zeros included)."""

@@ -68,7 +68,8 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
     base = link_base_for(report, directory)
     name = PurePosixPath(report.root).name or report.root
     flagged = sum(1 for r in report.reviewed if r.reason is ReviewReason.FLAGGED)
-    out = [f"# Code review: {md_text(name)}", "", _mode_line(report), "", *_outcome_line(report)]
+    out = [f"# Code review: {md_text(name)}", "", _mode_line(report), "",
+           *([" ".join(md_text(t) for t in report.tools), ""] if report.tools else []), *_outcome_line(report)]
     inventoried = max(report.files_inventoried, report.files_scanned)
     out += [f"- Files scanned: {report.files_scanned} of {inventoried}; reviewed: {len(report.reviewed)} "
             f"({flagged} flagged, {len(report.reviewed) - flagged} imported dependencies); "

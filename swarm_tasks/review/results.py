@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm_tasks.review.aggregate import aggregate
+from swarm_tasks.review.analyzers import eslint_runner
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.findings import MODEL_TOOL_PREFIX, Finding, Reporter
@@ -30,6 +31,7 @@ class Refined:
     findings: list[Finding]
     suppressed: list[SuppressedFinding] = field(default_factory=list)
     baseline_known: int = 0
+    tools: list[str] = field(default_factory=list)
 
 
 def role_label(agent: AgentRun) -> str:
@@ -62,7 +64,17 @@ def report_settings(config: ReviewConfig, refined: Refined) -> dict[str, Any]:
     """The report fields that come from the configuration and from :func:`refine`."""
     return {"suppressed": refined.suppressed, "baseline": config.baseline_label, "baseline_known":
             refined.baseline_known, "since": config.since, "summary_min_severity": config.summary_min_severity,
-            "link_base": config.link_base}
+            "link_base": config.link_base, "tools": refined.tools}
+
+
+def tool_notes(index: CodeIndex, config: ReviewConfig) -> list[str]:
+    """What the report must say about optional analyzers: whether ESLint ran beside our JS rules."""
+    if not config.eslint or not any(eslint_runner.wants_eslint(p) for p in index.files):
+        return []
+    problem = eslint_runner.eslint_problem()
+    if problem is None:
+        return ["ESLint with eslint-plugin-security ran on the JavaScript files beside our own rules."]
+    return [f"ESLint with eslint-plugin-security did not run: {problem}."]
 
 
 def refine(findings: Iterable[Finding], index: CodeIndex, config: ReviewConfig,
@@ -76,4 +88,5 @@ def refine(findings: Iterable[Finding], index: CodeIndex, config: ReviewConfig,
     kept, known = without_baseline(kept, frozenset(config.baseline_fingerprints))
     shown = name_reporters(aggregate(kept, config), agents)
     return Refined(findings=sorted(shown, key=lambda f: f.sort_key()),
-                   suppressed=sorted(suppressed, key=lambda s: (s.file, s.start_line, s.rule)), baseline_known=known)
+                   suppressed=sorted(suppressed, key=lambda s: (s.file, s.start_line, s.rule)), baseline_known=known,
+                   tools=tool_notes(index, config))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from swarm_tasks.review import jsparse
 from swarm_tasks.review.analyzers import js_complexity, js_docs, js_quality, js_security
 from swarm_tasks.review.config import ReviewConfig
@@ -11,7 +13,7 @@ from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.languages import Language
 from tests.review.helpers import source
 
-CONFIG = ReviewConfig()
+CONFIG = ReviewConfig(eslint=False)  # our rules alone; ESLint beside them is tested below
 JS = '''const { exec, spawn } = require("child_process");
 /* exec(`commented ${out}`) */
 function handler(req, res) {
@@ -161,3 +163,21 @@ def test_every_rule_compiles_where_its_syntax_exists() -> None:
     # JSX does not exist in plain TypeScript; class fields are named differently in the two grammars
     assert missing == {("ts", "JS-XSS-HTML"), ("js", "JS-HARDCODED-SECRET"), ("ts", "JS-HARDCODED-SECRET"),
                        ("tsx", "JS-HARDCODED-SECRET")}
+
+
+def test_eslint_runs_beside_our_rules_named_as_such(tmp_path: Path) -> None:
+    from swarm_tasks.review.analyzers import eslint_runner
+
+    problem = eslint_runner.eslint_problem()
+    if problem is not None:
+        pytest.skip(f"ESLint not available here: {problem}")
+    text = 'const cp = require("child_process");\nfunction run(cmd) { cp.exec(cmd); return eval(cmd); }\n'
+    # eslint-disable comments in the reviewed code do not switch its rules off
+    file = source(tmp_path, "run.js", text + "/* eslint-disable */\n")
+    found = js_security(tmp_path, file, ReviewConfig())
+    eslint = {(f.rule, f.start_line, f.cwe) for f in found if f.tool == "eslint-plugin-security"}
+    assert ("security/detect-eval-with-expression", 2, "CWE-95") in eslint
+    assert ("security/detect-child-process", 2, "CWE-78") in eslint  # exec of a non-literal: an injection
+    assert {f.rule for f in found if f.tool == "js-rules"} >= {"JS-EVAL", "JS-EXEC-INJECTION"}
+    assert not any(f.tool == "eslint-plugin-security" for f in js_security(tmp_path, source(
+        tmp_path, "types.ts", "export const x: number = eval(y);\n"), ReviewConfig()))  # TypeScript: ours only

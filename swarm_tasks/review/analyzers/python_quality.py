@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from swarm_tasks.errors import ReviewError
+from swarm_tasks.review.analyzers import eslint_runner
 from swarm_tasks.review.analyzers.base import ANALYZER_FAILED, PARSE_ERROR, Context, open_context, unreadable
 from swarm_tasks.review.analyzers.ruff_runner import RuffDiagnostic, batched, register_batch, run_ruff
 from swarm_tasks.review.config import ReviewConfig
@@ -53,11 +54,14 @@ def batch_key(config: ReviewConfig) -> str:
 
 
 def prepare_batch(repo_root: Path, files: list[SourceFile], config: ReviewConfig) -> None:
-    """Let one ruff run cover every plain UTF-8 Python file of ``files`` (those the review starts from)."""
+    """Let one ruff run cover every plain UTF-8 Python file of ``files`` (those the review starts from),
+    and one ESLint run its JavaScript files."""
     plain = [(f.path, f.sha256) for f in files if f.language is Language.PYTHON and f.encoding == "utf-8"
              and f.raw_path_hex is None and not f.path.startswith("/") and not f.path.startswith("-")]
     register_batch(repo_root, batch_key(config), plain,
                    tuple(dict.fromkeys([*config.ruff_quality_rules, *config.ruff_doc_rules])))
+    if config.eslint:
+        eslint_runner.register(repo_root, batch_key(config), [f.path for f in files])
 
 
 def python_quality(repo_root: Path, file: SourceFile, config: ReviewConfig) -> list[Finding]:
