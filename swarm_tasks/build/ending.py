@@ -177,11 +177,11 @@ def build_result(job: BuildJob, state: RunState, history: list[Verdict], stop: s
             "cost_usd": round(usage.get("cost_usd", 0.0), 6), "agents": int(usage.get("agents_started", 0))}
 
 
-def left_out(job: BuildJob, tasks: list[Task], history: list[Verdict]) -> list[str]:
-    """The work a build did not do, one item each (for the run's outcome)."""
-    items = [f"task {f['title']}: {f['status']}: {f['reason']}" for f in failed_tasks(tasks)]
+def left_out(job: BuildJob, tasks: list[Task], history: list[Verdict]) -> list[tuple[str, str]]:
+    """The work a build did not do, as (what, why) (for the run's outcome)."""
+    items = [(f"task {f['title']}", f"{f['status']}: {f['reason']}") for f in failed_tasks(tasks)]
     if job.mode is BuildMode.CODEMOD:
-        items += [f"{path}: the command failed: {why}" for path, why in file_failures(tasks, history).items()]
+        items += [(path, f"the command failed: {why}") for path, why in file_failures(tasks, history).items()]
     return items
 
 

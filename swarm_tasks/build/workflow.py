@@ -214,8 +214,8 @@ def _finish(services: SwarmClient, ctx: RunContext, run: RunRecord, job: BuildJo
     result = build_result(job, ctx.state, history, stop, tasks, ctx.agents.usage("run"))
     reason = job.remote().redact(reason)[:2000]
     tally = tally_agents(ctx)  # the counts behind the status; the status is the build's own reading
-    for item in left_out(job, tasks, history):
-        tally.leave_out(job.remote().redact(item))
+    for item, why in left_out(job, tasks, history):
+        tally.leave_out(job.remote().redact(item), job.remote().redact(why))
     services.runs.transition(run.id, status, reason=reason, result=result, outcome=tally.outcome(status, reason),
                              only_from=(RunStatus.RUNNING,))
     forget_secret(ctx.state)
