@@ -181,11 +181,12 @@ class Tally:
             self.add(agent)
         return self
 
-    def leave_out(self, item: str, why: str) -> None:
-        """Record one piece of work not done: what (``"shop/db.py"``) and why (``"not scanned (...)"``)."""
+    def leave_out(self, item: str, why: str = "") -> None:
+        """Record one piece of work not done: what (``"shop/db.py"``) and why (``"not scanned (...)"``);
+        without ``why``, ``item`` says both."""
         self.left_out_total += 1
         if len(self.left_out) < MAX_LEFT_OUT:
-            self.left_out.append(f"{item}: {why}")
+            self.left_out.append(f"{item}: {why}" if why else item)
         self._left_count[why] += 1
         examples = self._left_why.setdefault(why, [])
         if len(examples) < _LISTED_IN_REASON:
@@ -240,7 +241,8 @@ class Tally:
         for why, examples in sorted(self._left_why.items(), key=lambda kv: -self._left_count[kv[0]])[:3]:
             count = self._left_count[why]
             more = count - len(examples)
-            parts.append(f"{count} {self.what}, {why}: {', '.join(examples)}" + (f" and {more} more" if more else ""))
+            head = f"{count} {self.what}, {why}" if why else f"{count} {self.what}"
+            parts.append(f"{head}: {', '.join(examples)}" + (f" and {more} more" if more else ""))
         if len(self._left_why) > 3:
             parts.append(f"{sum(self._left_count[w] for w in list(self._left_why)[3:])} more left out for other "
                          "reasons")

@@ -89,3 +89,14 @@ def test_problems_are_capped_but_counted_and_the_reason_stays_short():
     outcome = decide(Tally().add_all(scanners(0, 3 * MAX_PROBLEMS)), useful=True)
     assert len(outcome.problems) == MAX_PROBLEMS and outcome.problems_total == 3 * MAX_PROBLEMS
     assert len(outcome.reason) < 300
+
+
+def test_left_out_work_may_say_what_and_why_in_one_string():
+    tally = Tally()
+    tally.leave_out("task t-1 failed: the check failed")
+    tally.leave_out("task t-2 failed: the push was refused")
+    outcome = decide(tally, useful=True)
+    assert outcome.status is RunStatus.PARTIAL and outcome.left_out == ["task t-1 failed: the check failed",
+                                                                         "task t-2 failed: the push was refused"]
+    assert outcome.reason == ("2 item(s) of work left out: task t-1 failed: the check failed, "
+                              "task t-2 failed: the push was refused")
