@@ -199,7 +199,7 @@ def _below_threshold(findings: list[Finding], floor: Severity, base: str) -> lis
     occurrences = sum(f.count for f in findings)
     out = [f"## Below {floor.value} ({len(findings)} findings, {occurrences} occurrences)", "",
            ", ".join(f"{sev}: {n}" for sev, n in counts.items()) + " - in report.json and report.sarif; "
-           "`summary_min_severity` lists them here.", ""]
+           "`--min-severity` lists them here.", ""]
     for f in findings[:MAX_BELOW_LISTED]:
         out.append(f"- [{f.severity.value}] {code_span(f.rule)} {_cell(f.title)} - {_link(f.file, f.start_line, base)}")
     if len(findings) > MAX_BELOW_LISTED:

@@ -31,6 +31,7 @@ LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "w
 SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "3.0",
                      Severity.INFO: "1.0"}
 PRECISION = ((0.8, "high"), (0.5, "medium"), (0.0, "low"))
+MAX_RELATED_LOCATIONS = 1000  # GitHub code scanning's limit per result
 
 
 class _Sarif(BaseModel):
@@ -207,6 +208,7 @@ def _result(f: Finding, index: int) -> Result:
     # An aggregated finding is one result: its other occurrences are related locations, then the rest.
     places = [(loc, f"also here ({f.rule}): {loc.message}" if loc.message else f"also here ({f.rule})")
               for loc in f.occurrences] + [(loc, loc.message or "related") for loc in f.related]
+    places = places[:MAX_RELATED_LOCATIONS]  # code scanning keeps no more; report.json has them all
     related = [SarifLocation(id=i, message=Message(text=message),
                              physical_location=PhysicalLocation(
                                  artifact_location=_artifact(loc.file),

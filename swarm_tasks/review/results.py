@@ -7,8 +7,10 @@ baseline -> aggregate repeated low findings -> name who found each (roles and an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from swarm_tasks.review.aggregate import aggregate
@@ -60,11 +62,49 @@ def name_reporters(findings: list[Finding], agents: Iterable[AgentRun]) -> list[
     return [f.model_copy(update={"reporters": [_with_role(r, roles) for r in f.reporters]}) for f in findings]
 
 
-def report_settings(config: ReviewConfig, refined: Refined) -> dict[str, Any]:
-    """The report fields that come from the configuration and from :func:`refine`."""
+def report_settings(config: ReviewConfig, refined: Refined, source: str | None = None,
+                    root: Path | None = None) -> dict[str, Any]:
+    """The report fields that come from the configuration and from :func:`refine`. A review of a GitHub or
+    GitLab URL links to the reviewed commit there unless ``config.link_base`` says otherwise."""
+    link_base = config.link_base or (forge_link_base(source, root) if source and root else None)
     return {"suppressed": refined.suppressed, "baseline": config.baseline_label, "baseline_known":
             refined.baseline_known, "since": config.since, "summary_min_severity": config.summary_min_severity,
-            "link_base": config.link_base, "tools": refined.tools}
+            "link_base": link_base, "tools": refined.tools}
+
+
+_FORGE = re.compile(r"^(?:https?://(?:[^@/]+@)?|git@)(?P<host>github\.com|gitlab\.com)[:/]"
+                    r"(?P<path>[\w.-]+(?:/[\w.-]+)+?)(?:\.git)?/?$")
+
+
+def forge_link_base(location: str, root: Path) -> str | None:
+    """``https://github.com/o/r/blob/<commit>/`` for a clone of a GitHub (or GitLab) repository, read from
+    the clone's own HEAD (no git process); None for anything else. Credentials in the URL are dropped."""
+    match = _FORGE.match(location)
+    commit = head_commit(root) if match else None
+    if match is None or commit is None:
+        return None
+    blob = "-/blob" if match.group("host") == "gitlab.com" else "blob"
+    return f"https://{match.group('host')}/{match.group('path').removesuffix('.git')}/{blob}/{commit}/"
+
+
+def head_commit(root: Path) -> str | None:
+    """The commit a checkout's HEAD points at, from its .git files, or None."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
+        ref = head[5:]
+        loose = git / ref
+        if loose.is_file():
+            return loose.read_text().strip() or None
+        for line in (git / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
+        return None
+    return None
 
 
 def tool_notes(index: CodeIndex, config: ReviewConfig) -> list[str]:

@@ -153,7 +153,8 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
                   files_inventoried=files_inventoried, files_scanned=len(cov.scanned), outcome=outcome,
                   findings=refined.findings, reviewed=reviewed,
                   skipped=list(skipped.values()), dependencies=graph,
-                  agents=runs, notes=outcome_notes(outcome), **report_settings(job.config, refined),
+                  agents=runs, notes=outcome_notes(outcome),
+                  **report_settings(job.config, refined, job.source.location, root),
                   usage=Usage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                               completion_tokens=int(usage.get("completion_tokens", 0)),
                               cost_usd=float(usage.get("cost_usd", 0.0))))

@@ -91,18 +91,22 @@ def clean(name):
 
 
 def test_inline_suppression_needs_a_reason_and_noqa_is_honoured_only_on_request(tmp_path: Path) -> None:
-    root = write(tmp_path, {"tools.py": SHELL})
+    js = ("// swarm: ignore[JS-EVAL, security/*] the expression comes from our own rules table\n"
+          "export const run = (rule) => eval(rule);\n")
+    root = write(tmp_path, {"tools.py": SHELL, "rules.js": js})
     report = review_locally(root)
     lines = {f.start_line: f for f in report.findings if f.cwe == "CWE-78"}
     assert 8 not in lines, "suppressed with a reason"
     assert 14 in lines and any("gives no reason" in n for n in lines[14].notes)
     assert 19 in lines, "# nosec is not honoured by default"
-    [suppressed] = report.suppressed
+    [suppressed, js_eval] = sorted(report.suppressed, key=lambda s: s.file, reverse=True)
+    assert (js_eval.file, js_eval.start_line, js_eval.marker_line) == ("rules.js", 2, 1)
+    assert not any(f.file == "rules.js" and f.category is Category.SECURITY for f in report.findings)
     assert (suppressed.start_line, suppressed.marker, suppressed.marker_line) == (8, "swarm", 8)
     assert suppressed.reason == "name is a fixed report id"
-    assert "## Suppressed in the code (1)" in render_markdown(report)
+    assert "## Suppressed in the code (2)" in render_markdown(report)
     honoured = review_locally(root, ReviewConfig(honor_noqa=True))
-    assert {s.marker for s in honoured.suppressed} == {"swarm", "nosec"}
+    assert [s.marker for s in honoured.suppressed].count("nosec") == 1
     assert 19 not in {f.start_line for f in honoured.findings if f.cwe == "CWE-78"}
 
 
@@ -131,3 +135,18 @@ def test_found_by_names_roles_and_analyzers(tmp_path: Path) -> None:
     assert any(label.startswith("taint-trace sub-reviewer") for label in labels), labels
     text = render_markdown(report)
     assert "Found by: security reviewer (bandit)" in text and "reviewer:security:" not in text
+
+
+def test_links_of_a_forge_clone_lead_to_the_reviewed_commit(tmp_path: Path) -> None:
+    import subprocess
+
+    from swarm_tasks.review.results import forge_link_base
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.test", "-C", str(tmp_path), "commit",
+                    "-q", "--allow-empty", "-m", "x"], check=True)
+    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    assert forge_link_base("https://user:token@github.com/o/r.git", tmp_path) == f"https://github.com/o/r/blob/{sha}/"
+    assert forge_link_base("git@gitlab.com:g/s/p.git", tmp_path) == f"https://gitlab.com/g/s/p/-/blob/{sha}/"
+    assert forge_link_base("https://example.test/o/r.git", tmp_path) is None
