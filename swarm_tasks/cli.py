@@ -400,7 +400,8 @@ def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
 @guarded
 def cancel(run_id: str, reason: str) -> int:
     """Cancel a run: nothing new starts, agents end at their next step. Exit 0 once cancelled; a run
-    that had already ended is left as it is (exit 0 if it completed, 1 if it failed or was cancelled)."""
+    that had already ended is left as it is (exit 0 if it completed, 4 if partial, 1 if it failed or was
+    cancelled)."""
     with _client() as swarm:
         run = swarm.run(run_id)
         if run.cancel(reason):
@@ -416,7 +417,7 @@ def cancel(run_id: str, reason: str) -> int:
 @guarded
 def resume(run_id: str) -> int:
     """Push a stalled run on (after workers died or Redis restarted). An ended run is left as it is:
-    exit 0 if it completed, 1 if it failed or was cancelled."""
+    exit 0 if it completed, 4 if partial, 1 if it failed or was cancelled."""
     with _client() as swarm:
         run = swarm.run(run_id)
         status = run.status

@@ -1,1 +1,1 @@
-from tests.runtime.conftest import swarm_settings  # noqa: F401 - pytest fixture
+from tests.runtime.conftest import local, swarm_settings  # noqa: F401 - pytest fixtures
