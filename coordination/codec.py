@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from coordination.errors import InvalidIdentifier, InvalidRecord, MalformedRecord, PayloadTooLarge
@@ -48,3 +49,13 @@ def build(cls: type[M], **fields: object) -> M:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ())) or 'value'}: {err.get('msg')}" for err in exc.errors())
         raise InvalidRecord(f"invalid {cls.__name__}: {problems}") from None
+
+
+def loads(text: str | bytes) -> JsonValue:
+    """JSON from outside (a model's tool-call arguments, a reviewed repository's ``package.json``).
+    :class:`ValueError` for anything that is not JSON, nesting too deep to parse included: Python's parser
+    recurses per level, and a RecursionError must not escape as if it were our bug."""
+    try:
+        return json.loads(text)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise ValueError("the JSON nests too deeply to parse") from None

@@ -95,6 +95,10 @@ class Keys:
     def agent(self, agent_id: str) -> str:
         return f"{self._base}:agent:{check_id(agent_id, 'agent id')}"
 
+    def agent_result(self, agent_id: str) -> str:
+        """An agent's result when it is too large to ride in its record (stored apart, written with it)."""
+        return f"{self._base}:agent_result:{check_id(agent_id, 'agent id')}"
+
     def conversation(self, agent_id: str, generation: int) -> str:
         return f"{self._base}:conv:{check_id(agent_id, 'agent id')}:{int(generation)}"
 

@@ -39,6 +39,9 @@ class CoordinationSettings(BaseSettings):
         "users: mode 0700); unset: a temporary directory.")
     embedded_appendonly: bool = Field(default=False, description="Embedded server keeps an AOF (survives restart).")
     max_record_bytes: int = Field(default=1_048_576, gt=0, description="Largest encoded record, in bytes.")
+    max_result_bytes: int = Field(
+        default=16 * 1_048_576, gt=0, description="Largest result an agent may end with, in bytes (a result too "
+        "large for its record is stored apart from it, compressed); a larger one fails the agent with that reason.")
     max_message_bytes: int = Field(default=262_144, gt=0, description="Largest mailbox message body, in bytes.")
     event_stream_maxlen: int = Field(default=20_000, gt=0, description="Events kept per run (approximate).")
     notes_stream_maxlen: int = Field(default=5_000, gt=0, description="Notes kept per scope (approximate).")

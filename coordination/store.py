@@ -85,8 +85,8 @@ def rpush(key: str, *values: str | bytes) -> Op:
     return Op("RPUSH", (key,), tuple(v.decode() if isinstance(v, bytes) else v for v in values))
 
 
-def set_value(key: str, value: str) -> Op:
-    return Op("SET", (key,), (value,))
+def set_value(key: str, value: str | bytes) -> Op:
+    return Op("SET", (key,), (value,))  # type: ignore[arg-type]  # bytes pass to Lua unchanged
 
 
 def pexpire(key: str, ms: int) -> Op:
@@ -152,8 +152,12 @@ class RetryPolicy:
     base_s: float = 0.001
     cap_s: float = 0.05
 
+    def delay_s(self, attempt: int) -> float:
+        """How long to wait before retry number ``attempt`` (0-based)."""
+        return random.uniform(0, min(self.cap_s, self.base_s * (2 ** min(attempt, 20))))
+
     def pause(self, attempt: int) -> None:
-        time.sleep(random.uniform(0, min(self.cap_s, self.base_s * (2 ** min(attempt, 20)))))
+        time.sleep(self.delay_s(attempt))
 
 
 @dataclass(slots=True)

@@ -90,6 +90,10 @@ class SwarmSettings(CoordinationSettings):
                                       "(the holder extends it every third of that, even mid model call).")
     agent_step_grace_s: float = Field(default=120.0, gt=0,
                                       description="Seconds a queued step may wait before the sweeper re-sends it.")
+    agent_max_turn_attempts: int = Field(
+        default=4, ge=1, description="Times one turn of an agent may be started without being recorded (its step "
+        "raised, or its worker died or stalled past the lease) before the agent fails with the last reason: a "
+        "poison input ends its agent, never its redelivery.")
     agent_repeat_limit: int = Field(default=3, ge=2, description="Identical consecutive tool calls allowed.")
     run_max_agents: int = Field(default=20_000, ge=1, description="Agents one run may start in total.")
     run_max_concurrent_agents: int = Field(default=6_000, ge=1, description="Agents of one run alive at once.")

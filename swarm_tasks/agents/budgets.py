@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from coordination import codec
 from swarm_tasks.agents.spec import Limits
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.errors import BudgetExceeded, LoopDetected
@@ -56,9 +57,9 @@ def check_run(limits: RunLimits, run_usage: dict[str, float], role: str, role_us
 
 def call_signature(call: ToolCall) -> str:
     """A short fingerprint of a tool call (name + canonical arguments)."""
-    try:
-        args = json.dumps(json.loads(call.arguments or "{}"), sort_keys=True, separators=(",", ":"))
-    except (json.JSONDecodeError, TypeError):
+    try:  # the model wrote these arguments: any depth, any shape
+        args = json.dumps(codec.loads(call.arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
         args = call.arguments or ""
     return f"{call.name}:{hashlib.sha1(args.encode(), usedforsecurity=False).hexdigest()[:12]}"
 

@@ -34,6 +34,7 @@ from swarm_tasks.security import Redactor
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
+    from swarm_tasks.agents.turn import Turn
     from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.models.gateway import ModelGateway
 
@@ -52,6 +53,8 @@ class StepOutcome(StrEnum):
     LOST_RACE = "lost_race"  # another worker acquired the same turn first
     LEASE_LOST = "lease_lost"  # our hold expired mid-turn; nothing we did was recorded
     MISSING = "missing"
+    FAILED = "failed"  # the turn raised; nothing of it was recorded and it is retried after a pause
+    GAVE_UP = "gave_up"  # the turn was started too often without being recorded: the agent failed
 
 
 class Scheduler(Protocol):
@@ -241,18 +244,46 @@ class AgentRunner:
         held = agent.evolve(status=AgentStatus.RUNNING, owner=f"{services.node}#{self._owner_seq}",
                             owner_expires_at=now + lease_s, due_at=now + lease_s, updated_at=now,
                             started_at=agent.started_at or now, last_node=services.node,
-                            turns_lost=agent.turns_lost + (1 if agent.status is AgentStatus.RUNNING else 0))
+                            turns_lost=agent.turns_lost + (1 if agent.status is AgentStatus.RUNNING else 0),
+                            attempts=agent.attempts + 1)
         holder = Holder(ctx, agent, version, lease_s)
         try:
             holder.save(held)
         except LeaseLost:
             return StepOutcome.LOST_RACE
+        turn = Turn(services, ctx, spec, holder)
         try:
-            Turn(services, ctx, spec, holder).run(ctx.record())
+            if held.attempts > services.settings.agent_max_turn_attempts:  # it killed or stalled its workers
+                turn.give_up()
+                return StepOutcome.GAVE_UP
+            turn.run(ctx.record())
             return StepOutcome.RAN
         except LeaseLost:
             log.warning("agent %s lost its turn lease mid-turn; its work was not recorded", agent_id)
             return StepOutcome.LEASE_LOST
+        except Exception as exc:  # the turn raised: retry it a bounded number of times, never endlessly
+            return self.failed(turn, exc)
+
+    def failed(self, turn: Turn, exc: Exception) -> StepOutcome:
+        """Record a turn that raised: retried after a pause, or, past ``agent_max_turn_attempts``
+        attempts, the agent fails with the error as its reason. If even that cannot be written (Redis
+        is away), the turn's lease lapses and the sweeper hands it on, still counted."""
+        agent = turn.agent
+        error = self.services.redact(f"{type(exc).__name__}: {exc}")[:1000]
+        limit = self.services.settings.agent_max_turn_attempts
+        log.warning("turn of agent %s raised (attempt %d of %d): %s", agent.id, agent.attempts, limit, error,
+                    exc_info=agent.attempts == 1)
+        try:
+            if agent.attempts >= limit:
+                turn.give_up(error)
+                return StepOutcome.GAVE_UP
+            turn.retry_later(error)
+        except LeaseLost:
+            return StepOutcome.LEASE_LOST
+        except Exception as again:  # whatever it is, the lease and the sweeper take over
+            log.warning("could not record the failed turn of agent %s: %s: %s", agent.id, type(again).__name__,
+                        again)
+        return StepOutcome.FAILED
 
 
 def run_is_live(record: RunRecord) -> bool:

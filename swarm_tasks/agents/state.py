@@ -8,12 +8,13 @@ either entirely recorded or not at all, and a worker that lost the agent's lease
 from __future__ import annotations
 
 import json
+import zlib
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from coordination import codec, store
-from coordination.errors import LimitReached, NotFound, VersionConflict
+from coordination.errors import LimitReached, MalformedRecord, NotFound, PayloadTooLarge, VersionConflict
 from coordination.keys import check_id
 from coordination.run import RunState
 from coordination.store import Limit, Op
@@ -90,6 +91,7 @@ class AgentState(BaseModel):
     last_prompt_tokens: int = 0
     model: str | None = None
     result: JsonValue = None
+    result_apart: int = 0  # >0: the result (this many bytes of JSON) is stored apart from the record, too large for it
     recent_calls: list[str] = Field(default_factory=list)
     inflight: list[str] = Field(default_factory=list)  # non-idempotent tool calls started, not recorded
     waiting_call: str | None = None
@@ -100,6 +102,8 @@ class AgentState(BaseModel):
     turns_lost: int = 0
     model_failures: int = 0
     resent: int = 0
+    attempts: int = 0  # times the current turn was started and not recorded (reset when one is recorded)
+    last_error: str | None = None  # why the latest unrecorded attempt failed, if it raised
     created_at: float
     started_at: float | None = None
     updated_at: float
@@ -127,14 +131,37 @@ class AgentStore:
         rec = self.records.get(key)
         if rec is None:
             raise NotFound(f"no agent {agent_id!r} in run {self.keys.scope!r}")
-        return codec.decode(AgentState, rec.data, key=key), rec.version
+        agent = codec.decode(AgentState, rec.data, key=key)
+        return (self._with_results([agent])[0] if agent.result_apart else agent), rec.version
 
     def get(self, agent_id: str) -> AgentState:
         return self.load(agent_id)[0]
 
     def get_many(self, agent_ids: list[str]) -> list[AgentState | None]:
         recs = self.records.get_many([self.keys.agent(a) for a in agent_ids])
-        return [None if r is None else codec.decode(AgentState, r.data, key=r.key) for r in recs]
+        agents = [None if r is None else codec.decode(AgentState, r.data, key=r.key) for r in recs]
+        apart = [a for a in agents if a is not None and a.result_apart]
+        if not apart:
+            return agents
+        loaded = {a.id: a for a in self._with_results(apart)}
+        return [None if a is None else loaded.get(a.id, a) for a in agents]
+
+    def _with_results(self, agents: list[AgentState]) -> list[AgentState]:
+        """``agents`` with their results stored apart read back in (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agents:
+            pipe.get(self.keys.agent_result(agent.id))
+        out: list[AgentState] = []
+        for agent, blob in zip(agents, pipe.execute(), strict=True):
+            key = self.keys.agent_result(agent.id)
+            if blob is None:
+                raise MalformedRecord(key, f"agent {agent.id} has a result stored apart, but it is missing")
+            try:
+                result = json.loads(zlib.decompress(blob))
+            except (zlib.error, ValueError, RecursionError) as exc:
+                raise MalformedRecord(key, f"the result stored apart does not decode: {exc}") from None
+            out.append(agent.evolve(result=result))
+        return out
 
     def conversation(self, agent: AgentState) -> list[ChatMessage]:
         if agent.conv_len == 0:
@@ -245,7 +272,10 @@ class AgentStore:
             ops += self._usage_ops(new, usage)
         ops += self._index_ops(old, new)
         ops += extra_ops or []
-        version = self.records.cas(k.agent(new.id), version, self._encode(new), ops=ops, limits=limits or ())
+        data, apart = self._encode_record(new)
+        if apart is not None:
+            ops.append(apart)
+        version = self.records.cas(k.agent(new.id), version, data, ops=ops, limits=limits or ())
         return version, new
 
     def _usage_ops(self, agent: AgentState, usage: Usage) -> list[Op]:
@@ -302,6 +332,24 @@ class AgentStore:
 
     def _encode(self, agent: AgentState) -> bytes:
         return codec.encode(agent, limit=self.records.max_record_bytes, what=f"agent {agent.id}")
+
+    def _encode_record(self, agent: AgentState) -> tuple[bytes, Op | None]:
+        """The record's bytes within the record budget, checked before anything is written. A result
+        too large to ride in the record is stored apart (compressed, in the same atomic write) up to
+        ``max_result_bytes``; past that, or when the rest of the record is too large, this raises
+        :class:`PayloadTooLarge` and nothing is written."""
+        data = codec.encode(agent, what=f"agent {agent.id}")
+        budget = self.records.max_record_bytes
+        if len(data) <= budget and not agent.result_apart:
+            return data, None
+        if agent.result is None:
+            return self._encode(agent), None
+        result = json.dumps(agent.result, separators=(",", ":"), ensure_ascii=False).encode()
+        limit = self.state.settings.max_result_bytes
+        if len(result) > limit:
+            raise PayloadTooLarge(f"result of agent {agent.id}", len(result), limit)
+        slim = agent.evolve(result=None, result_apart=len(result))
+        return self._encode(slim), store.set_value(self.keys.agent_result(agent.id), zlib.compress(result, 6))
 
 
 def _dump(message: ChatMessage) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from coordination.store import Op, hincrby, wake_when_done
+from coordination.errors import LeaseLost
+from coordination.store import Op, RetryPolicy, hincrby, wake_when_done
 from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
 from swarm_tasks.agents.calls import (
     INTERRUPTED,
@@ -39,12 +40,13 @@ from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
 from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError
 from swarm_tasks.models.types import ChatMessage, ToolCall
-from swarm_tasks.outcome import ReasonClass
+from swarm_tasks.outcome import MAX_REASON_CHARS, ReasonClass
 from swarm_tasks.runs import RunRecord
 
 NUDGE = ("You replied without calling a tool. Continue the task using your tools, and call `finish` "
          "when the task is complete.")
 MAX_MODEL_FAILURES = 3
+TURN_RETRY = RetryPolicy(base_s=1.0, cap_s=30.0)  # pause before a turn that raised is tried again
 
 log = logging.getLogger("swarm_tasks.agents")
 
@@ -106,10 +108,11 @@ class Turn:
         now = self.now()
         total = self.agent.usage.plus(usage) if usage else self.agent.usage
         events = self.turn_event(append, usage) + list(extra_ops or [])
-        reason = self.services.redact(reason) if reason else reason
+        reason = self.services.redact(reason)[:MAX_REASON_CHARS] if reason else reason
         if status is not AgentStatus.DONE and reason_class is None:
             reason_class = {AgentStatus.CANCELLED: ReasonClass.CANCELLED,
                             AgentStatus.STOPPED: ReasonClass.BUDGET}.get(status, ReasonClass.AGENT_ERROR)
+        changes = {"attempts": 0, "last_error": None, **changes}
         self.holder.save(self.agent.evolve(status=status, reason=reason, result=result, ended_at=now, updated_at=now,
                                            reason_class=reason_class if status is not AgentStatus.DONE else None,
                                            owner=None, owner_expires_at=None, due_at=None, usage=total,
@@ -117,6 +120,43 @@ class Turn:
                          append=append, rewrite=rewrite, usage=usage, extra_ops=events)
         self.services.schedule(self.ctx, started)
         self.services.promote_and_schedule(self.ctx)
+
+    def give_up(self, error: str | None = None) -> None:
+        """End the agent FAILED: its turn was tried ``agent_max_turn_attempts`` times and never recorded,
+        either raising ``error`` the last time or (no error) because its workers died or stalled. Its
+        hooks still run (a workflow's bookkeeping); if the ending itself raises, a bare ending is written."""
+        if error is not None:
+            attempts = self.agent.attempts
+            reason = f"its turn failed {attempts} times in a row, the last time with {error}"
+        else:  # called as the next attempt starts: the ones before it never came back
+            attempts = self.agent.attempts - 1
+            reason = (f"its turn was started {attempts} times and never finished: the worker running it died or "
+                      "stalled each time (killed, out of memory, or a crash on this agent's input)")
+            if self.agent.last_error:
+                reason += f"; an earlier attempt raised {self.agent.last_error}"
+            error = self.agent.last_error
+        try:
+            self.end(AgentStatus.FAILED, reason, attempts=attempts, last_error=error, reason_class=ReasonClass.CRASH)
+        except LeaseLost:
+            raise
+        except Exception:
+            log.exception("ending agent %s after %d failed attempts raised; ending it without its hooks",
+                          self.agent.id, attempts)
+            now = self.now()
+            self.holder.save(self.agent.evolve(
+                status=AgentStatus.FAILED, reason=self.services.redact(reason)[:MAX_REASON_CHARS], ended_at=now,
+                updated_at=now, owner=None, owner_expires_at=None, due_at=None, inflight=[], attempts=attempts,
+                last_error=error, reason_class=ReasonClass.CRASH))
+            self.services.promote_and_schedule(self.ctx)
+
+    def retry_later(self, error: str) -> None:
+        """Release the turn unrecorded, to be tried again after a growing pause (the one backoff policy)."""
+        now = self.now()
+        delay = TURN_RETRY.delay_s(self.agent.attempts)
+        self.holder.save(self.agent.evolve(status=AgentStatus.READY, seq=self.agent.seq + 1, owner=None,
+                                           owner_expires_at=None, last_error=error, updated_at=now,
+                                           due_at=now + delay + self.settings.agent_step_grace_s))
+        self.services.schedule(self.ctx, [self.agent], countdown_s=delay)
 
     def on_end(self, ending: Ending) -> FollowUp:
         """The spec's ``on_end`` hook; its failure is logged, never allowed to stop the ending itself."""
@@ -153,7 +193,8 @@ class Turn:
         events = self.turn_event(append, usage)
         new = self.agent.evolve(status=AgentStatus.READY, seq=self.agent.seq + 1, owner=None, owner_expires_at=None,
                                 due_at=now + countdown_s + self.settings.agent_step_grace_s, updated_at=now,
-                                usage=self.agent.usage.plus(usage), inflight=[], **changes)
+                                usage=self.agent.usage.plus(usage), inflight=[], attempts=0, last_error=None,
+                                **changes)
         self.holder.save(new, append=append, rewrite=rewrite, usage=usage, extra_ops=events)
         self.services.schedule(self.ctx, [self.agent], countdown_s=countdown_s)
 
@@ -267,7 +308,8 @@ class Turn:
         risky = [c.id for c in reply.tool_calls if not self.idempotent(c.name)]
         if risky:  # record the calls before doing something that must not be repeated
             events = self.turn_event(messages, usage)
-            self.holder.save(self.agent.evolve(inflight=risky, usage=self.agent.usage.plus(usage), **changes),
+            self.holder.save(self.agent.evolve(inflight=risky, usage=self.agent.usage.plus(usage), attempts=0,
+                                               last_error=None, **changes),
                              append=messages, rewrite=rewrite, usage=usage, extra_ops=events)
             messages, usage, rewrite, changes = [], Usage(), None, {}
         outcome = self.process_calls(list(reply.tool_calls), interrupted=set())
@@ -434,7 +476,8 @@ class Turn:
         wake = wake_when_done(k.children_open(), self.agent.id, k.wake_requests(), k.wakeups(), 100_000, payload)
         self.holder.save(self.agent.evolve(status=AgentStatus.WAITING, waiting_call=call_id, waiting_on=agents,
                                            owner=None, owner_expires_at=None, due_at=now + 300.0, updated_at=now,
-                                           usage=self.agent.usage.plus(usage), inflight=[], **changes),
+                                           usage=self.agent.usage.plus(usage), inflight=[], attempts=0,
+                                           last_error=None, **changes),
                          append=messages, rewrite=rewrite, usage=usage, extra_ops=[wake])
 
     def compact(self, conversation: list[ChatMessage], model: str,

@@ -1,0 +1,21 @@
+"""Program agents for the poison-message tests: a program's outcome is a function of its input only, so
+the same program fails (or dies) the same way on every redelivery, as poison input does."""
+
+from __future__ import annotations
+
+from swarm_tasks.agents.program import ProgramContext, ProgramResult
+
+
+class WorkerDied(BaseException):
+    """Stands for a worker killed mid-turn (SIGKILL, out of memory): nothing after it runs or is recorded."""
+
+
+def huge_result(pctx: ProgramContext) -> ProgramResult:
+    """Ends with a result of about ``input`` bytes of JSON."""
+    size = int(pctx.agent.input or 0)  # type: ignore[arg-type]
+    return ProgramResult(result={"rows": [f"{i:08d}" + "x" * 990 for i in range(size // 1000)]})
+
+
+def dies(pctx: ProgramContext) -> ProgramResult:
+    """Takes its worker down with it every time (a crash on this input)."""
+    raise WorkerDied(pctx.agent.id)

@@ -1,0 +1,82 @@
+"""Poison input ends its agent, never its redelivery: a turn that cannot be recorded, or that takes its
+worker down, is tried a bounded number of times and the agent fails with the reason. A result too large
+for its record is stored apart with it, within a size budget checked before anything is written."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.spec import AgentKind, AgentSpec
+from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.control import sweep_agents
+from tests.runtime.conftest import Local
+from tests.runtime.programs import WorkerDied
+
+PROGRAMS = "tests.runtime.programs"
+
+
+def program(name: str, fn: str) -> AgentSpec:
+    return AgentSpec(name=name, role="agent", kind=AgentKind.PROGRAM, program=f"{PROGRAMS}:{fn}", tools=())
+
+
+@pytest.fixture
+def small_records(swarm_settings, request):
+    local = Local(swarm_settings.model_copy(update={"max_record_bytes": 64_000, "max_result_bytes": 400_000}))
+    yield local
+    local.close()
+
+
+def test_a_result_too_large_for_its_record_is_stored_apart_and_read_back(small_records):
+    roots = [ChildRequest("big", "make a big result", key="big", input=300_000),
+             ChildRequest("big", "make a small result", key="small", input=2_000)]
+    run = small_records.start([program("big", "huge_result")], roots)
+    small_records.drain()
+    agents = small_records.agents(run.id)
+    done = agents.get_many(agents.ids(AgentStatus.DONE))
+    assert len(done) == 2
+    big = next(a for a in done if len(a.result["rows"]) == 300)
+    assert big.result_apart > 64_000 and big.result["rows"][299].startswith("00000299")
+    assert agents.get(big.id).result == big.result  # one record or many: the same result
+    raw = agents.redis.hget(agents.keys.agent(big.id), "d")
+    assert len(raw) < 64_000  # the record itself stayed within its budget
+    small = next(a for a in done if a.id != big.id)
+    assert small.result_apart == 0 and len(small.result["rows"]) == 2
+    assert not agents.redis.exists(agents.keys.agent_result(small.id))
+
+
+def test_a_result_past_the_budget_fails_its_agent_after_bounded_attempts(small_records):
+    run = small_records.start([program("big", "huge_result")],
+                              [ChildRequest("big", "make a result too big to keep", key="big", input=900_000)])
+    outcomes = small_records.drain()
+    limit = small_records.settings.agent_max_turn_attempts
+    assert outcomes.count("failed") == limit - 1 and outcomes.count("gave_up") == 1, outcomes
+    agents = small_records.agents(run.id)
+    (agent,) = agents.get_many(agents.ids(AgentStatus.FAILED))
+    assert agent.reason.startswith(f"its turn failed {limit} times in a row, the last time with PayloadTooLarge")
+    assert "result of agent" in agent.reason and "over the limit of 400000 bytes" in agent.reason
+    assert agent.result is None and agent.attempts == limit
+    assert agents.usage("run")["active"] == 0  # its slot was given back: the run can go idle
+
+
+def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request):
+    local = Local(swarm_settings.model_copy(update={"agent_turn_lease_s": 0.2}))
+    request.addfinalizer(local.close)
+    run = local.start([program("crasher", "dies")], [ChildRequest("crasher", "crash", key="c")])
+    ctx = local.services.run(run.id)
+    limit = local.settings.agent_max_turn_attempts
+    for attempt in range(1, limit + 1):
+        run_id, agent_id, seq = local.scheduler.steps.popleft()
+        with pytest.raises(WorkerDied):
+            local.runtime.run_step(run_id, agent_id, seq)
+        agent = ctx.agents.get(agent_id)
+        assert agent.status is AgentStatus.RUNNING and agent.attempts == attempt
+        time.sleep(0.3)  # the worker is gone: its lease lapses and a sweeper hands the turn on
+        assert sweep_agents(local.services, ctx, now=ctx.state.records.now() + 3600) == 1
+    assert local.drain() == ["gave_up", f"idle:{run.id}"]  # and with it ended, the run is idle
+    agent = ctx.agents.get(agent_id)
+    assert agent.status is AgentStatus.FAILED and agent.turns_lost == limit and agent.attempts == limit
+    assert agent.reason == (f"its turn was started {limit} times and never finished: the worker running it died or "
+                            "stalled each time (killed, out of memory, or a crash on this agent's input)")
