@@ -19,6 +19,7 @@ from typing import BinaryIO
 from swarm_tasks.errors import WorkspaceError
 
 SKIP_DIRS = frozenset({".git"})
+MAX_WALK_DEPTH = 64  # directory levels a file listing descends
 
 
 def git_alternates(git_dir: Path) -> list[Path]:
@@ -106,8 +107,12 @@ class Workspace:
             return
         if not base.is_dir():
             raise WorkspaceError(f"{start!r} does not exist in the workspace")
+        top = len(base.parts)
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+            # os.walk recurses once per level (Python 3.11): a repository nested thousands deep must not
+            # raise RecursionError in a tool, so nothing past MAX_WALK_DEPTH levels is listed.
+            deep = len(Path(dirpath).parts) - top >= MAX_WALK_DEPTH
+            dirnames[:] = [] if deep else sorted(d for d in dirnames if d not in skip_dirs)
             for name in sorted(filenames):
                 full = Path(dirpath) / name
                 if full.is_symlink():

@@ -45,6 +45,8 @@ class ReviewConfig(Record):
         default=(Language.PYTHON, Language.JAVASCRIPT, Language.TYPESCRIPT),
         description="Languages reviewed; files in others are skipped as not source.")
     max_file_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger files are skipped (too-large).")
+    max_dir_depth: int = Field(default=64, ge=1, description="Directory levels below the root the inventory "
+                               "descends; deeper directories are skipped (too-deep) and named.")
     ignore: tuple[str, ...] = Field(default=(), description="Extra gitignore-style patterns to skip.")
     respect_gitignore: bool = Field(default=True, description="Skip what the repository's .gitignore files ignore.")
     skip_vendored: bool = Field(default=True, description="Skip vendored directories in the repo's own tree.")
@@ -88,6 +90,11 @@ class ReviewConfig(Record):
                          "where Node and both are installed (scripts/install-eslint.sh).")
     analyzer_timeout_s: float = Field(default=60.0, gt=0, description="Seconds per analyzer subprocess.")
     evidence_max_lines: int = Field(default=6, ge=1, description="Code lines quoted as a finding's evidence.")
+    evidence_max_chars: int = Field(default=1000, ge=80, description="Characters of code quoted as a finding's "
+                                    "evidence (a minified or generated line can be megabytes long).")
+    max_findings_per_agent: int = Field(
+        default=200, ge=1, description="Distinct findings one reviewer keeps as they are; past it the least "
+        "severe are summarised, one finding per rule, and the reviewer ends stopped by its findings budget.")
     top_findings: int = Field(default=25, ge=1, description="Findings listed in the Markdown summary.")
 
     summary_min_severity: Severity = Field(

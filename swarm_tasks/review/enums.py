@@ -104,6 +104,7 @@ class SkipReason(StrEnum):
     UNREADABLE = "unreadable"
     NOT_SOURCE = "not-source"
     SYMLINK = "symlink"
+    TOO_DEEP = "too-deep"  # a directory nested past max_dir_depth
 
 
 class FileOrigin(StrEnum):

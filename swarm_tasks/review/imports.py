@@ -9,13 +9,13 @@ Standard-library and Node built-in modules are not followed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from pydantic import Field
 
+from coordination import codec
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import FileOrigin
 from swarm_tasks.review.inventory import ThirdPartyRoots
@@ -228,8 +228,8 @@ def _written(ref: ImportRef) -> str:
 
 
 def _package_json(directory: Path) -> dict[str, object]:
-    try:
-        data = json.loads((directory / "package.json").read_text(encoding="utf-8"))
+    try:  # the reviewed repository wrote it: any size, any depth
+        data = codec.loads((directory / "package.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -237,10 +237,10 @@ def _package_json(directory: Path) -> dict[str, object]:
 
 def _condition(entry: object) -> str | None:
     """The file an ``exports`` entry names: a string, or the first known condition (nested allowed)."""
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, dict):
-        for condition in _CONDITIONS:
-            if condition in entry:
-                return _condition(entry[condition])
+    for _ in range(32):  # conditions nest a level or two in practice; a package.json may nest them forever
+        if isinstance(entry, str):
+            return entry
+        if not isinstance(entry, dict):
+            return None
+        entry = next((entry[c] for c in _CONDITIONS if c in entry), None)
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,17 +163,17 @@ def _skip(walk: _Walk, rel: str, reason: SkipReason, detail: str, is_dir: bool =
 
 
 def _walk_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]]) -> None:
-    config = walk.config
-    directory = walk.root / rel_dir
-    if config.respect_gitignore and (directory / ".gitignore").is_file():
-        specs = [*specs, (rel_dir, _load_gitignore(directory / ".gitignore"))]
-    try:
-        with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: os.fsencode(e.name))
-    except OSError as exc:
-        _skip(walk, rel_dir or ".", SkipReason.UNREADABLE, exc.strerror or str(exc), is_dir=True)
-        return
-    for entry in entries:
+    """Depth-first, entries in byte order, with an explicit stack: a repository's nesting must not decide
+    whether the review runs (500 nested directories made a recursive walk raise RecursionError). A
+    directory deeper than ``max_dir_depth`` is skipped and named."""
+    stack: list[tuple[str, list[tuple[str, GitIgnoreSpec]], Iterator[os.DirEntry[str]]]] = []
+    _open_dir(walk, rel_dir, specs, stack)
+    while stack:
+        rel_dir, specs, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
         if entry.is_symlink():
             _skip_symlink(walk, rel, Path(entry.path))
@@ -183,7 +184,12 @@ def _walk_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]])
         except OSError:
             is_dir = is_file = False
         if is_dir:
-            _visit_dir(walk, rel, entry.name, specs)
+            if _visit_dir(walk, rel, entry.name, specs):
+                if len(stack) > walk.config.max_dir_depth:
+                    _skip(walk, rel, SkipReason.TOO_DEEP, f"more than {walk.config.max_dir_depth} directories deep "
+                          "(max_dir_depth); nothing below it was reviewed", is_dir=True)
+                else:
+                    _open_dir(walk, rel, specs, stack)
         elif not is_file:  # reading a FIFO would block the review forever
             _skip(walk, rel, SkipReason.UNREADABLE, "not a regular file (fifo, socket or device)")
         elif _ignored(rel, False, specs):
@@ -191,32 +197,47 @@ def _walk_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]])
         elif walk.ignore is not None and walk.ignore.match_file(rel):
             _skip(walk, rel, SkipReason.IGNORED, "config ignore pattern")
         else:
-            result = describe_file(walk.root, rel, config, node_roots=walk.node_roots)
+            result = describe_file(walk.root, rel, walk.config, node_roots=walk.node_roots)
             if isinstance(result, SourceFile):
                 walk.files.append(result)
             else:
                 walk.skipped.append(result)
 
 
-def _visit_dir(walk: _Walk, rel: str, name: str, specs: list[tuple[str, GitIgnoreSpec]]) -> None:
+def _open_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]],
+              stack: list[tuple[str, list[tuple[str, GitIgnoreSpec]], Iterator[os.DirEntry[str]]]]) -> None:
+    directory = walk.root / rel_dir
+    if walk.config.respect_gitignore and (directory / ".gitignore").is_file():
+        specs = [*specs, (rel_dir, _load_gitignore(directory / ".gitignore"))]
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: os.fsencode(e.name))
+    except OSError as exc:
+        _skip(walk, rel_dir or ".", SkipReason.UNREADABLE, exc.strerror or str(exc), is_dir=True)
+        return
+    stack.append((rel_dir, specs, iter(entries)))
+
+
+def _visit_dir(walk: _Walk, rel: str, name: str, specs: list[tuple[str, GitIgnoreSpec]]) -> bool:
+    """Whether to descend into the directory ``rel`` (else it is skipped, with its reason unless it is .git)."""
     config = walk.config
     if name in config.tool_dirs:
         if name != ".git":  # always present in a checkout: listing it is noise
             _skip(walk, rel, SkipReason.IGNORED, "tool directory", is_dir=True)
-        return
+        return False
     installed = name in config.installed_dirs or (walk.root / rel / "pyvenv.cfg").is_file()
     if config.skip_vendored and (installed or (name in config.vendored_dirs and not config.include_vendored)):
         _skip(walk, rel, SkipReason.VENDORED, "installed third-party packages (followed only as imported "
               "dependencies)" if installed else "vendored third-party code (--include-vendored reviews it)",
               is_dir=True)
-        return
+        return False
     if _ignored(rel, True, specs):
         _skip(walk, rel, SkipReason.IGNORED, ".gitignore", is_dir=True)
-        return
+        return False
     if walk.ignore is not None and walk.ignore.match_file(rel + "/"):
         _skip(walk, rel, SkipReason.IGNORED, "config ignore pattern", is_dir=True)
-        return
-    _walk_dir(walk, rel, specs)
+        return False
+    return True
 
 
 def _skip_symlink(walk: _Walk, rel: str, link: Path) -> None:

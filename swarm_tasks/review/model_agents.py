@@ -17,6 +17,7 @@ from swarm_tasks.agents.program import FollowUp, ProgramContext
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.errors import ToolError
 from swarm_tasks.review.analyzers import run_reviewer
+from swarm_tasks.review.budget import cap_findings
 from swarm_tasks.review.enums import FindingSource, ReviewerKind, RiskLevel, ScanFlag
 from swarm_tasks.review.findings import MODEL_TOOL_PREFIX, Finding, FindingDraft, Reporter
 from swarm_tasks.review.job import job_from_spec, review_root
@@ -236,11 +237,15 @@ class RunAnalyzerTool(Tool):
         file = source_file(root, inventory, job.config, FileInput(path=args.path))
         if isinstance(file, SkippedPath):
             raise ToolError(f"{args.path} is not reviewed: {file.reason} {file.detail}")
-        found = run_reviewer(args.kind, root, file, job.config, ctx.agent_id)
-        return ToolResult(json.dumps([{
+        capped = cap_findings(run_reviewer(args.kind, root, file, job.config, ctx.agent_id),
+                              job.config.max_findings_per_agent)
+        found: list[dict[str, object]] = [{
             "file": f.file, "start_line": f.start_line, "end_line": f.end_line, "severity": f.severity.value,
             "category": f.category.value, "rule": f.rule, "title": f.title, "evidence": f.evidence,
-            "recommendation": f.recommendation, "confidence": f.confidence, "cwe": f.cwe} for f in found]))
+            "recommendation": f.recommendation, "confidence": f.confidence, "cwe": f.cwe} for f in capped.findings]
+        if capped.cut:  # the model hears what was summarised, as the report does
+            found.append({"note": capped.reason()})
+        return ToolResult(json.dumps(found))
 
 
 class TraceArgs(ToolArgs):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from swarm_tasks.review.analyzers import run_reviewer
 from swarm_tasks.review.analyzers.python_quality import prepare_batch
+from swarm_tasks.review.budget import cap_findings
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.dependencies import DependencyGraph, follow_imports
@@ -66,7 +67,8 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     for file in to_review:
         for kind in ReviewerKind:
             agent_id = reviewer_agent_id(kind, file.path)
-            found = run_reviewer(kind, base, file, config, agent_id)
+            found = cap_findings(run_reviewer(kind, base, file, config, agent_id),
+                                 config.max_findings_per_agent).findings
             agents.append(AgentRun(agent_id=agent_id, role=AgentRole.REVIEWER, kind=kind.value, file=file.path,
                                    parent_agent_id=f"scanner:{file.path}", findings=len(found)))
             findings.extend(found)
@@ -112,6 +114,8 @@ def _run_subreviews(findings: list[Finding], rules: SubreviewRules, scans: dict[
             continue
         done.add(key)
         outcome = run_subreviewer(request, target, index)
+        outcome = outcome.model_copy(update={
+            "new_findings": cap_findings(outcome.new_findings, config.max_findings_per_agent).findings})
         by_id[outcome.finding.id] = outcome.finding
         for new in outcome.new_findings:
             by_id.setdefault(new.id, new)

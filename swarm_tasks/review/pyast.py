@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 import threading
 import warnings
@@ -55,15 +56,56 @@ FUNC_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
 # One parse at a time in a process: a worker runs its agents as threads, and on CPython 3.11 neither
 # ast.parse (its AST-to-object recursion counter is interpreter-wide: a worker raised "SystemError: AST
 # constructor recursion depth mismatch" in `bench all`) nor warnings.catch_warnings (it swaps the
-# process's filters) is thread-safe. The GIL serialises the parsing anyway, so this costs nothing.
-_PARSING = threading.Lock()
+# process's filters) is thread-safe. Tools that parse for themselves (bandit, radon) run under the same
+# lock (`exclusive_ast`): outside it, one of two concurrent parses failed now and then, and bandit skipped
+# that file, so two runs of one review differed. The GIL serialises the parsing anyway.
+_PARSING = threading.RLock()
+
+# The deepest AST the analyzers walk. Theirs (bandit, radon, ast.unparse) and some of ours recurse, two to
+# four Python frames per level, under the interpreter's limit of 1,000 frames shared with the worker's own
+# stack; CPython itself parses about 3,000 levels. Deeper code (a 600-term ``a + b + ...``, ``f()()()...``)
+# is named as too deeply nested to analyse instead of failing the analyzer, or its agent, with RecursionError.
+MAX_AST_DEPTH = 250
+
+
+class NestingTooDeep(RecursionError):
+    """The parsed code nests deeper than :data:`MAX_AST_DEPTH`."""
+
+    def __init__(self, depth: int, line: int) -> None:
+        super().__init__(f"it nests more than {depth} levels deep at line {line}, deeper than the analyzers walk")
+        self.depth = depth
+        self.line = line
+        self.lineno = line
+
+
+def exclusive_ast() -> contextlib.AbstractContextManager[object]:
+    """Hold while a third-party tool parses Python or swaps warning filters (see ``_PARSING``)."""
+    return _PARSING
 
 
 def parse_python(text: str, filename: str = "<review>") -> ast.Module:
-    """ast.parse with the reviewed code's own warnings (bad escapes, ...) silenced: they are not ours."""
+    """ast.parse with the reviewed code's own warnings (bad escapes, ...) silenced: they are not ours.
+    :class:`NestingTooDeep` for a tree deeper than :data:`MAX_AST_DEPTH`."""
     with _PARSING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ast.parse(text, filename=filename)
+        tree = ast.parse(text, filename=filename)
+    check_depth(tree)
+    return tree
+
+
+def check_depth(tree: ast.AST, limit: int = MAX_AST_DEPTH) -> None:
+    """Raise :class:`NestingTooDeep` if ``tree`` nests deeper than ``limit`` (walked without recursion)."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise NestingTooDeep(limit, getattr(node, "lineno", 1))
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+def parse_failure(exc: BaseException) -> str:
+    """Why a file was not analysed, to follow "the file": too deeply nested, or does not parse."""
+    return f"is too deeply nested: {exc}" if isinstance(exc, NestingTooDeep) else f"does not parse: {exc}"
 
 
 def dotted(node: ast.AST) -> str:

@@ -113,7 +113,8 @@ def scan_python(path: str, text: str, config: ReviewConfig) -> tuple[list[Signal
         tree = pyast.parse_python(text, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
-        return [Signal(flag=ScanFlag.UNPARSABLE, line=max(1, line), detail=f"does not parse: {exc}")], [], str(exc)
+        detail = f"the file {pyast.parse_failure(exc)}"
+        return [Signal(flag=ScanFlag.UNPARSABLE, line=max(1, line), detail=detail)], [], str(exc)
     signals: list[Signal] = []
     aliases = pyast.import_aliases(tree)
     imports = _imports(tree)

@@ -30,6 +30,7 @@ from swarm_tasks.agents.program import EmittedEvent, ProgramContext, ProgramResu
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.review.analyzers import run_reviewer
 from swarm_tasks.review.analyzers.python_quality import prepare_batch
+from swarm_tasks.review.budget import cap_findings
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.dependencies import ImportEdge
@@ -355,9 +356,11 @@ def reviewer_program(pctx: ProgramContext) -> ProgramResult:
         return ProgramResult(status=AgentStatus.FAILED, reason=f"file not reviewable: {file.reason} {file.detail}")
     kind = ReviewerKind(inp.kind or "security")
     prepare_batch(root, inventory.to_scan(), job.config)  # one ruff run for this process's share of the run
-    findings = run_reviewer(kind, root, file, job.config, pctx.agent.id)
+    capped = cap_findings(run_reviewer(kind, root, file, job.config, pctx.agent.id), job.config.max_findings_per_agent)
+    findings = capped.findings
     children = subreviews_for(findings, job, {file.path: set(inp.flags)}, 1, pctx.agent.id)
-    return ProgramResult(result={"findings": [f.model_dump(mode="json") for f in findings], "kind": kind.value,
+    return ProgramResult(status=AgentStatus.STOPPED if capped.cut else AgentStatus.DONE, reason=capped.reason(),
+                         result={"findings": [f.model_dump(mode="json") for f in findings], "kind": kind.value,
                                  "path": file.path},
                          children=children, events=finding_events(findings, pctx.agent.id),
                          counters=finding_counters(findings))
@@ -375,9 +378,10 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
         if isinstance(extra, SourceFile):
             index.add(extra)
     outcome = run_subreviewer(request, finding, index)
+    capped = cap_findings(outcome.new_findings, job.config.max_findings_per_agent)
     outcome = outcome.model_copy(update={  # credit what this sub-reviewer found to this agent, not a synthetic id
         "finding": credit(outcome.finding, request.agent_id, pctx.agent.id),
-        "new_findings": [credit(f, request.agent_id, pctx.agent.id) for f in outcome.new_findings]})
+        "new_findings": [credit(f, request.agent_id, pctx.agent.id) for f in capped.findings]})
     rules = rules_of(job)
     children = [subreview_child(r, outcome.finding if r.finding_id == outcome.finding.id else
                                 next((f for f in outcome.new_findings if f.id == r.finding_id), outcome.finding), rules)
@@ -386,6 +390,7 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
     return ProgramResult(result={"finding": outcome.finding.model_dump(mode="json"),
                                  "new_findings": [f.model_dump(mode="json") for f in outcome.new_findings],
                                  "summary": outcome.summary, "request": request.model_dump(mode="json")},
-                         children=children, reason=None,
+                         children=children, reason=capped.reason(),
+                         status=AgentStatus.STOPPED if capped.cut else AgentStatus.DONE,
                          events=finding_events([outcome.finding, *outcome.new_findings], pctx.agent.id),
                          counters=finding_counters(outcome.new_findings))

@@ -11,7 +11,7 @@ from swarm_tasks.review.analyzers.python_complexity import python_complexity
 from swarm_tasks.review.analyzers.python_quality import python_docs, python_quality, ruff_severity
 from swarm_tasks.review.analyzers.python_security import python_security
 from swarm_tasks.review.config import ReviewConfig
-from swarm_tasks.review.enums import Category, ReviewerKind, Severity
+from swarm_tasks.review.enums import Category, ReviewerKind, ScanFlag, Severity
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.scan import quick_scan
 from tests.review.helpers import source
@@ -168,3 +168,19 @@ def test_weird_python_never_raises(tmp_path: Path, name: str) -> None:
         for finding in run_reviewer(kind, tmp_path, file, CONFIG):
             assert finding.file == name and finding.start_line >= 1
     assert quick_scan(tmp_path, file, CONFIG).path == name
+
+
+def test_code_nested_too_deep_for_the_analyzers_is_named_not_a_failure(tmp_path: Path) -> None:
+    # CPython parses these; walking them recursively (ours, bandit's, radon's) would exhaust the stack.
+    deep = {"concat.py": "q = 'select ' + " + " + ".join(["a"] * 600) + "\n",
+            "calls.py": "x = f" + "()" * 900 + "\n", "attrs.py": "import os\nx = os" + ".b" * 1800 + "\n"}
+    for name, text in deep.items():
+        file = source(tmp_path, name, text)
+        for kind in (ReviewerKind.SECURITY, ReviewerKind.COMPLEXITY):
+            (note,) = run_reviewer(kind, tmp_path, file, CONFIG, "agent")
+            assert note.rule == "PARSE-ERROR" and "is too deeply nested: it nests more than 250 levels deep at " \
+                "line" in note.title, (name, kind, note.title)
+        assert ScanFlag.UNPARSABLE in quick_scan(tmp_path, file, CONFIG).flags
+    shallow = source(tmp_path, "fine.py", "import os\nos.system('a' + " + " + ".join(["x"] * 100) + ")\n")
+    rules = {f.rule for f in run_reviewer(ReviewerKind.SECURITY, tmp_path, shallow, CONFIG, "agent")}
+    assert "PY-SHELL-INJECTION" in rules and "PARSE-ERROR" not in rules  # a long but sane line is analysed

@@ -133,3 +133,14 @@ def test_external_site_packages_root(tmp_path: Path) -> None:
     config = ReviewConfig(third_party_roots=(site,))
     targets, _ = resolve(root, "main.py", config)
     assert targets[0].path == str(site / "outer" / "__init__.py") and targets[0].package == "outer"
+
+
+def test_a_package_json_nested_without_end_resolves_to_nothing(tmp_path: Path) -> None:
+    deep_exports = '{"exports": {".": ' + '{"import": ' * 40 + '"./x.js"' + "}" * 40 + "}}"
+    root = write_tree(tmp_path, {"main.js": "import a from 'deep';\nimport b from 'huge';\n",
+                                 "node_modules/deep/package.json": deep_exports, "node_modules/deep/x.js": "",
+                                 "node_modules/huge/package.json": "[" * 100_000 + "]" * 100_000,
+                                 "node_modules/huge/index.js": ""})
+    targets, unresolved = resolve(root, "main.js")
+    assert {t.module: t.path for t in targets} == {"huge": "node_modules/huge/index.js"}  # main defaults to index
+    assert [u.module for u in unresolved] == ["deep"]

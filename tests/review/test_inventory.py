@@ -179,3 +179,20 @@ def test_config_round_trips_and_is_frozen() -> None:
         ReviewConfig.decode('{"max_file_bytes": -1}')
     with pytest.raises(ValueError, match="frozen"):
         config.max_file_bytes = 5  # type: ignore[misc]
+
+
+def test_directories_nested_past_the_bound_are_skipped_by_name(tmp_path: Path) -> None:
+    deep = tmp_path / "deep"
+    path = deep
+    for _ in range(500):  # a recursive walk raised RecursionError here: the whole review failed
+        path = path / "d"
+    path.mkdir(parents=True)
+    (path / "bottom.py").write_text("x = 1\n")
+    (deep / "d" / "top.py").write_text("y = 2\n")
+    write_tree(tmp_path, {"app.py": "z = 3\n"})
+    inv = build_inventory(tmp_path, ReviewConfig(max_dir_depth=20))
+    assert [f.path for f in inv.files] == ["app.py", "deep/d/top.py"]
+    (cut,) = [s for s in inv.skipped if s.reason is SkipReason.TOO_DEEP]
+    assert cut.path == "deep/" + "/".join(["d"] * 20) and cut.is_dir and "more than 20 directories deep" in cut.detail
+    everything = build_inventory(tmp_path, ReviewConfig(max_dir_depth=1000))  # and walked without recursion
+    assert "deep/" + "/".join(["d"] * 500) + "/bottom.py" in {f.path for f in everything.files}

@@ -52,6 +52,9 @@ class Context:
         end = max(line, end_line or line)
         quoted = evidence if evidence is not None else quote_lines(
             self.lines, line, end, self.config.evidence_max_lines)
+        limit = self.config.evidence_max_chars
+        if len(quoted) > limit:
+            quoted = f"{quoted[:limit]} [... {len(quoted) - limit:,} more characters]"
         return Finding(file=self.file.path, start_line=max(1, line), end_line=max(1, end), severity=severity,
                        category=category, rule=rule, title=title, evidence=quoted,
                        recommendation=recommendation or RECOMMENDATIONS.get(cwe or "", ""),

@@ -27,13 +27,14 @@ def python_complexity(repo_root: Path, file: SourceFile, config: ReviewConfig) -
     if text is None:
         return unreadable(ctx, Category.COMPLEXITY)
     try:
-        tree = pyast.parse_python(text, file.path)
-        with warnings.catch_warnings():
+        tree = pyast.parse_python(text, file.path)  # first: refuses a tree too deep for radon's recursion
+        with pyast.exclusive_ast(), warnings.catch_warnings():  # radon parses the file itself
             warnings.simplefilter("ignore")
             blocks = cc_visit(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
-        return [ctx.note(PARSE_ERROR, f"does not parse, complexity not measured: {exc}", Category.COMPLEXITY, line)]
+        return [ctx.note(PARSE_ERROR, f"complexity not measured: the file {pyast.parse_failure(exc)}",
+                         Category.COMPLEXITY, line)]
     findings = [_cc_finding(ctx, b) for b in _functions(blocks) if b.complexity > config.max_cyclomatic_complexity]
     nest = Context(ctx.root, ctx.file, ctx.config, "py-ast", ctx.lines)
     for func in pyast.functions(tree):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +37,6 @@ BANDIT_CWE = {"B102": "CWE-95", "B307": "CWE-95", "B506": "CWE-502", "B301": "CW
 # Injection tests that bandit rates low when the command is a literal.
 CONSTANT_WHEN_LOW = frozenset({"B602", "B604", "B605", "B609"})
 _SKIP_TESTS = {"B101"}  # assert_used: noise in a review, tests are full of asserts
-_bandit_lock = threading.Lock()
 logging.getLogger("bandit").setLevel(logging.CRITICAL)  # failures come back to us as skipped files
 
 
@@ -52,7 +50,8 @@ def python_security(repo_root: Path, file: SourceFile, config: ReviewConfig) -> 
         tree = pyast.parse_python(text, file.path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1  # bandit would fail the same way: one note is enough
-        return [own.note(PARSE_ERROR, f"does not parse, security analysis skipped: {exc}", Category.SECURITY, line)]
+        return [own.note(PARSE_ERROR, f"security analysis skipped: the file {pyast.parse_failure(exc)}",
+                         Category.SECURITY, line)]
     return _bandit(ctx) + AstRules(own, tree).run()
 
 
@@ -75,7 +74,8 @@ def _bandit_modules() -> tuple[ModuleType, ModuleType]:
 def _bandit(ctx: Context) -> list[Finding]:
     path = str(ctx.file.abs_path(ctx.root))
     bandit_config, bandit_manager = _bandit_modules()
-    with _bandit_lock, warnings.catch_warnings():  # bandit is not documented as thread-safe
+    # bandit parses the file itself: under the one AST lock (it is not documented as thread-safe either)
+    with pyast.exclusive_ast(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reviewed code's SyntaxWarnings are not ours either
         conf = bandit_config.BanditConfig()
         mgr = bandit_manager.BanditManager(conf, "file", quiet=True, ignore_nosec=True,
