@@ -29,16 +29,16 @@ def aggregate(findings: list[Finding], config: ReviewConfig) -> list[Finding]:
     groups: dict[tuple[str, ...], list[Finding]] = defaultdict(list)
     out: list[Finding] = []
     for f in findings:
-        if f.severity.rank > Severity.LOW.rank or f.count > 1:
+        if f.severity.rank > Severity.LOW.rank:
             out.append(f)
             continue
         where = "*" if repository_wide(f, config) else f.file
         groups[(f.rule, f.severity.value, f.origin.value, f.package or "", where)].append(f)
     for key, group in groups.items():
-        if len(group) < config.aggregate_min_count:
+        if sum(f.count for f in group) < config.aggregate_min_count:
             out.extend(group)
-        else:
-            out.append(_fold(sorted(group, key=lambda f: (f.file, f.start_line, f.id)), repo_wide=key[-1] == "*"))
+        else:  # already folded findings (a reviewer's, see review/budget.py) fold on with the rest
+            out.append(fold(group, repo_wide=key[-1] == "*"))
     return out
 
 
@@ -56,7 +56,9 @@ def _common_title(titles: list[str]) -> str:
     return prefix if len(shared) >= 3 else f"{titles[0]}, and others like it"
 
 
-def _fold(group: list[Finding], repo_wide: bool) -> Finding:
+def fold(findings: list[Finding], repo_wide: bool = False) -> Finding:
+    """One finding for ``findings`` (of one rule), their places as occurrences; folded ones are unfolded."""
+    group = sorted(_unfolded(findings), key=lambda f: (f.file, f.start_line, f.id))
     first = group[0]
     files = list(dict.fromkeys(f.file for f in group))
     count = len(group)
@@ -76,3 +78,20 @@ def _fold(group: list[Finding], repo_wide: bool) -> Finding:
         "count": count, "occurrences": occurrences, "confidence": max(f.confidence for f in group),
         "reporters": list(reporters.values()), "related": [],
         "notes": [f"{count} occurrences of {first.rule}; every place is listed (SARIF: relatedLocations)"]})
+
+
+def _unfolded(findings: list[Finding]) -> list[Finding]:
+    """Each finding as itself, and each occurrence of a folded one as a finding of its own at that place."""
+    out: list[Finding] = []
+    for f in findings:
+        if f.count == 1:
+            out.append(f)
+            continue
+        own_title = f.title.rsplit(": ", 1)[0]  # the fold's title is "<common title>: <where>"
+        single = f.model_copy(update={"count": 1, "occurrences": [], "notes": [], "title": own_title})
+        out.append(single)
+        out += [single.model_copy(update={"id": finding_id(o.file, o.start_line, o.end_line, f.rule), "file": o.file,
+                                          "start_line": o.start_line, "end_line": o.end_line,
+                                          "title": o.message or f.title, "fingerprint": o.fingerprint})
+                for o in f.occurrences]
+    return out

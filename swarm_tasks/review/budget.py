@@ -2,76 +2,60 @@
 
 One file can make a tool report without end: 3,000 undefined names, 2,500 undocumented functions, the same
 problem once per character of a 900-deep expression. Stored one by one they outgrow what an agent's
-record may hold (the step then fails on every redelivery) and drown the report. So an agent keeps each
-distinct finding once, the most severe ``max_findings_per_agent`` of them as they are, and the rest
-summarised: one finding per file and rule with the count, the lines and the worst severity. The agent then
-ends stopped by its findings budget, with a reason saying what was cut, so the run says it is partial.
+record may hold (its step then failed on every redelivery) and drown the report. So a reviewer keeps each
+distinct finding once; folds its low and info findings per rule as the report would (nothing is lost:
+every place is an occurrence); and of what is left keeps the most severe ``max_findings_per_agent`` as they
+are. The rest, medium and worse findings that a report never folds, are folded per file and rule anyway,
+and the agent ends stopped by its findings budget with a reason saying so: the run is then partial.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarm_tasks.review.findings import Finding, Location
-
-MAX_SUMMARIES = 20  # summary findings one agent adds at most (the rest fold into the last one)
-MAX_LOCATIONS = 50  # lines a summary lists as related locations
+from swarm_tasks.review.aggregate import aggregate, fold
+from swarm_tasks.review.config import ReviewConfig
+from swarm_tasks.review.findings import Finding
 
 
 @dataclass(frozen=True, slots=True)
 class Capped:
-    """An agent's findings within its budget, and what was cut to fit."""
+    """A reviewer's findings within its budget, and what was folded to fit."""
 
     findings: list[Finding]
-    found: int  # distinct findings before the cap
-    kept: int  # of those, kept as they are
+    kept: int  # findings kept as they are (low/info folds included)
+    folded: int  # medium-or-worse findings past the budget, folded into the last findings
     limit: int
 
     @property
     def cut(self) -> bool:
-        return self.kept < self.found
+        return self.folded > 0
 
     def reason(self) -> str | None:
-        """The sentence the agent ends with when findings were cut (None when none were)."""
+        """The sentence the agent ends with when findings were folded past its budget (None otherwise)."""
         if not self.cut:
             return None
-        summaries = len(self.findings) - self.kept
-        return (f"findings budget: kept {self.kept:,} of {self.found:,} findings; the other "
-                f"{self.found - self.kept:,} are summarised by rule in {summaries} finding"
-                f"{'' if summaries == 1 else 's'} (max_findings_per_agent = {self.limit})")
+        folds = len(self.findings) - self.kept
+        return (f"findings budget: {self.kept + self.folded:,} findings, the most severe {self.kept:,} kept as "
+                f"they are; the other {self.folded:,} are folded by rule into {folds} finding"
+                f"{'' if folds == 1 else 's'} listing every place (max_findings_per_agent = {self.limit})")
 
 
-def cap_findings(findings: list[Finding], limit: int) -> Capped:
-    """Each distinct finding once (same id: same file, lines and rule); past ``limit``, the most severe
-    kept and the rest summarised per file and rule."""
+def cap_findings(findings: list[Finding], config: ReviewConfig) -> Capped:
+    """``findings`` within ``config.max_findings_per_agent`` (see the module's docstring)."""
+    limit = config.max_findings_per_agent
     first: dict[str, Finding] = {}
     for f in findings:
         first.setdefault(f.id, f)  # the first report of each id wins
     unique = list(first.values())
     if len(unique) <= limit:
-        return Capped(unique, len(unique), len(unique), limit)
-    ordered = sorted(unique, key=Finding.sort_key)
+        return Capped(unique, len(unique), 0, limit)
+    ordered = sorted(aggregate(unique, config), key=Finding.sort_key)
+    if len(ordered) <= limit:
+        return Capped(ordered, len(ordered), 0, limit)
     kept, rest = ordered[:limit], ordered[limit:]
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for finding in rest:
-        groups.setdefault((finding.file, finding.rule), []).append(finding)
-    batches = list(groups.values())
-    if len(batches) > MAX_SUMMARIES:
-        batches = [*batches[:MAX_SUMMARIES - 1], [f for b in batches[MAX_SUMMARIES - 1:] for f in b]]
-    return Capped([*kept, *(_summary(b) for b in batches)], len(unique), len(kept), limit)
-
-
-def _summary(group: list[Finding]) -> Finding:
-    """One finding standing for ``group`` (most severe first): its count, rules and lines."""
-    first = group[0]
-    rules = sorted({f.rule for f in group})
-    lines = sorted({f.start_line for f in group})
-    shown = ", ".join(str(n) for n in lines[:MAX_LOCATIONS])
-    more = f" and {len(lines) - MAX_LOCATIONS:,} more" if len(lines) > MAX_LOCATIONS else ""
-    what = first.title if len(rules) == 1 else f"rules {', '.join(rules[:10])}"
-    return Finding.model_validate({
-        **first.model_dump(exclude={"id", "reporters"}),
-        "title": f"{len(group):,} findings like this one in {first.file} ({what})",
-        "notes": [f"summarised to keep the reviewer within its findings budget; lines: {shown}{more}"],
-        "related": [Location(file=f.file, start_line=f.start_line, end_line=f.end_line, message=f.title[:120])
-                    for f in group[1:MAX_LOCATIONS]]})
+    groups: dict[tuple[str, str], list[Finding]] = {}  # bounded by the analyzers' rules, not by the file
+    for f in rest:
+        groups.setdefault((f.file, f.rule), []).append(f)
+    folds = [fold(group) for group in groups.values()]
+    return Capped([*kept, *folds], len(kept), sum(f.count for f in rest), limit)

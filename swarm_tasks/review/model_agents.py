@@ -237,8 +237,7 @@ class RunAnalyzerTool(Tool):
         file = source_file(root, inventory, job.config, FileInput(path=args.path))
         if isinstance(file, SkippedPath):
             raise ToolError(f"{args.path} is not reviewed: {file.reason} {file.detail}")
-        capped = cap_findings(run_reviewer(args.kind, root, file, job.config, ctx.agent_id),
-                              job.config.max_findings_per_agent)
+        capped = cap_findings(run_reviewer(args.kind, root, file, job.config, ctx.agent_id), job.config)
         found: list[dict[str, object]] = [{
             "file": f.file, "start_line": f.start_line, "end_line": f.end_line, "severity": f.severity.value,
             "category": f.category.value, "rule": f.rule, "title": f.title, "evidence": f.evidence,

@@ -67,8 +67,7 @@ def review_locally(root: Path | str, config: ReviewConfig | None = None, run_id:
     for file in to_review:
         for kind in ReviewerKind:
             agent_id = reviewer_agent_id(kind, file.path)
-            found = cap_findings(run_reviewer(kind, base, file, config, agent_id),
-                                 config.max_findings_per_agent).findings
+            found = cap_findings(run_reviewer(kind, base, file, config, agent_id), config).findings
             agents.append(AgentRun(agent_id=agent_id, role=AgentRole.REVIEWER, kind=kind.value, file=file.path,
                                    parent_agent_id=f"scanner:{file.path}", findings=len(found)))
             findings.extend(found)
@@ -115,7 +114,7 @@ def _run_subreviews(findings: list[Finding], rules: SubreviewRules, scans: dict[
         done.add(key)
         outcome = run_subreviewer(request, target, index)
         outcome = outcome.model_copy(update={
-            "new_findings": cap_findings(outcome.new_findings, config.max_findings_per_agent).findings})
+            "new_findings": cap_findings(outcome.new_findings, config).findings})
         by_id[outcome.finding.id] = outcome.finding
         for new in outcome.new_findings:
             by_id.setdefault(new.id, new)

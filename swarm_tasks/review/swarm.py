@@ -356,7 +356,7 @@ def reviewer_program(pctx: ProgramContext) -> ProgramResult:
         return ProgramResult(status=AgentStatus.FAILED, reason=f"file not reviewable: {file.reason} {file.detail}")
     kind = ReviewerKind(inp.kind or "security")
     prepare_batch(root, inventory.to_scan(), job.config)  # one ruff run for this process's share of the run
-    capped = cap_findings(run_reviewer(kind, root, file, job.config, pctx.agent.id), job.config.max_findings_per_agent)
+    capped = cap_findings(run_reviewer(kind, root, file, job.config, pctx.agent.id), job.config)
     findings = capped.findings
     children = subreviews_for(findings, job, {file.path: set(inp.flags)}, 1, pctx.agent.id)
     return ProgramResult(status=AgentStatus.STOPPED if capped.cut else AgentStatus.DONE, reason=capped.reason(),
@@ -378,7 +378,7 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
         if isinstance(extra, SourceFile):
             index.add(extra)
     outcome = run_subreviewer(request, finding, index)
-    capped = cap_findings(outcome.new_findings, job.config.max_findings_per_agent)
+    capped = cap_findings(outcome.new_findings, job.config)
     outcome = outcome.model_copy(update={  # credit what this sub-reviewer found to this agent, not a synthetic id
         "finding": credit(outcome.finding, request.agent_id, pctx.agent.id),
         "new_findings": [credit(f, request.agent_id, pctx.agent.id) for f in capped.findings]})
