@@ -48,9 +48,12 @@ class Reporter(Record):
                       "sub-reviewer' (filled in when the report is assembled).")
 
     def label(self) -> str:
-        """The role with its tool: 'security reviewer (bandit)', 'taint-trace sub-reviewer'."""
-        role = self.role or f"{self.tool}"
-        return role if self.tool in role else f"{role} ({self.tool})"
+        """The role with its tool: 'security reviewer (bandit)', 'taint-trace sub-reviewer',
+        'security reviewer (model anthropic/claude-opus-4-5)'."""
+        model = self.tool.startswith(MODEL_TOOL_PREFIX)
+        shown = f"model {self.tool.removeprefix(MODEL_TOOL_PREFIX)}" if model else self.tool
+        role = self.role or shown
+        return role if shown in role or self.tool in role else f"{role} ({shown})"
 
 
 class Finding(Record):

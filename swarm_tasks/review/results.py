@@ -17,7 +17,7 @@ from swarm_tasks.review.aggregate import aggregate
 from swarm_tasks.review.analyzers import eslint_runner
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
-from swarm_tasks.review.findings import MODEL_TOOL_PREFIX, Finding, Reporter
+from swarm_tasks.review.findings import Finding, Reporter
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.report import AgentRole, AgentRun
 from swarm_tasks.review.severity import calibrate
@@ -51,8 +51,6 @@ def _with_role(reporter: Reporter, roles: dict[str, str]) -> Reporter:
         role = {"dependencies": "dependency check", "reviewer": "reviewer", "analyzer": ""}.get(prefix, "")
         if prefix == "reviewer" and reporter.agent_id.count(":") >= 2:  # the serial review's ids
             role = f"{reporter.agent_id.split(':')[1]} reviewer"
-    if reporter.tool.startswith(MODEL_TOOL_PREFIX) and role:
-        role = f"{role}, model {reporter.tool.removeprefix(MODEL_TOOL_PREFIX)}"
     return reporter.model_copy(update={"role": role or reporter.tool})
 
 

@@ -15,6 +15,7 @@ from swarm_tasks.review.report import AgentRole, AgentRun, Report, ReviewedFile,
 from swarm_tasks.review.report_json import parse_json, render_json
 from swarm_tasks.review.report_markdown import render_markdown
 from swarm_tasks.review.report_sarif import build_sarif, render_sarif, sarif_schema
+from swarm_tasks.review.results import name_reporters
 
 
 def validate_sarif(text: str) -> dict[str, object]:
@@ -69,8 +70,10 @@ def test_markdown_summary() -> None:
     assert "Related: [`src/app.py:4`](src/app.py#L4) caller" in text
     assert "````" in text  # evidence containing a fence gets a longer fence
     assert "| scanner | scan | 1 | 1 | 0 |" in text
-    assert "Found by: security reviewer (bandit), security reviewer, model anthropic/claude" not in text  # no roles yet
-    assert "Found by: bandit, model:anthropic/claude" in text
+    assert "Found by: bandit, model anthropic/claude" in text  # no roles in a report made without agents' roles
+    named = sample_report().model_copy(update={"summary_min_severity": Severity.INFO})
+    named.findings[0] = name_reporters([named.findings[0]], named.agents)[0]
+    assert "Found by: security reviewer (bandit), security reviewer (model anthropic/claude)" in render_markdown(named)
 
 
 def test_markdown_leads_with_what_matters_and_links_resolve(tmp_path) -> None:
