@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -63,6 +64,12 @@ def _die_with_parent() -> None:
 
 def _pdeathsig_safe() -> bool:
     return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a child we own get SIGTERM when we die, even by kill -9; None where that
+    is not safe (PDEATHSIG fires when the *thread* that started the child ends: only the main thread's)."""
+    return _die_with_parent if _pdeathsig_safe() else None
 
 
 def _quote(value: str) -> str:
@@ -146,7 +153,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # PDEATHSIG fires when the *thread* that started the child ends, so it is only safe from
                 # the main thread; from any other thread the server is stopped by atexit instead.
-                preexec_fn=_die_with_parent if _pdeathsig_safe() else None)  # noqa: PLW1509
+                preexec_fn=die_with_parent())  # noqa: PLW1509
             self.port = port
             try:
                 self._wait_ready(timeout_s)

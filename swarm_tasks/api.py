@@ -217,8 +217,14 @@ class Swarm:
         if workers:
             worker_settings = self.settings.model_copy(update={"redis_url": _secret(self.handle.url)})
             kwargs = {"queues": list(queues)} if queues else {}
-            self.cluster = LocalCluster(worker_settings, workers=workers, concurrency=concurrency,
-                                        name_prefix="local", **kwargs).start()  # type: ignore[arg-type]
+            cluster = LocalCluster(worker_settings, workers=workers, concurrency=concurrency,
+                                   name_prefix="local", **kwargs)  # type: ignore[arg-type]
+            try:
+                cluster.start()
+            except BaseException:  # interrupted or failed while starting: leave nothing running
+                self.handle.close()
+                raise
+            self.cluster = cluster
 
     # -- submitting ------------------------------------------------------------------------------
     def review(self, source: str | Path, *, ref: str | None = None, models: dict[str, str] | None = None,

@@ -3,7 +3,7 @@
 Exit codes scripts can trust (the README has the table): 0 the run completed (every agent it needed finished),
 1 the run failed or was cancelled, 2 bad input (invalid arguments or job, unknown run), 3 findings at or above
 ``--fail-on`` in a completed review, 4 the run ended partial (some of its work was not done: a partial review
-never passes a ``--fail-on`` gate), 130 interrupted.
+never passes a ``--fail-on`` gate), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by SIGHUP.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import SwarmSettings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_HANGUP, EXIT_TERMINATED = 128 + signal.SIGHUP, 128 + signal.SIGTERM  # 129, 143: as a shell reports them
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 console = Console()
@@ -57,9 +60,39 @@ def needs_redis(settings: SwarmSettings) -> None:
              "workers use (runs started without it live only as long as their `swarm review` command).")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (sent by ``timeout``, systemd, ``docker stop``, a closed terminal): the command stops
+    the way Ctrl-C stops it, local workers and embedded Redis included, and exits 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (the first one: what it starts,
+    stopping workers and cancelling the run, must finish, so later ones are ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + exc.signum if isinstance(exc, Stopped) else EXIT_INTERRUPTED
+
+
 def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
     """Turn our errors into clear messages and exit codes (never a traceback for bad input)."""
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        _stop_on_signals()
         try:
             code = fn(*args, **kwargs)
         except RunNotFound as exc:
@@ -68,9 +101,9 @@ def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
             fail(str(exc))
         except (SwarmError, CoordinationError) as exc:
             fail(str(exc), EXIT_RUN_FAILED)
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            err.print(f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted")
+            sys.exit(interrupted_code(exc))
         sys.exit(code or EXIT_OK)
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -163,16 +196,25 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
 
                 watch(run, console=err, timeout_s=timeout)
                 record = run.record()
-        except KeyboardInterrupt:
-            if swarm.handle.embedded is not None:
-                run.cancel("interrupted from the terminal")
-                err.print(f"cancelled run {run.id} (its embedded Redis stops with this command)")
-            else:
-                err.print(f"left run {run.id} running; follow it with `swarm watch {run.id}`")
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:
+            return interrupted(swarm, run, exc)
         except TimeoutError as exc:
             fail(str(exc), EXIT_RUN_FAILED)
         return finish_review(run, record, out, as_json, fail_on)
+
+
+def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C, SIGTERM or SIGHUP while following a run: a run that lives in this command's embedded Redis is
+    cancelled (it could not outlive the command); one on a shared Redis goes on, to be watched or resumed.
+    Leaving the ``with Swarm`` block then stops the local workers and the embedded Redis."""
+    how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
+    if swarm.handle.embedded is not None:
+        with contextlib.suppress(Exception):  # whatever happens here, the workers are stopped next
+            run.cancel(f"{how} from the terminal" if how == "interrupted" else how)
+        err.print(f"{how}: cancelled run {run.id} (its embedded Redis stops with this command)")
+    else:
+        err.print(f"{how}: left run {run.id} running; follow it with `swarm watch {run.id}`")
+    return interrupted_code(exc)
 
 
 def check_review_job(source: str, ref: str | None, models: dict[str, str], config: dict[str, object],
@@ -278,13 +320,16 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
         if detach:
             emit_json({"run": run.id}) if as_json else console.print(run.id)
             return EXIT_OK
-        if as_json or not console.is_terminal:
-            record = run.wait(timeout_s=timeout)
-        else:
-            from swarm_tasks.watch import watch
+        try:
+            if as_json or not console.is_terminal:
+                record = run.wait(timeout_s=timeout)
+            else:
+                from swarm_tasks.watch import watch
 
-            watch(run, console=err, timeout_s=timeout)
-            record = run.record()
+                watch(run, console=err, timeout_s=timeout)
+                record = run.record()
+        except KeyboardInterrupt as exc:
+            return interrupted(swarm, run, exc)
         if as_json:
             emit_json({"run": run.id, "status": record.status.value, "reason": record.reason,
                        "result": record.result})

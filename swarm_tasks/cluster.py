@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordination.embedded import die_with_parent
 from coordination.registry import Kind
 from coordination.run import global_registry
 from swarm_tasks.errors import SwarmError
@@ -88,8 +89,11 @@ class LocalCluster:
                 "-Q", ",".join(self.queues), "-P", self.pool, "-c", str(self.concurrency), "-E",
                 "--without-gossip", "--without-mingle", "-l", "WARNING"]
         with log_path.open("ab") as log:
+            # Its own session (a terminal's Ctrl-C is ours to handle), and it dies with us even if we are
+            # killed with -9: a worker of a command that is gone has nothing left to work for.
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
-                                       env=self.env(), cwd=str(REPO_ROOT), start_new_session=True)
+                                       env=self.env(), cwd=str(REPO_ROOT), start_new_session=True,
+                                       preexec_fn=die_with_parent())  # noqa: PLW1509
         worker = WorkerProcess(name, process, log_path)
         if index < len(self.workers):
             self.workers[index] = worker
@@ -98,10 +102,15 @@ class LocalCluster:
         return worker
 
     def start(self, *, timeout_s: float = 90.0) -> LocalCluster:
-        """Start the workers and wait until each has registered itself as live."""
-        for index in range(self.count):
-            self.spawn(index)
-        self.wait_ready([w.name for w in self.workers], timeout_s=timeout_s)
+        """Start the workers and wait until each has registered itself as live; if that fails or is
+        interrupted (Ctrl-C, SIGTERM), the workers already started are stopped before it raises."""
+        try:
+            for index in range(self.count):
+                self.spawn(index)
+            self.wait_ready([w.name for w in self.workers], timeout_s=timeout_s)
+        except BaseException:
+            self.stop(timeout_s=10.0)
+            raise
         return self
 
     def wait_ready(self, names: Sequence[str], *, timeout_s: float = 90.0) -> None:
