@@ -151,6 +151,10 @@ class Keys:
     def runs_index(self) -> str:
         return f"{self._base}:runs"
 
+    def task_done(self, task_id: str) -> str:
+        """A signed task message that ran to its end (global scope): a replay of it is refused."""
+        return f"{self._base}:task_done:{check_id(task_id, 'task message id')}"
+
     # -- everything of the scope, for cleanup -----------------------------------------------
     def pattern(self) -> str:
         return f"{self._base}:*"

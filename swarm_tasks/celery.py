@@ -22,7 +22,9 @@ from coordination.connection import RedisHandle, connect, redact_url
 from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
+from swarm_tasks.errors import RecordSignatureError
 from swarm_tasks.kombu_fixes import guard_closed_channel
+from swarm_tasks.runs import RunStatus
 from swarm_tasks.runtime import WorkerRuntime
 from swarm_tasks.security import celery_wire_options, install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
@@ -113,6 +115,7 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
         "worker_concurrency": settings.worker_concurrency,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_consumer": "celery.worker.consumer:Consumer",  # the signed one when signing (below)
         # TLS for rediss:// URLs; with SWARM_TASK_SIGNING_KEY, signed messages only (overrides the JSON above).
         **celery_wire_options(settings, url),
     }
@@ -179,7 +182,12 @@ def run_idle(run_id: str) -> str:
     """A run has no live agent: its workflow decides what comes next (finish, next cycle, report).
     Returns the run's status and reason afterwards (what Flower shows as the task's result)."""
     rt = runtime()
-    run = rt.services.runs.get(run_id)
+    try:
+        run = rt.services.runs.get(run_id)
+    except RecordSignatureError as exc:  # changed in Redis since it was signed: its workflow acts on nothing
+        rt.services.runs.transition(run_id, RunStatus.FAILED, reason=str(exc),
+                                    only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+        return f"refused: {exc}"
     hook = ON_IDLE.get(run.kind)
     if hook is None:
         return f"no idle hook for run kind {run.kind!r}"

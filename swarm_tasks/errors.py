@@ -81,4 +81,10 @@ class ReviewError(SwarmError):
 
 
 class MessageSignatureError(SwarmError):
-    """A task message is not signed, or its HMAC does not match the signing key."""
+    """A task message is not signed, its HMAC does not match the signing key, or it is signed for another
+    task, id or queue, has expired, or already ran (a replay)."""
+
+
+class RecordSignatureError(SwarmError):
+    """A record workers act on (a run's job, an agent spec) is unsigned or does not match its signature:
+    it was written or changed in Redis by someone without the signing key."""

@@ -1,4 +1,9 @@
-"""Runs: one swarm job (a review, a build, an ad-hoc agent) with its limits, status and index."""
+"""Runs: one swarm job (a review, a build, an ad-hoc agent) with its limits, status and index.
+
+With ``SWARM_TASK_SIGNING_KEY`` a run's submitter signs what the run is (:data:`SIGNED_FIELDS`: its
+kind, job spec, limits and models, which workers act on) and :meth:`RunStore.get` refuses a record
+that does not match (:class:`RecordSignatureError`); status, result and outcome change later and are
+not signed."""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore, Versioned, Write
 from swarm_tasks.errors import RunNotFound
 from swarm_tasks.outcome import RunOutcome, RunStatus
+from swarm_tasks.signing import RecordSigner
 
 RUN_ROOT = "run-root"  # pseudo-parent of every agent of a run: the run is idle when it has no open child
+SIGNED_FIELDS = frozenset({"id", "kind", "title", "spec", "limits", "models", "created_at"})
 
 
 class RunLimits(BaseModel):
@@ -47,6 +54,10 @@ class RunRecord(BaseModel):
     reason: str | None = None
     result: JsonValue = None
     outcome: RunOutcome | None = None  # set when the run ends: counts and reasons behind its status
+    signature: str | None = None  # HMAC of SIGNED_FIELDS by the submitter, when the deployment signs
+
+    def signed_part(self) -> JsonValue:
+        return self.model_dump(mode="json", include=set(SIGNED_FIELDS))
 
     @property
     def elapsed_s(self) -> float | None:
@@ -63,6 +74,7 @@ class RunStore:
         self.settings = settings
         self.prefix = settings.key_prefix
         self.index_key = Keys(self.prefix, GLOBAL_SCOPE).runs_index()
+        self.signer = RecordSigner.from_settings(settings)
 
     def keys(self, run_id: str) -> Keys:
         return Keys(self.prefix, run_id)
@@ -71,6 +83,8 @@ class RunStore:
                models: dict[str, str] | None = None, run_id: str | None = None) -> RunRecord:
         run = codec.build(RunRecord, id=run_id or new_id(kind[:8] or "run"), kind=kind, title=title, spec=spec,
                           limits=limits or RunLimits(), models=models or {}, created_at=self.records.now())
+        if self.signer is not None:
+            run = run.model_copy(update={"signature": self.signer.sign("run", run.id, run.signed_part())})
         keys = self.keys(run.id)
         self.records.create(keys.run_record(), codec.encode(run, limit=self.records.max_record_bytes),
                             ops=[store.zadd(self.index_key, run.created_at, run.id)])
@@ -81,11 +95,16 @@ class RunStore:
         return run
 
     def get_versioned(self, run_id: str) -> tuple[RunRecord, int]:
+        """The run and its version; :class:`RecordSignatureError` if the deployment signs and it does not
+        match its signature (nothing may act on it)."""
         key = self.keys(run_id).run_record()
         rec = self.records.get(key)
         if rec is None:
             raise RunNotFound(f"no run {run_id!r} (list runs with `swarm status`)")
-        return codec.decode(RunRecord, rec.data, key=key), rec.version
+        run = codec.decode(RunRecord, rec.data, key=key)
+        if self.signer is not None:
+            self.signer.verify("run", run_id, run.signed_part(), run.signature)
+        return run, rec.version
 
     def exists(self, run_id: str) -> bool:
         return self.records.get(self.keys(run_id).run_record()) is not None

@@ -2,11 +2,8 @@
 
 * :func:`celery_wire_options`: the Celery settings for a ``rediss://`` broker and result backend
   (certificate checked against ``SWARM_REDIS_SSL_CA_CERTS``), and, when ``SWARM_TASK_SIGNING_KEY``
-  is set, the signed serializer as the only content accepted.
-* Signed messages: JSON inside an envelope carrying an HMAC-SHA256 of it. The receiver refuses an
-  envelope whose HMAC does not match (``hmac.compare_digest``) and, through ``accept_content``, any
-  message that is not an envelope. The HMAC covers the message *body* (args, kwargs); the task name
-  and id travel in headers, as with Celery's own ``auth`` serializer.
+  is set, signed task messages only (:mod:`swarm_tasks.signing`: the body, task name, id, queue and
+  an expiry under one HMAC; replays refused).
 * :func:`redact`: secrets out of text bound for logs, events, transcripts and reports: URL
   passwords, common API-key shapes, ``password=...`` style assignments, PEM private keys, and the
   configured secret values themselves. :func:`install_log_redaction` applies it to every log record.
@@ -14,31 +11,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import re
 import ssl
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from kombu.serialization import registry
-from kombu.utils.json import dumps as kombu_dumps
-from kombu.utils.json import loads as kombu_loads
 from pydantic import BaseModel, JsonValue
 
 from coordination.connection import client_options, redact_url
-from coordination.errors import ConfigurationError
 from coordination.settings import CoordinationSettings
-from swarm_tasks.errors import MessageSignatureError
-
-SIGNED_SERIALIZER = "swarm-signed"
-SIGNED_CONTENT_TYPE = "application/x-swarm-signed+json"
-MIN_SIGNING_KEY_CHARS = 16
-_ALG = "HMAC-SHA256"
-
 
 # -- Celery over TLS, and signed messages ---------------------------------------------------------
 
@@ -53,56 +37,19 @@ def celery_wire_options(settings: CoordinationSettings, url: str) -> dict[str, A
         options["redis_backend_use_ssl"] = dict(tls)
     key = getattr(settings, "task_signing_key", None)
     if key is not None and key.get_secret_value():
-        register_signed_serializer(key.get_secret_value())
-        options.update({"task_serializer": SIGNED_SERIALIZER, "result_serializer": SIGNED_SERIALIZER,
-                        "accept_content": [SIGNED_CONTENT_TYPE], "result_accept_content": [SIGNED_CONTENT_TYPE]})
+        from swarm_tasks import celery_signing as signing  # Celery's worker modules: only where signing is on
+
+        signing.install(key.get_secret_value(), key_prefix=settings.key_prefix,
+                        ttl_s=float(getattr(settings, "task_signature_ttl_s", 86_400.0)))
+        options.update({"task_serializer": signing.SIGNED_SERIALIZER, "result_serializer": signing.SIGNED_SERIALIZER,
+                        "accept_content": [signing.SIGNED_CONTENT_TYPE],
+                        "result_accept_content": [signing.SIGNED_CONTENT_TYPE],
+                        # Refuses a message whose signature does not hold for its name, id, queue and expiry,
+                        # and one that already ran, before Celery looks at it.
+                        "worker_consumer": "swarm_tasks.celery_signing:SignedConsumer"})
+    elif "swarm_tasks.celery_signing" in sys.modules:  # a process that signed before: not for this app
+        sys.modules["swarm_tasks.celery_signing"].uninstall()
     return options
-
-
-def sign(body: str, key: str | bytes) -> str:
-    """The envelope of a JSON ``body``: ``{"alg", "sig", "body"}`` with sig = HMAC-SHA256(key, body)."""
-    return json.dumps({"alg": _ALG, "sig": _mac(_key_bytes(key), body), "body": body})
-
-
-def verify(envelope: str | bytes, key: str | bytes) -> str:
-    """The JSON body of a signed envelope; raises :class:`MessageSignatureError` unless the HMAC matches."""
-    text = envelope.decode("utf-8") if isinstance(envelope, bytes) else envelope
-    try:
-        outer = json.loads(text)
-    except ValueError as exc:
-        raise MessageSignatureError("not a signed message (not JSON)") from exc
-    if not (isinstance(outer, dict) and outer.get("alg") == _ALG and isinstance(outer.get("sig"), str)
-            and isinstance(outer.get("body"), str)):
-        raise MessageSignatureError("not a signed message (no HMAC-SHA256 envelope)")
-    if not hmac.compare_digest(outer["sig"], _mac(_key_bytes(key), outer["body"])):
-        raise MessageSignatureError("message signature does not match: tampered, or signed with another key")
-    return str(outer["body"])
-
-
-def register_signed_serializer(key: str | bytes) -> None:
-    """Register (or re-key) the ``swarm-signed`` kombu serializer. Kombu's registry is per process,
-    so the last key registered is the one every app in the process signs and verifies with."""
-    raw = _key_bytes(key)
-    if len(raw) < MIN_SIGNING_KEY_CHARS:
-        raise ConfigurationError(
-            f"SWARM_TASK_SIGNING_KEY is too short: use at least {MIN_SIGNING_KEY_CHARS} random characters "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-
-    def encode(obj: Any) -> str:
-        return sign(kombu_dumps(obj), raw)
-
-    def decode(data: str | bytes) -> Any:
-        return kombu_loads(verify(data, raw))
-
-    registry.register(SIGNED_SERIALIZER, encode, decode, content_type=SIGNED_CONTENT_TYPE, content_encoding="utf-8")
-
-
-def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else key
-
-
-def _mac(key: bytes, body: str) -> str:
-    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # -- redaction -------------------------------------------------------------------------------------
@@ -303,7 +250,5 @@ def install_log_redaction(settings: CoordinationSettings) -> RedactingFilter:
     return active
 
 
-__all__ = [
-    "SIGNED_CONTENT_TYPE", "SIGNED_SERIALIZER", "RedactingFilter", "Redactor", "celery_wire_options",
-    "install_log_redaction", "redact", "register_signed_serializer", "secrets_of", "sign", "verify",
-]
+__all__ = ["RedactingFilter", "Redactor", "celery_wire_options", "install_log_redaction", "quoted_secrets", "redact",
+           "secrets_of"]

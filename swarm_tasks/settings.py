@@ -69,7 +69,12 @@ class SwarmSettings(CoordinationSettings):
         default="threads", description="Celery pool for agent queues (see swarm_tasks.runtime for why).")
     worker_concurrency: int = Field(default=512, ge=1, description="Agent turns one worker process runs at once.")
     task_signing_key: SecretStr | None = Field(
-        default=None, description="If set, task messages are signed with HMAC-SHA256 and unsigned ones refused.")
+        default=None, description="If set, task messages are signed with HMAC-SHA256 (name, id, queue, expiry and "
+        "body) and others refused, replays too; runs and agent specs are signed by their submitter and verified "
+        "by workers before they act on them.")
+    task_signature_ttl_s: float = Field(
+        default=86_400.0, gt=0, description="Seconds a signed task message stays valid after it is sent (after its "
+        "countdown); a worker refuses it later. Keep it above the longest wait in a queue.")
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
 
     # -- dashboard --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ whatever the dead worker did not record never happened as far as the swarm is co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from coordination.store import Limit, Op, RecordStore
 from swarm_tasks.agents.spec import AgentSpec, SpecBook
 from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore, Usage
 from swarm_tasks.agents.toolset import ToolRegistry
+from swarm_tasks.errors import RecordSignatureError
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord, RunStatus, RunStore
 from swarm_tasks.security import Redactor
@@ -55,6 +57,7 @@ class StepOutcome(StrEnum):
     MISSING = "missing"
     FAILED = "failed"  # the turn raised; nothing of it was recorded and it is retried after a pause
     GAVE_UP = "gave_up"  # the turn was started too often without being recorded: the agent failed
+    REFUSED = "refused"  # its run or spec does not match its signature: nothing was run, the run failed
 
 
 class Scheduler(Protocol):
@@ -71,7 +74,7 @@ class RunContext:
         self.run_id = run_id
         self.state = RunState(client, run_id, settings, records=records)
         self.agents = AgentStore(self.state, step_grace_s=settings.agent_step_grace_s)
-        self.specs = SpecBook(client, records, self.state.keys)
+        self.specs = SpecBook(client, records, self.state.keys, signer=runs.signer)
         self.runs = runs
         self._record: RunRecord | None = None
         self._record_at = 0.0
@@ -238,7 +241,11 @@ class AgentRunner:
             return StepOutcome.BUSY
         if agent.status not in (AgentStatus.READY, AgentStatus.RUNNING):
             return StepOutcome.NOT_READY
-        spec = ctx.specs.get(agent.spec)
+        try:  # with signing on, a run or spec changed in Redis since its submitter signed it is refused
+            spec = ctx.specs.get(agent.spec)
+            record = ctx.record()
+        except RecordSignatureError as exc:
+            return self.refuse(ctx, agent, version, exc)
         lease_s = services.settings.agent_turn_lease_s
         self._owner_seq += 1
         held = agent.evolve(status=AgentStatus.RUNNING, owner=f"{services.node}#{self._owner_seq}",
@@ -256,7 +263,7 @@ class AgentRunner:
             if held.attempts > services.settings.agent_max_turn_attempts:  # it killed or stalled its workers
                 turn.give_up()
                 return StepOutcome.GAVE_UP
-            turn.run(ctx.record())
+            turn.run(record)
             return StepOutcome.RAN
         except LeaseLost:
             log.warning("agent %s lost its turn lease mid-turn; its work was not recorded", agent_id)
@@ -284,6 +291,23 @@ class AgentRunner:
             log.warning("could not record the failed turn of agent %s: %s: %s", agent.id, type(again).__name__,
                         again)
         return StepOutcome.FAILED
+
+
+    def refuse(self, ctx: RunContext, agent: AgentState, version: int, exc: RecordSignatureError) -> StepOutcome:
+        """Act on nothing of a run whose records do not match their signatures: fail the run and this
+        agent with the reason (the same for every agent of the run that gets a turn)."""
+        from swarm_tasks.outcome import ReasonClass
+
+        reason = str(exc)
+        log.error("run %s: %s", ctx.run_id, reason)
+        self.services.runs.transition(ctx.run_id, RunStatus.FAILED, reason=reason,
+                                      only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+        now = ctx.state.records.now()
+        with contextlib.suppress(VersionConflict):  # another worker moved it on: it meets the same refusal
+            ctx.agents.save(agent, version, agent.evolve(
+                status=AgentStatus.FAILED, reason=reason, reason_class=ReasonClass.CRASH, ended_at=now,
+                updated_at=now, owner=None, owner_expires_at=None, due_at=None))
+        return StepOutcome.REFUSED
 
 
 def run_is_live(record: RunRecord) -> bool:

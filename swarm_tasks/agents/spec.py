@@ -13,10 +13,11 @@ from enum import StrEnum
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from coordination import codec
+from coordination import codec, store
 from coordination.errors import NotFound
 from coordination.keys import Keys, check_id
-from coordination.store import RecordStore, Versioned, Write
+from coordination.store import Op, RecordStore, Versioned, Write
+from swarm_tasks.signing import RecordSigner
 
 
 class AgentKind(StrEnum):
@@ -100,16 +101,25 @@ class AgentSpec(BaseModel):
 class SpecBook:
     """The specs of one run, stored in Redis so every worker sees the same ones."""
 
-    def __init__(self, client: redis.Redis, records: RecordStore, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, records: RecordStore, keys: Keys,
+                 signer: RecordSigner | None = None) -> None:
         self.redis = client
         self.records = records
         self.keys = keys
+        self.signer = signer
         self._cache: dict[str, AgentSpec] = {}
 
+    def _ident(self, name: str) -> str:
+        return f"{self.keys.scope}/{name}"
+
     def put(self, spec: AgentSpec) -> None:
-        """Store ``spec`` (replacing a spec of the same name)."""
+        """Store ``spec`` (replacing a spec of the same name), signed when the deployment signs."""
         data = codec.encode(spec, limit=self.records.max_record_bytes, what=f"agent spec {spec.name}")
-        self.records.update(self.keys.record("spec", spec.name), lambda _cur: Write(data))
+        ops: list[Op] = []
+        if self.signer is not None:  # the spec's hooks, tools and model are what a worker runs
+            ops.append(store.set_value(self.keys.record("spec-sig", spec.name),
+                                       self.signer.sign("agent spec", self._ident(spec.name), data)))
+        self.records.update(self.keys.record("spec", spec.name), lambda _cur: Write(data, ops=ops))
         self._cache[spec.name] = spec
 
     def put_all(self, specs: list[AgentSpec]) -> None:
@@ -122,5 +132,9 @@ class SpecBook:
             rec: Versioned | None = self.records.get(self.keys.record("spec", name))
             if rec is None:
                 raise NotFound(f"no agent spec {name!r} in run {self.keys.scope!r}")
+            if self.signer is not None:
+                signature = self.redis.get(self.keys.record("spec-sig", name))
+                self.signer.verify("agent spec", self._ident(name), rec.data,
+                                   signature.decode() if isinstance(signature, bytes) else signature)
             self._cache[name] = codec.decode(AgentSpec, rec.data, key=rec.key)
         return self._cache[name]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, JsonValue
 
 from coordination.errors import InvalidIdentifier, NotFound
 from swarm_tasks.dashboard.views import Views
-from swarm_tasks.errors import RunNotFound
+from swarm_tasks.errors import RecordSignatureError, RunNotFound
 
 log = logging.getLogger("swarm_tasks.dashboard")
 
@@ -32,6 +32,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except RunNotFound as exc:
         return error(404, str(exc))
+    except RecordSignatureError as exc:  # changed in Redis since it was signed: say so, show nothing of it
+        return error(409, str(exc))
     except NotFound as exc:
         return error(404, str(exc.args[0]) if exc.args else "not found")
     except InvalidIdentifier:
