@@ -50,6 +50,10 @@ def test_deterministic_swarm_matches_the_serial_reference(local):
     theirs = {(f.file, f.start_line, f.rule, f.severity) for f in reference.findings}
     assert ours == theirs
     assert {r.path for r in report.reviewed} == {r.path for r in reference.reviewed}
+    # found by roles and analyzers, as in the serial review, never by the swarm's opaque agent ids
+    assert {r.label() for f in report.findings for r in f.reporters} == {
+        r.label() for f in reference.findings for r in f.reporters}
+    assert not any(r.label().startswith("a-") for f in report.findings for r in f.reporters)
     validate_sarif((local.settings.state_dir / "reports" / record.id / "report.sarif").read_text())
     # honest counts: every agent in the report ran, and the run's records agree
     agents = local.agents(record.id)
