@@ -105,24 +105,45 @@ def cwe_of(message: EslintMessage) -> str | None:
 class _Batch:
     def __init__(self, files: list[str]) -> None:
         self.files = files
-        self.done = False
+        self.started = False
+        self.ready = threading.Event()
         self.results: dict[str, list[EslintMessage]] = {}
         self.error: str | None = None
+
+    def start(self, root: Path, timeout_s: float, *, background: bool) -> None:
+        """Run ESLint over the batch once (in a thread: Node's start then overlaps other reviewers' work)."""
+        with _lock:
+            if self.started:
+                return
+            self.started = True
+        if background:
+            threading.Thread(target=self._run, args=(root, timeout_s), name="eslint", daemon=True).start()
+        else:
+            self._run(root, timeout_s)
+
+    def _run(self, root: Path, timeout_s: float) -> None:
+        try:
+            _run(root, self, timeout_s)
+        finally:
+            self.ready.set()
 
 
 _batches: dict[tuple[str, str], _Batch] = {}
 _lock = threading.Lock()
 
 
-def register(root: Path, key: str, paths: list[str]) -> None:
-    """The JavaScript files one ESLint run may cover for ``root`` under the configuration ``key``."""
+def register(root: Path, key: str, paths: list[str], timeout_s: float) -> None:
+    """The JavaScript files one ESLint run covers for ``root`` under the configuration ``key``; the run
+    starts at once in the background, so its result is usually there when the first reviewer asks."""
     ident = (str(root), key)
     files = [p for p in paths if wants_eslint(p) and not p.startswith(("/", "-"))][:BATCH_MAX_FILES]
-    if ident not in _batches and files:
-        with _lock:
-            _batches.setdefault(ident, _Batch(files))
-            while len(_batches) > 8:
-                del _batches[next(iter(_batches))]
+    if ident in _batches or not files or eslint_problem() is not None:
+        return
+    with _lock:
+        batch = _batches.setdefault(ident, _Batch(files))
+        while len(_batches) > 8:
+            del _batches[next(iter(_batches))]
+    batch.start(root, timeout_s, background=True)
 
 
 def messages(root: Path, key: str, path: str, timeout_s: float) -> list[EslintMessage] | str:
@@ -133,10 +154,9 @@ def messages(root: Path, key: str, path: str, timeout_s: float) -> list[EslintMe
     batch = _batches.get((str(root), key))
     if batch is None or path not in batch.files:
         batch = _Batch([path])  # not part of a registered batch (a dependency): on its own
-    with _lock:
-        if not batch.done:
-            batch.done = True
-            _run(root, batch, timeout_s)
+    batch.start(root, timeout_s, background=False)
+    if not batch.ready.wait(timeout_s * (2 + len(batch.files) // 200)):
+        return "ESLint did not finish in time"
     if batch.error is not None:
         return batch.error
     return batch.results.get(path, [])

@@ -61,7 +61,7 @@ def prepare_batch(repo_root: Path, files: list[SourceFile], config: ReviewConfig
     register_batch(repo_root, batch_key(config), plain,
                    tuple(dict.fromkeys([*config.ruff_quality_rules, *config.ruff_doc_rules])))
     if config.eslint:
-        eslint_runner.register(repo_root, batch_key(config), [f.path for f in files])
+        eslint_runner.register(repo_root, batch_key(config), [f.path for f in files], config.analyzer_timeout_s)
 
 
 def python_quality(repo_root: Path, file: SourceFile, config: ReviewConfig) -> list[Finding]:
