@@ -233,7 +233,7 @@ def test_every_k8s_manifest_is_valid_yaml_with_the_required_fields():
     for path, doc in docs:
         where = f"{path.name}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), where
-        if doc["kind"] == "Secret":
+        if doc["kind"] in ("Secret", "ConfigMap"):
             assert doc.get("stringData") or doc.get("data"), where
             continue
         assert isinstance(doc.get("spec"), dict), f"{where}: no spec"
@@ -290,14 +290,102 @@ def test_k8s_services_select_pods_and_secret_references_exist():
         "nothing is exposed outside the cluster by these manifests"
 
 
+def redis_server_argv(command: list[str]) -> list[str]:
+    """The redis-server arguments of a Redis container's ``sh -c '... && exec redis-server ...'``."""
+    script = command[-1] if command[:2] == ["sh", "-c"] else shlex.join(command)
+    words = shlex.split(script)
+    return words[words.index("redis-server") + 1:]
+
+
 def test_redis_is_one_primary_with_aof_and_no_eviction():
     (statefulset,) = by_kind("StatefulSet").values()
     assert statefulset["spec"]["replicas"] == 1
-    command = pod_containers(statefulset)[0]["command"]
+    command = redis_server_argv(pod_containers(statefulset)[0]["command"])
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "everysec"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert statefulset["spec"]["volumeClaimTemplates"], "the AOF needs a persistent volume"
+
+
+# -- Redis users ----------------------------------------------------------------------------------
+
+ACL = DEPLOY / "redis" / "users.acl"
+RENDER = DEPLOY / "redis" / "render-acl.sh"
+ROLE_OF_COMMAND = {"worker": "swarm-worker", "flower": "swarm-flower", "swarm dashboard": "swarm-dashboard",
+                   "swarm status": "swarm-client"}
+
+
+def acl_users() -> dict[str, list[str]]:
+    users = {}
+    for line in ACL.read_text().splitlines():
+        if line and not line.startswith("#"):
+            words = line.split()
+            assert words[0] == "user", f"not an ACL user line: {line}"
+            users[words[1]] = words[2:]
+    return users
+
+
+def url_user(url: str) -> str:
+    return url.split("://", 1)[1].split(":", 1)[0]
+
+
+def test_the_acl_file_gives_each_process_its_least_rights():
+    users = acl_users()
+    assert users["default"] == ["off"]
+    assert set(users) == {"default", "admin", "swarm-worker", "swarm-client", "swarm-dashboard", "swarm-flower",
+                          "swarm-keda"}
+    for name, rules in users.items():
+        assert not any(r.startswith((">", "<")) for r in rules), f"{name}: a plaintext password in the file"
+        if name in ("default", "admin"):
+            continue
+        assert rules[0] == "on" and re.fullmatch(r"#\{\{REDIS_[A-Z]+_PASSWORD\}\}", rules[1]), name
+        assert "resetkeys" in rules and "resetchannels" in rules and "-@all" in rules, name
+        assert not {"~*", "%R~*", "&*", "+@all", "+@admin", "+@dangerous", "allkeys", "allcommands"} & set(rules), name
+        keys = [r for r in rules if r.startswith(("~", "%"))]
+        assert keys and all(":" not in k or k.endswith("swarm:*") for k in keys), f"{name}: {keys}"
+        if name != "swarm-keda":
+            assert "-@dangerous" in rules, name
+    assert [r for r in users["swarm-dashboard"] if "~" in r] == ["%R~swarm:*"], "the dashboard only reads"
+    assert set(users["swarm-keda"]) >= {"+llen", "-@all"} and not [r for r in users["swarm-keda"]
+                                                                   if r.startswith("+") and r not in ("+llen",
+                                                                                                      "+@connection")]
+    assert "-@blocking" in users["swarm-client"], "clients consume no queue"
+    assert {f"%R~{q}" for q in QUEUES} <= set(users["swarm-flower"]), "Flower cannot push to work queues"
+
+
+def test_each_process_logs_in_to_redis_as_its_own_user_and_no_password_is_on_a_command_line():
+    users = acl_users()
+    services = compose()["services"]
+    redis_env = services["redis"]["environment"]
+    placeholders = set(re.findall(r"\{\{(\w+)\}\}", ACL.read_text().split("\nuser default", 1)[1]))
+    assert {p for p in placeholders if p != "REDIS_KEDA_PASSWORD"} <= set(redis_env), "a user without a password"
+    for name, service in services.items():
+        if name == "redis":
+            continue
+        runs = check_command(service_argv(service), name)
+        user = url_user(service["environment"]["SWARM_REDIS_URL"])
+        assert user == ROLE_OF_COMMAND[runs] and user in users, f"compose {name} logs in as {user}"
+    redis_command = " ".join(services["redis"]["command"])
+    assert "render-acl.sh" in redis_command and "--aclfile /data/users.acl" in redis_command
+    assert "./redis:/etc/swarm-redis:ro" in services["redis"]["volumes"]
+    secret = by_kind("Secret")["swarm-tasks"]["stringData"]
+    for kind in WORKLOADS:
+        for name, workload in by_kind(kind).items():
+            for container in pod_containers(workload):
+                env = {e["name"]: e for e in container.get("env", [])}
+                if container["image"] == IMAGE:
+                    key = env["SWARM_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"]
+                    runs = check_command(container_argv(container), name)
+                    assert url_user(secret[key]) == ROLE_OF_COMMAND[runs], f"{name} logs in as {secret[key]}"
+    (auth,) = by_kind("TriggerAuthentication").values()
+    params = {r["parameter"]: r["key"] for r in auth["spec"]["secretTargetRef"]}
+    assert secret[params["username"]] == "swarm-keda" and params["password"] == "REDIS_KEDA_PASSWORD"
+    (configmap,) = by_kind("ConfigMap").values()
+    assert configmap["data"] == {"users.acl": ACL.read_text(), "render-acl.sh": RENDER.read_text()}, \
+        "k8s/redis.yaml's ConfigMap must hold deploy/redis/ as it is"
+    everything = "\n".join(p.read_text() for p in [COMPOSE, *K8S.glob("*.yaml"), REPO_ROOT / "Procfile"])
+    assert "--requirepass" not in everything and not re.search(r"redis-cli[^\n]* -a ", everything), \
+        "a password on a command line (use --aclfile and REDISCLI_AUTH)"
 
 
 def test_keda_scales_every_worker_deployment_on_ready_plus_reserved_messages():
