@@ -29,6 +29,10 @@ class CoordinationSettings(BaseSettings):
     redis_ssl_keyfile: Path | None = Field(default=None, description="Client key for rediss://.")
     redis_socket_timeout_s: float = Field(default=30.0, gt=0, description="Seconds per Redis command.")
     redis_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    redis_reconnect_s: float = Field(
+        default=120.0, gt=0, description="Seconds a client following a run waits for an unreachable Redis to come "
+        "back (a restart, a failover) before giving up; workers wait as long as it takes. Both retry with the "
+        "same jittered backoff (coordination.store.RECONNECT).")
     redis_max_connections: int = Field(
         default=1024, ge=1, description="Connections one process opens at most (opened as needed); a thread "
         "that finds them all busy waits for one (up to redis_socket_timeout_s) instead of failing.")

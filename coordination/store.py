@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -25,6 +25,8 @@ from coordination.errors import (
     PayloadTooLarge,
     VersionConflict,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,38 @@ class RetryPolicy:
 
     def pause(self, attempt: int) -> None:
         time.sleep(self.delay_s(attempt))
+
+
+# Redis is away (restarting, failing over, a network blip): worth waiting for, unlike a refused command.
+# BusyLoadingError (a restarted server replaying its AOF) is a ConnectionError.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+# How everyone waits for Redis to come back: workers' control loops and clients following a run alike.
+RECONNECT = RetryPolicy(max_attempts=1_000_000, base_s=0.05, cap_s=2.0)
+
+
+def ride_out(fn: Callable[[], T], *, within_s: float, policy: RetryPolicy = RECONNECT,
+             on_wait: Callable[[float, BaseException | None], None] | None = None) -> T:
+    """``fn()``, called again while Redis is unreachable, with ``policy``'s jittered backoff, for up to
+    ``within_s`` seconds of outage (then its last error is raised). ``on_wait(waited_s, error)`` hears of
+    each failed try, and once more with ``error=None`` when Redis answered again."""
+    started: float | None = None
+    attempt = 0
+    while True:
+        try:
+            result = fn()
+        except OUTAGE_ERRORS as exc:
+            now = time.monotonic()
+            started = now if started is None else started
+            if now - started >= within_s:
+                raise
+            if on_wait is not None:
+                on_wait(now - started, exc)
+            policy.pause(attempt)
+            attempt += 1
+            continue
+        if started is not None and on_wait is not None:
+            on_wait(time.monotonic() - started, None)
+        return result
 
 
 @dataclass(slots=True)

@@ -11,15 +11,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import JsonValue
 
 from coordination.connection import RedisHandle
 from coordination.errors import VersionConflict
+from coordination.store import ride_out
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.build.job import forget_secret
@@ -36,6 +37,9 @@ from swarm_tasks.sources import SourceSpec
 
 if TYPE_CHECKING:
     from swarm_tasks.review.report import Report
+
+T = TypeVar("T")
+OutageListener = Callable[[float, BaseException | None], None]  # (seconds Redis has been away, the error or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +92,18 @@ class RunHandle:
         prefix = self.client.run(self.id).state.keys.usage("role:")
         return sorted(k.decode().removeprefix(prefix) for k in self.client.client.scan_iter(match=prefix + "*"))
 
-    def wait(self, timeout_s: float | None = None, poll_s: float = 0.25) -> RunRecord:
-        """Block until the run ends; :class:`TimeoutError` after ``timeout_s``."""
+    def reconnecting(self, fn: Callable[[], T], on_outage: OutageListener | None = None) -> T:
+        """``fn()``, riding out a Redis restart or failover of up to ``SWARM_REDIS_RECONNECT_S`` with the
+        workers' backoff; ``on_outage(waited_s, error)`` hears of each try (``error`` None: it is back)."""
+        return ride_out(fn, within_s=self.client.settings.redis_reconnect_s, on_wait=on_outage)
+
+    def wait(self, timeout_s: float | None = None, poll_s: float = 0.25,
+             on_outage: OutageListener | None = None) -> RunRecord:
+        """Block until the run ends, riding out Redis restarts (see :meth:`reconnecting`);
+        :class:`TimeoutError` after ``timeout_s``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            record = self.record()
+            record = self.reconnecting(self.record, on_outage)
             if record.status.terminal:
                 return record
             if deadline is not None and time.monotonic() > deadline:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -101,6 +102,8 @@ def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
             fail(str(exc))
         except (SwarmError, CoordinationError) as exc:
             fail(str(exc), EXIT_RUN_FAILED)
+        except redis.RedisError as exc:  # it stayed away longer than SWARM_REDIS_RECONNECT_S, or refused us
+            fail(f"lost Redis: {type(exc).__name__}: {exc}", EXIT_RUN_FAILED)
         except KeyboardInterrupt as exc:
             err.print(f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted")
             sys.exit(interrupted_code(exc))
@@ -190,7 +193,7 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
             return EXIT_OK
         try:
             if as_json or not console.is_terminal:
-                record = run.wait(timeout_s=timeout)
+                record = run.wait(timeout_s=timeout, on_outage=say_outage)
             else:
                 from swarm_tasks.watch import watch
 
@@ -201,6 +204,15 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
         except TimeoutError as exc:
             fail(str(exc), EXIT_RUN_FAILED)
         return finish_review(run, record, out, as_json, fail_on)
+
+
+def say_outage(waited_s: float, error: BaseException | None) -> None:
+    """Tell the terminal, once each way, that Redis went away and came back (the run goes on meanwhile)."""
+    if error is not None and waited_s == 0:
+        err.print(f"[bold yellow]Redis unreachable[/] ({console_text(str(error))}): reconnecting, the run goes on "
+                  "in the workers")
+    elif error is None:
+        err.print(f"Redis is back after {waited_s:.1f} s")
 
 
 def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
@@ -322,7 +334,7 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
             return EXIT_OK
         try:
             if as_json or not console.is_terminal:
-                record = run.wait(timeout_s=timeout)
+                record = run.wait(timeout_s=timeout, on_outage=say_outage)
             else:
                 from swarm_tasks.watch import watch
 
@@ -432,7 +444,7 @@ def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
         run = swarm.run(run_id)
         if as_json:
             with contextlib.suppress(TimeoutError):  # the snapshot shows where it is
-                run.wait(timeout_s=timeout)
+                run.wait(timeout_s=timeout, on_outage=say_outage)
             emit_json(snapshot(run, run.progress()))
         else:
             live(run, console=console, timeout_s=timeout)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from coordination.errors import CoordinationError, NotFound, VersionConflict
 from coordination.registry import Kind
 from coordination.run import global_registry
+from coordination.store import OUTAGE_ERRORS, RECONNECT
 from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
 from swarm_tasks.agents.runner import AgentServices, RunContext, SwarmClient
@@ -79,12 +80,22 @@ class ControlLoop:
                                      "host": socket.gethostname()})
 
     def _loop(self) -> None:
+        outage = 0  # failed cycles in a row while Redis is unreachable
         while not self._stop.is_set():
             try:
                 self.cycle(block_ms=500)
-            except Exception:  # keep the loop alive through Redis restarts and bugs; say so
+            except OUTAGE_ERRORS as exc:  # a restart or failover: wait for it as clients do, one line, no traceback
+                if outage == 0:
+                    log.warning("Redis unreachable (%s); the control loop retries until it is back", exc)
+                self._stop.wait(RECONNECT.delay_s(outage))
+                outage += 1
+                continue
+            except Exception:  # keep the loop alive through bugs; say so
                 log.exception("control loop cycle failed; retrying")
                 self._stop.wait(1.0)
+            if outage:
+                log.warning("Redis is back; the control loop goes on")
+                outage = 0
 
     # -- one cycle -------------------------------------------------------------------------------
     def live_runs(self) -> list[str]:

@@ -99,12 +99,23 @@ def watch(run: RunHandle, *, console: Console | None = None, refresh_s: float = 
     """Redraw the view until the run ends (or ``timeout_s``); returns the last snapshot."""
     console = console or Console()
     start = time.monotonic()
-    progress = run.progress()
-    with Live(render(run, progress), console=console, refresh_per_second=4, transient=False) as live:
+
+    def frame() -> tuple[Progress, Panel]:
+        progress = run.progress()
+        return progress, render(run, progress)
+
+    progress, panel = run.reconnecting(frame)
+    with Live(panel, console=console, refresh_per_second=4, transient=False) as live:
+
+        def outage(waited_s: float, error: BaseException | None) -> None:  # say so while Redis is away
+            if error is not None:
+                live.update(Group(panel, Text(f"Redis unreachable for {waited_s:.0f} s ({error}): reconnecting, "
+                                              "the run goes on in the workers", style="bold yellow")))
+
         while not progress.status.terminal:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 break
             time.sleep(refresh_s)
-            progress = run.progress()
-            live.update(render(run, progress))
+            progress, panel = run.reconnecting(frame, outage)
+            live.update(panel)
     return progress
