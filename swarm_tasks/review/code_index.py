@@ -71,27 +71,48 @@ class CodeIndex:
             self._js[path] = jsparse.parse(text, file.language, path) if ok and file and text is not None else None
         return self._js[path]
 
+    def including(self, file: SourceFile) -> CodeIndex:
+        """This index with ``file`` besides, this one left as it is: an index shared by a run's sub-reviewers
+        must answer each of them the same whatever the others asked before (when one added its file to it,
+        the next trace in that process searched that file too, and two runs spawned different sub-reviewers).
+        Texts, trees and the call index are shared, not copied."""
+        if file.path in self.files:
+            return self
+        view = CodeIndex(self.root)
+        view.files = {**self.files, file.path: file}
+        view._text, view._tree, view._js = self._text, self._tree, self._js
+        base, extra = self._call_index(), _calls_in(view, [file.path])
+        view._calls = {**base, **{name: [*base.get(name, []), *found] for name, found in extra.items()}}
+        return view
+
     def python_calls(self, name: str) -> list[tuple[str, ast.Call]]:
         """(path, call) of every call of a function or method named ``name`` in the indexed Python code.
         The index is built once, on first use, so many traces cost one walk of the code."""
+        return self._call_index().get(name, [])
+
+    def _call_index(self) -> dict[str, list[tuple[str, ast.Call]]]:
         calls = self._calls
         if calls is None:
             with self._lock:
                 calls = self._calls
                 if calls is None:
-                    calls = {}
-                    for path in self.paths(Language.PYTHON):
-                        tree = self.tree(path)
-                        for node in ast.walk(tree) if tree is not None else ():
-                            if isinstance(node, ast.Call):
-                                func = node.func
-                                callee = func.attr if isinstance(func, ast.Attribute) else \
-                                    func.id if isinstance(func, ast.Name) else ""
-                                if callee:
-                                    calls.setdefault(callee, []).append((path, node))
-                    self._calls = calls
-        return calls.get(name, [])
+                    calls = self._calls = _calls_in(self, self.paths(Language.PYTHON))
+        return calls
 
     def paths(self, *languages: Language) -> list[str]:
         """Indexed paths in these languages (all when none given), sorted."""
         return sorted(p for p, f in list(self.files.items()) if not languages or f.language in languages)
+
+
+def _calls_in(index: CodeIndex, paths: list[str]) -> dict[str, list[tuple[str, ast.Call]]]:
+    """Every call in the Python files ``paths`` of ``index``, by the called name."""
+    calls: dict[str, list[tuple[str, ast.Call]]] = {}
+    for path in paths:
+        tree = index.tree(path)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Call):
+                func = node.func
+                callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+                if callee:
+                    calls.setdefault(callee, []).append((path, node))
+    return calls

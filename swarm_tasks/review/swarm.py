@@ -159,7 +159,10 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
         chain = [*inp.chain, file.path]
         for target in targets:
             edges.append(ImportEdge(importer=file.path, target=target.path, module=target.module, line=target.line))
-            if target.path == file.path or target.path in inp.chain:
+            # Not "or in the chain": the chain is whichever importer reached this file first, so skipping by it
+            # made a file's children, and the run's agent count, depend on timing (744 agents one run, 745 the
+            # next). Cycles stay bounded by the depth, and the report derives one chain from the edges.
+            if target.path == file.path:
                 continue
             third = target.origin is FileOrigin.THIRD_PARTY
             if third and not config.follow_third_party:
@@ -376,7 +379,7 @@ def subreviewer_program(pctx: ProgramContext) -> ProgramResult:
     if finding.file not in index.files:
         extra = describe_file(root, finding.file, job.config, origin=finding.origin, package=finding.package)
         if isinstance(extra, SourceFile):
-            index.add(extra)
+            index = index.including(extra)  # never added to the shared index: see CodeIndex.including
     outcome = run_subreviewer(request, finding, index)
     capped = cap_findings(outcome.new_findings, job.config)
     outcome = outcome.model_copy(update={  # credit what this sub-reviewer found to this agent, not a synthetic id

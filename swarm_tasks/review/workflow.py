@@ -221,13 +221,39 @@ def _files_and_graph(scans: dict[str, list[dict[str, object]]]) -> tuple[list[Re
                                          flags=[ScanFlag(f) for f in depth0.get("flags") or []]))  # type: ignore[attr-defined]
             continue
         reviewed.append(ReviewedFile(path=file.path, language=file.language, origin=file.origin, package=file.package,
-                                     reason=ReviewReason.IMPORTED, risk=risk, flags=flags, depth=inp["depth"],
-                                     chain=list(inp.get("chain") or [])))
-        graph.files.append(DependencyFile(file=file, depth=inp["depth"], imported_by=inp.get("imported_by") or "",
-                                          module=inp.get("module") or "", line=inp.get("line") or 1,
-                                          chain=list(inp.get("chain") or [])))
+                                     reason=ReviewReason.IMPORTED, risk=risk, flags=flags, depth=inp["depth"]))
+        graph.files.append(DependencyFile(file=file, depth=inp["depth"], imported_by="", module="", line=1, chain=[]))
     graph.edges = [edges[k] for k in sorted(edges)]
     graph.unresolved = [unresolved[k] for k in sorted(unresolved)]
+    return _canonical_chains(reviewed, graph)
+
+
+def _canonical_chains(reviewed: list[ReviewedFile],
+                      graph: DependencyGraph) -> tuple[list[ReviewedFile], DependencyGraph]:
+    """Each imported file's importer and chain, the same in every run: of the importers one level up, the
+    first by path and line (the scan that happened to get there first varies with timing)."""
+    depth = {f.path: 0 for f in reviewed if f.reason is ReviewReason.FLAGGED}
+    depth.update({d.file.path: d.depth for d in graph.files})
+    best: dict[str, ImportEdge] = {}
+    for edge in graph.edges:  # sorted by importer, target, line: the first that fits wins
+        if edge.target in best or edge.importer == edge.target:
+            continue
+        if depth.get(edge.importer) is not None and depth.get(edge.target) == depth[edge.importer] + 1:
+            best[edge.target] = edge
+    chains: dict[str, list[str]] = {}
+    for path in sorted(depth, key=lambda p: (depth[p], p)):  # an importer is one level up: its chain is known
+        edge = best.get(path)
+        chains[path] = [*chains.get(edge.importer, []), edge.importer] if edge is not None else []
+
+    files = []
+    for dep in graph.files:
+        edge = best.get(dep.file.path)
+        files.append(dep.model_copy(update={
+            "chain": chains[dep.file.path], "imported_by": edge.importer if edge else "",
+            "module": edge.module if edge else "", "line": edge.line if edge else 1}))
+    graph.files = files
+    reviewed = [r.model_copy(update={"chain": chains[r.path]}) if r.reason is ReviewReason.IMPORTED else r
+                for r in reviewed]
     return reviewed, graph
 
 

@@ -1,0 +1,65 @@
+"""The same tree gives the same review every time: ten reviews of one tree on one set of real workers (threads
+racing in each) give identical reports, agent counts included.
+
+What made them differ: bandit and radon parsed outside the lock that guards CPython 3.11's non-thread-safe AST
+construction (now and then bandit skipped a file and its findings were lost), and a dependency scan skipped
+the files in the import chain of whichever importer reached it first, so a file imported along two chains had
+more or fewer children depending on timing (744 agents in one run, 745 in the next)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from swarm_tasks.api import Swarm
+from swarm_tasks.review.report_json import render_json
+from tests.review.helpers import EXAMPLE, write_tree
+
+pytestmark = pytest.mark.slow
+
+# a.py and d.py are flagged and both import c.py; c.py imports a.py: reached through a it must skip nothing
+# more than reached through d, so whichever is first, c gets the same children.
+CHAINS = {
+    "a.py": "import os\nimport c\n\n\ndef run(x):\n    os.system(x)\n",
+    "d.py": "import pickle\nimport c\n\n\ndef load(b):\n    return pickle.loads(b)\n",
+    "c.py": '"""C."""\nimport a\nimport e\n\n\ndef helper(q):\n    """Help."""\n    return q\n',
+    "e.py": '"""E."""\n\n\ndef go(cmd):\n    """Go."""\n    return cmd\n',
+    **{f"pkg/m{i}.py": f'"""M{i}."""\nimport a\nimport d\n\n\ndef f{i}(x):\n    """F."""\n    if x:\n'
+                       "        if x > 1:\n            if x > 2:\n                if x > 3:\n"
+                       "                    if x > 4:\n                        return eval(x)\n    return 0\n"
+       for i in range(6)},
+}
+
+
+def comparable(report_json: str) -> dict[str, object]:
+    """The whole report but what names the run: its id and when it ran. Agents keep their ids (derived from
+    what they are) and their counts; only who spawned a file's reviewers is first come (the shallowest of
+    its scans, or a deeper one that finished first), so the agent tree's parent links are left out."""
+    data = json.loads(report_json)
+    for key in ("run_id", "started_at", "finished_at"):
+        data.pop(key)
+    for agent in data["agents"]:
+        agent.pop("parent_agent_id")
+        agent.pop("depth")
+    return data
+
+
+@pytest.mark.timeout(600)
+def test_ten_reviews_of_one_tree_give_identical_reports(swarm_settings, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(EXAMPLE, tree)
+    write_tree(tree, CHAINS)
+    reports = []
+    with Swarm(swarm_settings, workers=2, concurrency=8) as swarm:
+        for _ in range(10):
+            run = swarm.review(tree)
+            assert run.wait(timeout_s=240).status.value == "completed", run.record().reason
+            reports.append(comparable(render_json(run.report())))
+    first = reports[0]
+    assert len(first["agents"]) > 100 and len(first["findings"]) > 20
+    for index, other in enumerate(reports[1:], start=1):
+        assert len(other["agents"]) == len(first["agents"]), index
+        assert other == first, f"review {index} differs from review 0"
