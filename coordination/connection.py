@@ -1,18 +1,31 @@
-"""Turn settings into a Redis connection: the configured URL, or an embedded server we own."""
+"""Turn settings into a Redis connection: the configured URL (one server or a Redis Cluster), or an
+embedded server we own.
+
+A cluster is named by the scheme ``redis+cluster://`` (``rediss+cluster://`` for TLS) with one or more
+seed nodes separated by commas, or by a plain URL with ``SWARM_REDIS_CLUSTER=1``. Every key of one run
+carries the run's hash tag (``coordination/keys.py``), so a run lives in one slot of one shard and its
+Lua scripts stay atomic; different runs spread over the shards.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
+from redis.retry import Retry
 
 from coordination.embedded import EmbeddedRedis
 from coordination.errors import ConfigurationError
-from coordination.settings import CoordinationSettings
+from coordination.settings import CLUSTER_SCHEMES, CoordinationSettings
 
 # Up to the *last* '@' of the URL: redis-py accepts a raw '@' in a password (the host follows the last
 # one), so stopping at the first would log the rest of the password. Over-redacting is the safe side.
@@ -40,7 +53,7 @@ def client_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
         "socket_connect_timeout": settings.redis_connect_timeout_s,
         "health_check_interval": 15,
     }
-    if urlsplit(url).scheme == "rediss":
+    if urlsplit(url).scheme in ("rediss", "rediss+cluster"):
         for name, path in (("ssl_ca_certs", settings.redis_ssl_ca_certs),
                            ("ssl_certfile", settings.redis_ssl_certfile),
                            ("ssl_keyfile", settings.redis_ssl_keyfile)):
@@ -51,13 +64,95 @@ def client_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
     return options
 
 
+def is_cluster(settings: CoordinationSettings, url: str) -> bool:
+    """Does ``url`` name a Redis Cluster (its scheme, or ``SWARM_REDIS_CLUSTER`` for the configured URL)?"""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES or (settings.redis_cluster and settings.redis_url is not None
+                                                       and url == settings.redis_url.get_secret_value())
+
+
+def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL's first node as a plain ``redis://``/``rediss://`` URL, and every seed (host, port).
+
+    ``redis+cluster://user:pw@h1:7000,h2:7001/0``: credentials and options apply to every node; the
+    database can only be 0 (a cluster has one).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.removesuffix("+cluster")
+    if scheme not in ("redis", "rediss"):
+        raise ConfigurationError(f"a Redis Cluster URL must be redis+cluster:// or rediss+cluster://, not "
+                                 f"{parts.scheme}://")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    seeds: list[tuple[str, int]] = []
+    for item in filter(None, hosts.split(",")):
+        host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+        if not colon:
+            host, port = item, "6379"
+        try:
+            seeds.append((host.strip("[]"), int(port)))
+        except ValueError:
+            raise ConfigurationError(f"bad node {item!r} in the Redis Cluster URL: use host:port") from None
+    if not seeds:
+        raise ConfigurationError("a Redis Cluster URL needs at least one node: redis+cluster://host:port")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ConfigurationError(f"a Redis Cluster has only database 0, not {parts.path.strip('/')!r}")
+    auth = f"{userinfo}@" if userinfo else ""
+    host, port = seeds[0]
+    first = f"{scheme}://{auth}{'[' + host + ']' if ':' in host else host}:{port}/0"
+    return first + (f"?{parts.query}" if parts.query else ""), seeds
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, resending a command only when the server surely did not run it.
+
+    redis-py also resends after a connection error or timeout, when the command may have run: a
+    compare-and-set applied, its reply lost, then resent, is reported as a conflict although it won
+    (tests/reliability/test_linearizability.py shows the checker catching exactly that). Redirects
+    (MOVED, ASK, TRYAGAIN) are followed either way; a lost reply reaches the caller, as on one server.
+    """
+
+    ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)
+
+
+def _cluster_retry() -> Retry:
+    # Rides out an election (CLUSTERDOWN for about the node timeout); redis-py also waits 0.25 s per try.
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 20)
+
+
+def _seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    # A plain URL flagged by SWARM_REDIS_CLUSTER is read as its +cluster form.
+    return cluster_seeds(url if urlsplit(url).scheme in CLUSTER_SCHEMES else url.replace("://", "+cluster://", 1))
+
+
 def make_client(settings: CoordinationSettings, url: str) -> redis.Redis:
     """A client on a blocking pool: hundreds of agent threads share it, and redis-py's default pool
-    raises "Too many connections" past 100 where waiting a moment for a free one is right."""
+    raises "Too many connections" past 100 where waiting a moment for a free one is right.
+
+    For a cluster, a :class:`redis.cluster.RedisCluster` with one such pool per node. It answers the same
+    commands (routing each by its key's slot), so callers keep the ``redis.Redis`` type.
+    """
+    if is_cluster(settings, url):
+        first, seeds = _seeds(url)
+        client = _Cluster(url=first, startup_nodes=[ClusterNode(h, p) for h, p in seeds[1:]],
+                          connection_pool_class=redis.BlockingConnectionPool,
+                          max_connections=settings.redis_max_connections, timeout=settings.redis_socket_timeout_s,
+                          retry=_cluster_retry(), **client_options(settings, url))
+        return cast(redis.Redis, client)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections,
                                                  timeout=settings.redis_socket_timeout_s,
                                                  **client_options(settings, url))
     return redis.Redis.from_pool(pool)
+
+
+def make_async_client(settings: CoordinationSettings, url: str) -> redis.asyncio.Redis:
+    """An asyncio client on the same server or cluster (for readers that block on streams)."""
+    options = client_options(settings, url)
+    if not is_cluster(settings, url):
+        return redis.asyncio.Redis.from_url(url, **options)
+    options.pop("health_check_interval")  # not an option of the cluster client
+    first, seeds = _seeds(url)
+    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in seeds[1:]]
+    return cast(redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster.from_url(
+        first, startup_nodes=nodes or None, **options))
 
 
 @dataclass
@@ -102,6 +197,11 @@ def connect(settings: CoordinationSettings | None = None, *, check: bool = True)
             embedded.stop()
         # Not chained: redis-py's message can quote a piece of a password that holds '/', '?' or '#'.
         raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {_without_password(str(exc), url)}") from None
+    except (RedisClusterException, redis.RedisError) as exc:
+        # The cluster client connects while it is built, to learn which node serves which slots.
+        raise ConfigurationError(
+            f"cannot reach the Redis Cluster at {redact_url(url)}: {_without_password(str(exc), url)}. Check that "
+            "its nodes are up and that the URL names at least one of them") from exc
     if check:
         try:
             client.ping()

@@ -88,6 +88,14 @@ class LimitReached(CoordinationError):
         self.value = value
 
 
+class CrossSlotWrite(CoordinationError, ValueError):
+    """One atomic write named keys of different Redis Cluster slots (they must share a hash tag)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"one write may only touch keys of one hash tag (one cluster slot); got {keys!r}")
+        self.keys = keys
+
+
 class NotFound(CoordinationError, KeyError):
     """A record (task, agent, run, message) that was named does not exist."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 class CoordinationSettings(BaseSettings):
@@ -21,9 +22,14 @@ class CoordinationSettings(BaseSettings):
 
     redis_url: SecretStr | None = Field(
         default=None,
-        description="redis://, rediss:// or unix:// URL, with username and password if needed. "
+        description="redis://, rediss:// or unix:// URL, with username and password if needed; "
+        "redis+cluster:// or rediss+cluster:// (one or more seed nodes, comma separated: "
+        "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000) for a Redis Cluster. "
         "Unset: start an embedded Redis server owned by this process.",
     )
+    redis_cluster: bool = Field(
+        default=False, description="SWARM_REDIS_URL (a redis:// or rediss:// URL) names a node of a Redis Cluster; "
+        "the same as writing its scheme as redis+cluster://.")
     redis_ssl_ca_certs: Path | None = Field(default=None, description="CA bundle for rediss:// URLs.")
     redis_ssl_certfile: Path | None = Field(default=None, description="Client certificate for rediss://.")
     redis_ssl_keyfile: Path | None = Field(default=None, description="Client key for rediss://.")
@@ -66,3 +72,17 @@ class CoordinationSettings(BaseSettings):
             raise ValueError(f"SWARM_REDIS_URL must start with one of {', '.join(s + '://' for s in _SCHEMES)}; "
                              f"got {scheme or 'no scheme'}://")
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_url(self) -> CoordinationSettings:
+        if self.redis_cluster and self.redis_url is None:
+            raise ValueError("SWARM_REDIS_CLUSTER=1 needs SWARM_REDIS_URL naming a node of the cluster "
+                             "(an embedded server is never a cluster)")
+        return self
+
+    @property
+    def cluster(self) -> bool:
+        """True when the coordination Redis is a Redis Cluster (by URL scheme or ``SWARM_REDIS_CLUSTER``)."""
+        if self.redis_url is None:
+            return False
+        return self.redis_cluster or urlsplit(self.redis_url.get_secret_value()).scheme in CLUSTER_SCHEMES

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from redis.crc import key_slot
 
 from coordination import lua
 from coordination.errors import (
     AlreadyExists,
     ConflictRetriesExhausted,
+    CrossSlotWrite,
     LimitReached,
     MalformedRecord,
     PayloadTooLarge,
@@ -198,24 +200,26 @@ def ride_out(fn: Callable[[], T], *, within_s: float, policy: RetryPolicy = RECO
 class ServerClock:
     """Time as the Redis server sees it, so leases mean the same on every machine.
 
-    The offset to the local clock is measured with ``TIME`` and refreshed every ``refresh_s``.
+    Read with ``TIME`` every ``refresh_s`` and carried forward in between on this process's monotonic
+    clock: the worker's wall clock is never read, so a host whose clock is minutes off, or is stepped
+    mid-run, still judges every lease as the server does (tests/multihost/test_clock_skew.py). On a
+    cluster ``TIME`` comes from one of its nodes: keep the servers' clocks in sync (NTP), not the workers'.
     """
 
     client: redis.Redis
     refresh_s: float = 60.0
-    _offset: float = 0.0
-    _measured_at: float = field(default=-1e18)
+    _server_at: float = 0.0  # server time at the last reading...
+    _measured_at: float = field(default=-1e18)  # ...and this process's monotonic clock at that moment
 
     def now(self) -> float:
-        local = time.time()
-        if local - self._measured_at > self.refresh_s:
-            before = time.time()
+        elapsed = time.monotonic() - self._measured_at
+        if elapsed > self.refresh_s:
+            before = time.monotonic()
             secs, micros = self.client.time()
-            after = time.time()
-            self._offset = (secs + micros / 1e6) - (before + after) / 2
-            self._measured_at = after
-            local = after
-        return local + self._offset
+            after = time.monotonic()
+            self._server_at, self._measured_at = secs + micros / 1e6, (before + after) / 2
+            elapsed = after - self._measured_at
+        return self._server_at + elapsed
 
 
 class RecordStore:
@@ -320,9 +324,14 @@ class RecordStore:
             raise PayloadTooLarge(f"record {key!r}", len(data), self.max_record_bytes)
         keys: list[str] = [key]
         index: dict[str, int] = {key: 1}
+        slot = key_slot(key.encode())
 
         def ref(k: str) -> str:
             if k not in index:
+                # Checked on every server, not only on a cluster: a write spanning slots fails in tests
+                # on one Redis just as it would fail (CROSSSLOT) on a cluster.
+                if key_slot(k.encode()) != slot:
+                    raise CrossSlotWrite([*keys, k])
                 keys.append(k)
                 index[k] = len(keys)
             return str(index[k])

@@ -7,10 +7,12 @@ not signed."""
 
 from __future__ import annotations
 
+import contextlib
+
 import redis
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from coordination import codec, store
+from coordination import codec
 from coordination.errors import AlreadyExists
 from coordination.events import EventLog
 from coordination.ids import new_id
@@ -86,8 +88,19 @@ class RunStore:
         if self.signer is not None:
             run = run.model_copy(update={"signature": self.signer.sign("run", run.id, run.signed_part())})
         keys = self.keys(run.id)
-        self.records.create(keys.run_record(), codec.encode(run, limit=self.records.max_record_bytes),
-                            ops=[store.zadd(self.index_key, run.created_at, run.id)])
+        # The index (global hash tag) and the run (its own tag) are in different cluster slots, so one
+        # script cannot write both. Index first: a crash in between leaves an index entry without a run,
+        # which list() skips; the other order could leave a run no one lists (nor sweeps).
+        self.ensure_new(run.id)  # so a taken id does not move its run in the index
+        self.redis.zadd(self.index_key, {run.id: run.created_at})
+        try:
+            self.records.create(keys.run_record(), codec.encode(run, limit=self.records.max_record_bytes))
+        except AlreadyExists:
+            raise  # the index entry is the existing run's
+        except BaseException:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.zrem(self.index_key, run.id)
+            raise
         return run
 
     def get(self, run_id: str) -> RunRecord:

@@ -8,10 +8,9 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from coordination.connection import client_options, connect, redact_url
+from coordination.connection import connect, make_async_client, redact_url
 from coordination.errors import ConfigurationError
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.dashboard import api, sse
@@ -39,7 +38,7 @@ def create_app(settings: SwarmSettings, client: SwarmClient, *, redis_url: str |
     app[sse.STREAMS] = set()
 
     async def stream_client(app: web.Application) -> AsyncIterator[None]:
-        app[sse.AREDIS] = aioredis.Redis.from_url(url, **client_options(settings, url))
+        app[sse.AREDIS] = make_async_client(settings, url)  # one server or a cluster
         yield
         await app[sse.AREDIS].aclose()
 

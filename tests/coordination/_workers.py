@@ -5,6 +5,7 @@ Kept out of the test modules so a forkserver child imports only this (and the pa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -12,11 +13,14 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from coordination.errors import LeaseLost
+from coordination.connection import make_client
+from coordination.errors import CoordinationError, LeaseLost, VersionConflict
+from coordination.history import HistoryRecorder, OpKind, Outcome
 from coordination.mailbox import Mailboxes
 from coordination.run import RunState
 from coordination.settings import CoordinationSettings
@@ -36,7 +40,8 @@ def report(out: Any, index: int, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=60)
+    # As the product connects: one server or a cluster (redis+cluster://), by the URL.
+    return make_client(_settings(url, redis_socket_timeout_s=60), url)
 
 
 def _settings(url: str, **kw: Any) -> CoordinationSettings:
@@ -211,3 +216,102 @@ def run_in_processes(ctx: Any, fn: Callable[..., Any], arg_lists: list[tuple[Any
                 proc.join(timeout=10)
         out.close()
         out.join_thread()
+
+
+# -- histories over a failover (tests/coordination/test_cluster_failover.py) --------------------------
+
+class RecordingStore(RecordStore):
+    """A RecordStore that records every read and write of every record in a history, one register per
+    key: a write whose reply was lost is unknown. Values are ``<status>:<digest>`` of the record."""
+
+    LOST = (redis.ConnectionError, redis.TimeoutError)
+
+    def __init__(self, client: redis.Redis, out: Path, process: str, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.out = out
+        self.process = process
+        self._recorders: dict[str, HistoryRecorder] = {}
+
+    def recorder(self, key: str) -> HistoryRecorder:
+        if key not in self._recorders:
+            folder = self.out / key.replace(":", "_").replace("{", "").replace("}", "")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "key").write_text(key)
+            self._recorders[key] = HistoryRecorder(folder / f"{self.process}.jsonl", self.process)
+        return self._recorders[key]
+
+    @staticmethod
+    def label(data: bytes) -> str:
+        try:
+            status = json.loads(data).get("status", "?")
+        except ValueError:
+            status = "?"
+        return f"{status}:{hashlib.sha1(data).hexdigest()[:10]}"  # a label, not security
+
+    def get(self, key: str) -> Versioned | None:
+        rec = self.recorder(key)
+        i = rec.invoke(OpKind.READ)
+        try:
+            got = super().get(key)
+        except self.LOST:
+            rec.complete(i, Outcome.UNKNOWN)
+            raise
+        rec.complete(i, Outcome.OK, value=None if got is None else self.label(got.data),
+                     version=0 if got is None else got.version)
+        return got
+
+    def _write(self, key: str, expected: int, data: bytes, call: Callable[[], int], guards: Any) -> int:
+        # A write refused by a guard says nothing of this register's version: the model has no such op.
+        assert not guards, "RecordingStore records writes without guards only"
+        rec = self.recorder(key)
+        i = rec.invoke(OpKind.CAS, expected=expected, value=self.label(data))
+        try:
+            version = call()
+        except VersionConflict as conflict:
+            rec.complete(i, Outcome.FAIL, version=conflict.actual)
+            raise
+        except self.LOST:
+            rec.complete(i, Outcome.UNKNOWN)
+            raise
+        rec.complete(i, Outcome.OK, value=self.label(data), version=version)
+        return version
+
+    def create(self, key: str, data: bytes, **kw: Any) -> int:
+        return self._write(key, 0, data, lambda: super(RecordingStore, self).create(key, data, **kw),
+                           kw.get("guards"))
+
+    def cas(self, key: str, expected: int, data: bytes, **kw: Any) -> int:
+        return self._write(key, expected, data, lambda: super(RecordingStore, self).cas(key, expected, data, **kw),
+                           kw.get("guards"))
+
+    def close(self) -> None:
+        for rec in self._recorders.values():
+            rec.close()
+
+
+def failover_worker(url: str, run_id: str, out: str, name: str, work_s: float, stop: Event) -> dict[str, int]:
+    """Claim and complete tasks (each takes ``work_s``), sweeping expired leases, until ``stop``; every
+    record operation goes to a history. Errors of a failover (lost replies) are counted and ridden out."""
+    client = _client(url)
+    settings = _settings(url, lease_s=3.0)
+    store = RecordingStore(client, Path(out), name, retry=PATIENT)
+    run = RunState(client, run_id, settings, records=store)
+    counts = {"completed": 0, "lease_lost": 0, "errors": 0}
+    while not stop.is_set():
+        try:
+            run.board.sweep()
+            lease = run.board.claim(name, "worker")
+            if lease is None:
+                stop.wait(0.05)
+                continue
+            time.sleep(work_s)
+            run.board.complete(lease, {"by": name})
+            counts["completed"] += 1
+        except LeaseLost:
+            counts["lease_lost"] += 1
+        except (redis.RedisError, CoordinationError):
+            counts["errors"] += 1  # a reply lost to the failover: recorded as unknown; go on
+            stop.wait(0.1)
+    store.close()
+    client.close()
+    return counts

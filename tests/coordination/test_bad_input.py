@@ -26,7 +26,7 @@ BAD_IDS = ["", "has space", "{brace}", "brace}", "x" * 129, "-leading-dash", "ta
 
 
 def _keys(client: redis.Redis) -> set[bytes]:
-    return set(client.keys("*"))
+    return set(client.scan_iter(match="*"))
 
 
 # -- unknown things -------------------------------------------------------------------------------

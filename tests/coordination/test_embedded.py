@@ -303,7 +303,10 @@ def test_more_threads_than_connections_wait_for_one_instead_of_failing(redis_url
         with ThreadPoolExecutor(32) as threads:  # each holds its connection 0.2 s in a blocking pop
             replies = list(threads.map(lambda i: handle.client.blpop([f"nothing:{i}"], timeout=0.2), range(32)))
         assert replies == [None] * 32
-        pool = handle.client.connection_pool
-        assert pool.max_connections == 4 and len(pool._connections) <= 4
+        # One pool per node on a cluster, each as bounded.
+        nodes = handle.client.get_nodes() if hasattr(handle.client, "get_nodes") else []
+        pools = [n.redis_connection.connection_pool for n in nodes if n.redis_connection] or \
+            [handle.client.connection_pool]
+        assert all(pool.max_connections == 4 and len(pool._connections) <= 4 for pool in pools)
     finally:
         handle.close()

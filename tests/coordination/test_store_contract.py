@@ -12,11 +12,13 @@ from coordination import store as ops
 from coordination.errors import (
     AlreadyExists,
     ConflictRetriesExhausted,
+    CoordinationError,
+    CrossSlotWrite,
     MalformedRecord,
     PayloadTooLarge,
     VersionConflict,
 )
-from coordination.store import RecordStore, RetryPolicy, Versioned, Write
+from coordination.store import Limit, RecordStore, RetryPolicy, Versioned, Write
 
 MakeStore = Callable[..., RecordStore]
 
@@ -235,217 +237,221 @@ def test_update_losing_a_create_race_retries_as_cas(make_store: MakeStore) -> No
     assert got is not None and json.loads(got.data) == {"n": 6}
 
 
+# Keys of one write share a hash tag ({t}): one write may not span Redis Cluster slots.
+
 # -- guards ---------------------------------------------------------------------------------------
 
 def test_guard_at_current_version_lets_write_through(make_store: MakeStore) -> None:
     store = make_store()
-    store.create("g", b"guard")
-    store.create("k", b"a")
-    assert store.cas("k", 1, b"b", guards=[("g", 1)]) == 2
-    assert store.create("k2", b"x", guards=[("g", 1)]) == 1
+    store.create("{t}g", b"guard")
+    store.create("{t}k", b"a")
+    assert store.cas("{t}k", 1, b"b", guards=[("{t}g", 1)]) == 2
+    assert store.create("{t}k2", b"x", guards=[("{t}g", 1)]) == 1
 
 
 def test_moved_guard_refuses_write(make_store: MakeStore) -> None:
     store = make_store()
-    store.create("g", b"guard")
-    store.create("k", b"a")
-    store.cas("g", 1, b"guard moved")
+    store.create("{t}g", b"guard")
+    store.create("{t}k", b"a")
+    store.cas("{t}g", 1, b"guard moved")
     with pytest.raises(VersionConflict) as err:
-        store.cas("k", 1, b"b", guards=[("g", 1)])
-    assert (err.value.key, err.value.expected, err.value.actual) == ("g", 1, 2)
+        store.cas("{t}k", 1, b"b", guards=[("{t}g", 1)])
+    assert (err.value.key, err.value.expected, err.value.actual) == ("{t}g", 1, 2)
     with pytest.raises(VersionConflict) as err2:
-        store.create("k2", b"x", guards=[("g", 1)])
-    assert err2.value.key == "g" and not isinstance(err2.value, AlreadyExists)
-    assert store.get("k") == Versioned("k", b"a", 1)
-    assert store.get("k2") is None
+        store.create("{t}k2", b"x", guards=[("{t}g", 1)])
+    assert err2.value.key == "{t}g" and not isinstance(err2.value, AlreadyExists)
+    assert store.get("{t}k") == Versioned("{t}k", b"a", 1)
+    assert store.get("{t}k2") is None
 
 
 def test_guard_on_deleted_record_refuses_write(make_store: MakeStore) -> None:
     store = make_store()
-    store.create("g", b"guard")
-    store.delete_if_version("g", 1)
-    store.create("k", b"a")
+    store.create("{t}g", b"guard")
+    store.delete_if_version("{t}g", 1)
+    store.create("{t}k", b"a")
     with pytest.raises(VersionConflict) as err:
-        store.cas("k", 1, b"b", guards=[("g", 1)])
-    assert err.value.key == "g" and err.value.exists is False
+        store.cas("{t}k", 1, b"b", guards=[("{t}g", 1)])
+    assert err.value.key == "{t}g" and err.value.exists is False
 
 
 def test_guard_zero_means_must_be_absent(make_store: MakeStore) -> None:
     store = make_store()
-    store.create("k", b"a")
-    assert store.cas("k", 1, b"b", guards=[("g", 0)]) == 2
-    store.create("g", b"now present")
+    store.create("{t}k", b"a")
+    assert store.cas("{t}k", 1, b"b", guards=[("{t}g", 0)]) == 2
+    store.create("{t}g", b"now present")
     with pytest.raises(VersionConflict) as err:
-        store.cas("k", 2, b"c", guards=[("g", 0)])
-    assert (err.value.key, err.value.expected, err.value.actual, err.value.exists) == ("g", 0, 1, True)
-    store.delete_if_version("g", 1)
-    assert store.cas("k", 2, b"c", guards=[("g", 0)]) == 3  # a tombstone counts as absent
+        store.cas("{t}k", 2, b"c", guards=[("{t}g", 0)])
+    assert (err.value.key, err.value.expected, err.value.actual, err.value.exists) == ("{t}g", 0, 1, True)
+    store.delete_if_version("{t}g", 1)
+    assert store.cas("{t}k", 2, b"c", guards=[("{t}g", 0)]) == 3  # a tombstone counts as absent
 
 
 def test_several_guards_all_must_hold(make_store: MakeStore) -> None:
     store = make_store()
-    for key in ("g1", "g2", "g3"):
+    for key in ("{t}g1", "{t}g2", "{t}g3"):
         store.create(key, b"g")
-    store.create("k", b"a")
-    store.cas("g3", 1, b"moved")
+    store.create("{t}k", b"a")
+    store.cas("{t}g3", 1, b"moved")
     with pytest.raises(VersionConflict) as err:
-        store.cas("k", 1, b"b", guards=[("g1", 1), ("g2", 1), ("g3", 1)])
-    assert err.value.key == "g3"
-    assert store.cas("k", 1, b"b", guards=[("g1", 1), ("g2", 1), ("g3", 2)]) == 2
+        store.cas("{t}k", 1, b"b", guards=[("{t}g1", 1), ("{t}g2", 1), ("{t}g3", 1)])
+    assert err.value.key == "{t}g3"
+    assert store.cas("{t}k", 1, b"b", guards=[("{t}g1", 1), ("{t}g2", 1), ("{t}g3", 2)]) == 2
 
 
 def test_update_retries_when_a_guard_moves(make_store: MakeStore) -> None:
     store = make_store()
-    store.create("g", b"guard")
+    store.create("{t}g", b"guard")
     calls: list[int] = []
 
     def fn(current: Versioned | None) -> Write:
-        guard = store.get("g")
+        guard = store.get("{t}g")
         assert guard is not None
         calls.append(guard.version)
         if len(calls) == 1:
-            store.cas("g", guard.version, b"moved")
-        return Write(b"x", guards=[("g", guard.version)])
+            store.cas("{t}g", guard.version, b"moved")
+        return Write(b"x", guards=[("{t}g", guard.version)])
 
-    assert store.update("k", fn) == 1
+    assert store.update("{t}k", fn) == 1
     assert calls == [1, 2]
 
 
 # -- ops ride along with the write ----------------------------------------------------------------
 
 def _all_ops() -> list[ops.Op]:
-    return [ops.zadd("z", 2.5, "m"), ops.sadd("s", "m"), ops.hset("h", "f", "v"), ops.hincrby("hi", "n", 3),
-            ops.hincrbyfloat("hf", "x", 0.5), ops.rpush("l", "a", b"b"), ops.set_value("str", "val"),
-            ops.xadd("x", {"kind": "made", "v": ops.VERSION_PLACEHOLDER}, 100)]
+    return [ops.zadd("{t}z", 2.5, "m"), ops.sadd("{t}s", "m"), ops.hset("{t}h", "f", "v"),
+            ops.hincrby("{t}hi", "n", 3), ops.hincrbyfloat("{t}hf", "x", 0.5), ops.rpush("{t}l", "a", b"b"),
+            ops.set_value("{t}str", "val"),
+            ops.xadd("{t}x", {"kind": "made", "v": ops.VERSION_PLACEHOLDER}, 100)]
 
 
 def test_ops_applied_with_the_write(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    version = store.create("k", b"a", ops=_all_ops())
+    version = store.create("{t}k", b"a", ops=_all_ops())
     assert version == 1
-    assert any_client.zrange("z", 0, -1, withscores=True) == [(b"m", 2.5)]
-    assert any_client.smembers("s") == {b"m"}
-    assert any_client.hgetall("h") == {b"f": b"v"}
-    assert any_client.hget("hi", "n") == b"3"
-    assert float(any_client.hget("hf", "x") or 0) == 0.5
-    assert any_client.lrange("l", 0, -1) == [b"a", b"b"]
-    assert any_client.get("str") == b"val"
-    entries = any_client.xrange("x")
+    assert any_client.zrange("{t}z", 0, -1, withscores=True) == [(b"m", 2.5)]
+    assert any_client.smembers("{t}s") == {b"m"}
+    assert any_client.hgetall("{t}h") == {b"f": b"v"}
+    assert any_client.hget("{t}hi", "n") == b"3"
+    assert float(any_client.hget("{t}hf", "x") or 0) == 0.5
+    assert any_client.lrange("{t}l", 0, -1) == [b"a", b"b"]
+    assert any_client.get("{t}str") == b"val"
+    entries = any_client.xrange("{t}x")
     assert [fields for _id, fields in entries] == [{b"kind": b"made", b"v": b"1"}]  # version filled in
 
 
 def test_removal_ops(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("k", b"a", ops=_all_ops())
-    store.cas("k", 1, b"b", ops=[ops.zrem("z", "m"), ops.srem("s", "m"), ops.hdel("h", "f"), ops.delete("l"),
-                                 ops.pexpire("str", 60_000)])
-    assert any_client.zcard("z") == 0
-    assert any_client.scard("s") == 0
-    assert any_client.hlen("h") == 0
-    assert any_client.exists("l") == 0
-    assert 0 < any_client.pttl("str") <= 60_000
+    store.create("{t}k", b"a", ops=_all_ops())
+    store.cas("{t}k", 1, b"b", ops=[ops.zrem("{t}z", "m"), ops.srem("{t}s", "m"), ops.hdel("{t}h", "f"),
+                                    ops.delete("{t}l"), ops.pexpire("{t}str", 60_000)])
+    assert any_client.zcard("{t}z") == 0
+    assert any_client.scard("{t}s") == 0
+    assert any_client.hlen("{t}h") == 0
+    assert any_client.exists("{t}l") == 0
+    assert 0 < any_client.pttl("{t}str") <= 60_000
 
 
 @pytest.mark.parametrize("write", ["create", "cas", "delete", "guard"])
 def test_ops_not_applied_when_the_write_loses(make_store: MakeStore, any_client: redis.Redis, write: str) -> None:
     store = make_store()
-    store.create("k", b"a")
-    store.create("g", b"g")
-    store.cas("g", 1, b"moved")
-    before = set(any_client.keys("*"))
+    store.create("{t}k", b"a")
+    store.create("{t}g", b"g")
+    store.cas("{t}g", 1, b"moved")
+    before = set(any_client.scan_iter(match="*"))
     with pytest.raises(VersionConflict):
         if write == "create":
-            store.create("k", b"b", ops=_all_ops())
+            store.create("{t}k", b"b", ops=_all_ops())
         elif write == "cas":
-            store.cas("k", 5, b"b", ops=_all_ops())
+            store.cas("{t}k", 5, b"b", ops=_all_ops())
         elif write == "delete":
-            store.delete_if_version("k", 5, ops=_all_ops())
+            store.delete_if_version("{t}k", 5, ops=_all_ops())
         else:
-            store.cas("k", 1, b"b", ops=_all_ops(), guards=[("g", 1)])
-    assert set(any_client.keys("*")) == before
-    assert store.get("k") == Versioned("k", b"a", 1)
+            store.cas("{t}k", 1, b"b", ops=_all_ops(), guards=[("{t}g", 1)])
+    assert set(any_client.scan_iter(match="*")) == before
+    assert store.get("{t}k") == Versioned("{t}k", b"a", 1)
 
 
 def test_delete_applies_its_ops(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("k", b"a", ops=[ops.sadd("idx", "k")])
-    store.delete_if_version("k", 1, ops=[ops.srem("idx", "k"), ops.xadd("x", {"gone": ops.VERSION_PLACEHOLDER}, 10)])
-    assert any_client.scard("idx") == 0
-    assert [f for _i, f in any_client.xrange("x")] == [{b"gone": b"2"}]
+    store.create("{t}k", b"a", ops=[ops.sadd("{t}idx", "k")])
+    store.delete_if_version("{t}k", 1, ops=[ops.srem("{t}idx", "k"),
+                                            ops.xadd("{t}x", {"gone": ops.VERSION_PLACEHOLDER}, 10)])
+    assert any_client.scard("{t}idx") == 0
+    assert [f for _i, f in any_client.xrange("{t}x")] == [{b"gone": b"2"}]
 
 
 def test_op_on_wrong_redis_type_refuses_the_whole_write(make_store: MakeStore, any_client: redis.Redis) -> None:
     """An op that Redis would reject must not leave the record written and earlier ops applied."""
     store = make_store()
-    store.create("k", b"a")
-    any_client.set("z", "a string, not a sorted set")
+    store.create("{t}k", b"a")
+    any_client.set("{t}z", "a string, not a sorted set")
     with pytest.raises(MalformedRecord) as err:
-        store.cas("k", 1, b"b", ops=[ops.sadd("s", "m"), ops.zadd("z", 1, "m")])
-    assert err.value.key == "z"
-    assert store.get("k") == Versioned("k", b"a", 1)
-    assert any_client.exists("s") == 0
+        store.cas("{t}k", 1, b"b", ops=[ops.sadd("{t}s", "m"), ops.zadd("{t}z", 1, "m")])
+    assert err.value.key == "{t}z"
+    assert store.get("{t}k") == Versioned("{t}k", b"a", 1)
+    assert any_client.exists("{t}s") == 0
 
 
 def test_many_ops_and_repeated_keys(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    many = [ops.sadd("s", f"m{i}") for i in range(200)] + [ops.hincrby("h", "n", 1) for _ in range(50)]
-    store.create("k", b"a", ops=many)
-    assert any_client.scard("s") == 200
-    assert any_client.hget("h", "n") == b"50"
+    many = [ops.sadd("{t}s", f"m{i}") for i in range(200)] + [ops.hincrby("{t}h", "n", 1) for _ in range(50)]
+    store.create("{t}k", b"a", ops=many)
+    assert any_client.scard("{t}s") == 200
+    assert any_client.hget("{t}h", "n") == b"50"
 
 
 # -- CHILD_END / WAKE_WHEN_DONE -------------------------------------------------------------------
 
 def _wake_entries(client: redis.Redis) -> list[tuple[str, str]]:
-    return [(f[b"parent"].decode(), f[b"payload"].decode()) for _i, f in client.xrange("wake")]
+    return [(f[b"parent"].decode(), f[b"payload"].decode()) for _i, f in client.xrange("{t}wake")]
 
 
 def test_wake_when_done_fires_at_once_without_open_children(make_store: MakeStore,
                                                             any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("w", b"1", ops=[ops.wake_when_done("open", "P", "waits", "wake", 100, "go")])
+    store.create("{t}w", b"1", ops=[ops.wake_when_done("{t}open", "P", "{t}waits", "{t}wake", 100, "go")])
     assert _wake_entries(any_client) == [("P", "go")]
-    assert any_client.hget("waits", "P") is None
+    assert any_client.hget("{t}waits", "P") is None
 
 
 def test_child_end_wakes_once_when_last_child_ends(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("c1", b"", ops=[ops.hincrby("open", "P", 1)])
-    store.create("c2", b"", ops=[ops.hincrby("open", "P", 1)])
-    store.create("w", b"", ops=[ops.wake_when_done("open", "P", "waits", "wake", 100, "payload")])
+    store.create("{t}c1", b"", ops=[ops.hincrby("{t}open", "P", 1)])
+    store.create("{t}c2", b"", ops=[ops.hincrby("{t}open", "P", 1)])
+    store.create("{t}w", b"", ops=[ops.wake_when_done("{t}open", "P", "{t}waits", "{t}wake", 100, "payload")])
     assert _wake_entries(any_client) == []
-    assert any_client.hget("waits", "P") == b"payload"
-    store.cas("c1", 1, b"done", ops=[ops.child_end("open", "P", "waits", "wake", 100)])
+    assert any_client.hget("{t}waits", "P") == b"payload"
+    store.cas("{t}c1", 1, b"done", ops=[ops.child_end("{t}open", "P", "{t}waits", "{t}wake", 100)])
     assert _wake_entries(any_client) == []
-    assert any_client.hget("open", "P") == b"1"
-    store.cas("c2", 1, b"done", ops=[ops.child_end("open", "P", "waits", "wake", 100)])
+    assert any_client.hget("{t}open", "P") == b"1"
+    store.cas("{t}c2", 1, b"done", ops=[ops.child_end("{t}open", "P", "{t}waits", "{t}wake", 100)])
     assert _wake_entries(any_client) == [("P", "payload")]
-    assert any_client.hget("waits", "P") is None and any_client.hget("open", "P") is None
+    assert any_client.hget("{t}waits", "P") is None and any_client.hget("{t}open", "P") is None
     # A later child ending (with nobody waiting) posts nothing more.
-    store.create("c3", b"", ops=[ops.hincrby("open", "P", 1)])
-    store.cas("c3", 1, b"done", ops=[ops.child_end("open", "P", "waits", "wake", 100)])
+    store.create("{t}c3", b"", ops=[ops.hincrby("{t}open", "P", 1)])
+    store.cas("{t}c3", 1, b"done", ops=[ops.child_end("{t}open", "P", "{t}waits", "{t}wake", 100)])
     assert _wake_entries(any_client) == [("P", "payload")]
 
 
 def test_child_end_not_applied_when_the_write_loses(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("c1", b"", ops=[ops.hincrby("open", "P", 1)])
-    store.create("w", b"", ops=[ops.wake_when_done("open", "P", "waits", "wake", 100, "x")])
+    store.create("{t}c1", b"", ops=[ops.hincrby("{t}open", "P", 1)])
+    store.create("{t}w", b"", ops=[ops.wake_when_done("{t}open", "P", "{t}waits", "{t}wake", 100, "x")])
     with pytest.raises(VersionConflict):
-        store.cas("c1", 9, b"done", ops=[ops.child_end("open", "P", "waits", "wake", 100)])
-    assert any_client.hget("open", "P") == b"1"
+        store.cas("{t}c1", 9, b"done", ops=[ops.child_end("{t}open", "P", "{t}waits", "{t}wake", 100)])
+    assert any_client.hget("{t}open", "P") == b"1"
     assert _wake_entries(any_client) == []
 
 
 def test_wake_ops_of_different_parents_are_independent(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("a", b"", ops=[ops.hincrby("open", "A", 1)])
-    store.create("b", b"", ops=[ops.hincrby("open", "B", 1)])
-    store.create("wa", b"", ops=[ops.wake_when_done("open", "A", "waits", "wake", 100, "wake A")])
-    store.create("wb", b"", ops=[ops.wake_when_done("open", "B", "waits", "wake", 100, "wake B")])
-    store.cas("b", 1, b"", ops=[ops.child_end("open", "B", "waits", "wake", 100)])
+    store.create("{t}a", b"", ops=[ops.hincrby("{t}open", "A", 1)])
+    store.create("{t}b", b"", ops=[ops.hincrby("{t}open", "B", 1)])
+    store.create("{t}wa", b"", ops=[ops.wake_when_done("{t}open", "A", "{t}waits", "{t}wake", 100, "wake A")])
+    store.create("{t}wb", b"", ops=[ops.wake_when_done("{t}open", "B", "{t}waits", "{t}wake", 100, "wake B")])
+    store.cas("{t}b", 1, b"", ops=[ops.child_end("{t}open", "B", "{t}waits", "{t}wake", 100)])
     assert _wake_entries(any_client) == [("B", "wake B")]
-    store.cas("a", 1, b"", ops=[ops.child_end("open", "A", "waits", "wake", 100)])
+    store.cas("{t}a", 1, b"", ops=[ops.child_end("{t}open", "A", "{t}waits", "{t}wake", 100)])
     assert _wake_entries(any_client) == [("B", "wake B"), ("A", "wake A")]
 
 
@@ -482,12 +488,12 @@ def test_wrong_redis_type_is_malformed(make_store: MakeStore, any_client: redis.
 
 def test_wrong_type_guard_is_malformed(make_store: MakeStore, any_client: redis.Redis) -> None:
     store = make_store()
-    store.create("k", b"a")
-    any_client.set("g", "plain")
+    store.create("{t}k", b"a")
+    any_client.set("{t}g", "plain")
     with pytest.raises(MalformedRecord) as err:
-        store.cas("k", 1, b"b", guards=[("g", 1)])
-    assert err.value.key == "g"
-    assert store.get("k") == Versioned("k", b"a", 1)
+        store.cas("{t}k", 1, b"b", guards=[("{t}g", 1)])
+    assert err.value.key == "{t}g"
+    assert store.get("{t}k") == Versioned("{t}k", b"a", 1)
 
 
 @pytest.mark.parametrize("bad_version", [b"abc", b"", b"1x"])
@@ -522,3 +528,28 @@ def test_server_clock_is_close_to_local(make_store: MakeStore) -> None:
     store = make_store()
     # The server is on this machine, so the offset it measures should be tiny (generous bound: load).
     assert abs(store.now() - time.time()) < 5.0
+
+
+def test_server_clock_ignores_the_local_wall_clock(make_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose clock is minutes off, or is stepped mid-run, judges leases as the server does."""
+    import time
+    store = make_store()
+    before = store.now()
+    monkeypatch.setattr(time, "time", lambda: 0.0)  # the host's clock jumps back to 1970
+    after = store.now()
+    assert before <= after < before + 5.0
+
+
+def test_write_spanning_two_slots_is_refused_and_writes_nothing(make_store: MakeStore,
+                                                               any_client: redis.Redis) -> None:
+    """Refused on every server, not only on a cluster (where Redis would answer CROSSSLOT)."""
+    store = make_store()
+    store.create("{a}k", b"a")
+    for write in (lambda: store.cas("{a}k", 1, b"b", guards=[("{b}g", 0)]),
+                  lambda: store.cas("{a}k", 1, b"b", ops=[ops.sadd("{b}s", "m")]),
+                  lambda: store.create("{a}k2", b"x", limits=[Limit("{b}h", "n", 5)])):
+        with pytest.raises(CrossSlotWrite) as err:
+            write()
+        assert isinstance(err.value, CoordinationError) and "{b}" in str(err.value)
+    assert store.get("{a}k") == Versioned("{a}k", b"a", 1)
+    assert any_client.exists("{b}s", "{a}k2") == 0
