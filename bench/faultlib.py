@@ -1,7 +1,8 @@
 """Fault injection for the swarm: real worker processes, a real Redis, faults while a run is in flight.
 
 A harness starts an embedded Redis with AOF (so it can be restarted without losing data) and three
-Celery worker processes on every queue. It runs either workflow:
+Celery worker processes on every queue; given a RabbitMQ vhost, RabbitMQ is the broker and Redis keeps
+coordination only (the broker outage is then a RabbitMQ restart). It runs either workflow:
 
 * a model-mode review of the shipped example (scripted model, 0.3 s per reply, so a run lasts several
   seconds). An undisturbed run is recorded first; a run with faults must end exactly like it: same
@@ -28,6 +29,7 @@ from pathlib import Path
 import redis
 from pydantic import SecretStr
 
+from bench.rabbitmq import Vhost
 from coordination.embedded import EmbeddedRedis
 from coordination.tasks import TaskStatus
 from swarm_tasks.agents.runner import SwarmClient
@@ -57,6 +59,10 @@ IDENTITY = ("-c", "user.name=faults", "-c", "user.email=faults@localhost", "-c",
 def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+# Injects a fault once ``ready()`` says work is in flight; appends what it did; stops early on ``stop``.
+Injector = Callable[[Callable[[], bool], list[str], threading.Event], None]
 
 
 class Workflow(StrEnum):
@@ -94,6 +100,7 @@ class Outcome:
     leases_left: int = 0  # turns or board tasks still held after the run
     turns_lost: int = 0  # turns a dead worker held, taken back and redone
     wall_s: float = 0.0
+    scenario: str = ""  # what was done instead of ``fault``, when a custom injector ran
 
     @property
     def ok(self) -> bool:
@@ -105,12 +112,14 @@ class Outcome:
 class FaultHarness:
     """Redis, workers and a client; ``run(fault)`` does one review with that fault injected."""
 
-    def __init__(self, tmp: Path, *, workers: int = 3, seed: int = 0) -> None:
+    def __init__(self, tmp: Path, *, workers: int = 3, seed: int = 0, rabbit: Vhost | None = None) -> None:
         self.tmp = tmp
         self.rng = random.Random(seed)
+        self.rabbit = rabbit
         self.redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
         self.settings = SwarmSettings(
             redis_url=SecretStr(self.redis.url), state_dir=tmp / "state", model_guard="local-only",
+            broker_url=SecretStr(rabbit.url) if rabbit else None,
             agent_turn_lease_s=3.0, agent_step_grace_s=6.0, sweep_interval_s=0.3, lease_s=5.0)
         handle = use_settings(self.settings)
         self.client = SwarmClient.create(self.settings, handle.client, CeleryScheduler(app))
@@ -126,32 +135,47 @@ class FaultHarness:
         self.redis.stop()
 
     # -- one run ---------------------------------------------------------------------------------
-    def run(self, fault: Fault, *, timeout_s: float = 240.0, workflow: Workflow = Workflow.REVIEW) -> Outcome:
+    def run(self, fault: Fault, *, timeout_s: float = 240.0, workflow: Workflow = Workflow.REVIEW,
+            injector: Injector | None = None, scenario: str = "") -> Outcome:
+        """One run with ``fault`` injected mid-run, or what ``injector`` does (``scenario`` names it)."""
         started = time.monotonic()
         bare: Path | None = None
         if workflow is Workflow.REVIEW:
-            job = ReviewJob(source=SourceSpec(location=str(EXAMPLE)),
+            job = ReviewJob(source=SourceSpec(location=self.review_source()),
                             models={"scanner": SLOW_MODEL, "reviewer": SLOW_MODEL, "subreviewer": SLOW_MODEL})
             run_id = submit_review(self.client, job).id
             ready: Callable[[], bool] = lambda: self._agents_started(run_id) >= 25  # noqa: E731
         else:
             bare = self._new_remote()
             # A task takes a few seconds (two files, half a second each): faults land while tasks are held.
-            build = BuildJob(repo=str(bare), goal="count every module once", codemod=f"sleep 0.5; {COUNTING}",
-                             files=("*.py",), builders=3, batch_size=2, max_cycles=1, task_lease_s=4.0)
+            build = BuildJob(repo=self.remote_url(bare), goal="count every module once",
+                             codemod=f"sleep 0.5; {COUNTING}", files=("*.py",), builders=3, batch_size=2,
+                             max_cycles=1, task_lease_s=4.0)
             run_id = submit_build(self.client, build).id
             ready = lambda: self._tasks_claimed(run_id) > 0  # noqa: E731
         injected: list[str] = []
         stop = threading.Event()
-        injector = threading.Thread(target=self._inject_safely, args=(fault, ready, injected, stop), daemon=True)
-        injector.start()
+        inject = injector or (lambda r, i, s: self._inject(fault, r, i, s))
+        thread = threading.Thread(target=self._inject_safely, args=(inject, ready, injected, stop), daemon=True)
+        thread.start()
         status = self._wait(run_id, timeout_s)
         stop.set()
-        injector.join(60)
+        thread.join(60)
         wall = time.monotonic() - started
         if bare is not None:
-            return self._build_outcome(fault, run_id, status, injected, wall, bare)
-        return self._outcome(fault, run_id, status, injected, wall)
+            outcome = self._build_outcome(fault, run_id, status, injected, wall, bare)
+        else:
+            outcome = self._outcome(fault, run_id, status, injected, wall)
+        outcome.scenario = scenario
+        return outcome
+
+    def review_source(self) -> str:
+        """Where the review's code comes from (the shipped example, on this machine's disk)."""
+        return str(EXAMPLE)
+
+    def remote_url(self, bare: Path) -> str:
+        """The URL workers use for a build's remote (its path: they share this disk)."""
+        return str(bare)
 
     def _new_remote(self) -> Path:
         self.builds += 1
@@ -198,10 +222,10 @@ class FaultHarness:
         except redis.RedisError:
             return 0
 
-    def _inject_safely(self, fault: Fault, ready: Callable[[], bool], injected: list[str],
+    def _inject_safely(self, inject: Injector, ready: Callable[[], bool], injected: list[str],
                        stop: threading.Event) -> None:
         try:
-            self._inject(fault, ready, injected, stop)
+            inject(ready, injected, stop)
         except Exception as exc:  # a harness failure must show in the table, not vanish with the thread
             injected.append(f"INJECTION FAILED: {type(exc).__name__}: {exc}")
 
@@ -231,6 +255,8 @@ class FaultHarness:
                 if stop.wait(1.0):
                     break
             admin.close()
+        elif fault is Fault.BROKER_OUTAGE and self.rabbit is not None:
+            injected.append(self.rabbit.restart_broker(down_s=3.0))
         elif fault is Fault.BROKER_OUTAGE:
             self.redis.restart(down_s=3.0)
             injected.append("redis down for 3 s")
@@ -242,8 +268,8 @@ class FaultHarness:
         report = load_report(self.client, run_id) if status is RunStatus.COMPLETED else None
         findings = frozenset((f.file, f.start_line, f.rule, f.severity.value) for f in report.findings) if report \
             else frozenset()
-        if fault is Fault.NONE and report is not None:
-            self.reference = findings
+        if fault is Fault.NONE and report is not None and self.reference is None:
+            self.reference = findings  # the first undisturbed review: every later one is held to it
         specialists = [a for a in agents if a.spec.startswith("review.") and not a.spec.startswith("review.sub.")
                        and a.spec not in ("review.scan", "review.inventory")]
         reviewers = Counter((a.spec, a.labels.get("file")) for a in specialists)
@@ -282,7 +308,8 @@ def table(outcomes: list[Outcome]) -> str:
              "commits lost | commits duplicated | leases left | turns redone | wall s |",
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for o in outcomes:
-        lines.append(f"| {o.workflow.value} | {o.fault.value} | {'; '.join(o.injected) or '-'} | {o.status} | "
+        lines.append(f"| {o.workflow.value} | {o.scenario or o.fault.value} | {'; '.join(o.injected) or '-'} | "
+                     f"{o.status} | "
                      f"{'yes' if o.same_findings else 'NO'} | {o.agents} | {o.lost} | {o.duplicated} | "
                      f"{o.commits_lost} | {o.commits_duplicated} | {o.leases_left} | {o.turns_lost} | "
                      f"{o.wall_s:.1f} |")

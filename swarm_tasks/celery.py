@@ -1,8 +1,11 @@
 """The Celery app: ``celery -A swarm_tasks worker -Q agents,review`` works as Celery users expect.
 
 Broker and result backend are the configured Redis (``SWARM_REDIS_URL``) or, when none is set, an
-embedded server this process starts and owns. JSON only (pickle refused), late acks with
-reject-on-worker-lost, prefetch 1, task events on (Flower sees everything), one queue per role.
+embedded server this process starts and owns. ``SWARM_BROKER_URL`` moves the broker elsewhere: to
+RabbitMQ (``amqp://``: durable quorum queues, publisher confirms, per-consumer prefetch) with Redis kept
+for coordination and results, or to a single Redis when coordination is a Redis Cluster (kombu cannot
+use one). JSON only (pickle refused), late acks with reject-on-worker-lost, prefetch 1, task events on
+(Flower sees everything), one queue per role.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
@@ -72,8 +76,9 @@ def use_settings(settings: SwarmSettings) -> RedisHandle:
         PROCESS.settings = settings
         PROCESS.handle = connect(settings)
         url = PROCESS.handle.url
-    if app.conf.broker_url != url:
-        app.conf.update(celery_config(settings, url))
+    config = celery_config(settings, url)
+    if (app.conf.broker_url, app.conf.result_backend) != (config["broker_url"], config["result_backend"]):
+        app.conf.update(config)
         # Connections and producers of the previous broker must not be reused (kombu keeps closed
         # pools registered, and the producer pool would still point at one).
         if app._pool is not None:
@@ -84,11 +89,23 @@ def use_settings(settings: SwarmSettings) -> RedisHandle:
     return PROCESS.handle
 
 
+def _is_amqp(url: str) -> bool:
+    return urlsplit(url).scheme in ("amqp", "amqps", "pyamqp")
+
+
 def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
-    """Every Celery setting we rely on, in one place."""
+    """Every Celery setting we rely on, in one place (``url``: the coordination Redis)."""
+    broker = settings.celery_broker_url(url)
+    backend = settings.celery_result_url(url)
+    amqp = _is_amqp(broker)
+    # RabbitMQ: each queue a durable quorum queue (replicated, survives a broker restart) on its own topic
+    # exchange (a direct one works too, but Celery's native delayed delivery, which countdowns need with
+    # quorum queues, only routes through topic exchanges). Redis: a direct exchange per queue.
+    exchange_type = "topic" if amqp else "direct"
+    queue_args = {"x-queue-type": "quorum"} if amqp else None
     return {
-        "broker_url": url,
-        "result_backend": url,
+        "broker_url": broker,
+        "result_backend": backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -102,14 +119,20 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_expires": 86_400,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        # Redis: re-delivery of unacked messages. RabbitMQ: publisher confirms (a send returns once the
+        # broker has the message; on a quorum queue, once a majority of its replicas do).
+        "broker_transport_options": {"confirm_publish": True} if amqp else
+        {"visibility_timeout": settings.broker_visibility_timeout_s},
         "result_backend_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "task_default_queue": "agents",
-        # Each queue on its own direct exchange and routing key: with Celery's defaults every queue would
-        # be bound to the default exchange with one key, and a message for one queue reach them all.
-        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        # Each queue on its own exchange and routing key: with Celery's defaults every queue would be
+        # bound to the default exchange with one key, and a message for one queue reach them all.
+        "task_queues": [Queue(name, Exchange(name, type=exchange_type), routing_key=name, queue_arguments=queue_args)
+                        for name in QUEUES],
         "task_default_exchange": "agents",
+        "task_default_exchange_type": exchange_type,
         "task_default_routing_key": "agents",
+        "task_default_queue_type": "quorum" if amqp else "classic",
         "task_routes": {"swarm.run.*": {"queue": "control"}},
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
@@ -117,8 +140,19 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_consumer": "celery.worker.consumer:Consumer",  # the signed one when signing (below)
         # TLS for rediss:// URLs; with SWARM_TASK_SIGNING_KEY, signed messages only (overrides the JSON above).
-        **celery_wire_options(settings, url),
+        **_wire_options(settings, broker, backend),
     }
+
+
+def _wire_options(settings: SwarmSettings, broker: str, backend: str | None) -> dict[str, Any]:
+    """TLS for whichever of broker and backend is a ``rediss://`` server, and message signing."""
+    options = celery_wire_options(settings, backend or broker)
+    options.pop("broker_use_ssl", None)
+    if backend is None:
+        options.pop("redis_backend_use_ssl", None)
+    if not _is_amqp(broker) and "broker_use_ssl" in (tls := celery_wire_options(settings, broker)):
+        options["broker_use_ssl"] = tls["broker_use_ssl"]
+    return options
 
 
 def _lazy_config() -> dict[str, Any]:
@@ -202,6 +236,23 @@ def _remember_identity(sender: str, instance: Any, **_kwargs: object) -> None:
     PROCESS.main_pid = os.getpid()
     with contextlib.suppress(Exception):
         PROCESS.queues = sorted(instance.app.amqp.queues.consume_from or [])
+
+
+@signals.celeryd_after_setup.connect
+def _declare_every_queue(sender: str, instance: Any, **_kwargs: object) -> None:
+    """On RabbitMQ, declare every queue (and its exchange) before the worker starts consuming.
+
+    Celery's native delayed delivery (countdowns on quorum queues) binds *every* queue of the app to
+    its delay exchanges when a worker starts, and gives up on all of them if one exchange is missing;
+    a worker consuming only some queues would not have declared the others. Declared here, they also
+    hold messages sent before any worker of that queue exists.
+    """
+    if not _is_amqp(str(instance.app.conf.broker_url or "")):
+        return
+    with instance.app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in instance.app.amqp.queues.values():
+            queue.bind(channel).declare()
 
 
 @signals.worker_ready.connect

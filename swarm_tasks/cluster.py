@@ -58,7 +58,7 @@ class LocalCluster:
     def __init__(self, settings: SwarmSettings, *, workers: int = 2, queues: Sequence[str] = QUEUES,
                  concurrency: int | None = None, pool: str | None = None, name_prefix: str = "worker",
                  log_dir: Path | None = None, extra_env: dict[str, str] | None = None,
-                 base_env: dict[str, str] | None = None) -> None:
+                 base_env: dict[str, str] | None = None, launcher: Sequence[str] = ()) -> None:
         if settings.redis_url is None:
             raise SwarmError("LocalCluster needs settings.redis_url (start an embedded server first)")
         self.settings = settings
@@ -70,6 +70,7 @@ class LocalCluster:
         self.log_dir = log_dir or settings.state_dir / "logs"
         self.extra_env = extra_env or {}
         self.base_env = dict(base_env) if base_env is not None else {}
+        self.launcher = list(launcher)  # a prefix for the command (``ip netns exec <host>`` in tests)
         self.workers: list[WorkerProcess] = []
 
     def env(self) -> dict[str, str]:
@@ -85,7 +86,7 @@ class LocalCluster:
         name = f"{self.prefix}{index}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        args = [sys.executable, "-m", "celery", "-A", "swarm_tasks", "worker", "-n", f"{name}@%h",
+        args = [*self.launcher, sys.executable, "-m", "celery", "-A", "swarm_tasks", "worker", "-n", f"{name}@%h",
                 "-Q", ",".join(self.queues), "-P", self.pool, "-c", str(self.concurrency), "-E",
                 "--without-gossip", "--without-mingle", "-l", "WARNING"]
         with log_path.open("ab") as log:

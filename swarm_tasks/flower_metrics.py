@@ -11,9 +11,11 @@ broker (no event stream, so a restarted Flower is right at once), and exports th
 from __future__ import annotations
 
 import json
+import logging
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
@@ -23,7 +25,10 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from coordination.connection import client_options
 from swarm_tasks.settings import QUEUES, SwarmSettings
 
+log = logging.getLogger("swarm_tasks.flower_metrics")
+
 METRIC = "swarm_queue_messages"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 _SCAN_BATCH = 1000
 _SCRAPE_TIMEOUT_S = 5.0  # a scrape must fail fast rather than hang Flower's event loop
 
@@ -114,7 +119,7 @@ def scrape_client(settings: SwarmSettings) -> redis.Redis:
     """A client on the configured broker with short timeouts, for scrapes."""
     if settings.redis_url is None:
         raise ValueError("queue metrics need SWARM_REDIS_URL (the broker the workers use)")
-    url = settings.redis_url.get_secret_value()
+    url = settings.celery_broker_url(settings.redis_url.get_secret_value())
     options = client_options(settings, url)
     options.update(socket_timeout=min(_SCRAPE_TIMEOUT_S, settings.redis_socket_timeout_s),
                    socket_connect_timeout=min(_SCRAPE_TIMEOUT_S, settings.redis_connect_timeout_s))
@@ -124,9 +129,14 @@ def scrape_client(settings: SwarmSettings) -> redis.Redis:
 _installed: weakref.WeakKeyDictionary[CollectorRegistry, QueueDepthCollector] = weakref.WeakKeyDictionary()
 
 
-def install(settings: SwarmSettings, registry: CollectorRegistry = REGISTRY) -> QueueDepthCollector:
+def install(settings: SwarmSettings, registry: CollectorRegistry = REGISTRY) -> QueueDepthCollector | None:
     """Register the collector once per registry (Flower serves the default registry on /metrics)."""
     collector = _installed.get(registry)
+    if settings.broker_url is not None and urlsplit(settings.broker_url.get_secret_value()).scheme not in REDIS_SCHEMES:
+        # RabbitMQ counts ready and unacknowledged messages itself (its Prometheus plugin, KEDA's rabbitmq
+        # trigger): nothing to read here, and a gauge of zeros would tell an autoscaler the fleet is idle.
+        log.info("queue depth metrics are not exported: the broker is not Redis (read them from RabbitMQ)")
+        return None
     if collector is None:
         collector = QueueDepthCollector(lambda: scrape_client(settings))
         registry.register(collector)  # type: ignore[arg-type]

@@ -10,10 +10,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from coordination.errors import ConfigurationError
 from coordination.settings import CoordinationSettings
 
 ROLES_DEFAULT_QUEUE = {
@@ -21,6 +23,7 @@ ROLES_DEFAULT_QUEUE = {
     "scanner": "scan", "reviewer": "review", "subreviewer": "review", "agent": "agents",
 }
 QUEUES = ("agents", "plan", "work", "judge", "scan", "review", "control")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "unix")
 
 
 def _default_state_dir() -> Path:
@@ -64,6 +67,11 @@ class SwarmSettings(CoordinationSettings):
         default="off", description="local-only: refuse any model call that would leave this machine (tests).")
 
     # -- Celery -----------------------------------------------------------------------------------
+    broker_url: SecretStr | None = Field(
+        default=None, description="Celery's broker when it is not the coordination Redis: "
+        "amqp://user:pw@host:5672/vhost "
+        "(RabbitMQ: quorum queues, publisher confirms) or redis://. Needed when SWARM_REDIS_URL is a Redis Cluster: "
+        "kombu cannot use one. Unset: SWARM_REDIS_URL is the broker too.")
     broker_visibility_timeout_s: int = Field(default=3600, gt=0, description="Redis broker re-delivery time.")
     worker_pool: Literal["threads", "prefork", "solo"] = Field(
         default="threads", description="Celery pool for agent queues (see swarm_tasks.runtime for why).")
@@ -125,6 +133,38 @@ class SwarmSettings(CoordinationSettings):
     shell_max_file_bytes: int = Field(default=256 * 1024**2, gt=0, description="Largest file a command may write.")
     file_max_read_bytes: int = Field(default=262_144, gt=0, description="Bytes a file tool returns per read.")
     file_max_write_bytes: int = Field(default=4 * 1024**2, gt=0, description="Bytes a file tool may write.")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme.endswith("+cluster"):
+            raise ValueError("SWARM_BROKER_URL cannot be a Redis Cluster: Celery's Redis transport (kombu) does not "
+                             "support one. Use RabbitMQ (amqp://) or a single Redis server for the broker")
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(f"SWARM_BROKER_URL must start with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}; "
+                             f"got {scheme or 'no scheme'}://")
+        return value
+
+    def celery_broker_url(self, redis_url: str) -> str:
+        """Celery's broker: SWARM_BROKER_URL, else the coordination Redis at ``redis_url``."""
+        if self.broker_url is not None:
+            return self.broker_url.get_secret_value()
+        if self.cluster:
+            raise ConfigurationError("SWARM_REDIS_URL names a Redis Cluster, which Celery cannot use as its broker "
+                             "(kombu has no cluster transport): set SWARM_BROKER_URL to RabbitMQ (amqp://...) "
+                             "or to a single Redis server")
+        return redis_url
+
+    def celery_result_url(self, redis_url: str) -> str | None:
+        """Where Celery may keep task results: the coordination Redis, or a Redis broker when coordination
+        is a cluster (Celery's Redis backend cannot use one); None: no backend (no task keeps a result)."""
+        if not self.cluster:
+            return redis_url
+        broker = self.celery_broker_url(redis_url)
+        return broker if urlsplit(broker).scheme in ("redis", "rediss", "unix") else None
 
     def model_for(self, role: str) -> str | None:
         """The model of ``role``: its own, else the default, else None (deterministic mode)."""

@@ -1,5 +1,6 @@
 """Shared fixtures: a real Redis for every test (embedded by default, also ``SWARM_REDIS_URL`` when
-set), fakeredis for the fast contract suite, and a guard that fails any test reaching the network."""
+set), a real Redis Cluster where one can be started, fakeredis for the fast contract suite, and a guard
+that fails any test reaching the network."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import fakeredis
 import pytest
 import redis
 
+from bench.redis_cluster import RedisClusterServers, cluster_unavailable
 from coordination.embedded import EmbeddedRedis
+from coordination.errors import EmbeddedRedisError
 from coordination.run import RunState
 from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore, RetryPolicy
@@ -81,6 +84,20 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
 
 def _real_targets() -> list[str]:
     return ["embedded", "external"] if EXTERNAL_URL else ["embedded"]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """3 masters with a replica each, started for the session (skipped, with the reason, where it cannot be)."""
+    reason = cluster_unavailable()
+    if reason:
+        pytest.skip(f"no Redis Cluster here: {reason}")
+    try:
+        servers = RedisClusterServers(masters=3, replicas=1).start()
+    except EmbeddedRedisError as exc:
+        pytest.skip(f"could not start a Redis Cluster here: {exc}")
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture(params=_real_targets())

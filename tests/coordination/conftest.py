@@ -13,10 +13,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from bench.redis_cluster import RedisClusterServers, cluster_unavailable
+from bench.redis_cluster import RedisClusterServers
 from coordination.connection import make_client
 from coordination.embedded import EmbeddedRedis
-from coordination.errors import EmbeddedRedisError
 from coordination.run import RunState
 from coordination.settings import CoordinationSettings
 from tests.conftest import EXTERNAL_URL
@@ -57,20 +56,6 @@ def mp_context() -> Iterator[multiprocessing.context.BaseContext]:
 
 
 # -- a Redis Cluster: the contract must hold on one too ----------------------------------------------
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterServers]:
-    """3 masters with a replica each, started for the session (skipped, with the reason, where it cannot be)."""
-    reason = cluster_unavailable()
-    if reason:
-        pytest.skip(f"no Redis Cluster here: {reason}")
-    try:
-        servers = RedisClusterServers(masters=3, replicas=1).start()
-    except EmbeddedRedisError as exc:
-        pytest.skip(f"could not start a Redis Cluster here: {exc}")
-    yield servers
-    servers.stop()
-
 
 def _cluster_client(url: str) -> redis.Redis:
     return make_client(CoordinationSettings(redis_url=SecretStr(url)), url)

@@ -94,6 +94,22 @@ def test_queue_depth_counts_reserved_messages_that_left_the_list(broker: SwarmSe
     assert queue_depths(redis_client)["agents"] == QueueDepth(ready=2, reserved=0)
 
 
+def test_queue_metrics_read_a_separate_redis_broker_and_stay_off_for_rabbitmq(redis_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from swarm_tasks.flower_metrics import install, scrape_client
+
+    cluster = "redis+cluster://:pw@10.0.0.1:7000"
+    separate = SwarmSettings(redis_url=SecretStr(cluster), broker_url=SecretStr(redis_url))
+    client = scrape_client(separate)  # the broker's lists, not the coordination cluster's
+    assert client.connection_pool.connection_kwargs["port"] == urlsplit(redis_url).port
+    client.close()
+    rabbit = SwarmSettings(redis_url=SecretStr(redis_url), broker_url=SecretStr("amqp://guest:guest@127.0.0.1//"))
+    registry = CollectorRegistry()
+    assert install(rabbit, registry) is None  # RabbitMQ counts its own: zeros here would read as an idle fleet
+    assert METRIC not in generate_latest(registry).decode()
+
+
 def test_a_failed_scrape_is_an_error_never_zero():
     import redis
     from redis.backoff import NoBackoff

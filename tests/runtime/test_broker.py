@@ -1,0 +1,118 @@
+"""The Celery broker apart from the coordination Redis: ``SWARM_BROKER_URL`` (RabbitMQ, or a Redis when
+coordination is a cluster). The configuration it makes, the errors it refuses with, and real worker
+processes on the machine's RabbitMQ (skipped, with the reason, where there is none)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from bench.common import tasks_started, worker_names
+from bench.rabbitmq import Vhost, rabbitmq_unavailable
+from coordination.errors import ConfigurationError
+from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.spec import AgentKind, AgentSpec
+from swarm_tasks.celery import CeleryScheduler, app, celery_config, ping, use_settings
+from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.launch import start_agents
+from swarm_tasks.runs import RunLimits, RunStatus
+from swarm_tasks.settings import QUEUES, SwarmSettings
+
+REDIS = "redis://:pw@127.0.0.1:6390/0"
+CLUSTER = "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000"
+AMQP = "amqp://swarm:pw@rabbit.internal:5672/swarm"
+
+
+def test_rabbitmq_broker_uses_quorum_queues_confirms_and_redis_for_results() -> None:
+    config = celery_config(SwarmSettings(redis_url=SecretStr(REDIS), broker_url=SecretStr(AMQP)), REDIS)
+    assert (config["broker_url"], config["result_backend"]) == (AMQP, REDIS)
+    assert config["broker_transport_options"] == {"confirm_publish": True}
+    assert config["task_default_queue_type"] == "quorum"
+    queues = {q.name: q for q in config["task_queues"]}
+    assert set(queues) == set(QUEUES)
+    for name, queue in queues.items():  # one durable quorum queue per role, on its own exchange
+        assert queue.queue_arguments == {"x-queue-type": "quorum"} and queue.durable
+        assert (queue.exchange.name, queue.exchange.type, queue.routing_key) == (name, "topic", name)
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_without_a_broker_url_redis_is_the_broker_as_before() -> None:
+    config = celery_config(SwarmSettings(redis_url=SecretStr(REDIS)), REDIS)
+    assert (config["broker_url"], config["result_backend"]) == (REDIS, REDIS)
+    assert "confirm_publish" not in config["broker_transport_options"]
+    assert {q.exchange.type for q in config["task_queues"]} == {"direct"}
+    assert all(q.queue_arguments is None for q in config["task_queues"])
+
+
+def test_a_cluster_cannot_be_the_broker() -> None:
+    settings = SwarmSettings(redis_url=SecretStr(CLUSTER))
+    with pytest.raises(ConfigurationError, match="set SWARM_BROKER_URL"):
+        celery_config(settings, CLUSTER)
+    with pytest.raises(ValidationError, match="kombu"):
+        SwarmSettings(redis_url=SecretStr(REDIS), broker_url=SecretStr(CLUSTER))
+    with pytest.raises(ValidationError, match="SWARM_BROKER_URL must start with"):
+        SwarmSettings(broker_url=SecretStr("kafka://broker:9092"))
+
+
+def test_with_cluster_coordination_results_go_to_a_redis_broker_or_nowhere() -> None:
+    with_rabbit = celery_config(SwarmSettings(redis_url=SecretStr(CLUSTER), broker_url=SecretStr(AMQP)), CLUSTER)
+    assert (with_rabbit["broker_url"], with_rabbit["result_backend"]) == (AMQP, None)  # no task keeps a result
+    with_redis = celery_config(SwarmSettings(redis_url=SecretStr(CLUSTER), broker_url=SecretStr(REDIS)), CLUSTER)
+    assert (with_redis["broker_url"], with_redis["result_backend"]) == (REDIS, REDIS)
+    flagged = SwarmSettings(redis_url=SecretStr("redis://:pw@10.0.0.1:7000/0"), redis_cluster=True,
+                            broker_url=SecretStr(AMQP))
+    assert celery_config(flagged, "redis://:pw@10.0.0.1:7000/0")["result_backend"] is None
+
+
+# -- real worker processes on RabbitMQ ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[Vhost]:
+    reason = rabbitmq_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Vhost("swarm-broker") as vh:
+        yield vh
+
+
+@pytest.mark.slow
+def test_workers_on_rabbitmq_run_agents_and_delayed_steps(vhost: Vhost, redis_url: str, tmp_path: Path) -> None:
+    settings = SwarmSettings(redis_url=SecretStr(redis_url), broker_url=SecretStr(vhost.url), state_dir=tmp_path,
+                             model_guard="local-only", sweep_interval_s=0.2)
+    handle = use_settings(settings)
+    assert app.conf.broker_url == vhost.url and app.conf.result_backend == redis_url
+    client = SwarmClient.create(settings, handle.client, CeleryScheduler(app))
+    cluster = LocalCluster(settings, workers=2, queues=("agents", "control"), concurrency=8, name_prefix="amqp",
+                           log_dir=tmp_path / "logs").start(timeout_s=120)
+    try:
+        spec = AgentSpec(name="noop", role="agent", kind=AgentKind.PROGRAM, program="bench.dispatch:noop_program",
+                         tools=())
+        run = start_agents(client, [spec], [ChildRequest("noop", "go", key=f"n{i}") for i in range(30)],
+                           limits=RunLimits(max_agents=40, max_concurrent_agents=40))
+        deadline = time.monotonic() + 90
+        while not client.runs.get(run.id).status.terminal:
+            assert time.monotonic() < deadline, "the run did not end on RabbitMQ"
+            time.sleep(0.2)
+        assert client.runs.get(run.id).status is RunStatus.COMPLETED
+        # A countdown on a quorum queue goes through Celery's native delayed delivery (topic exchanges).
+        names = worker_names(cluster)
+        before = tasks_started(app, names, "swarm.ping")
+        sent = time.monotonic()
+        ping.apply_async(("later",), queue="agents", countdown=2)
+        while tasks_started(app, names, "swarm.ping") == before:
+            assert time.monotonic() - sent < 60, "the delayed step never arrived"
+            time.sleep(0.2)
+        assert time.monotonic() - sent >= 1.5  # it waited for its countdown
+        # Every role's queue is a quorum queue, declared by the workers even where none consumes it.
+        types = vhost.queue_types()
+        assert {name: types.get(name) for name in QUEUES} == dict.fromkeys(QUEUES, "quorum")
+        logs = "".join(w.log_path.read_text() for w in cluster.workers)
+        assert "Failed to setup delayed delivery" not in logs and "Failed to bind queue" not in logs, logs[-2000:]
+    finally:
+        cluster.stop()
