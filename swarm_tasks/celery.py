@@ -145,13 +145,12 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
 
 
 def _wire_options(settings: SwarmSettings, broker: str, backend: str | None) -> dict[str, Any]:
-    """TLS for whichever of broker and backend is a ``rediss://`` server, and message signing."""
-    options = celery_wire_options(settings, backend or broker)
-    options.pop("broker_use_ssl", None)
-    if backend is None:
-        options.pop("redis_backend_use_ssl", None)
-    if not _is_amqp(broker) and "broker_use_ssl" in (tls := celery_wire_options(settings, broker)):
-        options["broker_use_ssl"] = tls["broker_use_ssl"]
+    """Message signing, and TLS for whichever of broker and backend is a ``rediss://`` server."""
+    options = celery_wire_options(settings, broker)  # signing; TLS when the broker is rediss://
+    options.pop("redis_backend_use_ssl", None)
+    # Asked again for the backend's URL (installing the same signing key again changes nothing).
+    if backend is not None and "redis_backend_use_ssl" in (tls := celery_wire_options(settings, backend)):
+        options["redis_backend_use_ssl"] = tls["redis_backend_use_ssl"]
     return options
 
 
