@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,15 +47,16 @@ class SourceSpec(BaseModel):
 def check_source(spec: SourceSpec, *, timeout_s: float = 20.0) -> SourceSpec:
     """Refuse a source that cannot work, before anything is enqueued; returns it normalised."""
     if spec.is_git:
+        _check_file_url(spec)
         env = {**_git_env(), "GIT_TERMINAL_PROMPT": "0"}
-        args = ["git", "ls-remote", "--exit-code", spec.location, *([spec.ref] if spec.ref else [])]
+        args = ["git", "ls-remote", "--exit-code", "--", spec.location, *([spec.ref] if spec.ref else [])]
         try:
             done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env,  # noqa: S603
                                   check=False)
         except subprocess.TimeoutExpired:
             raise JobSpecError(f"git remote {spec.shown()} did not answer within {timeout_s:.0f}s") from None
         if done.returncode != 0:
-            detail = redact_url(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no such ref")
+            detail = redact_url(_git_error(done.stderr) or "no such ref")
             raise JobSpecError(f"cannot read git remote {spec.shown()}"
                                f"{f' at {spec.ref}' if spec.ref else ''}: {detail}")
         return spec
@@ -65,6 +66,28 @@ def check_source(spec: SourceSpec, *, timeout_s: float = 20.0) -> SourceSpec:
     if not path.is_dir():
         raise JobSpecError(f"path {spec.location} is not a directory")
     return spec.model_copy(update={"location": str(path.resolve())})
+
+
+def _check_file_url(spec: SourceSpec) -> None:
+    """A ``file://`` URL names a directory here: say plainly when it is missing or not a repository (git
+    answers both with advice about access rights, ending in "...and the repository exists.")."""
+    parts = urlsplit(spec.location)
+    if parts.scheme != "file":
+        return
+    path = Path(unquote(parts.path))
+    if not path.exists():
+        raise JobSpecError(f"{spec.shown()}: {path} does not exist")
+    if not path.is_dir():
+        raise JobSpecError(f"{spec.shown()}: {path} is a file, not a git repository")
+    if not ((path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())):
+        raise JobSpecError(f"{spec.shown()} is not a git repository: {path} has no .git (and is not a bare "
+                           f"repository); to review the directory as it is, pass its path: {path}")
+
+
+def _git_error(stderr: str) -> str:
+    """The line of git's error output that says what went wrong (its first ``fatal:``), not its advice."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
 
 
 def checkout_dir(state_dir: Path, run_id: str) -> Path:
@@ -84,7 +107,7 @@ def materialize(spec: SourceSpec, state_dir: Path, run_id: str, *, timeout_s: fl
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=dest.parent))
-    args = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", spec.ref] if spec.ref else []),
+    args = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", spec.ref] if spec.ref else []), "--",
             spec.location, str(scratch / "repo")]
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False,  # noqa: S603

@@ -73,8 +73,14 @@ def render_command(command: str, path: str) -> str:
 
     A plain replace rather than ``str.format``: commands are full of braces (awk, sed, find).
     """
-    quoted = shlex.quote(path)
+    quoted = shlex.quote(not_an_option(path))
     return command.replace(PLACEHOLDER, quoted) if PLACEHOLDER in command else f"{command} {quoted}"
+
+
+def not_an_option(path: str) -> str:
+    """``path`` as no tool can take for an option: ``-rf.py`` becomes ``./-rf.py``. The command is the user's,
+    so ``--`` cannot be put before the name (not every tool knows it); the name is made unambiguous instead."""
+    return f"./{path}" if path.startswith("-") else path
 
 
 def split_by_file(clone_root: Path, globs: Sequence[str]) -> list[str]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from coordination.run import RunState
 from coordination.store import Write
 from swarm_tasks.build.check import CheckResult, run_check
+from swarm_tasks.build.codemod import not_an_option
 from swarm_tasks.build.gitops import Clone, split_z
 from swarm_tasks.build.rebase import Recheck
 
@@ -37,7 +38,7 @@ QUICK, FULL = "quick", "full"
 
 def render_paths(template: str, paths: list[str]) -> str:
     """``template`` with ``{paths}`` replaced by the shell-quoted paths."""
-    return template.replace(PATHS, " ".join(shlex.quote(p) for p in paths))
+    return template.replace(PATHS, " ".join(shlex.quote(not_an_option(p)) for p in paths))
 
 
 def count_check(state: RunState, kind: str) -> None:

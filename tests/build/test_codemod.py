@@ -52,6 +52,9 @@ def test_render_command_quotes_the_path() -> None:
     assert render_command("ruff format {path}", "a b;rm -rf x.py") == "ruff format 'a b;rm -rf x.py'"
     assert render_command("awk '{print}' {path}", "x.py") == "awk '{print}' x.py"
     assert render_command("black -q", "x.py") == "black -q x.py"
+    # a file named like an option stays a file name, whatever tool the command runs
+    assert render_command("ruff format {path}", "-rf.py") == "ruff format ./-rf.py"
+    assert render_command("black -q", "--help.py") == "black -q ./--help.py"
 
 
 def test_split_and_apply(tmp_path: Path, command: Codemod) -> None:

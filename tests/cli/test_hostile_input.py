@@ -53,3 +53,16 @@ def test_poison_files_end_their_agents_and_the_review_ends_partial(tmp_path: Pat
     cut = "deep/" + "/".join(["d"] * 64)
     assert skipped[cut]["reason"] == "too-deep" and "more than 64 directories deep" in skipped[cut]["detail"]
     assert result["files_scanned"] == 4
+
+
+def test_a_file_url_that_is_not_a_repository_is_refused_plainly(tmp_path: Path) -> None:
+    plain = write_tree(tmp_path / "plain", {"app.py": "x = 1\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+    env.update(SWARM_STATE_DIR=str(tmp_path / "state"))
+    for url, said in ((f"file://{plain}", f"is not a git repository: {plain} has no .git"),
+                      (f"file://{tmp_path}/missing", f"{tmp_path}/missing does not exist")):
+        done = subprocess.run([sys.executable, "-m", "swarm_tasks.cli", "review", url], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        flat = " ".join(done.stderr.split())
+        assert done.returncode == 2 and said in flat and "repository exists" not in flat, done.stderr
+    assert not (tmp_path / "state").exists()  # refused before any server or worker started

@@ -184,3 +184,12 @@ def test_code_nested_too_deep_for_the_analyzers_is_named_not_a_failure(tmp_path:
     shallow = source(tmp_path, "fine.py", "import os\nos.system('a' + " + " + ".join(["x"] * 100) + ")\n")
     rules = {f.rule for f in run_reviewer(ReviewerKind.SECURITY, tmp_path, shallow, CONFIG, "agent")}
     assert "PY-SHELL-INJECTION" in rules and "PARSE-ERROR" not in rules  # a long but sane line is analysed
+
+
+def test_file_names_that_look_like_options_are_checked_like_any_other(tmp_path: Path) -> None:
+    text = '"""Module."""\nimport os\n\n\ndef f():\n    return undefined_name\n'
+    for name in ("--help.py", "-rf.py", "--version.py"):  # ruff once took these for its own options and failed
+        file = source(tmp_path, name, text)
+        quality = {f.rule for f in python_quality(tmp_path, file, CONFIG)}
+        docs = {f.rule for f in python_docs(tmp_path, file, CONFIG)}
+        assert {"F401", "F821"} <= quality and docs == {"D103"}, (name, quality, docs)

@@ -72,9 +72,9 @@ def run_ruff(cwd: Path, display_name: str, text: str, select: tuple[str, ...],
     :class:`ReviewError` when ruff cannot run or answers with something that is not its JSON."""
     cmd = [ruff_binary(), "check", "--isolated", "--no-cache", "--exit-zero", "--ignore-noqa",
            "--output-format", "json", "--target-version", "py314", "--select", ",".join(select),
-           "--stdin-filename", display_name, "-"]
+           f"--stdin-filename={display_name}", "--", "-"]  # one argument each: a file named --help.py is a name
     try:
-        proc = subprocess.run(cmd,  # noqa: S603 - fixed argv: our ruff, no shell; the code goes on stdin
+        proc = subprocess.run(cmd,  # noqa: S603 - fixed argv: our ruff, no shell; the code goes on stdin, names bound
                               input=text.encode("utf-8", "surrogatepass"), capture_output=True, cwd=cwd,
                               timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
