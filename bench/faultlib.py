@@ -16,7 +16,11 @@ Used by tests/reliability/test_faults.py and ``python -m bench faults``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -80,6 +84,22 @@ class Fault(StrEnum):
     REDIS_RESTART = "redis restart (AOF)"
     DROP_CONNECTIONS = "dropped connections"
     BROKER_OUTAGE = "broker outage (3 s)"
+    SIGTERM_WORKERS = "SIGTERM workers"  # a warm stop, as systemd, `docker stop` or a rolling deploy sends it
+    POISON_FILES = "poison files"  # the review's tree gains files that used to hang a review forever
+
+    def applies_to(self, workflow: Workflow) -> bool:
+        return self is not Fault.POISON_FILES or workflow is Workflow.REVIEW
+
+
+# Files that used to hang a review (issue 17): 3,000 undefined names, a call nested 900 deep, 2,500 undocumented
+# functions; beside them a directory nested 500 deep (a recursive walk failed the whole review on it).
+POISON = {
+    "poison/undefined.py": "".join(f"value_{i} = name_{i}\n" for i in range(3000)),
+    "poison/nested.py": "x = " + "f(" * 900 + "1" + ")" * 900 + "\n",
+    "poison/undocumented.py": '"""Module."""\n' + "\n".join(f"def fn_{i}(a):\n    return a + {i}\n"
+                                                            for i in range(2500)),
+}
+DEEP_DIRS = 500
 
 
 @dataclass
@@ -141,7 +161,8 @@ class FaultHarness:
         started = time.monotonic()
         bare: Path | None = None
         if workflow is Workflow.REVIEW:
-            job = ReviewJob(source=SourceSpec(location=self.review_source()),
+            source = self.poison_source() if fault is Fault.POISON_FILES else self.review_source()
+            job = ReviewJob(source=SourceSpec(location=source),
                             models={"scanner": SLOW_MODEL, "reviewer": SLOW_MODEL, "subreviewer": SLOW_MODEL})
             run_id = submit_review(self.client, job).id
             ready: Callable[[], bool] = lambda: self._agents_started(run_id) >= 25  # noqa: E731
@@ -172,6 +193,19 @@ class FaultHarness:
     def review_source(self) -> str:
         """Where the review's code comes from (the shipped example, on this machine's disk)."""
         return str(EXAMPLE)
+
+    def poison_source(self) -> str:
+        """The example with the poison files and a directory nested 500 deep beside it (made once)."""
+        tree = self.tmp / "poison-tree"
+        if not tree.exists():
+            shutil.copytree(EXAMPLE, tree)
+            for rel, text in POISON.items():
+                (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tree / rel).write_text(text)
+            deep = tree / "deep" / "/".join(["d"] * DEEP_DIRS)
+            deep.mkdir(parents=True)
+            (deep / "bottom.py").write_text("import os\nos.system(input())\n")
+        return str(tree)
 
     def remote_url(self, bare: Path) -> str:
         """The URL workers use for a build's remote (its path: they share this disk)."""
@@ -260,16 +294,46 @@ class FaultHarness:
         elif fault is Fault.BROKER_OUTAGE:
             self.redis.restart(down_s=3.0)
             injected.append("redis down for 3 s")
+        elif fault is Fault.SIGTERM_WORKERS:
+            for _ in range(2):
+                if stop.wait(self.rng.uniform(0.5, 1.5)):
+                    break
+                index = self.rng.randrange(len(self.cluster.workers))
+                injected.append(f"SIGTERM to worker {index}: {self._warm_stop(index)}")
+                self.generation += 1
+                self.cluster.prefix = f"f{self.generation}-"
+                self.cluster.spawn(index)  # a fresh worker takes its place, as a restarted service would
+        elif fault is Fault.POISON_FILES:
+            injected.append(f"{len(POISON)} poison files, {DEEP_DIRS} nested directories")
+
+    def _warm_stop(self, index: int) -> str:
+        """SIGTERM a worker: it finishes the turns it holds and gives the rest back; SIGKILL after a minute."""
+        worker = self.cluster.workers[index]
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.process.pid, signal.SIGTERM)
+        try:
+            worker.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.cluster.kill(index)
+            return "did not stop within 60 s: killed"
+        return f"stopped in {time.monotonic() - started:.1f} s"
 
     # -- judging ---------------------------------------------------------------------------------
     def _outcome(self, fault: Fault, run_id: str, status: RunStatus, injected: list[str], wall: float) -> Outcome:
         ctx = self.client.run(run_id)
         agents = all_agents(ctx)
         report = load_report(self.client, run_id) if status is RunStatus.COMPLETED else None
-        findings = frozenset((f.file, f.start_line, f.rule, f.severity.value) for f in report.findings) if report \
-            else frozenset()
+        # every place of every finding: an aggregated finding's first place moves when files are added
+        findings = frozenset((p.file, p.start_line, f.rule, f.severity.value) for f in report.findings
+                             for p in f.places()) if report else frozenset()
         if fault is Fault.NONE and report is not None and self.reference is None:
             self.reference = findings  # the first undisturbed review: every later one is held to it
+        if fault is Fault.POISON_FILES and report is not None:  # the example's findings, and the poison reviewed
+            poisoned = {f[0] for f in findings} & set(POISON)
+            findings = frozenset(f for f in findings if f[0] not in POISON and not f[0].startswith("deep/"))
+            if poisoned != set(POISON):
+                findings = frozenset()  # a poison file went unreviewed: not the same result
         specialists = [a for a in agents if a.spec.startswith("review.") and not a.spec.startswith("review.sub.")
                        and a.spec not in ("review.scan", "review.inventory")]
         reviewers = Counter((a.spec, a.labels.get("file")) for a in specialists)

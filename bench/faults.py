@@ -2,9 +2,11 @@
 
 Runs alternate between a model-mode review of the shipped example and a codemod build that counts
 every file once (a change applied twice shows), on three worker processes; faults cycle through kill -9
-of workers, a Redis restart with AOF, dropped connections and a broker outage, each injected mid-run.
-A review is compared with an undisturbed review; a build with the codemod run file by file, and its
-branch must hold exactly one commit per task. Default 4 runs with faults; ``--full`` 50.
+of workers, a Redis restart with AOF, dropped connections, a broker outage, a warm stop (SIGTERM) of
+workers and, for reviews, poison files (the example plus files that used to hang a review forever and a
+directory nested 500 deep), each injected mid-run. A review is compared with an undisturbed review (with
+poison files: its findings on the example, every poison file reviewed); a build with the codemod run file
+by file, and its branch must hold exactly one commit per task. Default one run per kind; ``--full`` 50.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ from bench.common import BenchResult, Row, machine_info, progress
 from bench.faultlib import Fault, FaultHarness, Workflow, table
 
 
-def run(full: bool, *, runs: int | None = None) -> BenchResult:
-    runs = runs or (50 if full else 4)
+def schedule(runs: int) -> list[tuple[Workflow, Fault]]:
+    """``runs`` (workflow, fault) pairs, alternating workflows; the first runs inject every kind once, and
+    every kind meets every workflow it applies to (poison files are a review's) before any pair repeats."""
     kinds = [f for f in Fault if f is not Fault.NONE]
+    first = [((Workflow.REVIEW, Workflow.BUILD)[i % 2], kind) for i, kind in enumerate(kinds)]
+    first = [(w if kind.applies_to(w) else Workflow.REVIEW, kind) for w, kind in first]
+    rest = [(w, kind) for kind in kinds for w in Workflow if kind.applies_to(w) and (w, kind) not in first]
+    cycle = first + rest
+    return [cycle[i % len(cycle)] for i in range(runs)]
+
+
+def run(full: bool, *, runs: int | None = None) -> BenchResult:
+    runs = runs or (50 if full else len(Fault) - 1)
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         harness = FaultHarness(Path(tmp), seed=5)
         try:
             progress("faults: undisturbed reference runs")
             references = [harness.run(Fault.NONE, workflow=w) for w in Workflow]
             outcomes = list(references)
-            for index in range(runs):
-                workflow = (Workflow.REVIEW, Workflow.BUILD)[index % 2]
-                # The first four runs inject every kind once; every eight, each kind into each workflow.
-                fault = kinds[(index // 2 + (index % 2) * 2) % len(kinds)]
+            for index, (workflow, fault) in enumerate(schedule(runs)):
                 progress(f"faults: run {index + 1}/{runs}: {workflow.value}, {fault.value}")
                 outcomes.append(harness.run(fault, workflow=workflow))
             import redis

@@ -242,8 +242,6 @@ class RunAnalyzerTool(Tool):
             "file": f.file, "start_line": f.start_line, "end_line": f.end_line, "severity": f.severity.value,
             "category": f.category.value, "rule": f.rule, "title": f.title, "evidence": f.evidence,
             "recommendation": f.recommendation, "confidence": f.confidence, "cwe": f.cwe} for f in capped.findings]
-        if capped.cut:  # the model hears what was summarised, as the report does
-            found.append({"note": capped.reason()})
         return ToolResult(json.dumps(found))
 
 

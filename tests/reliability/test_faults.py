@@ -1,7 +1,9 @@
 """The fault suite: a review and a build on three real worker processes, undisturbed and then with each
 kind of fault injected mid-run (kill -9 of workers, a Redis restart with AOF, dropped connections, a
-broker outage). Each review must end exactly like the undisturbed one; each build with the tree of the
-codemod run file by file, one commit per task. The table of faults and outcomes is printed."""
+broker outage, a warm stop of workers by SIGTERM; for the review, poison files beside the example). Each
+review must end exactly like the undisturbed one (with poison files: the same findings on the example, every
+poison file reviewed, in bounded time); each build with the tree of the codemod run file by file, one commit
+per task. The table of faults and outcomes is printed."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultHarness]:
 
 @pytest.fixture(scope="module")
 def outcomes(harness: FaultHarness) -> list[Outcome]:
-    results = [harness.run(fault, timeout_s=180, workflow=workflow) for workflow in Workflow for fault in Fault]
+    results = [harness.run(fault, timeout_s=180, workflow=workflow) for workflow in Workflow for fault in Fault
+               if fault.applies_to(workflow)]
     print("\n" + table(results))
     return results
 
@@ -44,11 +47,12 @@ def test_faulted_review_ends_like_the_undisturbed_one(outcomes: list[Outcome], f
     assert outcome.status == "completed", outcome
     assert outcome.same_findings, "findings differ from the undisturbed run"
     assert outcome.lost == 0 and outcome.duplicated == 0 and outcome.leases_left == 0, outcome
-    assert outcome.agents == outcomes[0].agents
+    if fault is not Fault.POISON_FILES:  # the poisoned tree has more files, so more agents
+        assert outcome.agents == outcomes[0].agents
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("fault", [f for f in Fault if f is not Fault.NONE])
+@pytest.mark.parametrize("fault", [f for f in Fault if f is not Fault.NONE and f.applies_to(Workflow.BUILD)])
 def test_faulted_build_lands_every_task_exactly_once(outcomes: list[Outcome], fault: Fault) -> None:
     outcome = next(o for o in outcomes if o.fault is fault and o.workflow is Workflow.BUILD)
     assert outcome.injected and not any("FAILED" in i for i in outcome.injected), outcome.injected
