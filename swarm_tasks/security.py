@@ -101,7 +101,13 @@ def quoted_secrets(text: str) -> set[str]:
     """The quoted values bound to secret-like names in ``text`` (what :data:`_QUOTED_SECRET` masks), so
     the same value can be masked where it stands alone: bandit names the password in a finding's title,
     the evidence quotes the line."""
-    return {m.group(3) for m in _QUOTED_SECRET.finditer(text) if len(m.group(3)) >= _MIN_SECRET_CHARS + 2}
+    return {m.group(3) for m in _QUOTED_SECRET.finditer(text) if _worth_collecting(m.group(3))}
+
+
+def _worth_collecting(value: str) -> bool:
+    # A plain short word (`token_type = "bearer"`, `password = "password"`) is masked where it is bound,
+    # but masking it everywhere else would take ordinary words out of titles and prose.
+    return len(value) >= _MIN_SECRET_CHARS + 2 and (len(value) >= 12 or not value.isalpha()) and MASK not in value
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -183,7 +189,7 @@ M = TypeVar("M", bound=BaseModel)
 def _collect(value: JsonValue, found: set[str], key: str = "") -> None:
     if isinstance(value, str):
         found.update(quoted_secrets(value))
-        if key and len(value) >= _MIN_SECRET_CHARS + 2 and _SENSITIVE_KEY.match(key) and MASK not in value:
+        if key and _SENSITIVE_KEY.match(key) and _worth_collecting(value):
             found.add(value)
     elif isinstance(value, list):
         for item in value:

@@ -149,3 +149,8 @@ def test_a_secret_flagged_anywhere_in_a_tree_is_masked_everywhere_in_it() -> Non
     assert out["author"] == "Jane Doe" and out["tokens"] == 1500 and out["tokenizer_name"] == "bert"
     assert out["evidence"] == 'DEFAULTS = {"db": "***"}'
     assert Redactor().tree(out) == out
+
+
+def test_a_plain_word_bound_to_a_secret_name_is_masked_only_where_it_is_bound() -> None:
+    out = Redactor().tree({"code": 'token_type = "bearer"', "prose": "send a bearer token; password reset"})
+    assert out == {"code": 'token_type = "***"', "prose": "send a bearer token; password reset"}
