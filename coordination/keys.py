@@ -143,6 +143,10 @@ class Keys:
         """Hash of agent id -> how many times that worker has asked to land its change."""
         return f"{self._base}:push_rounds"
 
+    def costly_conflicts(self) -> str:
+        """Hash of file path -> how often a rebase conflict in it had to be resolved by a model."""
+        return f"{self._base}:costly_conflicts"
+
     def check_runs(self) -> str:
         """Hash of kind of check (quick, full) -> how many times the build ran it."""
         return f"{self._base}:check_runs"

@@ -293,9 +293,19 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
 @click.argument("repo")
 @click.option("--goal", required=True, help="What the swarm should achieve.")
 @click.option("--branch", default="main", show_default=True, help="The one branch every worker pushes to.")
-@click.option("--check", "check_command", help="Quick check command run before each push and by the judge.")
+@click.option("--check", "check_command", help="The full check: run by the judge on the tip once per cycle, "
+              "and before each landing when no --check-changed is given.")
+@click.option("--check-changed", help="Quick check before each landing on the files the change touched, "
+              "{paths} standing for them, e.g. 'ruff check {paths}'.")
 @click.option("--codemod", help="Deterministic mode: a command run per file, e.g. 'ruff format {path}'.")
-@click.option("--files", "file_globs", multiple=True, help="Globs of files for --codemod (default: all tracked).")
+@click.option("--files", "file_globs", multiple=True, help="Globs of files for --codemod (default: the files the "
+              "command handles: a known tool's, else the kinds it worked on when tried first).")
+@click.option("--codemod-ok-exit", "ok_exit", type=int, multiple=True, help="An exit status besides 0 that means "
+              "the codemod succeeded (pyupgrade exits 1 when it rewrote a file).")
+@click.option("--union-merge", multiple=True, help="Glob of files many tasks append to, merged with git's union "
+              "driver (default: changelogs, CHANGES, HISTORY, NEWS).")
+@click.option("--no-mechanical-merge", is_flag=True, help="Send every rebase conflict to a model (by default two "
+              "insertions at one place are kept both, without one).")
 @click.option("--model", help="litellm model for every role.")
 @click.option("--planner-model")
 @click.option("--worker-model")
@@ -309,8 +319,9 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True))
 @guarded
-def build(repo: str, goal: str, branch: str, check_command: str | None, codemod: str | None,
-          file_globs: tuple[str, ...], model: str | None, planner_model: str | None, worker_model: str | None,
+def build(repo: str, goal: str, branch: str, check_command: str | None, check_changed: str | None,
+          codemod: str | None, file_globs: tuple[str, ...], ok_exit: tuple[int, ...], union_merge: tuple[str, ...],
+          no_mechanical_merge: bool, model: str | None, planner_model: str | None, worker_model: str | None,
           judge_model: str | None, max_cycles: int, builders: int, workers: int | None, max_cost: float | None,
           detach: bool, as_json: bool, timeout: float | None) -> int:
     """Build swarm: planners, workers and a judge, all pushing to one branch of REPO (path or git URL)."""
@@ -324,7 +335,10 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, codemod:
                               "builders": builders}
     if max_cost is not None:
         job["limits"] = {"max_cost_usd": max_cost}
-    from swarm_tasks.build.job import BuildJob, validate_job
+    from swarm_tasks.build.job import UNION_DEFAULT, BuildJob, validate_job
+
+    job.update({"check_changed": check_changed, "codemod_changed_exit": list(ok_exit),
+                "union_merge": [*UNION_DEFAULT, *union_merge], "mechanical_merge": not no_mechanical_merge})
 
     validate_job(BuildJob.parse({"repo": repo, **job}), settings)  # before any server or worker starts
     with Swarm(settings, workers=workers) as swarm:

@@ -31,6 +31,7 @@ from swarm_tasks.runs import RunStatus, RunStore
 
 SLOT_GRACE_S = 120.0  # a slot taken for an agent that never appeared is freed after this long
 MAX_STARTS = 512  # per staffing call: a bound on the loop, far above any sensible builders
+MAX_DEFERRED = 8  # tasks held aside per claim while looking for one whose files no running task owns
 
 
 class SlotTable(BaseModel):
@@ -106,14 +107,46 @@ def held_lease(state: RunState, task_id: str, claimant: str) -> Lease | None:
     return None
 
 
-def claim_for(state: RunState, claimant: str, lease_s: float) -> Lease | None:
-    """A task for ``claimant``: the one it already holds (a repeated start), else the best pending one."""
-    for task in state.board.tasks([TaskStatus.CLAIMED], role=TASK_ROLE):
+def claim_for(state: RunState, claimant: str, lease_s: float, *, ownership: bool = False) -> Lease | None:
+    """A task for ``claimant``: the one it already holds (a repeated start), else the best pending one.
+
+    With ``ownership``, a task waits while a task in progress owns one of its costly files (files
+    whose rebase conflicts needed a model before): it is held aside while another is looked for,
+    then handed back untouched, and started when the owner has ended.
+    """
+    claimed = state.board.tasks([TaskStatus.CLAIMED], role=TASK_ROLE)
+    for task in claimed:
         if task.claimant == claimant:
             lease = held_lease(state, task.id, claimant)
             if lease is not None:
                 return lease
-    return state.board.claim(claimant, TASK_ROLE, lease_s=lease_s)
+    costly = costly_files(state) if ownership else set()
+    owned = {f for t in claimed for f in task_files(t)} & costly
+    held: list[Lease] = []
+    try:
+        for _ in range(MAX_DEFERRED + 1):
+            lease = state.board.claim(claimant, TASK_ROLE, lease_s=lease_s)
+            if lease is None or not owned & set(task_files(lease.task)):
+                return lease
+            held.append(lease)  # held while we look on, so the next claim picks another
+        return None
+    finally:
+        for lease in held:
+            with contextlib.suppress(LeaseLost):
+                state.board.release(lease)
+
+
+def costly_files(state: RunState) -> set[str]:
+    """Files whose rebase conflicts had to be resolved by a model in this run."""
+    return {k.decode() for k in state.redis.hkeys(state.keys.costly_conflicts())}
+
+
+def record_costly(state: RunState, files: list[str]) -> None:
+    if files:
+        pipe = state.redis.pipeline(transaction=False)
+        for path in files:
+            pipe.hincrby(state.keys.costly_conflicts(), path, 1)
+        pipe.execute()
 
 
 def task_files(task: Task) -> list[str]:
@@ -203,7 +236,7 @@ def staff(state: RunState, runs: RunStore, job: BuildJob, *, starter: str) -> li
         worker = child_id("run", "global", key)
         if not slots.take(worker):
             break
-        lease = claim_for(state, worker, job.task_lease_s)
+        lease = claim_for(state, worker, job.task_lease_s, ownership=job.mode is BuildMode.MODEL)
         if lease is None:
             slots.give_back(worker)
             if state.board.counts()[TaskStatus.PENDING] == 0:

@@ -34,7 +34,7 @@ from swarm_tasks.build.landing import (
 )
 from swarm_tasks.build.mechanical import resolve_insertions
 from swarm_tasks.build.rebase import PushOutcome, PushStatus, push_with_rebase
-from swarm_tasks.build.staffing import held_lease, staff, task_files
+from swarm_tasks.build.staffing import held_lease, record_costly, staff, task_files
 from swarm_tasks.errors import GitError, ToolError
 from swarm_tasks.runs import RunStore
 
@@ -307,10 +307,10 @@ class CommitAndPushTool(Tool):
                 done = "but your claim on the task expired meanwhile"
             return ToolResult(f"landed {str(outcome.sha)[:12]} on {job.branch} after {outcome.attempts} push "
                               f"attempt(s) and {outcome.rebases} rebase(s); {done}. Call finish.", data=record)
-        return self.not_landed(ctx, job, clone, outcome, base, task_id, rounds)
+        return self.not_landed(ctx, state, job, clone, outcome, base, task_id, rounds)
 
-    def not_landed(self, ctx: ToolContext, job: BuildJob, clone: Clone, outcome: PushOutcome, base: str,
-                   task_id: str, rounds: int) -> ToolResult:
+    def not_landed(self, ctx: ToolContext, state: RunState, job: BuildJob, clone: Clone, outcome: PushOutcome,
+                   base: str, task_id: str, rounds: int) -> ToolResult:
         status, reason = outcome.status, outcome.reason
         left = f"{job.push_attempts - rounds} landing attempt(s) left"
         if status is PushStatus.CONFLICT_UNRESOLVED:
@@ -322,6 +322,7 @@ class CommitAndPushTool(Tool):
                 step = begin_rebase(clone)
             except GitError as exc:
                 raise ToolError(str(exc)) from None
+            record_costly(state, step.conflicted)  # a model resolves these: later tasks on them wait their turn
             if step.done:
                 return ToolResult("the branch moved again and your commits now replay cleanly onto it: call "
                                   "commit_and_push again.")

@@ -3,10 +3,14 @@ tasks that would collide on them."""
 
 from __future__ import annotations
 
-from swarm_tasks.build.job import BuildJob
+import json
+
+from coordination.tasks import TaskStatus
+from swarm_tasks.build.job import TASK_ROLE, BuildJob
 from swarm_tasks.build.landing import record_hotspots, top_hotspots
 from swarm_tasks.build.rebase import PushOutcome, PushStatus
 from swarm_tasks.build.specs import planner_task
+from swarm_tasks.build.staffing import claim_for, record_costly
 from swarm_tasks.build.tools import TaskDraft, hotspot_collisions
 
 
@@ -39,3 +43,19 @@ def test_tasks_that_would_edit_a_hot_spot_at_once_are_flagged() -> None:
                TaskDraft(title="two", files=["core.py"], depends_on=["one"])]
     assert hotspot_collisions(chained, hot) == []
     assert hotspot_collisions(apart, {}) == []  # overlapping, but not (yet) a hot spot
+
+
+def test_a_task_waits_while_a_running_task_owns_a_file_whose_conflicts_cost_a_model(make_run) -> None:
+    state = make_run()
+    board = state.board
+    for priority, name, files in ((3, "first", ["registry.py"]), (2, "second", ["registry.py", "b.py"]),
+                                  (1, "third", ["c.py"])):
+        board.create(TASK_ROLE, name, priority=priority, labels={"files": json.dumps(files)}, task_id=f"t-{name}")
+    first = claim_for(state, "w1", 60.0, ownership=True)
+    assert first is not None and first.task.title == "first"
+    record_costly(state, ["registry.py"])  # its rebase conflicts needed a model: from now on it is owned
+    assert claim_for(state, "w2", 60.0, ownership=True).task.title == "third"  # "second" is passed over
+    assert claim_for(state, "w3", 60.0, ownership=True) is None  # and waits, untouched
+    assert board.get("t-second").status is TaskStatus.PENDING and board.get("t-second").attempts == 0
+    board.complete(first)
+    assert claim_for(state, "w4", 60.0, ownership=True).task.title == "second"
