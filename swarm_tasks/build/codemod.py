@@ -28,7 +28,7 @@ from pathlib import Path
 import pathspec
 
 from swarm_tasks.build.check import CheckResult, ProcessResult, run_process, truncate
-from swarm_tasks.build.gitops import Clone, commit_all, run_git, split_z
+from swarm_tasks.build.gitops import JUNK_GLOBS, Clone, commit_all, run_git, split_z
 from swarm_tasks.build.rebase import Backoff, PushOutcome, PushStatus, push_with_rebase
 from swarm_tasks.build.replay import RebaseConflict
 from swarm_tasks.errors import WorkspaceError
@@ -36,8 +36,7 @@ from swarm_tasks.errors import WorkspaceError
 PLACEHOLDER = "{path}"
 MAX_REASON = 600
 # Untracked files a command may leave that are never the command's edit (interpreter and tool caches).
-_JUNK = pathspec.PathSpec.from_lines("gitignore", ["__pycache__/", "*.py[co]", ".pytest_cache/", ".ruff_cache/",
-                                                    ".mypy_cache/", ".hypothesis/"])
+_JUNK = pathspec.PathSpec.from_lines("gitignore", JUNK_GLOBS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,9 @@ _BASE_CONFIG = ("commit.gpgsign=false", "tag.gpgsign=false", "merge.conflictStyl
 _BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "GIT_EDITOR": "true",
              "GIT_SEQUENCE_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C", "LANGUAGE": "C"}
 _OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
+# Files a check or a tool leaves behind that are never anyone's change (interpreter and tool caches).
+JUNK_GLOBS = ("**/__pycache__/**", "**/*.py[co]", "**/.pytest_cache/**", "**/.ruff_cache/**", "**/.mypy_cache/**",
+              "**/.hypothesis/**")
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,12 +465,13 @@ def _pathspec_stdin(paths: Sequence[str]) -> bytes:
 
 def commit_all(clone: Clone, message: str, *, paths: Sequence[str] | None = None) -> str | None:
     """Commit every change in the clone (or only ``paths``); return the new sha, None if nothing changed.
+    Caches a check or tool left (``__pycache__``, ``.pytest_cache`` ...) are not changes.
 
     Refuses with :class:`GitError` naming ``file:line`` if a file to be committed holds conflict
     markers; the changes are then left unstaged in the working tree.
     """
     if paths is None:
-        clone.git("add", "--all")
+        clone.git("add", "--all", "--", ".", *(f":(exclude,glob){g}" for g in JUNK_GLOBS))
     else:
         clone.git("reset", "--quiet")  # only what was asked for goes into this commit
         if not paths:

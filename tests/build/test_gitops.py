@@ -275,3 +275,13 @@ def test_commit_all_refuses_conflict_markers(remote: RemoteSpec, tmp_path: Path)
     (clone.path / "new.txt").write_text("new\n")
     sha = commit_all(clone, "only the new file", paths=["new.txt"])
     assert sha is not None and git(clone.path, "show", "--name-only", "--format=", sha) == "new.txt"
+
+
+def test_commit_all_leaves_caches_a_check_wrote_out(remote: RemoteSpec, tmp_path: Path) -> None:
+    clone = clone_of(remote, tmp_path, "w")
+    for junk in ("__pycache__/m.cpython-311.pyc", "pkg/__pycache__/x.pyc", ".pytest_cache/v/lastfailed", "a.pyc"):
+        (clone.path / junk).parent.mkdir(parents=True, exist_ok=True)
+        (clone.path / junk).write_text("cache\n")
+    (clone.path / "pkg" / "x.py").write_text("x = 1\n")
+    sha = commit_all(clone, "the change")
+    assert sha is not None and git(clone.path, "show", "--name-only", "--format=", sha) == "pkg/x.py"
