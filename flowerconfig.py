@@ -4,7 +4,7 @@ logic and its reasons are in swarm_tasks/flower_config.py."""
 
 from tornado.options import options
 
-from swarm_tasks.flower_config import configure
+from swarm_tasks.flower_config import configure_or_exit
 
 # Flower sets every option whose name is a global of this file.
-globals().update(configure(options.as_dict()))
+globals().update(configure_or_exit(options.as_dict()))

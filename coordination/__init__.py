@@ -21,6 +21,7 @@ from coordination.errors import (
     MalformedRecord,
     NotFound,
     PayloadTooLarge,
+    RedisUnreachable,
     ReplyTimeout,
     VersionConflict,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "ProgressDoc",
     "RecordStore",
     "RedisHandle",
+    "RedisUnreachable",
     "Registration",
     "Registry",
     "ReplyTimeout",

@@ -24,7 +24,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCov
 from redis.retry import Retry
 
 from coordination.embedded import EmbeddedRedis
-from coordination.errors import ConfigurationError
+from coordination.errors import ConfigurationError, RedisUnreachable
 from coordination.settings import CLUSTER_SCHEMES, CoordinationSettings
 
 # Up to the *last* '@' of the URL: redis-py accepts a raw '@' in a password (the host follows the last
@@ -44,6 +44,11 @@ def _without_password(detail: str, url: str) -> str:
     if any(piece and piece in detail for piece in re.split(r"[/?#@:]", password)):
         return "it does not parse; percent-encode reserved characters (/ ? # @ :) in the password"
     return detail
+
+
+def _sentence(text: str) -> str:
+    """An error message to be followed by more words: no trailing full stop (redis-py ends with one)."""
+    return text.strip().rstrip(".")
 
 
 def client_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
@@ -205,10 +210,15 @@ def connect(settings: CoordinationSettings | None = None, *, check: bool = True)
     if check:
         try:
             client.ping()
+        except redis.AuthenticationError as exc:
+            if embedded:
+                embedded.stop()
+            raise ConfigurationError(f"Redis at {redact_url(url)} refused the credentials: "
+                                     f"{_sentence(str(exc))}. Fix the user and password in SWARM_REDIS_URL") from exc
         except redis.RedisError as exc:
             if embedded:
                 embedded.stop()
-            raise ConfigurationError(
-                f"cannot reach Redis at {redact_url(url)}: {exc}. Start Redis there, fix SWARM_REDIS_URL, "
-                "or unset it to run an embedded server") from exc
+            raise RedisUnreachable(
+                f"cannot reach Redis at {redact_url(url)}: {_sentence(str(exc))}. Start Redis there, fix "
+                "SWARM_REDIS_URL, or unset it to use the embedded server") from exc
     return RedisHandle(url=url, client=client, embedded=embedded, settings=settings)

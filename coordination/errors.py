@@ -11,6 +11,10 @@ class ConfigurationError(CoordinationError):
     """The Redis configuration is unusable (bad URL, missing binary, bad TLS files)."""
 
 
+class RedisUnreachable(ConfigurationError):
+    """Redis did not answer at the configured address (refused, timed out, unknown host): nothing was done."""
+
+
 class EmbeddedRedisError(CoordinationError):
     """The embedded Redis server could not be started or did not answer."""
 

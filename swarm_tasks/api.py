@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from swarm_tasks.review.report import Report
 
 T = TypeVar("T")
+_ZERO_USAGE: dict[str, float] = dict.fromkeys(
+    ("agents", "agents_ended", "prompt_tokens", "completion_tokens", "cost_usd", "model_calls", "tool_calls"), 0.0)
 OutageListener = Callable[[float, BaseException | None], None]  # (seconds Redis has been away, the error or None)
 
 
@@ -182,7 +184,10 @@ class RunHandle:
         if by != "role":
             raise ValueError("by must be 'role' or 'agent'")
         ctx = self.client.run(self.id)
-        by_role: dict[str, dict[str, float | str]] = {r: {**ctx.agents.usage(f"role:{r}")} for r in self.roles()}
+        by_role: dict[str, dict[str, float | str]] = {}
+        for role in self.roles():
+            usage = {**_ZERO_USAGE, **ctx.agents.usage(f"role:{role}")}  # a field never incremented is 0, not absent
+            by_role[role] = {**usage, "tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
         return by_role
 
     def results(self) -> JsonValue:

@@ -3,7 +3,8 @@
 Exit codes scripts can trust (the README has the table): 0 the run completed (every agent it needed finished),
 1 the run failed or was cancelled, 2 bad input (invalid arguments or job, unknown run), 3 findings at or above
 ``--fail-on`` in a completed review, 4 the run ended partial (some of its work was not done: a partial review
-never passes a ``--fail-on`` gate), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by SIGHUP.
+never passes a ``--fail-on`` gate), 5 Redis unreachable (the command could not reach it, or lost it for longer
+than ``SWARM_REDIS_RECONNECT_S``), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by SIGHUP.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coordination.connection import redact_url
-from coordination.errors import CoordinationError
+from coordination.errors import ConfigurationError, CoordinationError, RedisUnreachable
 from swarm_tasks.display import console_text
 from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
 from swarm_tasks.runs import RunRecord, RunStatus
@@ -33,6 +34,7 @@ from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import SwarmSettings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_UNREACHABLE = 5  # Redis did not answer: nothing was done (or the run goes on without this command)
 EXIT_HANGUP, EXIT_TERMINATED = 128 + signal.SIGHUP, 128 + signal.SIGTERM  # 129, 143: as a shell reports them
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -100,10 +102,17 @@ def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
             fail(str(exc))
         except (JobSpecError, GitError, ValidationError, ValueError) as exc:  # GitError: a bad remote or branch
             fail(str(exc))
+        except RedisUnreachable as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        except ConfigurationError as exc:  # a bad URL, TLS file or credential: input to fix
+            fail(str(exc))
         except (SwarmError, CoordinationError) as exc:
             fail(str(exc), EXIT_RUN_FAILED)
-        except redis.RedisError as exc:  # it stayed away longer than SWARM_REDIS_RECONNECT_S, or refused us
-            fail(f"lost Redis: {type(exc).__name__}: {exc}", EXIT_RUN_FAILED)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # away longer than SWARM_REDIS_RECONNECT_S
+            fail(f"lost Redis: {type(exc).__name__}: {exc}; the run itself goes on in the workers if they reach it",
+                 EXIT_UNREACHABLE)
+        except redis.RedisError as exc:  # it refused a command (permissions, memory)
+            fail(f"Redis refused a command: {type(exc).__name__}: {exc}", EXIT_RUN_FAILED)
         except KeyboardInterrupt as exc:
             err.print(f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted")
             sys.exit(interrupted_code(exc))
@@ -559,8 +568,9 @@ def dashboard(host: str, port: int) -> int:
     settings = settings_or_fail()
     needs_redis(settings)
     check_bind(host, settings)  # no credential beyond loopback: refused before anything listens
-    err.print(f"swarm dashboard on http://{host}:{port}/")
-    serve(settings, host=host, port=port)
+    # Said once Redis answered: a page that cannot reach the swarm is no page to send anyone to.
+    serve(settings, host=host, port=port, on_ready=lambda url: err.print(
+        f"swarm dashboard on http://{host}:{port}/ (Redis {redact_url(url)})"))
     return EXIT_OK
 
 

@@ -52,6 +52,7 @@ def test_outcome_table_matches_the_exit_codes_the_cli_returns():
     assert codes["`completed`, findings at or above `--fail-on`"] == cli.EXIT_FINDINGS
     assert codes["bad input"] == cli.EXIT_BAD_INPUT and codes["interrupted"] == cli.EXIT_INTERRUPTED
     assert codes["stopped by SIGTERM"] == cli.EXIT_TERMINATED and codes["stopped by SIGHUP"] == cli.EXIT_HANGUP
-    assert len(set(codes.values())) == 8  # 0, 1, 2, 3, 4, 129, 130, 143: every code the CLI has, one table
+    assert codes["Redis unreachable"] == cli.EXIT_UNREACHABLE  # tests/cli/test_unreachable.py
+    assert len(set(codes.values())) == 9  # 0, 1, 2, 3, 4, 5, 129, 130, 143: every code the CLI has, one table
     classes = README.split("Why an agent did not finish", 1)[1].split("\n\n", 1)[0]
     assert all(f"`{c.value}`" in classes for c in ReasonClass)

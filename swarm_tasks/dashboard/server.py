@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -58,14 +58,18 @@ async def index(_request: web.Request) -> web.FileResponse:
     return response
 
 
-def serve(settings: SwarmSettings, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(settings: SwarmSettings, host: str = "127.0.0.1", port: int = 8765,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the dashboard until interrupted. Needs ``SWARM_REDIS_URL`` (the swarm's shared Redis), and
-    ``SWARM_DASHBOARD_BASIC_AUTH`` on any address but loopback."""
+    ``SWARM_DASHBOARD_BASIC_AUTH`` on any address but loopback. ``on_ready(redis_url)`` is called once Redis
+    answered, before the page is served (so nobody is pointed at a page that cannot work)."""
     if settings.redis_url is None:
         raise ConfigurationError(NO_REDIS)
     check_bind(host, settings)
     handle = connect(settings)
     try:
+        if on_ready is not None:
+            on_ready(handle.url)
         client = SwarmClient.create(settings, handle.client)  # no scheduler: the dashboard only reads
         web.run_app(create_app(settings, client, redis_url=handle.url, bind_host=host), host=host, port=port,
                     print=None, access_log=None)
@@ -87,9 +91,8 @@ def main(argv: list[str] | None = None, settings: SwarmSettings | None = None) -
     url = f"http://{args.host}:{args.port}/" + (f"#run={args.run}" if args.run else "")
     try:
         check_bind(args.host, settings)
-        print(f"swarm dashboard on {url} (Redis {redact_url(settings.redis_url.get_secret_value())})",
-              file=sys.stderr)
-        serve(settings, host=args.host, port=args.port)
+        serve(settings, host=args.host, port=args.port, on_ready=lambda redis_url: print(
+            f"swarm dashboard on {url} (Redis {redact_url(redis_url)})", file=sys.stderr))
     except ConfigurationError as exc:
         print(f"swarm dashboard: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from swarm_tasks.errors import JobSpecError
 from swarm_tasks.review.config import ReviewConfig
@@ -27,6 +27,18 @@ class ReviewJob(BaseModel):
                                    "subreviewer. A role without a model runs deterministic analyzers.")
     limits: RunLimits = Field(default_factory=RunLimits)
     title: str = ""
+
+    @field_validator("models")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(REVIEW_ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(REVIEW_ROLES)}")
+        empty = sorted(role for role, model in value.items() if not model.strip())
+        if empty:  # a typo'd variable would otherwise quietly turn a model review into analyzers only
+            raise ValueError(f"no model named for {', '.join(empty)}: name a litellm model, or leave the role "
+                             "out to run its deterministic analyzers")
+        return value
 
     def model_for(self, role: str) -> str | None:
         return self.models.get(role)

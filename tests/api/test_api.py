@@ -76,7 +76,7 @@ def test_review_end_to_end_status_progress_results_report_and_cost(swarm_setting
         assert set(by_role) == set(run.roles()) == {a.role for a in agents}
         for usage in by_role.values():
             assert all(isinstance(v, float) for v in usage.values()), usage
-            assert usage.get("cost_usd", 0.0) == 0.0 and usage["agents_ended"] == usage["agents"] >= 1
+            assert usage["cost_usd"] == 0.0 == usage["tokens"] and usage["agents_ended"] == usage["agents"] >= 1
         assert {r: int(u["agents"]) for r, u in by_role.items()} == dict(Counter(a.role for a in agents))
 
         by_agent = run.cost(by="agent")
@@ -151,12 +151,16 @@ def test_unknown_run_is_a_typed_error(idle_swarm):
     assert isinstance(caught.value, LookupError)
 
 
-@pytest.mark.parametrize("bad", [{"config": {"no_such_option": 1}}, {"limits": {"max_agents": "lots"}},
-                                 {"models": ["not", "a", "map"]}], ids=["unknown-field", "wrong-type", "models"])
-def test_a_bad_review_job_raises_and_enqueues_nothing(idle_swarm, tiny_repo, redis_client, bad):
+@pytest.mark.parametrize(("bad", "says"), [
+    ({"config": {"no_such_option": 1}}, "no_such_option"), ({"limits": {"max_agents": "lots"}}, "max_agents"),
+    ({"models": ["not", "a", "map"]}, "models"), ({"models": {"reviewer": ""}}, "no model named for reviewer"),
+    ({"models": {"reviwer": "openai/gpt-5.2"}}, "unknown role(s) reviwer")],
+    ids=["unknown-field", "wrong-type", "models", "empty-model", "unknown-role"])
+def test_a_bad_review_job_raises_and_enqueues_nothing(idle_swarm, tiny_repo, redis_client, bad, says):
     before = all_keys(redis_client)
-    with pytest.raises(JobSpecError, match="invalid review job"):
+    with pytest.raises(JobSpecError, match="invalid review job") as caught:
         idle_swarm.review(tiny_repo, **bad)
+    assert says in str(caught.value)
     assert all_keys(redis_client) == before
     assert queued(redis_client) == dict.fromkeys(QUEUES, 0) and idle_swarm.runs() == []
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from coordination.errors import ConfigurationError
 from swarm_tasks.celery import agent_step, app, use_settings
-from swarm_tasks.flower_config import TASK_COLUMNS, configure, flower_options
+from swarm_tasks.flower_config import TASK_COLUMNS, configure, flower_options, open_api
 from swarm_tasks.flower_metrics import METRIC, QueueDepth, QueueDepthCollector, queue_depths
 from swarm_tasks.settings import SwarmSettings
 
@@ -160,3 +160,14 @@ def test_flower_keeps_the_shadow_name_whatever_order_events_arrive_in(order: tup
     assert task.args == "run=r1 agent=a1 role=reviewer spec=review.security seq=0"
     assert task.state == "SUCCESS" and task.queue == "review"  # what only task-sent carries is still merged
     assert task.worker.hostname == "w1@h"
+
+
+@pytest.mark.parametrize(("overrides", "opened"), [
+    ({}, True), ({"address": "::1"}, True), ({"unix_socket": "/run/flower.sock", "address": "0.0.0.0"}, True),
+    ({"basic_auth": ["ops:pw"]}, False), ({"auth": ".*@example.com"}, False), ({"read_only": False}, False),
+    ({"address": "0.0.0.0", "basic_auth": ["ops:pw"]}, False)],
+    ids=["loopback", "ipv6-loopback", "unix-socket", "basic-auth", "oauth", "not-read-only", "beyond-loopback"])
+def test_the_api_is_opened_only_where_the_pages_answer_anyone_local_and_nothing_can_be_sent(
+        overrides: dict[str, object], opened: bool):
+    final = flower_defaults(**{"address": "127.0.0.1", "read_only": True, **overrides})  # as Flower ends up
+    assert open_api(final) is opened

@@ -61,6 +61,8 @@ def test_honcho_start_runs_a_review_through_workers_flower_and_dashboard(redis_u
                      "SWARM_MODEL_GUARD": "local-only", "SWARM_WORKER_CONCURRENCY": "16",
                      "SWARM_FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
                      "FLOWER_PORT": str(flower_port), "DASHBOARD_PORT": str(dashboard_port)})
+    if VENV_BIN == REPO_ROOT / ".venv" / "bin":  # as a user runs it: .venv/bin/honcho, the venv not active
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != VENV_BIN)
     log = tmp_path / "honcho.log"
     honcho = Proc([str(VENV_BIN / "honcho"), "start", "--no-colour", *processes], env, log)
     try:
