@@ -23,6 +23,7 @@ from kombu import pools as kombu_pools
 from pydantic import SecretStr
 
 from coordination.connection import RedisHandle, connect, redact_url
+from coordination.store import OUTAGE_ERRORS, RECONNECT
 from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
@@ -211,9 +212,29 @@ def ping(token: str = "") -> str:
 
 
 @app.task(name="swarm.run.idle", acks_late=True, ignore_result=True)
-def run_idle(run_id: str) -> str:
+def run_idle(run_id: str, attempt: int = 0) -> str:
     """A run has no live agent: its workflow decides what comes next (finish, next cycle, report).
-    Returns the run's status and reason afterwards (what Flower shows as the task's result)."""
+    Returns the run's status and reason afterwards (what Flower shows as the task's result). It never leaves
+    the run hanging: while Redis is away it is retried with a growing pause; a workflow hook that raises
+    otherwise fails the run with the reason (it would raise the same way again: nothing else would end it)."""
+    try:
+        return _run_idle(run_id)
+    except OUTAGE_ERRORS as exc:  # a fresh message (signed task ids run once), or `swarm resume` if even that fails
+        if attempt >= 10:
+            raise
+        log.warning("the idle hook of run %s met a Redis outage (%s); trying again", run_id, exc)
+        run_idle.apply_async((run_id, attempt + 1), queue="control", countdown=RECONNECT.cap_s * (attempt + 1),
+                             argsrepr=f"run={run_id} attempt={attempt + 1}")
+        return f"retrying: {exc}"
+    except Exception as exc:
+        log.exception("the idle hook of run %s raised", run_id)
+        reason = f"finishing the run failed: {type(exc).__name__}: {exc}"[:2000]
+        runtime().services.runs.transition(run_id, RunStatus.FAILED, reason=reason,
+                                           only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+        return f"failed: {reason}"
+
+
+def _run_idle(run_id: str) -> str:
     rt = runtime()
     try:
         run = rt.services.runs.get(run_id)

@@ -80,3 +80,34 @@ def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_
     assert agent.status is AgentStatus.FAILED and agent.turns_lost == limit and agent.attempts == limit
     assert agent.reason == (f"its turn was started {limit} times and never finished: the worker running it died or "
                             "stalled each time (killed, out of memory, or a crash on this agent's input)")
+
+
+@pytest.mark.slow
+def test_on_real_workers_the_attempts_and_result_budgets_hold(swarm_settings, tmp_path):
+    from swarm_tasks.agents.runner import SwarmClient
+    from swarm_tasks.celery import CeleryScheduler, app, use_settings
+    from swarm_tasks.cluster import LocalCluster
+    from swarm_tasks.launch import start_agents
+
+    settings = swarm_settings.model_copy(update={"max_record_bytes": 64_000, "max_result_bytes": 400_000,
+                                                 "agent_max_turn_attempts": 2})
+    client = SwarmClient.create(settings, use_settings(settings).client, CeleryScheduler(app))
+    with LocalCluster(settings, workers=1, queues=("agents", "control"), concurrency=4, name_prefix="poison",
+                      log_dir=tmp_path / "logs"):
+        run = start_agents(client, [program("big", "huge_result")],
+                           [ChildRequest("big", "a result for beside the record", key="apart", input=300_000),
+                            ChildRequest("big", "a result past the budget", key="over", input=900_000)])
+        deadline = time.monotonic() + 120
+        while not client.runs.get(run.id).status.terminal:
+            assert time.monotonic() < deadline, "the run did not end: a poison step is being redelivered"
+            time.sleep(0.2)
+    agents = client.run(run.id).agents
+    (done,) = agents.get_many(agents.ids(AgentStatus.DONE))
+    (failed,) = agents.get_many(agents.ids(AgentStatus.FAILED))
+    assert done.result_apart > 64_000 and len(done.result["rows"]) == 300  # stored beside its record, read back
+    assert failed.attempts == 2 and failed.reason.startswith(
+        "its turn failed 2 times in a row, the last time with PayloadTooLarge")
+    record = client.runs.get(run.id)  # it ended: its own record did not overflow with the roots' results
+    assert record.status.value == "partial" and "1 of 2" in (record.reason or ""), record.reason
+    roots = {r["agent"]: r["result"] for r in record.result["roots"]}
+    assert roots[done.id] == {"stored_with_agent": done.id, "bytes": done.result_apart}
