@@ -6,6 +6,7 @@ cluster slot, and so that many runs can share one Redis without seeing each othe
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from coordination.errors import InvalidIdentifier
@@ -22,6 +23,14 @@ def check_id(value: str, what: str = "identifier") -> str:
             f"{what} {value!r} is not valid: use 1-128 letters, digits, '_', '.', ':', '@' or '-', "
             "starting with a letter or digit")
     return value
+
+
+def limit_name(name: str) -> str:
+    """A key-safe form of any name (a model string has '/'): readable, and unique by a short digest."""
+    safe = re.sub(r"[^A-Za-z0-9_.:@-]", "_", name)[:96]
+    if safe == name:
+        return name
+    return f"{safe}~{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
 class Keys:
@@ -158,6 +167,15 @@ class Keys:
     def task_done(self, task_id: str) -> str:
         """A signed task message that ran to its end (global scope): a replay of it is refused."""
         return f"{self._base}:task_done:{check_id(task_id, 'task message id')}"
+
+    # -- global scope: calls to a shared service (a model) by every worker ------------------------
+    def calls_in_flight(self, name: str) -> str:
+        """Sorted set of call tokens holding a slot of ``name``, scored by when the slot lapses."""
+        return f"{self._base}:limit:inflight:{limit_name(name)}"
+
+    def calls_started(self, name: str) -> str:
+        """Sorted set of call tokens started for ``name`` in the last minute, scored by start time."""
+        return f"{self._base}:limit:started:{limit_name(name)}"
 
     # -- everything of the scope, for cleanup -----------------------------------------------
     def pattern(self) -> str:

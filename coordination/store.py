@@ -8,7 +8,6 @@ that must still be at a version) and *ops* (index updates applied in the same Lu
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import redis
 from redis.crc import key_slot
 
 from coordination import lua
+from coordination.backoff import Backoff
 from coordination.errors import (
     AlreadyExists,
     ConflictRetriesExhausted,
@@ -157,8 +157,8 @@ class RetryPolicy:
     cap_s: float = 0.05
 
     def delay_s(self, attempt: int) -> float:
-        """How long to wait before retry number ``attempt`` (0-based)."""
-        return random.uniform(0, min(self.cap_s, self.base_s * (2 ** min(attempt, 20))))
+        """How long to wait before retry number ``attempt`` (0-based): the project's one backoff."""
+        return Backoff(self.base_s, self.cap_s).delay(attempt)
 
     def pause(self, attempt: int) -> None:
         time.sleep(self.delay_s(attempt))
