@@ -28,9 +28,10 @@ from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import JobSpecError, RunNotFound
+from swarm_tasks.models.preflight import ModelCheck, check_models, cost_capped
 from swarm_tasks.outcome import AgentEnd, ReasonClass, RunOutcome, Tally
 from swarm_tasks.review.config import ReviewConfig
-from swarm_tasks.review.job import ReviewJob
+from swarm_tasks.review.job import ReviewJob, resolve_models
 from swarm_tasks.runs import RunLimits, RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings, get_settings
 from swarm_tasks.sources import SourceSpec
@@ -66,11 +67,13 @@ class Progress:
 
 
 class RunHandle:
-    """One run: its status, progress, results and cost; wait, cancel or resume it."""
+    """One run: its status, progress, results and cost; wait, cancel or resume it. ``warnings``: what the
+    preflight of its models said when it was submitted here (an unpriced model, a fleet it could not ask)."""
 
-    def __init__(self, client: SwarmClient, run_id: str) -> None:
+    def __init__(self, client: SwarmClient, run_id: str, *, warnings: list[str] | None = None) -> None:
         self.client = client
         self.id = run_id
+        self.warnings = list(warnings or [])
         self.record()  # raises RunNotFound for an unknown id
 
     def record(self) -> RunRecord:
@@ -252,14 +255,32 @@ class Swarm:
         job = ReviewJob.parse({"source": SourceSpec(location=str(source), ref=ref).model_dump(),
                                "config": _dump(config), "models": models or {}, "limits": _dump(limits),
                                "title": title})
-        return RunHandle(self.client, submit_review(self.client, job).id)
+        check = self.check_models(resolve_models(job.models, self.settings), job.limits)
+        return RunHandle(self.client, submit_review(self.client, job).id, warnings=check.warnings)
 
     def build(self, repo: str | Path, **job: object) -> RunHandle:
         """Start a build swarm on a repository (see :mod:`swarm_tasks.build.workflow`)."""
+        from swarm_tasks.build.job import BuildMode
+        from swarm_tasks.build.job import resolve_models as build_models
         from swarm_tasks.build.workflow import BuildJob, submit_build
 
         spec = BuildJob.parse({"repo": str(repo), **job})
-        return RunHandle(self.client, submit_build(self.client, spec).id)
+        models = build_models(spec, self.settings) if spec.mode is BuildMode.MODEL else {}
+        check = self.check_models(models, spec.limits)
+        return RunHandle(self.client, submit_build(self.client, spec).id, warnings=check.warnings)
+
+    def check_models(self, models: dict[str, str], limits: RunLimits | None = None) -> ModelCheck:
+        """The preflight of a run's models (role -> model): :class:`ModelKeyMissing` (a
+        :class:`JobSpecError`) naming the variable to set if a model cannot be called, or if a cost cap
+        cannot hold for an unpriced model; otherwise its warnings (on the run's handle). Workers started here get
+        this process's provider variables; a remote fleet is asked which variables its workers have."""
+        fleet = None
+        if self.cluster is None:
+            from coordination.registry import Kind
+            from coordination.run import global_registry
+
+            fleet = global_registry(self.handle.client, self.settings).discover(kind=Kind.WORKER)
+        return check_models(models, self.settings, cost_capped=cost_capped(self.settings, limits), fleet=fleet)
 
     # -- finding runs ----------------------------------------------------------------------------
     def run(self, run_id: str) -> RunHandle:
@@ -283,8 +304,8 @@ class Swarm:
 def _dump(value: object) -> object:
     if value is None:
         return {}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")  # type: ignore[no-any-return]
+    if hasattr(value, "model_dump"):  # only what the caller set: the rest comes from the settings
+        return value.model_dump(mode="json", exclude_unset=True)  # type: ignore[no-any-return]
     return value
 
 

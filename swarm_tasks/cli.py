@@ -190,6 +190,10 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
 
         config.update(baseline_fingerprints=baseline_fingerprints(baseline), baseline_label=str(baseline))
     check_review_job(source, ref, models, config, limits)  # before any server or worker starts
+    from swarm_tasks.review.job import resolve_models
+
+    models = resolve_models(models, settings)  # SWARM_MODELS / SWARM_MODEL for roles without a flag
+    check_models_here(models, settings, limits, workers)
     with Swarm(settings, workers=workers, concurrency=concurrency) as swarm:
         if not as_json:
             where = "embedded Redis and local workers" if swarm.handle.embedded else redact_url(swarm.handle.url)
@@ -197,6 +201,7 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
                 "deterministic analysis (no model configured: analyzers only)")
             err.print(f"swarm review of [bold]{redact_url(source)}[/] on {where} — {mode}")
         run = swarm.review(source, ref=ref, models=models, config=config, limits=limits)
+        print_warnings(run.warnings)
         if detach:
             emit_json({"run": run.id}) if as_json else console.print(run.id)
             return EXIT_OK
@@ -236,6 +241,22 @@ def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
     else:
         err.print(f"{how}: left run {run.id} running; follow it with `swarm watch {run.id}`")
     return interrupted_code(exc)
+
+
+def check_models_here(models: dict[str, str], settings: SwarmSettings, limits: dict[str, object],
+                      workers: int | None) -> None:
+    """Refuse at once, before any server or worker starts, a run whose models have no key here, when the
+    workers will be started here (they get this process's provider variables). A remote fleet is
+    asked by the API when the run is submitted."""
+    if models and (settings.redis_url is None or workers):
+        from swarm_tasks.models.preflight import check_models, cost_capped
+
+        check_models(models, settings, cost_capped=cost_capped(settings, limits))
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def check_review_job(source: str, ref: str | None, models: dict[str, str], config: dict[str, object],
@@ -344,14 +365,18 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, check_ch
                               "builders": builders}
     if max_cost is not None:
         job["limits"] = {"max_cost_usd": max_cost}
-    from swarm_tasks.build.job import UNION_DEFAULT, BuildJob, validate_job
+    from swarm_tasks.build.job import UNION_DEFAULT, BuildJob, BuildMode, resolve_models, validate_job
 
     job.update({"check_changed": check_changed, "codemod_changed_exit": list(ok_exit),
                 "union_merge": [*UNION_DEFAULT, *union_merge], "mechanical_merge": not no_mechanical_merge})
 
-    validate_job(BuildJob.parse({"repo": repo, **job}), settings)  # before any server or worker starts
+    spec = BuildJob.parse({"repo": repo, **job})
+    validate_job(spec, settings)  # before any server or worker starts
+    if spec.mode is BuildMode.MODEL:
+        check_models_here(resolve_models(spec, settings), settings, dict(job.get("limits") or {}), workers)
     with Swarm(settings, workers=workers) as swarm:
         run = swarm.build(repo, **job)
+        print_warnings(run.warnings)
         if detach:
             emit_json({"run": run.id}) if as_json else console.print(run.id)
             return EXIT_OK

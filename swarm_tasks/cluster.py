@@ -58,7 +58,8 @@ class LocalCluster:
     def __init__(self, settings: SwarmSettings, *, workers: int = 2, queues: Sequence[str] = QUEUES,
                  concurrency: int | None = None, pool: str | None = None, name_prefix: str = "worker",
                  log_dir: Path | None = None, extra_env: dict[str, str] | None = None,
-                 base_env: dict[str, str] | None = None, launcher: Sequence[str] = ()) -> None:
+                 base_env: dict[str, str] | None = None, launcher: Sequence[str] = (),
+                 provider_env: dict[str, str] | None = None) -> None:
         if settings.redis_url is None:
             raise SwarmError("LocalCluster needs settings.redis_url (start an embedded server first)")
         self.settings = settings
@@ -71,10 +72,14 @@ class LocalCluster:
         self.extra_env = extra_env or {}
         self.base_env = dict(base_env) if base_env is not None else {}
         self.launcher = list(launcher)  # a prefix for the command (``ip netns exec <host>`` in tests)
+        # Model provider keys and endpoints (OPENAI_API_KEY, AWS_*...): litellm reads them in the worker
+        # process that makes the call, so they must be handed on. Default: this process's own.
+        self.provider_env = dict(provider_env) if provider_env is not None else settings.provider_environment()
         self.workers: list[WorkerProcess] = []
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in self.base_env.items() if not k.startswith("SWARM_")}
+        env.update(self.provider_env)
         env.update(settings_env(self.settings))
         env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -25,6 +25,7 @@ from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
 from swarm_tasks.agents.runner import AgentServices, RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.models.preflight import advertised_names
 from swarm_tasks.runs import RUN_ROOT, RunStatus
 
 log = logging.getLogger("swarm_tasks.control")
@@ -46,6 +47,7 @@ class ControlLoop:
         self.queues = queues or []
         self.celery_name = celery_name or services.node
         self._beat_at = 0.0
+        self._model_env = advertised_names(services.settings)  # names only: a submitter checks for keys
         self.on_idle = on_idle
         self.group = group
         self.consumer = services.node
@@ -77,7 +79,7 @@ class ControlLoop:
         self.registry.register(self.services.node, kind=Kind.WORKER, role="worker", node=self.services.node,
                                capabilities=[q for q in self.queues if q], ttl_s=15.0,
                                meta={"celery_name": self.celery_name, "pid": str(os.getpid()),
-                                     "host": socket.gethostname()})
+                                     "host": socket.gethostname(), "model_env": self._model_env})
 
     def _loop(self) -> None:
         outage = 0  # failed cycles in a row while Redis is unreachable

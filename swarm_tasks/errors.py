@@ -12,6 +12,16 @@ class JobSpecError(SwarmError, ValueError):
     """A job (review, build) was described wrongly; nothing was enqueued."""
 
 
+class ModelKeyMissing(JobSpecError):
+    """A model of the job cannot be called: its provider's key (or base URL) is not in the environment."""
+
+    def __init__(self, role: str, model: str, variables: list[str], message: str) -> None:
+        super().__init__(message)
+        self.role = role
+        self.model = model
+        self.variables = variables
+
+
 class BudgetExceeded(SwarmError):
     """An agent or run reached one of its hard limits (turns, tokens, cost, wall time, agents)."""
 
@@ -32,9 +42,15 @@ class ModelError(SwarmError):
 
     ``kind`` is a :class:`swarm_tasks.outcome.ReasonClass` value (auth, rate_limit, timeout,
     unreachable, guard, model_error); ``permanent`` errors (a refused key, an unknown model, the
-    guard) are not worth another try; ``advice`` is a sentence for the user (e.g. the key to set)."""
+    guard) are not worth another try; ``advice`` is a sentence for the user (e.g. the key to set).
+    ``charged_*``: what its failed attempts cost anyway (a timed-out request was billed, estimated);
+    ``retry_after_s``: how long the provider asked us to wait before the next call, if it said."""
 
     default_kind = "model_error"
+    charged_prompt_tokens: int = 0
+    charged_completion_tokens: int = 0
+    charged_cost_usd: float = 0.0
+    retry_after_s: float | None = None
 
     def __init__(self, message: str, *, kind: str | None = None, model: str | None = None,
                  status_code: int | None = None, permanent: bool = False, advice: str = "") -> None:
@@ -44,6 +60,10 @@ class ModelError(SwarmError):
         self.status_code = status_code
         self.permanent = permanent
         self.advice = advice
+
+
+class ContextOverflow(ModelError):
+    """The prompt does not fit the model's context window: sending it again would fail again (compact it)."""
 
 
 class RealProviderBlocked(ModelError):

@@ -15,6 +15,7 @@ from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore
 from swarm_tasks.control import idle_payload
 from swarm_tasks.outcome import Tally, decide
 from swarm_tasks.runs import RUN_ROOT, RunLimits, RunRecord, RunStatus, RunStore
+from swarm_tasks.settings import SwarmSettings
 
 
 def watch_idle(state: RunState) -> None:
@@ -25,13 +26,24 @@ def watch_idle(state: RunState) -> None:
     state.records.update(k.record("wake", RUN_ROOT), lambda _cur: Write(b"{}", ops=[op]))
 
 
+def run_limits(settings: SwarmSettings, limits: RunLimits | None) -> RunLimits:
+    """The run's limits: what the job set, else ``SWARM_RUN_MAX_*`` of the submitting process (recorded
+    in the run, so every worker enforces the same ones)."""
+    base = RunLimits(max_agents=settings.run_max_agents, max_concurrent_agents=settings.run_max_concurrent_agents,
+                     max_cost_usd=settings.run_max_cost_usd)
+    if limits is None:
+        return base
+    return RunLimits.model_validate({**base.model_dump(), **limits.model_dump(exclude_unset=True)})
+
+
 def start_agents(services: SwarmClient, specs: list[AgentSpec], roots: list[ChildRequest], *,
                  kind: str = "agents", title: str = "", limits: RunLimits | None = None,
                  models: dict[str, str] | None = None, spec_data: JsonValue = None,
                  run_id: str | None = None) -> RunRecord:
     """Create a run, store its specs, start its root agents and watch for the run going idle."""
     runs: RunStore = services.runs
-    run = runs.create(kind, title=title, spec=spec_data, limits=limits, models=models, run_id=run_id)
+    run = runs.create(kind, title=title, spec=spec_data, limits=run_limits(services.settings, limits),
+                      models=models, run_id=run_id)
     ctx = services.run(run.id)
     ctx.specs.put_all(specs)
     outcome = spawn(ctx.agents, ctx.specs.get, roots, limits=run.limits, parent=None)

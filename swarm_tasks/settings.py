@@ -7,6 +7,8 @@ the project reads ``os.environ``: build a :class:`SwarmSettings` (or take one pa
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -43,6 +45,49 @@ class ModelPrice(BaseModel):
         return (prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok) / 1e6
 
 
+# Environment variables a model provider may read in the process that makes the call (litellm reads them
+# there): local workers started by our own code get exactly these from the launching process, besides
+# SWARM_*. Prefixes of the providers litellm speaks to, plus proxy and CA settings their HTTP clients use.
+PROVIDER_ENV_PREFIXES = (
+    "OPENAI_", "ANTHROPIC_", "AZURE_", "AWS_", "GEMINI_", "GOOGLE_", "VERTEXAI_", "VERTEX_", "MISTRAL_",
+    "COHERE_", "CO_API_", "GROQ_", "DEEPSEEK_", "XAI_", "TOGETHER_", "TOGETHERAI_", "OPENROUTER_", "OR_",
+    "HUGGINGFACE_", "HF_", "FIREWORKS_", "FIREWORKSAI_", "PERPLEXITY_", "PERPLEXITYAI_", "DATABRICKS_",
+    "WATSONX_", "WX_", "OLLAMA_", "REPLICATE_", "CEREBRAS_", "NVIDIA_NIM_", "DASHSCOPE_", "AI21_",
+    "SAMBANOVA_", "CLOUDFLARE_", "FRIENDLIAI_", "NSCALE_", "HOSTED_VLLM_", "LM_STUDIO_", "LITELLM_",
+)
+PROVIDER_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                      "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class ModelOptions(BaseModel):
+    """How to reach one model (or every model of one role): endpoint, key, window and call limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_base: str | None = Field(default=None, description="Endpoint for this model (wins over SWARM_API_BASE).")
+    api_key_env: str | None = Field(
+        default=None, pattern=_ENV_NAME, description="Name of the environment variable holding this model's key "
+        "(the key itself never sits in a setting); wins over SWARM_API_KEY and the provider's own variable.")
+    context_window_tokens: int | None = Field(default=None, gt=0, description="Prompt tokens the model accepts "
+                                              "(default: litellm's model map, else 128,000).")
+    max_output_tokens: int | None = Field(default=None, gt=0, description="max_tokens sent with each call "
+                                          "(default: SWARM_MODEL_MAX_OUTPUT_TOKENS within the model's own cap).")
+    max_concurrent_calls: int | None = Field(default=None, gt=0, description="Calls to this model in flight at "
+                                             "once across every worker (a semaphore in Redis).")
+    requests_per_minute: int | None = Field(default=None, gt=0, description="Calls to this model started per "
+                                            "minute across every worker (a window in Redis).")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEndpoint:
+    """Where one call goes and with which key (None: litellm reads the provider's own variables)."""
+
+    api_base: str | None
+    api_key: SecretStr | None
+    key_env: str | None  # the variable the key comes from, named in errors ("SWARM_API_KEY", "OPENAI_KEY_B")
+
+
 class SwarmSettings(CoordinationSettings):
     """Configuration of the Celery app, the agents, their models, budgets and sandbox."""
 
@@ -57,8 +102,17 @@ class SwarmSettings(CoordinationSettings):
     model_fallbacks: list[str] = Field(default_factory=list, description="Models tried when the first fails.")
     model_retries: int = Field(default=2, ge=0, description="Retries of a failed model call.")
     model_timeout_s: float = Field(default=300.0, gt=0, description="Seconds per model call.")
-    api_base: str | None = Field(default=None, description="Base URL for OpenAI-compatible endpoints.")
-    api_key: SecretStr | None = Field(default=None, description="API key passed to litellm, if any.")
+    api_base: str | None = Field(default=None, description="Base URL for every model without its own "
+                                "(SWARM_MODEL_OPTIONS); unset: each provider's own endpoint.")
+    api_key: SecretStr | None = Field(default=None, description="API key for every model without its own "
+                                      "(SWARM_MODEL_OPTIONS); unset: each provider's own variable (OPENAI_API_KEY...).")
+    model_options: dict[str, ModelOptions] = Field(
+        default_factory=dict, description="Per model (a litellm model string) or per role (scanner, worker...), "
+        'JSON: {"openai/gpt-5.2": {"api_key_env": "TEAM_B_OPENAI_KEY", "requests_per_minute": 500}, '
+        '"scanner": {"api_base": "https://proxy.internal/v1"}}. A role\'s entry wins over its model\'s, '
+        'which wins over "*" (every model).')
+    model_max_output_tokens: int = Field(default=8192, gt=0, description="max_tokens sent with each call, within "
+                                         "the model's own output cap, unless its SWARM_MODEL_OPTIONS says otherwise.")
     model_prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Prices of models litellm does not know (self-hosted, new) or that you "
         'pay differently for, JSON: {"openai/my-model": {"input_usd_per_mtok": 3, "output_usd_per_mtok": 15}}. '
@@ -95,8 +149,11 @@ class SwarmSettings(CoordinationSettings):
         "is refused (DNS rebinding).")
 
     # -- agents -----------------------------------------------------------------------------------
-    agent_max_turns: int = Field(default=60, ge=1, description="Model turns per agent.")
-    agent_max_tokens: int = Field(default=2_000_000, ge=1, description="Prompt+completion tokens per agent.")
+    agent_max_turns: int | None = Field(
+        default=None, ge=1, description="Cap on model turns per agent. Each kind of agent has its own limit "
+        "(a scan 8, a reviewer 20, a planner 80; 60 if it sets none); this caps them all.")
+    agent_max_tokens: int = Field(default=2_000_000, ge=1, description="Prompt+completion tokens per agent "
+                                  "(a cap over each agent's own limit, like every SWARM_AGENT_MAX_*).")
     agent_max_cost_usd: float = Field(default=5.0, gt=0, description="Dollars per agent.")
     agent_max_wall_s: float = Field(default=3600.0, gt=0, description="Seconds from an agent's start to its end.")
     agent_turn_lease_s: float = Field(default=30.0, gt=0, description="Seconds a turn is held without a heartbeat "
@@ -108,9 +165,12 @@ class SwarmSettings(CoordinationSettings):
         "raised, or its worker died or stalled past the lease) before the agent fails with the last reason: a "
         "poison input ends its agent, never its redelivery.")
     agent_repeat_limit: int = Field(default=3, ge=2, description="Identical consecutive tool calls allowed.")
-    run_max_agents: int = Field(default=20_000, ge=1, description="Agents one run may start in total.")
-    run_max_concurrent_agents: int = Field(default=6_000, ge=1, description="Agents of one run alive at once.")
-    run_max_cost_usd: float = Field(default=100.0, gt=0, description="Dollars one run may spend.")
+    run_max_agents: int = Field(default=20_000, ge=1, description="Agents one run may start in total (the "
+                                "default of a job that sets none; recorded in the run when it starts).")
+    run_max_concurrent_agents: int = Field(default=6_000, ge=1, description="Agents of one run alive at once "
+                                           "(default of a job that sets none).")
+    run_max_cost_usd: float = Field(default=100.0, gt=0, description="Dollars one run may spend (default of a "
+                                    "job that sets none).")
     context_compact_ratio: float = Field(default=0.75, gt=0, lt=1,
                                          description="Compact when a prompt reaches this share of the window.")
 
@@ -172,6 +232,41 @@ class SwarmSettings(CoordinationSettings):
 
     def queue_for(self, role: str) -> str:
         return ROLES_DEFAULT_QUEUE.get(role, "agents")
+
+    def options_for(self, model: str, role: str | None = None) -> ModelOptions:
+        """The model's options: its role's entry over its own over "*" (field by field)."""
+        merged: dict[str, object] = {}
+        for name in ("*", model, role):
+            entry = self.model_options.get(name) if name else None
+            if entry is not None:
+                merged.update(entry.model_dump(exclude_none=True))
+        return ModelOptions(**merged)  # type: ignore[arg-type]
+
+    def endpoint_for(self, model: str, role: str | None = None) -> ModelEndpoint:
+        """Base URL and key of a call to ``model`` for ``role``: its SWARM_MODEL_OPTIONS entry, else
+        SWARM_API_BASE / SWARM_API_KEY, else nothing (litellm reads the provider's own variables)."""
+        options = self.options_for(model, role)
+        base = options.api_base or self.api_base
+        if options.api_key_env:
+            value = os.environ.get(options.api_key_env)
+            return ModelEndpoint(base, SecretStr(value) if value else None, options.api_key_env)
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return ModelEndpoint(base, self.api_key, "SWARM_API_KEY")
+        return ModelEndpoint(base, None, None)
+
+    def provider_environment(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The model provider variables of ``environ`` (default: this process's environment) that a
+        local worker needs: every provider prefix litellm reads, proxies and CA bundles, and each
+        variable SWARM_MODEL_OPTIONS names as a key. Handed to worker processes, never logged."""
+        source = os.environ if environ is None else environ
+        named = {o.api_key_env for o in self.model_options.values() if o.api_key_env}
+        return {name: value for name, value in source.items()
+                if name in named or name in PROVIDER_ENV_NAMES or name.startswith(PROVIDER_ENV_PREFIXES)}
+
+    def provider_secrets(self) -> tuple[str, ...]:
+        """Provider keys this process can see (for masking them in transcripts and logs)."""
+        return tuple(v for k, v in self.provider_environment().items()
+                     if v and len(v) >= 8 and any(w in k for w in ("KEY", "TOKEN", "SECRET", "PASSWORD")))
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ from swarm_tasks.models.types import ToolCall
 from swarm_tasks.runs import RunLimits
 from swarm_tasks.settings import SwarmSettings
 
+DEFAULT_MAX_TURNS = 60  # an agent whose spec sets no turn limit, under no SWARM_AGENT_MAX_TURNS
+
 
 @dataclass(frozen=True, slots=True)
 class AgentBudget:
@@ -26,10 +28,13 @@ class AgentBudget:
 
     @classmethod
     def resolve(cls, limits: Limits, settings: SwarmSettings) -> AgentBudget:
-        return cls(max_turns=limits.max_turns or settings.agent_max_turns,
-                   max_tokens=limits.max_tokens or settings.agent_max_tokens,
-                   max_cost_usd=limits.max_cost_usd or settings.agent_max_cost_usd,
-                   max_wall_s=limits.max_wall_s or settings.agent_max_wall_s)
+        """The spec's own limits, capped by the settings (a deployment's SWARM_AGENT_MAX_* is a ceiling
+        no kind of agent may exceed: every shipped agent sets its own turn limit)."""
+        turns = [t for t in (limits.max_turns, settings.agent_max_turns) if t]
+        return cls(max_turns=min(turns) if turns else DEFAULT_MAX_TURNS,
+                   max_tokens=min(limits.max_tokens or settings.agent_max_tokens, settings.agent_max_tokens),
+                   max_cost_usd=min(limits.max_cost_usd or settings.agent_max_cost_usd, settings.agent_max_cost_usd),
+                   max_wall_s=min(limits.max_wall_s or settings.agent_max_wall_s, settings.agent_max_wall_s))
 
     def check(self, agent: AgentState, now: float) -> None:
         """Raise :class:`BudgetExceeded` if another model turn would break a limit."""

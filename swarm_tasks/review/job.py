@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 from swarm_tasks.errors import JobSpecError
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.runs import RunLimits
+from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec, materialize
 
 # The roles of a review, each with its own model (and queue): a cheap model for the quick scan.
@@ -69,6 +71,12 @@ def check_since(job: ReviewJob) -> None:
         merge_base(Path(job.source.location), job.config.since)
     except GitError as exc:
         raise JobSpecError(f"--since: {exc}") from None
+
+
+def resolve_models(models: Mapping[str, str], settings: SwarmSettings) -> dict[str, str]:
+    """The model of each review role: the job's, else SWARM_MODELS' for the role, else SWARM_MODEL
+    (a role left without one runs its deterministic analyzers)."""
+    return {role: m for role in REVIEW_ROLES if (m := models.get(role) or settings.model_for(role))}
 
 
 @lru_cache(maxsize=64)

@@ -24,7 +24,7 @@ from swarm_tasks.review.enums import FindingSource, ReviewReason, RiskLevel, Sca
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.imports import UnresolvedImport
 from swarm_tasks.review.inventory import Inventory
-from swarm_tasks.review.job import ReviewJob, check_since, job_from_spec, review_root
+from swarm_tasks.review.job import ReviewJob, check_since, job_from_spec, resolve_models, review_root
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.model_agents import confirmed_finding, drafts_to_findings
 from swarm_tasks.review.pipeline import dependency_findings
@@ -46,7 +46,8 @@ MAX_NOTES = 50
 
 def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = None) -> RunRecord:
     """Validate the job, store its specs and start the inventory agent. Nothing is enqueued for a bad job."""
-    job = job.model_copy(update={"source": check_source(job.source)})
+    job = job.model_copy(update={"source": check_source(job.source),
+                                 "models": resolve_models(job.models, client.settings)})
     check_since(job)
     title = job.title or f"review {job.source.shown()}"
     root = ChildRequest(INVENTORY, task="List the repository's files.", key="inventory", global_key=True)
