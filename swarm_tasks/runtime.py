@@ -37,6 +37,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import redis
+
 from coordination.connection import RedisHandle
 from coordination.run import record_store
 from swarm_tasks.agents.runner import AgentRunner, AgentServices, Scheduler, StepOutcome
@@ -52,10 +54,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm_tasks.runtime")
 
 
-def _make_gateway(settings: SwarmSettings) -> ModelGateway:
+def _make_gateway(settings: SwarmSettings, client: redis.Redis, now: Callable[[], float]) -> ModelGateway:
+    from coordination.keys import GLOBAL_SCOPE, Keys
+    from coordination.limiter import CallLimiter
     from swarm_tasks.models.gateway import ModelGateway
 
-    return ModelGateway(settings)
+    # One limiter for every run: a provider's limits are per account, whichever run calls it.
+    return ModelGateway(settings, limiter=CallLimiter(client, Keys(settings.key_prefix, GLOBAL_SCOPE), now))
 
 
 def _make_sandbox(settings: SwarmSettings) -> Sandbox:
@@ -100,7 +105,8 @@ class WorkerRuntime:
         records = record_store(handle.client, settings)
         self.services = AgentServices(
             settings=settings, client=handle.client, records=records,
-            runs=RunStore(handle.client, records, settings), gateway_factory=lambda: _make_gateway(settings),
+            runs=RunStore(handle.client, records, settings),
+            gateway_factory=lambda: _make_gateway(settings, handle.client, records.now),
             loop=self.loop,
             tools=tools or default_tools(), scheduler=scheduler, node=node or node_name(),
             tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),

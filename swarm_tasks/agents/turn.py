@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,13 @@ from swarm_tasks.agents.calls import (
     unanswered,
 )
 from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
-from swarm_tasks.agents.context import SUMMARY_PROMPT, compact, estimate_tokens, transcript
 from swarm_tasks.agents.program import EmittedEvent, Ending, FollowUp, ProgramContext, ProgramResult
+from swarm_tasks.agents.prompt import TurnPrompt, reply_usage
 from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
 from swarm_tasks.agents.spec import AgentKind, AgentSpec, WorkspaceMode
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
-from swarm_tasks.errors import BudgetExceeded, LoopDetected, ModelError
+from swarm_tasks.errors import BudgetExceeded, ContextOverflow, LoopDetected, ModelError
 from swarm_tasks.models.types import ChatMessage, ToolCall
 from swarm_tasks.outcome import MAX_REASON_CHARS, ReasonClass
 from swarm_tasks.runs import RunRecord
@@ -62,6 +63,7 @@ class Turn:
         self.holder = holder
         self.now = ctx.state.records.now
         self.read_only: tuple[Path, ...] = ()  # vouched for by the prepare hook, never by the agent
+        self.fit: Callable[[str], str] | None = None  # cuts a tool result to what the model's window allows
 
     @property
     def agent(self) -> AgentState:
@@ -239,6 +241,15 @@ class Turn:
             results += [{"status": "refused", "reason": why} for why in agent.waiting_refused]
             pending.append(tool_message(agent.waiting_call, json.dumps(results, ensure_ascii=False)))
             changes.update(waiting_call=None, waiting_on=[], waiting_refused=[])
+        model = self.spec.model or record.models.get(agent.role) or self.settings.model_for(agent.role)
+        if not model:
+            self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
+                     "SWARM_MODELS, or use the workflow's deterministic mode", append=pending,
+                     reason_class=ReasonClass.NO_MODEL, **changes)
+            return
+        gateway = self.holder.wait(self.services.tool_executor.submit(self.services.model_gateway))
+        prompt = TurnPrompt(self, gateway, model)
+        self.fit = prompt.fit_result
         left = unanswered(history + pending)
         if left:  # a worker died during these calls
             outcome = self.process_calls(left, interrupted=set(agent.inflight))
@@ -259,40 +270,36 @@ class Turn:
             self.end(AgentStatus.STOPPED, budget_reason(exc), append=pending, usage=usage,
                      reason_class=ReasonClass.BUDGET if exc.scope == "agent" else ReasonClass.COST_CAP, **changes)
             return
-        model = self.spec.model or record.models.get(agent.role) or self.settings.model_for(agent.role)
-        if not model:
-            self.end(AgentStatus.FAILED, f"no model configured for role {agent.role!r}: set SWARM_MODEL or "
-                     "SWARM_MODELS, or use the workflow's deterministic mode", append=pending,
-                     reason_class=ReasonClass.NO_MODEL, **changes)
-            return
-        gateway = self.holder.wait(self.services.tool_executor.submit(self.services.model_gateway))
         conversation = history + pending
+        sent = prompt.send(conversation)
+        usage = usage.plus(sent.usage)
         rewrite: list[ChatMessage] | None = None
-        window = gateway.context_window(model)
-        if agent.last_prompt_tokens + estimate_tokens(pending) >= window * self.settings.context_compact_ratio:
-            conversation, summary_usage = self.compact(conversation, model, window)
-            rewrite, pending = conversation, []
-            usage = usage.plus(summary_usage)
-            changes.update(compactions=agent.compactions + 1, last_prompt_tokens=estimate_tokens(conversation))
-        tools = self.services.tools.schemas(self.spec.tools)
-        try:
-            reply = self.holder.wait(self.services.on_loop(gateway.complete(
-                model, conversation, tools=tools or None, fallbacks=list(self.spec.fallbacks) or None)))
-        except ModelError as exc:
+        if sent.compactions:  # the stored conversation is replaced by the compacted one
+            rewrite, pending = sent.conversation, []
+            changes.update(compactions=agent.compactions + sent.compactions)
+        reply = sent.reply
+        if reply is None:
+            assert sent.error is not None
+            if isinstance(sent.error, ContextOverflow):
+                self.end(AgentStatus.FAILED, f"the prompt does not fit the model's context window even after "
+                         f"compacting it: {sent.error}", append=pending, rewrite=rewrite, usage=usage,
+                         reason_class=ReasonClass.MODEL_ERROR, **changes)
+                return
             failures = agent.model_failures + 1
+            exc = sent.error
             if failures >= MAX_MODEL_FAILURES or exc.permanent:  # a refused key will not be accepted later
                 self.end(AgentStatus.FAILED, model_failure_reason(exc, model, failures), append=pending,
                          rewrite=rewrite, usage=usage, model_failures=failures,
                          reason_class=ReasonClass(exc.kind), **changes)
-            else:  # a provider outage: try again later, from this same point
-                self.cont(append=pending, rewrite=rewrite, usage=usage, countdown_s=5.0 * failures,
+            else:  # a provider outage or rate limit: try again later (when it said), from this same point
+                wait = max(5.0 * failures, exc.retry_after_s or 0.0)
+                self.cont(append=pending, rewrite=rewrite, usage=usage, countdown_s=wait,
                           model_failures=failures, **changes)
             return
-        usage = usage.plus(Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                                 cost_usd=reply.cost_usd, model_calls=1))
-        assistant = self.masked(reply.message())
+        usage = usage.plus(reply_usage(reply))
         changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
-                       last_prompt_tokens=reply.prompt_tokens or estimate_tokens(conversation))
+                       last_prompt_tokens=reply.prompt_tokens)
+        assistant = self.masked(reply.message())
         messages = [*pending, assistant]
         try:
             changes["recent_calls"] = note_calls(agent.recent_calls, reply.tool_calls,
@@ -409,7 +416,8 @@ class Turn:
                                      for c in calls if c.id not in answered]
                 outcome.control = None
                 return outcome
-            outcome.messages.append(tool_message(call.id, self.services.mask_configured(result.content)))
+            content = self.services.mask_configured(result.content)
+            outcome.messages.append(tool_message(call.id, self.fit(content) if self.fit else content))
         if finish is not None:
             parsed = self.parse_finish(finish)
             if isinstance(parsed, str):
@@ -479,27 +487,6 @@ class Turn:
                                            usage=self.agent.usage.plus(usage), inflight=[], attempts=0,
                                            last_error=None, **changes),
                          append=messages, rewrite=rewrite, usage=usage, extra_ops=[wake])
-
-    def compact(self, conversation: list[ChatMessage], model: str,
-                      window: int) -> tuple[list[ChatMessage], Usage]:
-        notes = [n.text for n in reversed(self.ctx.state.notes.latest(self.agent.id, limit=5))]
-        summary: str | None = None
-        usage = Usage()
-        try:
-            request: list[ChatMessage] = [*conversation[:1], {
-                "role": "user", "content": SUMMARY_PROMPT + "\n\n" + transcript(conversation[1:])}]
-            reply = self.holder.wait(self.services.on_loop(self.services.model_gateway().complete(model, request)))
-            summary = (reply.content or "").strip() or None
-            usage = Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                          cost_usd=reply.cost_usd, model_calls=1)
-        except ModelError:
-            summary = None  # fall back to the deterministic digest, named as such in the bridge message
-        result = compact(conversation, window=window, summary=summary, notes=notes)
-        self.ctx.state.notes.append(self.agent.id, f"context compacted: {result.replaced} messages replaced "
-                                    f"({result.summary_source})", kind="compaction", author=self.agent.id)
-        self.ctx.state.events.emit("agent.compacted", self.agent.id, {"replaced": result.replaced,
-                                                                       "source": result.summary_source})
-        return result.messages, usage
 
 
 def budget_reason(exc: BudgetExceeded) -> str:

@@ -1,62 +1,42 @@
-"""The one door to language models: litellm calls with retries, fallbacks, accounting and a guard.
+"""The one door to language models: litellm calls with keys, limits, retries, fallbacks, accounting, a guard.
 
-Every model call in swarm-tasks goes through :class:`ModelGateway`. It calls ``litellm.acompletion``
-(the real code path for every provider, including the ``scripted`` test provider), retries only
-errors worth retrying (rate limit, timeout, 5xx, connection) with jittered backoff, then tries the
-fallback models, and returns a :class:`ModelReply` with tokens, cost and latency. With
-``model_guard="local-only"`` it refuses, before any I/O, every call that could leave this machine.
+Every model call in swarm-tasks goes through :class:`ModelGateway`. For each call it picks the
+endpoint and key of the model and role (``SWARM_MODEL_OPTIONS``, else ``SWARM_API_BASE``/``_KEY``,
+else the provider's own variables), sends ``max_tokens``, waits for admission by the limiter shared
+with every worker (a model's calls in flight and per minute), calls ``litellm.acompletion`` (the real
+code path for every provider, the ``scripted`` test provider included), retries only errors worth
+retrying (rate limit, timeout, 5xx, connection) after the provider's ``Retry-After`` or the project's
+jittered backoff, then tries the fallback models. A prompt too long for the window is never re-sent:
+:class:`ContextOverflow` tells the caller to compact. A call that timed out is charged what it may
+have cost (its prompt and its output cap, priced). With ``model_guard="local-only"`` it refuses,
+before any I/O, every call that could leave this machine.
 """
 
 from __future__ import annotations
-
-import os
-
-# litellm fetches its price map from GitHub at import time unless this is set: offline that costs
-# seconds per process (and is network I/O tests must never do). It must be set before the first
-# import of litellm anywhere, so every module of ours that uses litellm imports this one first.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio
 import json
 import random
 import time
 import uuid
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from ipaddress import ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import litellm
-
-from swarm_tasks.errors import ModelError, RealProviderBlocked
+from coordination.backoff import Backoff
+from swarm_tasks.errors import ContextOverflow, ModelError, RealProviderBlocked
+from swarm_tasks.models.catalog import SCRIPTED_PREFIX, UNKNOWN_CONTEXT_WINDOW, ModelCatalog
+from swarm_tasks.models.litellm_setup import litellm
 from swarm_tasks.models.types import ChatMessage, ModelReply, ToolCall
 from swarm_tasks.settings import SwarmSettings
 
-# Offline and quiet: no HuggingFace tokenizer downloads (llama/cohere models would try), and no
-# "Give Feedback / Get Help" banner printed to stdout on every exception (thousands under retries).
-litellm.disable_hf_tokenizer_download = True
-litellm.suppress_debug_info = True
+if TYPE_CHECKING:
+    from coordination.limiter import CallLimiter
 
-
-def _prebuild_response_types() -> None:
-    """Build litellm's lazily built response models now, quietly: the first build warns (pydantic on a
-    ReadOnly TypedDict item of litellm's), and a warning inside a call would surface as its failure
-    wherever warnings are errors (our tests) -- litellm wraps it in APIConnectionError."""
-    from litellm.types import utils as types
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for cls in (types.Message, types.Delta, types.Choices, types.StreamingChoices, types.Usage,
-                    types.ModelResponse, types.ModelResponseStream):
-            cls.model_rebuild()
-
-
-_prebuild_response_types()
-
-SCRIPTED_PREFIX = "scripted/"
-UNKNOWN_CONTEXT_WINDOW = 128_000
 # These authenticate out of band (cloud IAM / OAuth endpoints), so a loopback api_base does not
 # keep them on this machine.
 _OUT_OF_BAND_AUTH = ("vertex_ai", "vertex_ai_beta", "bedrock", "sagemaker", "sagemaker_chat", "watsonx")
@@ -65,20 +45,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     litellm.ServiceUnavailableError, litellm.BadGatewayError, TimeoutError,
 )
 _BACKSTOP_GRACE_S = 5.0
+MODEL_BACKOFF = Backoff(base_s=0.5, cap_s=20.0, jitter="equal")
+MAX_IN_CALL_WAIT_S = 60.0  # a longer Retry-After ends the call; the agent's next turn comes after it
 
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Jittered exponential backoff between retries of one model: base * 2**n, capped, times U(0.5, 1)."""
-
-    base_s: float = 0.5
-    cap_s: float = 20.0
-
-    def delay(self, retry: int, rng: random.Random, retry_after: float | None = None) -> float:
-        wait = min(self.cap_s, self.base_s * (2 ** retry)) * rng.uniform(0.5, 1.0)
-        if retry_after is not None:  # the provider said when; respect it within our cap
-            wait = max(wait, min(retry_after, self.cap_s))
-        return wait
+__all__ = ["MODEL_BACKOFF", "UNKNOWN_CONTEXT_WINDOW", "Backoff", "ModelGateway", "is_retryable", "litellm",
+           "retry_after_s"]
 
 
 @lru_cache(maxsize=64)
@@ -110,6 +81,8 @@ def provider_of(model: str) -> str:
 
 
 def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return False
     if isinstance(exc, _RETRYABLE):
         return True
     status = getattr(exc, "status_code", None)
@@ -133,12 +106,35 @@ def classify(exc: BaseException | None) -> tuple[str, bool]:
     return "model_error", False
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
+def _headers(exc: BaseException) -> dict[str, str]:
+    """The provider's HTTP headers on a litellm exception, lower-cased (litellm keeps them in
+    ``litellm_response_headers``; the wrapped response has them too for some providers)."""
+    found: dict[str, str] = {}
+    for source in (getattr(getattr(exc, "response", None), "headers", None), getattr(exc, "headers", None),
+                   getattr(exc, "litellm_response_headers", None)):
+        if source is None:
+            continue
+        items = source.items() if hasattr(source, "items") else []
+        found.update({str(k).lower(): str(v) for k, v in items})
+    return found
+
+
+def retry_after_s(exc: BaseException, now: float | None = None) -> float | None:
+    """Seconds the provider asked us to wait: ``retry-after-ms``, else ``retry-after`` (seconds or an
+    HTTP date); None if it did not say."""
+    headers = _headers(exc)
     try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = parsedate_to_datetime(value).timestamp()
+            return max(0.0, when - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -148,34 +144,48 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
+@dataclass
+class _Charged:
+    """What failed attempts of one call cost (a timed-out request was processed, and billed)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    priced: bool = True
+
+    def onto(self, error: ModelError) -> ModelError:
+        error.charged_prompt_tokens, error.charged_completion_tokens = self.prompt_tokens, self.completion_tokens
+        error.charged_cost_usd = self.cost_usd
+        return error
+
+
 class ModelGateway:
     """Model calls for one process, configured by :class:`SwarmSettings`. Safe to share across tasks."""
 
     def __init__(self, settings: SwarmSettings, *, backoff: Backoff | None = None,
-                 rng: random.Random | None = None) -> None:
-        from swarm_tasks.models.scripted import register_scripted_provider  # it imports this module
+                 rng: random.Random | None = None, limiter: CallLimiter | None = None) -> None:
+        from swarm_tasks.models.scripted import register_scripted_provider  # it imports litellm_setup
 
         self.settings = settings
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or MODEL_BACKOFF
+        self.limiter = limiter
         self._rng = rng or random.Random()
         # The state dir goes with each call, not into the process-wide registration, so gateways with
         # different settings in one process each find their own scripts.
         self._resolver = register_scripted_provider().resolver
         self._script_dirs = [str(settings.state_dir / "scripts")]
-        self._api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        self._windows: dict[str, int] = {}
-        self._no_cost: set[str] = set()
-        self._cleared: set[str] = set()  # models the guard already let through
+        self.catalog = ModelCatalog(settings, self._resolver, self._script_dirs)
+        self._cleared: set[tuple[str, str | None]] = set()  # (model, role) the guard already let through
 
     # -- the guard --------------------------------------------------------------------------------
 
-    def check_guard(self, model: str) -> None:
+    def check_guard(self, model: str, role: str | None = None) -> None:
         """Raise :class:`RealProviderBlocked` if the guard forbids calling ``model`` as configured."""
-        if self.settings.model_guard == "off" or model in self._cleared:
+        if self.settings.model_guard == "off" or (model, role) in self._cleared:
             return
         provider = provider_of(model)
         if provider != "scripted":
-            base = self.settings.api_base
+            base = self.settings.endpoint_for(model, role).api_base
             if not is_loopback_url(base):
                 raise RealProviderBlocked(
                     f"model guard (local-only) refused {model!r}: provider {provider or '?'!r} with "
@@ -183,7 +193,7 @@ class ModelGateway:
             if provider in _OUT_OF_BAND_AUTH:
                 raise RealProviderBlocked(
                     f"model guard (local-only) refused {model!r}: {provider} authenticates over the network")
-        self._cleared.add(model)
+        self._cleared.add((model, role))
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -192,43 +202,98 @@ class ModelGateway:
         return [model, *(m for m in dict.fromkeys(extra) if m != model)]
 
     def _request(self, model: str, messages: list[ChatMessage], tools: list[dict[str, Any]] | None,
-                 timeout_s: float) -> dict[str, Any]:
-        self.check_guard(model)
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": timeout_s}
+                 timeout_s: float, role: str | None) -> dict[str, Any]:
+        self.check_guard(model, role)
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": timeout_s,
+                                  "max_tokens": self.catalog.output_cap(model, role)}
         if tools:
             kwargs["tools"] = tools
         if model.startswith(SCRIPTED_PREFIX):
             kwargs["script_dirs"] = self._script_dirs
-        else:
-            # We are the only retry layer: the OpenAI SDK under litellm would otherwise retry twice more.
-            kwargs["max_retries"] = 0
-            if self.settings.api_base:
-                kwargs["api_base"] = self.settings.api_base
-            if self._api_key:
-                kwargs["api_key"] = self._api_key
+            return kwargs
+        # We are the only retry layer: the OpenAI SDK under litellm would otherwise retry twice more.
+        kwargs["max_retries"] = 0
+        endpoint = self.settings.endpoint_for(model, role)
+        if endpoint.api_base:
+            kwargs["api_base"] = endpoint.api_base
+        if endpoint.api_key is not None:
+            kwargs["api_key"] = endpoint.api_key.get_secret_value()
+        elif endpoint.key_env:
+            raise ModelError(f"{model}: its key variable {endpoint.key_env} (SWARM_MODEL_OPTIONS) is not set "
+                             "in this worker's environment", kind="auth", model=model, permanent=True,
+                             advice=f"set {endpoint.key_env} where the workers run")
         return kwargs
+
+    async def _admit(self, model: str, role: str | None, timeout_s: float) -> str | None:
+        """Wait for a slot of ``model`` under the limits shared by every worker; the token to release."""
+        options = self.settings.options_for(model, role)
+        if self.limiter is None or not (options.max_concurrent_calls or options.requests_per_minute):
+            return None
+        limiter, lease = self.limiter, timeout_s + _BACKSTOP_GRACE_S + 5.0
+        patience = max(600.0, 10 * timeout_s)
+        deadline = time.monotonic() + patience
+        attempt = 0
+        while True:
+            admission = await asyncio.to_thread(limiter.try_acquire, model, lease_s=lease,
+                                                max_in_flight=options.max_concurrent_calls,
+                                                per_minute=options.requests_per_minute)
+            if admission.token is not None:
+                return admission.token
+            if time.monotonic() > deadline:
+                raise ModelError(f"{model}: no call slot within {patience:.0f}s under its shared limits "
+                                 f"(max_concurrent_calls={options.max_concurrent_calls}, "
+                                 f"requests_per_minute={options.requests_per_minute})")
+            await asyncio.sleep(Backoff(0.05, 2.0).delay(attempt, self._rng, admission.wait_s))
+            attempt += 1
+
+    async def _release(self, model: str, token: str | None) -> None:
+        if token is not None and self.limiter is not None:
+            await asyncio.to_thread(self.limiter.release, model, token)
 
     def _after_error(self, exc: BaseException, model: str, retry: int, errors: list[str]) -> float | None:
         """Record ``exc``; the seconds to wait before retrying ``model``, or None to move on."""
         errors.append(f"{model}: {_describe(exc)}")
         if retry >= self.settings.model_retries or not is_retryable(exc):
             return None
-        return self.backoff.delay(retry, self._rng, _retry_after(exc))
+        asked = retry_after_s(exc)
+        if asked is not None and asked > MAX_IN_CALL_WAIT_S:
+            return None  # not within this call: the agent's next turn is scheduled after it
+        return self.backoff.delay(retry, self._rng, asked)
 
-    def _failure(self, chain: list[str], attempts: int, errors: list[str], last: BaseException | None,
-                 model: str) -> ModelError:
+    def _charge(self, exc: BaseException, model: str, kwargs: dict[str, Any], charged: _Charged) -> None:
+        """A timed-out request was processed and may have produced up to its output cap: charge that
+        (estimated: the provider never said), so budgets do not see it as free."""
+        if not isinstance(exc, (litellm.Timeout, TimeoutError)):
+            return
+        try:
+            prompt = self.catalog.count_tokens(model, kwargs["messages"], kwargs.get("tools"))
+        except Exception:
+            prompt = 0
+        completion = int(kwargs.get("max_tokens") or 0)
+        cost = self.catalog.cost_usd(model, prompt, completion)
+        charged.prompt_tokens += prompt
+        charged.completion_tokens += completion
+        charged.cost_usd += cost or 0.0
+        charged.priced = charged.priced and cost is not None
+
+    def _failure(self, chain: list[str], attempts: int, errors: list[str], charged: _Charged,
+                 last: BaseException | None, model: str, role: str | None) -> ModelError:
         tried = ", ".join(chain)
         kind, permanent = classify(last)
         status = getattr(last, "status_code", None)
-        return ModelError(f"model call failed: {tried} ({attempts} attempts); last error: "
-                          f"{errors[-1] if errors else 'none'}", kind=kind, model=model, permanent=permanent,
-                          status_code=status if isinstance(status, int) else None,
-                          advice=self.credential_advice(model) if kind == "auth" else "")
+        error = ModelError(f"model call failed: {tried} ({attempts} attempts); last error: "
+                           f"{errors[-1] if errors else 'none'}", kind=kind, model=model, permanent=permanent,
+                           status_code=status if isinstance(status, int) else None,
+                           advice=self.credential_advice(model, role) if kind == "auth" else "")
+        charged.onto(error)
+        error.retry_after_s = retry_after_s(last) if last is not None else None
+        return error
 
-    def credential_advice(self, model: str) -> str:
+    def credential_advice(self, model: str, role: str | None = None) -> str:
         """What to do when the provider refused the key for ``model``: the variable to set or check."""
-        if self._api_key:
-            return "check SWARM_API_KEY (the key passed to every model call)"
+        endpoint = self.settings.endpoint_for(model, role)
+        if endpoint.key_env:
+            return f"check {endpoint.key_env} (the key this worker passes for {model})"
         provider = provider_of(model)
         try:
             missing = list(litellm.validate_environment(model=model).get("missing_keys") or [])
@@ -240,69 +305,58 @@ class ModelGateway:
 
     async def complete(self, model: str, messages: list[ChatMessage], *,
                        tools: list[dict[str, Any]] | None = None, fallbacks: list[str] | None = None,
-                       timeout_s: float | None = None) -> ModelReply:
+                       timeout_s: float | None = None, role: str | None = None) -> ModelReply:
         """One model reply, after retries and fallbacks; :class:`ModelError` if every model failed.
 
         ``fallbacks`` (when given) replaces ``settings.model_fallbacks``. Each model gets
         ``1 + settings.model_retries`` attempts; only retryable errors are retried, any other moves on
-        to the next model. :class:`RealProviderBlocked` (the guard) is raised at once, never retried.
-        ``latency_s`` of the reply covers the whole call, retries included.
+        to the next model. :class:`RealProviderBlocked` (the guard) is raised at once, never retried;
+        :class:`ContextOverflow` too (the same prompt would fail again). ``role`` picks the key and
+        endpoint of the call. ``latency_s`` of the reply covers the whole call, retries included.
         """
         start = time.perf_counter()
         timeout = timeout_s or self.settings.model_timeout_s
         chain = self._chain(model, fallbacks)
-        attempts, errors, last = 0, list[str](), None  # last: the exception to chain to the ModelError
+        attempts, errors, last, charged = 0, list[str](), None, _Charged()
         for current in chain:
-            kwargs = self._request(current, messages, tools, timeout)
+            kwargs = self._request(current, messages, tools, timeout, role)
             for retry in range(self.settings.model_retries + 1):
                 attempts += 1
+                token = await self._admit(current, role, timeout)
                 try:
                     # A backstop for providers that ignore their timeout; litellm's own fires first.
                     async with asyncio.timeout(timeout + _BACKSTOP_GRACE_S):
                         response = await litellm.acompletion(**kwargs)
+                except litellm.ContextWindowExceededError as exc:
+                    overflow = ContextOverflow(f"{current}: the prompt does not fit the model's context window "
+                                               f"({self.catalog.context_window(current, role):,} tokens): "
+                                               f"{_describe(exc)}")
+                    raise charged.onto(overflow) from exc
                 except Exception as exc:
                     last = exc
+                    self._charge(exc, current, kwargs, charged)
                     delay = self._after_error(exc, current, retry, errors)
                     if delay is None:
                         break
                     await asyncio.sleep(delay)
                     continue
-                return self._reply(response, current, messages, start, attempts, chain, errors)
-        raise self._failure(chain, attempts, errors, last, current) from last
-
-    def complete_sync(self, model: str, messages: list[ChatMessage], *,
-                      tools: list[dict[str, Any]] | None = None, fallbacks: list[str] | None = None,
-                      timeout_s: float | None = None) -> ModelReply:
-        """:meth:`complete` for callers without an event loop (blocks the calling thread)."""
-        start = time.perf_counter()
-        timeout = timeout_s or self.settings.model_timeout_s
-        chain = self._chain(model, fallbacks)
-        attempts, errors, last = 0, list[str](), None  # last: the exception to chain to the ModelError
-        for current in chain:
-            kwargs = self._request(current, messages, tools, timeout)
-            for retry in range(self.settings.model_retries + 1):
-                attempts += 1
-                try:
-                    response = litellm.completion(**kwargs)
-                except Exception as exc:
-                    last = exc
-                    delay = self._after_error(exc, current, retry, errors)
-                    if delay is None:
-                        break
-                    time.sleep(delay)
-                    continue
-                return self._reply(response, current, messages, start, attempts, chain, errors)
-        raise self._failure(chain, attempts, errors, last, current) from last
+                finally:
+                    await self._release(current, token)
+                return self._reply(response, current, messages, start, attempts, chain, errors, charged)
+        raise self._failure(chain, attempts, errors, charged, last, current, role) from last
 
     # -- replies ----------------------------------------------------------------------------------
 
     def _reply(self, response: Any, model: str, messages: list[ChatMessage], start: float,
-               attempts: int, chain: list[str], errors: list[str]) -> ModelReply:
+               attempts: int, chain: list[str], errors: list[str], charged: _Charged) -> ModelReply:
         notes: list[str] = []
         if model != chain[0]:
             notes.append(f"fallback: {model} answered for {chain[0]}")
         if errors:
             notes.append(f"recovered after: {errors[-1]}")
+        if charged.prompt_tokens or charged.completion_tokens:
+            notes.append(f"charged ~{charged.prompt_tokens + charged.completion_tokens} tokens "
+                         f"(${charged.cost_usd:.6f}) for timed-out attempts")
         choices = getattr(response, "choices", None) or []
         choice = choices[0] if choices else None
         message = getattr(choice, "message", None)
@@ -314,12 +368,14 @@ class ModelGateway:
         if choice is None:
             notes.append("reply had no choices")
         prompt, completion = self._usage(response, model, messages, content, calls)
+        cost, priced = self._cost(response, model, prompt, completion)
         return ModelReply(
             content=content, tool_calls=calls, model=model,
-            prompt_tokens=prompt, completion_tokens=completion,
-            cost_usd=self._cost(response, model, prompt, completion),
+            prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost,
             finish_reason=getattr(choice, "finish_reason", None),
             latency_s=time.perf_counter() - start, attempts=attempts, notes=tuple(notes),
+            priced=priced and charged.priced, failed_prompt_tokens=charged.prompt_tokens,
+            failed_completion_tokens=charged.completion_tokens, failed_cost_usd=charged.cost_usd,
         )
 
     def _usage(self, response: Any, model: str, messages: list[ChatMessage], content: str | None,
@@ -334,53 +390,26 @@ class ModelGateway:
             completion = litellm.token_counter(model=model, text=text) if text else 0
         return prompt, completion
 
-    def _cost(self, response: Any, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.settings.model_prices.get(model)
-        if price is not None:
-            return price.cost_usd(prompt_tokens, completion_tokens)
-        hidden = getattr(response, "_hidden_params", None)
-        cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
-        if isinstance(cost, (int, float)):
-            return float(cost)
-        if model in self._no_cost:
-            return 0.0
-        try:
-            return float(litellm.completion_cost(completion_response=response, model=model) or 0.0)
-        except Exception:
-            self._no_cost.add(model)  # no price known; don't pay for the failed lookup every call
-            return 0.0
+    def _cost(self, response: Any, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
+        """Dollars of a reply, and whether a price was known at all."""
+        if model not in self.settings.model_prices:
+            hidden = getattr(response, "_hidden_params", None)
+            cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+            if isinstance(cost, (int, float)) and cost > 0:
+                return float(cost), True
+        known = self.catalog.cost_usd(model, prompt_tokens, completion_tokens)
+        return (known, True) if known is not None else (0.0, False)
 
     # -- sizes ------------------------------------------------------------------------------------
 
-    def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
-        """Prompt tokens of ``messages`` for ``model`` (offline; tiktoken when litellm knows no better)."""
-        return int(litellm.token_counter(model=model, messages=messages,  # type: ignore[arg-type]
-                                         use_default_image_token_count=True))
+    def count_tokens(self, model: str, messages: list[ChatMessage],
+                     tools: list[dict[str, Any]] | None = None) -> int:
+        """Prompt tokens of ``messages`` (and tools) for ``model`` (offline; tiktoken when litellm knows no better)."""
+        return self.catalog.count_tokens(model, messages, tools)
 
-    def context_window(self, model: str) -> int:
-        """Input tokens ``model`` accepts: the script's or 32,000 for scripted, 128,000 if unknown."""
-        if model.startswith(SCRIPTED_PREFIX):
-            return self._resolver.context_window(model.removeprefix(SCRIPTED_PREFIX), self._script_dirs)
-        window = self._windows.get(model)
-        if window is None:
-            window = self._lookup_window(model)
-            self._windows[model] = window
-        return window
-
-    def _lookup_window(self, model: str) -> int:
-        try:
-            self.check_guard(model)
-        except RealProviderBlocked:
-            # Some providers answer get_model_info over the network; the static map is enough here.
-            entry = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1]) or {}
-            window = entry.get("max_input_tokens") or entry.get("max_tokens")
-            return int(window) if isinstance(window, int) and window > 0 else UNKNOWN_CONTEXT_WINDOW
-        try:
-            info = litellm.get_model_info(model)
-        except Exception:
-            return UNKNOWN_CONTEXT_WINDOW
-        window = info.get("max_input_tokens") or info.get("max_tokens")
-        return int(window) if isinstance(window, int) and window > 0 else UNKNOWN_CONTEXT_WINDOW
+    def context_window(self, model: str, role: str | None = None) -> int:
+        """Input tokens ``model`` accepts (see :meth:`ModelCatalog.context_window`)."""
+        return self.catalog.context_window(model, role)
 
 
 def _tool_call(raw: Any, index: int, notes: list[str]) -> ToolCall:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# litellm through the gateway, which sets LITELLM_LOCAL_MODEL_COST_MAP before litellm loads (see there).
-from swarm_tasks.models.gateway import litellm
+# litellm as set up for us (offline price map, quiet), see litellm_setup.
+from swarm_tasks.models.litellm_setup import litellm
 from swarm_tasks.models.script import Rendered, ScriptResolver, Step, render_step
 from swarm_tasks.models.types import ChatMessage
 

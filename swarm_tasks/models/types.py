@@ -56,6 +56,10 @@ class ModelReply:
     latency_s: float = 0.0
     attempts: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    priced: bool = True  # False: no price is known for the model, so cost_usd is 0 without meaning it
+    failed_prompt_tokens: int = 0  # charged for attempts of this call that failed (timed out) before it
+    failed_completion_tokens: int = 0
+    failed_cost_usd: float = 0.0
 
     def message(self) -> ChatMessage:
         """The assistant message to append to the conversation."""

@@ -16,7 +16,7 @@ from swarm_tasks.settings import SwarmSettings
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
-FAST = Backoff(base_s=0.001, cap_s=0.005)
+FAST = Backoff(base_s=0.001, cap_s=0.005, jitter="equal")
 
 
 @pytest.fixture

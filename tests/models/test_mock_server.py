@@ -121,8 +121,6 @@ def test_errors_are_retried_then_model_error(make_gateway: Make, run: Run) -> No
             run(gateway.complete(MODEL, MSGS))
         # Exactly our attempts reached the server: the OpenAI SDK's own retries are off.
         assert server.counters.requests == server.counters.injected_errors == 3
-        with pytest.raises(ModelError, match=r"\(3 attempts\)"):
-            gateway.complete_sync(MODEL, MSGS)
     with MockServer(error_rate=0.5, seed=7) as server:
         gateway = make_gateway(api_key="k", api_base=server.url, model_retries=6)
         replies = [run(gateway.complete(MODEL, MSGS)) for _ in range(5)]

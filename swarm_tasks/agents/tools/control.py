@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import Field, JsonValue
@@ -70,3 +71,21 @@ class WaitForTasks(Tool):
 
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         raise ToolError("wait_for_tasks is carried out by the agent runner")
+
+
+def finish_schema(base: dict[str, Any], result_schema: dict[str, object] | None) -> dict[str, Any]:
+    """The finish tool's schema for an agent whose result must satisfy ``result_schema``: that schema
+    becomes the ``result`` parameter (its ``$defs`` moved to the root, where its references point), so
+    the model is told the required shape in the tool itself, not only in prose."""
+    if not result_schema:
+        return base
+    schema = copy.deepcopy(dict(result_schema))
+    defs = schema.pop("$defs", None)
+    schema.pop("title", None)
+    function = copy.deepcopy(base["function"])
+    params = function["parameters"]
+    params["properties"]["result"] = {**schema, "description": "Your structured result; it must match this "
+                                      "schema when success is true."}
+    if defs:
+        params["$defs"] = {**params.get("$defs", {}), **defs}
+    return {**base, "function": function}
