@@ -133,6 +133,10 @@ class Keys:
         """Hash of usage counters (tokens, cost, turns) for ``run``, ``role:<r>`` or ``agent:<id>``."""
         return f"{self._base}:usage:{facet}"
 
+    def reservations(self) -> str:
+        """Hash of holder -> dollars set aside for its call in flight (see coordination.budget)."""
+        return f"{self._base}:reserved"
+
     def run_record(self) -> str:
         return f"{self._base}:run"
 

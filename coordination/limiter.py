@@ -22,7 +22,8 @@ WINDOW_S = 60.0
 UNLIMITED = "unlimited"  # the token of a call under no limit: nothing to release
 
 # KEYS: in-flight zset, started zset. ARGV: now, max in flight (0: none), per minute (0: none), lease
-# seconds, token. Reply: {1, 0} admitted, or {0, wait seconds as a string} refused.
+# seconds, token. Reply: {1, 0} admitted, or {0, wait} refused: the seconds until the minute's oldest start
+# ages out (0 when only the in-flight cap refused: a slot frees whenever a call ends).
 _ADMIT = r"""
 local now = tonumber(ARGV[1])
 local max_inflight = tonumber(ARGV[2])
@@ -30,12 +31,11 @@ local per_minute = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local token = ARGV[5]
 local wait = 0
+local full = false
 if max_inflight > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  if redis.call('ZCARD', KEYS[1]) >= max_inflight then
-    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    wait = math.max(wait, tonumber(first[2]) - now)
-  end
+  -- a slot frees when a call ends (usually long before its lease lapses): no wait to predict
+  full = redis.call('ZCARD', KEYS[1]) >= max_inflight
 end
 if per_minute > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
@@ -44,7 +44,7 @@ if per_minute > 0 then
     wait = math.max(wait, tonumber(first[2]) + 60 - now)
   end
 end
-if wait > 0 then return {0, tostring(wait)} end
+if full or wait > 0 then return {0, tostring(wait)} end
 if max_inflight > 0 then
   redis.call('ZADD', KEYS[1], now + lease, token)
   redis.call('PEXPIRE', KEYS[1], math.ceil((lease + 60) * 1000))
@@ -62,7 +62,7 @@ class Admission:
     """The answer to a call asking to start: a token to release, or how long to wait before asking again."""
 
     token: str | None
-    wait_s: float
+    wait_s: float  # at least this long before asking again (0: no prediction, back off and ask)
 
     @property
     def admitted(self) -> bool:
@@ -89,7 +89,7 @@ class CallLimiter:
                                        repr(float(lease_s)), token])
         if int(code) == 1:
             return Admission(token=token, wait_s=0.0)
-        return Admission(token=None, wait_s=max(0.001, float(wait)))
+        return Admission(token=None, wait_s=max(0.0, float(wait)))
 
     def release(self, name: str, token: str) -> None:
         """Free the call's in-flight slot (its start still counts for the minute)."""

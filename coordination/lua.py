@@ -87,7 +87,7 @@ end
 -- written: an op on a key of the wrong type (or an unknown op) must not leave a half-applied write.
 local OP_TYPE = {ZADD = 'zset', ZREM = 'zset', SADD = 'set', SREM = 'set', HSET = 'hash', HDEL = 'hash',
   HINCRBY = 'hash', HINCRBYFLOAT = 'hash', RPUSH = 'list', SET = false, PEXPIRE = false, DEL = false,
-  XADD = 'stream', CHILD_END = 'hash', WAKE_WHEN_DONE = 'hash'}
+  XADD = 'stream', CHILD_END = 'hash', WAKE_WHEN_DONE = 'hash', RELEASE = 'hash'}
 
 local function fits(ki, want)
   local t = redis.call('TYPE', KEYS[ki])['ok']
@@ -107,6 +107,7 @@ local function vet(at)
       if not fits(waits, 'hash') then return {-1, 0, 0, waits} end
       if not fits(stream, 'stream') then return {-1, 0, 0, stream} end
     end
+    if name == 'RELEASE' and not fits(tonumber(ARGV[i + 3]), 'hash') then return {-1, 0, 0, tonumber(ARGV[i + 3])} end
     i = i + 2 + argc
   end
   return nil
@@ -144,6 +145,13 @@ local function ops(at, version)
     elseif name == 'WAKE_WHEN_DONE' then
       redis.call('HSET', KEYS[tonumber(a[3])], a[2], a[6])
       wake(tonumber(a[1]), a[2], tonumber(a[3]), tonumber(a[4]), a[5])
+    elseif name == 'RELEASE' then
+      -- a holder's reservation leaves the reservations hash and the total it was counted in
+      local held = tonumber(redis.call('HGET', k, a[3]) or '0')
+      if held ~= 0 then
+        redis.call('HINCRBYFLOAT', KEYS[tonumber(a[2])], a[4], -held)
+        redis.call('HDEL', k, a[3])
+      end
     else
       return redis.error_reply('unknown op ' .. tostring(name))
     end

@@ -122,10 +122,17 @@ def wake_when_done(counter: str, parent: str, waits: str, stream: str, maxlen: i
     return Op("WAKE_WHEN_DONE", (counter, waits, stream), (parent, str(int(maxlen)), payload))
 
 
+def release(reservations: str, totals: str, holder: str, total_field: str) -> Op:
+    """Give back ``holder``'s reservation: drop it from ``reservations`` and from the total in ``totals``
+    (see :mod:`coordination.budget`)."""
+    return Op("RELEASE", (reservations, totals), (holder, total_field))
+
+
 # Positions of key arguments within each op's Lua argument list (1-based; see lua.PRELUDE).
 _KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "CHILD_END": (1, 3, 4),
     "WAKE_WHEN_DONE": (1, 3, 4),
+    "RELEASE": (1, 2),
 }
 
 

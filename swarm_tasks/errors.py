@@ -63,7 +63,10 @@ class ModelError(SwarmError):
 
 
 class ContextOverflow(ModelError):
-    """The prompt does not fit the model's context window: sending it again would fail again (compact it)."""
+    """The prompt does not fit the model's context window: sending it again would fail again (compact it).
+    ``window_tokens``: the window the provider stated, if it did."""
+
+    window_tokens: int | None = None
 
 
 class RealProviderBlocked(ModelError):

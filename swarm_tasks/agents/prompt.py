@@ -60,19 +60,32 @@ class TurnPrompt:
         self.gateway = gateway
         self.model = model
         self.role = turn.agent.role
-        catalog = gateway.catalog
-        self.budget = catalog.prompt_budget(model, self.role)
-        self.threshold = int(self.budget * turn.settings.context_compact_ratio)
+        self.budget = self.threshold = 0
+        self.resize()
         spec = turn.spec
         schemas = turn.services.tools.schemas(spec.tools)
         self.tools: list[dict[str, Any]] | None = [
             finish_schema(s, spec.result_schema) if s["function"]["name"] == "finish" else s for s in schemas] or None
 
     # -- sizes ------------------------------------------------------------------------------------
+    def resize(self) -> None:
+        """Budget and compaction threshold from the model's window (again after a provider stated it)."""
+        self.budget = self.gateway.catalog.prompt_budget(self.model, self.role)
+        self.threshold = int(self.budget * self.turn.settings.context_compact_ratio)
+
     def size(self, conversation: list[ChatMessage], *, tools: bool = True) -> int:
         """The prompt's tokens (exact from the threshold up; below it a bound that proves it fits)."""
         return self.gateway.catalog.prompt_tokens(self.model, conversation, self.tools if tools else None,
                                                   exact_above=self.threshold)
+
+    def ceiling(self, conversation: list[ChatMessage]) -> float | None:
+        """The most a call with this prompt can cost: its tokens (counted exactly: a reservation must not
+        be short) and the whole output cap, priced; 0 for a free model, None for an unpriced one."""
+        catalog = self.gateway.catalog
+        out = catalog.output_cap(self.model, self.role)
+        if catalog.cost_usd(self.model, 1_000, out) in (None, 0.0):
+            return catalog.cost_usd(self.model, 1_000, out)
+        return catalog.cost_usd(self.model, catalog.count_tokens(self.model, conversation, self.tools), out)
 
     def fit_result(self, text: str) -> str:
         """A tool result cut to a quarter of the prompt budget, with a marker saying so."""
@@ -97,7 +110,8 @@ class TurnPrompt:
                 sent.error = exc
                 if attempt == 1:
                     return sent
-                self._compact(sent, force=True)
+                self.resize()  # the window the provider stated, if it did
+                self._compact(sent, force=exc.window_tokens is None)
                 sent.error = None
             except ModelError as exc:
                 sent.usage = sent.usage.plus(charged(exc))
@@ -107,12 +121,13 @@ class TurnPrompt:
 
     def _compact(self, sent: Sent, *, force: bool) -> None:
         """Compact ``sent.conversation`` below the threshold (below half of it when forced: the provider
-        counted more than we did), keeping less of the tail until it fits."""
+        refused a prompt we counted as fitting, without saying its window), keeping less of the tail
+        until it fits."""
         turn = self.turn
         notes = [n.text for n in reversed(turn.ctx.state.notes.latest(turn.agent.id, limit=5))]
         summary, usage = self.summarise(sent.conversation)
         target = self.threshold // 2 if force else self.threshold
-        keep = 0.15 if force else 0.3
+        keep = 0.15 if force or sent.compactions else 0.3
         for _ in range(5):
             result = compact(sent.conversation, window=self.budget, summary=summary, notes=notes, keep_ratio=keep)
             if self.size(result.messages) < target:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from coordination import codec, store
+from coordination.budget import RESERVED_FIELD
 from coordination.errors import LimitReached, MalformedRecord, NotFound, PayloadTooLarge, VersionConflict
 from coordination.keys import check_id
 from coordination.run import RunState
@@ -270,6 +271,8 @@ class AgentStore:
             ops.append(store.rpush(k.conversation(new.id, generation), *(_dump(m) for m in append)))
         if usage is not None:
             ops += self._usage_ops(new, usage)
+            # the call this usage is for has ended: what was set aside for it goes back to the run
+            ops.append(store.release(k.reservations(), k.usage("run"), new.id, RESERVED_FIELD))
         ops += self._index_ops(old, new)
         ops += extra_ops or []
         data, apart = self._encode_record(new)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from coordination.budget import Budget, Verdict
 from coordination.errors import LeaseLost
 from coordination.store import Op, RetryPolicy, hincrby, wake_when_done
 from swarm_tasks.agents.budgets import AgentBudget, check_run, note_calls
@@ -271,6 +273,8 @@ class Turn:
                      reason_class=ReasonClass.BUDGET if exc.scope == "agent" else ReasonClass.COST_CAP, **changes)
             return
         conversation = history + pending
+        if not self.reserved(prompt, conversation, record, pending, usage, changes):
+            return
         sent = prompt.send(conversation)
         usage = usage.plus(sent.usage)
         rewrite: list[ChatMessage] | None = None
@@ -330,6 +334,27 @@ class Turn:
             self.apply_control(outcome.control, messages, usage, rewrite=rewrite, **changes)
             return
         self.cont(append=messages, rewrite=rewrite, usage=usage, **changes)
+
+    def reserved(self, prompt: TurnPrompt, conversation: list[ChatMessage], record: RunRecord,
+                 pending: list[ChatMessage], usage: Usage, changes: dict[str, Any]) -> bool:
+        """Set aside the most this call can cost against the run's cap (so agents calling at once cannot
+        overshoot it together); False if the agent was stopped (nothing more fits) or put off (it fits
+        once calls of others in flight end)."""
+        ceiling = prompt.ceiling(conversation)
+        if not ceiling:
+            return True  # an unpriced model: the preflight said so; token budgets bound it
+        cap = record.limits.max_cost_usd
+        budget = Budget(self.services.client, self.ctx.state.keys.usage("run"), self.ctx.state.keys.reservations())
+        held = budget.reserve(self.agent.id, ceiling, cap)
+        if held.verdict is Verdict.RESERVED:
+            return True
+        if held.verdict is Verdict.CAP_REACHED:
+            reason = budget_reason(BudgetExceeded("cost_usd", cap, round(held.spent, 6), scope="run"))
+            self.end(AgentStatus.STOPPED, f"{reason}; its next call could cost up to ${ceiling:.4f}", append=pending,
+                     usage=usage, reason_class=ReasonClass.COST_CAP, **changes)
+            return False
+        self.cont(append=pending, usage=usage, countdown_s=1.0 + random.random(), **changes)
+        return False
 
     def masked(self, message: ChatMessage) -> ChatMessage:
         """The model's message as the transcript keeps it: this deployment's secrets masked in its text

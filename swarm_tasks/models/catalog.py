@@ -42,6 +42,7 @@ class ModelCatalog:
         self._resolver = resolver
         self._script_dirs = list(script_dirs)
         self._info: dict[str, dict[str, Any]] = {}
+        self._learned: dict[str, int] = {}  # windows providers stated in context-length errors
 
     # -- what litellm knows ------------------------------------------------------------------------
     def info(self, model: str) -> dict[str, Any]:
@@ -54,9 +55,17 @@ class ModelCatalog:
         return cached
 
     # -- sizes -------------------------------------------------------------------------------------
+    def learn_window(self, model: str, tokens: int) -> None:
+        """The provider said (in a context-length error) that ``model`` accepts ``tokens``: believe it."""
+        if tokens > 0:
+            self._learned[model] = min(tokens, self._learned.get(model, tokens))
+
     def context_window(self, model: str, role: str | None = None) -> int:
-        """Prompt tokens ``model`` accepts: SWARM_MODEL_OPTIONS, else the script's (scripted) or
-        litellm's, else 128,000."""
+        """Prompt tokens ``model`` accepts: what its provider stated in an error, else SWARM_MODEL_OPTIONS,
+        else the script's (scripted) or litellm's, else 128,000."""
+        learned = self._learned.get(model)
+        if learned:
+            return learned
         configured = self.settings.options_for(model, role).context_window_tokens
         if configured:
             return configured

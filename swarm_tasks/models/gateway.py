@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 )
 _BACKSTOP_GRACE_S = 5.0
 MODEL_BACKOFF = Backoff(base_s=0.5, cap_s=20.0, jitter="equal")
+ADMISSION_BACKOFF = Backoff(base_s=0.02, cap_s=1.0, jitter="equal")  # asking the shared limiter again
 MAX_IN_CALL_WAIT_S = 60.0  # a longer Retry-After ends the call; the agent's next turn comes after it
 
 __all__ = ["MODEL_BACKOFF", "UNKNOWN_CONTEXT_WINDOW", "Backoff", "ModelGateway", "is_retryable", "litellm",
@@ -136,6 +138,22 @@ def retry_after_s(exc: BaseException, now: float | None = None) -> float | None:
             return max(0.0, when - (time.time() if now is None else now))
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+_WINDOW_PATTERNS = (
+    re.compile(r"maximum context length is (\d+)", re.I),  # OpenAI, vLLM, most OpenAI-compatible servers
+    re.compile(r"\d+\s*tokens?\s*>\s*(\d+)\s*maximum", re.I),  # Anthropic: "210000 tokens > 200000 maximum"
+    re.compile(r"context (?:length|window) (?:of|is) (\d+)", re.I),
+)
+
+
+def window_in(message: str) -> int | None:
+    """The context window a provider's context-length error states, if it states one."""
+    for pattern in _WINDOW_PATTERNS:
+        found = pattern.search(message)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -243,7 +261,7 @@ class ModelGateway:
                 raise ModelError(f"{model}: no call slot within {patience:.0f}s under its shared limits "
                                  f"(max_concurrent_calls={options.max_concurrent_calls}, "
                                  f"requests_per_minute={options.requests_per_minute})")
-            await asyncio.sleep(Backoff(0.05, 2.0).delay(attempt, self._rng, admission.wait_s))
+            await asyncio.sleep(ADMISSION_BACKOFF.delay(attempt, self._rng, admission.wait_s or None))
             attempt += 1
 
     async def _release(self, model: str, token: str | None) -> None:
@@ -328,9 +346,13 @@ class ModelGateway:
                     async with asyncio.timeout(timeout + _BACKSTOP_GRACE_S):
                         response = await litellm.acompletion(**kwargs)
                 except litellm.ContextWindowExceededError as exc:
+                    told = window_in(str(exc))
+                    if told:  # the provider knows its window better than any map: use it from now on
+                        self.catalog.learn_window(current, told)
                     overflow = ContextOverflow(f"{current}: the prompt does not fit the model's context window "
                                                f"({self.catalog.context_window(current, role):,} tokens): "
-                                               f"{_describe(exc)}")
+                                               f"{_describe(exc)}", kind="model_error", model=current)
+                    overflow.window_tokens = told
                     raise charged.onto(overflow) from exc
                 except Exception as exc:
                     last = exc

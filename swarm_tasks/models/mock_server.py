@@ -8,6 +8,13 @@ Latency (fixed or uniform) and an injected error rate (429/500, seeded) are conf
 ``api_key`` set, a request without that bearer key is refused with 401, as a provider refuses a bad key. Built for
 thousands of concurrent connections: no per-request logging, a large backlog, RLIMIT_NOFILE raised.
 
+Provider behaviours for conformance tests: a script step can fail (429 with ``Retry-After`` and
+``retry-after-ms``, 500, 408, 400, a context-length error) for its first ``fail_times`` calls of a
+conversation, be slow, or send malformed tool-call JSON; ``context_window`` refuses longer prompts as
+OpenAI does (400 ``context_length_exceeded``); replies stream (SSE) when asked. Every request is recorded
+(:attr:`MockServer.received`, ``GET /received``: arrival time, Authorization header, model, size,
+``max_tokens``, tools, the agent and turn it belongs to, the status answered) for assertions.
+
     python -m swarm_tasks.models.mock_server --port 8901 --latency 2 --error-rate 0 [--script FILE]
 """
 
@@ -15,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import math
 import random
 import resource
 import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +58,9 @@ DEFAULT_STEP = Step(content="Done.", tool_calls=[ScriptedCall(name="finish", arg
 _ERRORS: dict[str, tuple[int, str]] = {
     "rate_limit": (429, "rate_limit_error"), "timeout": (408, "timeout"),
     "server_error": (500, "server_error"), "bad_request": (400, "invalid_request_error"),
+    "context_length": (400, "invalid_request_error"),
 }
+RECEIVED_KEPT = 100_000
 
 
 def raise_nofile_limit() -> int:
@@ -79,6 +91,23 @@ class Counters:
     max_in_flight: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One chat request as the server saw it, and what it answered."""
+
+    at: float  # time.time() on arrival
+    status: int
+    authorization: str | None
+    model: str
+    messages: int
+    prompt_tokens: int  # the server's own estimate
+    max_tokens: int | None
+    tools: tuple[str, ...]
+    stream: bool
+    agent: str  # from "agent_id: X" in the system message
+    turn: int  # 1-based: the reply being asked for
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)  # cheap on purpose: the server must not be the benchmark's bottleneck
 
@@ -91,13 +120,17 @@ class MockServer:
     """The server: in a background thread (``with MockServer(...) as s:``) or awaited (:meth:`serve`)."""
 
     def __init__(self, latency_s: Latency = 0.0, error_rate: float = 0.0, script: Script | str | None = None,
-                 host: str = "127.0.0.1", port: int = 0, seed: int = 0, api_key: str | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, seed: int = 0, api_key: str | None = None,
+                 context_window: int | None = None) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
         self.latency_s = latency_s
         self.error_rate = error_rate
         self.script = script
         self.api_key = api_key
+        self.context_window = context_window
+        self.received: deque[Received] = deque(maxlen=RECEIVED_KEPT)
+        self._failures: dict[bytes, int] = {}  # conversation digest -> scripted failures played (fail_times)
         self.host = host
         self.port = port
         self.counters = Counters()
@@ -121,6 +154,7 @@ class MockServer:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/received", self._received)
         return app
 
     async def start_async(self) -> None:
@@ -199,6 +233,9 @@ class MockServer:
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response(asdict(self.counters))
 
+    async def _received(self, _request: web.Request) -> web.Response:
+        return web.json_response([asdict(r) for r in list(self.received)])
+
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": "mock-model", "object": "model", "created": 0, "owned_by": "swarm-tasks"}]})
@@ -224,49 +261,95 @@ class MockServer:
         counters.requests += 1
         counters.in_flight += 1
         counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        arrived, status, seen = time.time(), 500, dict[str, Any]()
         try:
-            if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                counters.unauthorized += 1  # OpenAI's answer to a wrong key
-                return _error(401, "invalid_request_error", "Incorrect API key provided.", code="invalid_api_key")
-            try:
-                body = json.loads(await request.read())
-                messages: list[ChatMessage] = body["messages"]
-                if not isinstance(messages, list) or not messages:
-                    raise ValueError("messages must be a non-empty list")
-            except (ValueError, KeyError, TypeError) as exc:
-                counters.bad_requests += 1
-                return _error(400, "invalid_request_error", f"bad request: {exc}")
-            self.last_request = body
-            if self.error_rate and self._rng.random() < self.error_rate:
-                counters.injected_errors += 1  # answered at once, as real rate limiters do
-                if self._rng.random() < 0.5:
-                    return _error(429, "rate_limit_error", "mock rate limit")
-                return _error(500, "server_error", "mock server error")
-            step, rendered = self._step(messages, body.get("tools"))
-            delay = self._delay() + step.delay_s
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if step.error is not None:
-                counters.script_errors += 1
-                status, kind = _ERRORS[step.error]
-                return _error(status, kind, f"scripted {step.error}")
-            model = str(body.get("model") or "mock-model")
-            self._seq += 1
-            reply_id = f"chatcmpl-mock{self._seq:x}"
-            prompt = _prompt_tokens(messages)
-            completion = _estimate_tokens((rendered.content or "") + "".join(
-                c.name + c.arguments for c in rendered.tool_calls))
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                     "total_tokens": prompt + completion}
-            counters.replies += 1
-            if body.get("stream"):
-                counters.streamed += 1
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                return await _stream(request, reply_id, model, rendered, usage if include_usage else None)
-            return web.Response(body=json.dumps(_completion(reply_id, model, rendered, usage)).encode(),
-                                content_type="application/json")
+            response = await self._answer(request, seen)
+            status = response.status
+            return response
         finally:
             counters.in_flight -= 1
+            self._record(request, arrived, status, seen)
+
+    def _record(self, request: web.Request, arrived: float, status: int, seen: dict[str, Any]) -> None:
+        body = seen.get("body")
+        body = body if isinstance(body, dict) else {}
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        names = tuple(str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()
+                      if isinstance(t, dict))
+        values = base_variables(messages) if messages else {"turn": "0", "agent": ""}
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        self.received.append(Received(
+            at=arrived, status=status, authorization=request.headers.get("Authorization"),
+            model=str(body.get("model") or ""), messages=len(messages),
+            prompt_tokens=int(seen.get("prompt_tokens") or 0),
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None, tools=names,
+            stream=bool(body.get("stream")), agent=values["agent"], turn=int(values["turn"])))
+
+    def _fails_now(self, step: Step, model: str, messages: list[ChatMessage]) -> bool:
+        """A scripted failure plays always, or only for the first ``fail_times`` calls of a conversation."""
+        if step.fail_times is None:
+            return True
+        key = hashlib.blake2b(json.dumps([model, messages], sort_keys=True).encode(), digest_size=16).digest()
+        played = self._failures.get(key, 0)
+        if played >= step.fail_times:
+            return False
+        self._failures[key] = played + 1
+        return True
+
+    async def _answer(self, request: web.Request, seen: dict[str, Any]) -> web.StreamResponse:
+        counters = self.counters
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            counters.unauthorized += 1  # OpenAI's answer to a wrong key
+            return _error(401, "invalid_request_error", "Incorrect API key provided.", code="invalid_api_key")
+        try:
+            body = json.loads(await request.read())
+            seen["body"] = body
+            messages: list[ChatMessage] = body["messages"]
+            if not isinstance(messages, list) or not messages:
+                raise ValueError("messages must be a non-empty list")
+        except (ValueError, KeyError, TypeError) as exc:
+            counters.bad_requests += 1
+            return _error(400, "invalid_request_error", f"bad request: {exc}")
+        self.last_request = body
+        prompt = seen["prompt_tokens"] = _prompt_tokens(messages)
+        if self.context_window is not None and prompt > self.context_window:
+            counters.script_errors += 1
+            return _context_error(self.context_window, prompt)
+        if self.error_rate and self._rng.random() < self.error_rate:
+            counters.injected_errors += 1  # answered at once, as real rate limiters do
+            if self._rng.random() < 0.5:
+                return _error(429, "rate_limit_error", "mock rate limit")
+            return _error(500, "server_error", "mock server error")
+        step, rendered = self._step(messages, body.get("tools"))
+        model = str(body.get("model") or "mock-model")
+        failing = step.error is not None and self._fails_now(step, model, messages)
+        delay = self._delay() + step.delay_s
+        if delay > 0 and (failing or step.error is None):
+            await asyncio.sleep(delay)
+        if failing:
+            counters.script_errors += 1
+            if step.error == "context_length":
+                return _context_error(self.context_window or prompt - 1, prompt)
+            status, kind = _ERRORS[str(step.error)]
+            headers = {}
+            if step.error == "rate_limit" and step.retry_after_s is not None:
+                headers = {"Retry-After": str(math.ceil(step.retry_after_s)),
+                           "retry-after-ms": str(int(step.retry_after_s * 1000))}
+            return _error(status, kind, f"scripted {step.error}", headers=headers)
+        self._seq += 1
+        reply_id = f"chatcmpl-mock{self._seq:x}"
+        completion = _estimate_tokens((rendered.content or "") + "".join(
+            c.name + c.arguments for c in rendered.tool_calls))
+        if step.usage is not None:  # the script says what the provider reports
+            prompt, completion = step.usage.prompt_tokens, step.usage.completion_tokens
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        counters.replies += 1
+        if body.get("stream"):
+            counters.streamed += 1
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await _stream(request, reply_id, model, rendered, usage if include_usage else None)
+        return web.Response(body=json.dumps(_completion(reply_id, model, rendered, usage)).encode(),
+                            content_type="application/json")
 
 
 def _tool_calls(rendered: Rendered, reply_id: str) -> list[ToolCallDict]:
@@ -310,9 +393,18 @@ async def _stream(request: web.Request, reply_id: str, model: str, rendered: Ren
     return response
 
 
-def _error(status: int, kind: str, message: str, code: str | None = None) -> web.Response:
+def _error(status: int, kind: str, message: str, code: str | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code or kind}}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json")
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
+                        headers=headers)
+
+
+def _context_error(window: int, prompt: int) -> web.Response:
+    """OpenAI's answer to a prompt longer than the window (litellm maps it to ContextWindowExceededError)."""
+    return _error(400, "invalid_request_error", f"This model's maximum context length is {window} tokens. "
+                  f"However, your messages resulted in {prompt} tokens. Please reduce the length of the messages.",
+                  code="context_length_exceeded")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -327,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--script", default=None, help="a Script JSON file to play, or py:module:function")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default=None, help="refuse (401) any request without this bearer key")
+    parser.add_argument("--context-window", type=int, default=None, help="refuse (400) longer prompts, in tokens")
     args = parser.parse_args(argv)
     latency: Latency = (args.latency, args.latency_max) if args.latency_max is not None else args.latency
     script: Script | str | None = None
@@ -335,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.script:
         script = Script.load(Path(args.script).absolute())
     server = MockServer(latency_s=latency, error_rate=args.error_rate, script=script, host=args.host,
-                        port=args.port, seed=args.seed, api_key=args.api_key)
+                        port=args.port, seed=args.seed, api_key=args.api_key, context_window=args.context_window)
 
     async def run() -> None:
         task = asyncio.current_task()

@@ -9,7 +9,9 @@ saying (an unpriced model under the default cost cap, a fleet that could not be 
 Where the keys must be: local workers (started by this process) get this process's provider
 variables (:meth:`SwarmSettings.provider_environment`), so this process's environment is checked. A
 remote fleet has its own; each worker advertises the *names* of the provider variables it has
-(never their values, see :func:`advertised_names`) and a key missing here is looked for there.
+(never their values, see :func:`advertised_names`) and a key missing here is looked for there (with
+no live worker on the role's queue to ask, a key missing here is refused: better said now than by
+every agent failing later).
 """
 
 from __future__ import annotations
@@ -119,9 +121,10 @@ def _check_key(role: str, model: str, settings: SwarmSettings, fleet: Sequence[R
         if remote:
             return
         if remote is None:
-            check.warnings.append(f"{role} model {model!r} needs {names}, which is not set here, and no live "
-                                  f"worker serves queue {queue!r} to say whether it has it")
-            return
+            raise ModelKeyMissing(role, model, missing,
+                                  f"{role} model {model!r} needs {names}: it is not set here, and no live worker "
+                                  f"serves queue {queue!r} to say it has it (start workers with it in their "
+                                  "environment, or set it here)")
         raise ModelKeyMissing(role, model, missing,
                               f"{role} model {model!r} needs {names}: no live worker on queue {queue!r} has it "
                               "in its environment (set it where the workers run, or give the model its own key "

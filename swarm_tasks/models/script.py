@@ -29,7 +29,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _AGENT_RE = re.compile(r"agent_id:\s*([^\s,;]+)")
 _TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
-ErrorKind = Literal["rate_limit", "timeout", "server_error", "bad_request"]
+ErrorKind = Literal["rate_limit", "timeout", "server_error", "bad_request", "context_length"]
 
 
 class _Strict(BaseModel):
@@ -58,6 +58,8 @@ class Step(_Strict):
     fail_times: int | None = Field(
         default=None, ge=1, description="With error: fail only the first N calls for the same conversation "
         "(counted per process), then reply normally; lets a script show retries succeeding.")
+    retry_after_s: float | None = Field(default=None, ge=0, description="With error rate_limit: the provider "
+                                        "says when to retry (Retry-After and retry-after-ms headers).")
     usage: StepUsage | None = None
     when: str | None = Field(default=None, description="Regex the last message's content must match.")
 

@@ -35,7 +35,12 @@ def _raise_for(step: Step, model: str) -> None:
         return
     message = f"scripted {step.error} from {model}"
     if step.error == "rate_limit":
-        raise litellm.RateLimitError(message=message, llm_provider=PROVIDER, model=model)
+        headers = ({"retry-after-ms": str(int(step.retry_after_s * 1000))}
+                   if step.retry_after_s is not None else None)
+        raise litellm.RateLimitError(message=message, llm_provider=PROVIDER, model=model, headers=headers)
+    if step.error == "context_length":
+        raise litellm.ContextWindowExceededError(message=f"{message}: the prompt is longer than the model's "
+                                                 "context window", model=model, llm_provider=PROVIDER)
     if step.error == "timeout":
         raise litellm.Timeout(message=message, model=model, llm_provider=PROVIDER)
     if step.error == "server_error":

@@ -30,7 +30,8 @@ def make_gateway(model_settings: SwarmSettings) -> Callable[..., ModelGateway]:
     def make(**overrides: object) -> ModelGateway:
         if isinstance(overrides.get("api_key"), str):
             overrides["api_key"] = SecretStr(str(overrides["api_key"]))
-        return ModelGateway(model_settings.model_copy(update=overrides), backoff=FAST)
+        settings = SwarmSettings.model_validate({**model_settings.model_dump(), **overrides})  # validated
+        return ModelGateway(settings, backoff=FAST)
     return make
 
 
@@ -50,7 +51,9 @@ def mock_server() -> Iterator[MockServer]:
 def run() -> Iterator[Run[Any]]:
     """Run a coroutine on one event loop kept for the session, as a worker process keeps one: litellm
     caches its HTTP clients per loop, so a fresh loop per test would be unlike production."""
+    from swarm_tasks.runtime import _cancel_pending
+
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete
-    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(_cancel_pending())  # litellm's logging worker too, as a worker's close does
     loop.close()
