@@ -78,14 +78,18 @@ class TurnPrompt:
         return self.gateway.catalog.prompt_tokens(self.model, conversation, self.tools if tools else None,
                                                   exact_above=self.threshold)
 
-    def ceiling(self, conversation: list[ChatMessage]) -> float | None:
-        """The most a call with this prompt can cost: its tokens (counted exactly: a reservation must not
-        be short) and the whole output cap, priced; 0 for a free model, None for an unpriced one."""
+    def ceiling(self, conversation: list[ChatMessage]) -> tuple[float, float] | None:
+        """What a call with this prompt costs at least (its prompt, counted exactly) and at most (plus the
+        whole output cap), priced; (0, 0) for a free model, None for an unpriced one."""
         catalog = self.gateway.catalog
         out = catalog.output_cap(self.model, self.role)
-        if catalog.cost_usd(self.model, 1_000, out) in (None, 0.0):
-            return catalog.cost_usd(self.model, 1_000, out)
-        return catalog.cost_usd(self.model, catalog.count_tokens(self.model, conversation, self.tools), out)
+        probe = catalog.cost_usd(self.model, 1_000, out)
+        if probe is None:
+            return None
+        if probe == 0.0:
+            return 0.0, 0.0
+        tokens = catalog.count_tokens(self.model, conversation, self.tools)
+        return catalog.cost_usd(self.model, tokens, 0) or 0.0, catalog.cost_usd(self.model, tokens, out) or 0.0
 
     def fit_result(self, text: str) -> str:
         """A tool result cut to a quarter of the prompt budget, with a marker saying so."""

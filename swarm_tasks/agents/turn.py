@@ -340,17 +340,18 @@ class Turn:
         """Set aside the most this call can cost against the run's cap (so agents calling at once cannot
         overshoot it together); False if the agent was stopped (nothing more fits) or put off (it fits
         once calls of others in flight end)."""
-        ceiling = prompt.ceiling(conversation)
-        if not ceiling:
-            return True  # an unpriced model: the preflight said so; token budgets bound it
+        costs = prompt.ceiling(conversation)
+        if not costs or not costs[1]:
+            return True  # free, or unpriced (the preflight said so; token budgets bound it)
+        floor, ceiling = costs
         cap = record.limits.max_cost_usd
         budget = Budget(self.services.client, self.ctx.state.keys.usage("run"), self.ctx.state.keys.reservations())
-        held = budget.reserve(self.agent.id, ceiling, cap)
+        held = budget.reserve(self.agent.id, ceiling, cap, floor)
         if held.verdict is Verdict.RESERVED:
             return True
         if held.verdict is Verdict.CAP_REACHED:
             reason = budget_reason(BudgetExceeded("cost_usd", cap, round(held.spent, 6), scope="run"))
-            self.end(AgentStatus.STOPPED, f"{reason}; its next call could cost up to ${ceiling:.4f}", append=pending,
+            self.end(AgentStatus.STOPPED, f"{reason}; its next prompt alone costs ${floor:.4f}", append=pending,
                      usage=usage, reason_class=ReasonClass.COST_CAP, **changes)
             return False
         self.cont(append=pending, usage=usage, countdown_s=1.0 + random.random(), **changes)

@@ -69,7 +69,7 @@ def test_provider_key_turn_cap_retry_after_max_tokens_and_run_caps_from_the_envi
         "OPENAI_API_KEY": "sk-provider-variable-1234",  # the provider's own variable, no SWARM_API_KEY
         "SWARM_API_BASE": server.url, "SWARM_MODEL": MODEL, "SWARM_MODEL_PRICES": PRICES,
         "SWARM_AGENT_MAX_TURNS": "3", "SWARM_MODEL_OPTIONS": json.dumps({MODEL: {"max_output_tokens": 321}}),
-        "SWARM_RUN_MAX_AGENTS": "3", "SWARM_RUN_MAX_CONCURRENT_AGENTS": "1"})
+        "SWARM_RUN_MAX_AGENTS": "11", "SWARM_RUN_MAX_CONCURRENT_AGENTS": "1"})
     done = swarm("review", str(repo(tmp_path, 3)), "--workers", "1", "--concurrency", "8", "--json", env=env,
                  timeout=240)
     assert "Traceback" not in done.stderr, done.stderr
@@ -81,8 +81,10 @@ def test_provider_key_turn_cap_retry_after_max_tokens_and_run_caps_from_the_envi
     finish = next(t for t in server.last_request["tools"] if t["function"]["name"] == "finish")  # type: ignore[index]
     assert "risk" in json.dumps(finish["function"]["parameters"]["properties"]["result"])  # the result schema
     calls = by_agent(received)
-    # SWARM_RUN_MAX_AGENTS=3: the inventory and two of the three scans started; the third was refused.
+    # SWARM_RUN_MAX_AGENTS=11: the inventory, and scans of the files whose scan and reviewers (5 agents
+    # each) the budget covers: two of the three; the third file is left out, and the run says why.
     assert len(calls) == 2
+    assert "the agent budget (11 agents) could not cover it" in json.loads(done.stdout)["reason"]
     for agent, seen in calls.items():
         # SWARM_AGENT_MAX_TURNS=3 caps the scanner's own limit of 8: three answered calls, not a fourth.
         assert [r.status for r in seen] == [429, 200, 200, 200], (agent, [r.status for r in seen])

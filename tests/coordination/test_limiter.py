@@ -56,10 +56,16 @@ def test_reservations_keep_concurrent_spenders_under_the_cap(redis_client: redis
     assert budget.reserve("a", 0.10, cap=1.0).verdict is Verdict.RESERVED
     assert budget.reserve("b", 0.15, cap=1.0).verdict is Verdict.WAIT  # fits only once a's call has ended
     assert budget.reserve("a", 0.12, cap=1.0).verdict is Verdict.RESERVED  # a's new call replaces its old one
-    assert budget.reserve("c", 0.30, cap=1.0).verdict is Verdict.CAP_REACHED  # cannot fit even alone
+    assert budget.reserve("c", 0.30, cap=1.0, floor=0.25).verdict is Verdict.CAP_REACHED  # its prompt alone crosses
     assert float(redis_client.hget(totals, RESERVED_FIELD) or 0) == 0.12
     # The write recording a's real cost gives its reservation back, atomically.
     records = RecordStore(redis_client)
     records.update(keys.agent("a"), lambda _cur: Write(b"{}", ops=[release(reservations, totals, "a", RESERVED_FIELD)]))
     assert float(redis_client.hget(totals, RESERVED_FIELD) or 0) == 0.0 and not redis_client.hexists(reservations, "a")
     assert budget.reserve("b", 0.15, cap=1.0).verdict is Verdict.RESERVED
+    # A call alone may go although its ceiling does not fit (it overshoots by at most itself) ...
+    redis_client.hdel(reservations, "b")
+    redis_client.hset(totals, RESERVED_FIELD, "0")
+    assert budget.reserve("d", 0.50, cap=1.0, floor=0.1).verdict is Verdict.RESERVED
+    # ... but not beside another one in flight.
+    assert budget.reserve("e", 0.50, cap=1.0, floor=0.1).verdict is Verdict.WAIT
