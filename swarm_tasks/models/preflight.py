@@ -88,14 +88,15 @@ def check_models(models: Mapping[str, str], settings: SwarmSettings, *, cost_cap
     queue each role's agents run on (default: ``settings.queue_for``).
     """
     check = ModelCheck()
-    for role, model in sorted(models.items()):
-        if not model:
+    for role, first in sorted(models.items()):
+        if not first:
             continue
-        check.checked[role] = model
-        if not model.startswith(SCRIPTED_PREFIX):
-            _check_key(role, model, settings, fleet, (queues or {}).get(role) or settings.queue_for(role), check)
-        if not price_known(model, settings) and model not in check.unpriced:
-            check.unpriced.append(model)
+        check.checked[role] = first
+        for model in dict.fromkeys([first, *settings.model_fallbacks]):  # a fallback is called for the role too
+            if not model.startswith(SCRIPTED_PREFIX):
+                _check_key(role, model, settings, fleet, (queues or {}).get(role) or settings.queue_for(role), check)
+            if not price_known(model, settings) and model not in check.unpriced:
+                check.unpriced.append(model)
     for model in check.unpriced:
         if cost_capped:
             raise JobSpecError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,14 @@ def repo(tmp_path: Path, files: int, size: int = 1) -> Path:
 def agents_of(settings: SwarmSettings, run_id: str) -> list[AgentState]:
     with Swarm(settings, workers=0) as api:
         return api.run(run_id).agents()
+
+
+def settled(server: MockServer, timeout_s: float = 30.0) -> list[Received]:
+    """What the server received, once every request it is still answering (slowly) was recorded."""
+    deadline = time.monotonic() + timeout_s
+    while server.counters.in_flight and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return list(server.received)
 
 
 def by_agent(received: list[Received]) -> dict[str, list[Received]]:
@@ -180,8 +189,11 @@ def test_retries_timeout_fallbacks_shared_key_output_cap_and_agent_tokens_from_t
             "SWARM_MODEL_FALLBACKS": '["openai/backup"]', "SWARM_MODEL_RETRIES": "1", "SWARM_MODEL_TIMEOUT_S": "1",
             "SWARM_MODEL_MAX_OUTPUT_TOKENS": "77", "SWARM_AGENT_MAX_TOKENS": "5000"})
         done = swarm("review", str(repo(tmp_path, 1)), "--workers", "1", "--json", env=env, timeout=240)
-        first, second = list(slow.received), list(backup.received)
+        first, second = settled(slow), settled(backup)
     run_id = json.loads(done.stdout)["run"]
+    # Neither model has a price: said at the start, for the fallback too (the run has no cost cap of its own).
+    assert "no price is known for model 'openai/primary'" in done.stderr
+    assert "no price is known for model 'openai/backup'" in done.stderr
     (scan,) = [a for a in agents_of(swarm_settings, run_id) if a.spec == SCAN]
     # SWARM_AGENT_MAX_TOKENS: stopped by tokens (each turn counts its timed-out attempts, charged, too).
     assert scan.status is AgentStatus.STOPPED and "tokens used" in (scan.reason or ""), scan.reason

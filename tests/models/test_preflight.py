@@ -45,6 +45,8 @@ def test_per_model_key_variables_and_the_shared_key(monkeypatch: pytest.MonkeyPa
     check_models({"worker": "openai/gpt-5.2"}, SwarmSettings(model_options=options))
     check_models({"worker": "openai/gpt-5.2"}, SwarmSettings(api_key="sk-shared"))  # SWARM_API_KEY serves every model
     check_models({"worker": "scripted/echo-finish"}, SwarmSettings())  # the test double needs no key
+    with pytest.raises(ModelKeyMissing, match=r"worker model 'anthropic/claude-haiku-4-5' needs ANTHROPIC"):
+        check_models({"worker": "scripted/echo-finish"}, SwarmSettings(model_fallbacks=["anthropic/claude-haiku-4-5"]))
 
 
 def test_either_of_two_keys_is_said_as_either(monkeypatch: pytest.MonkeyPatch) -> None:
