@@ -134,7 +134,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def secrets_of(settings: CoordinationSettings) -> tuple[str, ...]:
     """The secret values in ``settings`` (a SwarmSettings has more): API key, Redis password, signing
-    key, Flower's and the dashboard's basic-auth credentials and their passwords."""
+    key, Flower's and the dashboard's basic-auth credentials and their passwords, and the model
+    providers' keys this process holds (OPENAI_API_KEY...)."""
     found: list[str] = []
     for name in ("api_key", "task_signing_key", "flower_basic_auth", "dashboard_basic_auth"):
         value = getattr(settings, name, None)
@@ -142,6 +143,9 @@ def secrets_of(settings: CoordinationSettings) -> tuple[str, ...]:
             found.append(value.get_secret_value())
             if name.endswith("_basic_auth"):
                 found.append(value.get_secret_value().partition(":")[2])
+    provider_secrets = getattr(settings, "provider_secrets", None)
+    if provider_secrets is not None:  # model provider keys this process holds (OPENAI_API_KEY...)
+        found += list(provider_secrets())
     if settings.redis_url is not None:
         try:
             password = urlsplit(settings.redis_url.get_secret_value()).password

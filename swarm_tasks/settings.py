@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from coordination.errors import ConfigurationError
@@ -226,6 +226,8 @@ class SwarmSettings(CoordinationSettings):
         broker = self.celery_broker_url(redis_url)
         return broker if urlsplit(broker).scheme in ("redis", "rediss", "unix") else None
 
+    _options: dict[tuple[str, str | None], ModelOptions] = PrivateAttr(default_factory=dict)
+
     def model_for(self, role: str) -> str | None:
         """The model of ``role``: its own, else the default, else None (deterministic mode)."""
         return self.models.get(role) or self.model
@@ -234,13 +236,17 @@ class SwarmSettings(CoordinationSettings):
         return ROLES_DEFAULT_QUEUE.get(role, "agents")
 
     def options_for(self, model: str, role: str | None = None) -> ModelOptions:
-        """The model's options: its role's entry over its own over "*" (field by field)."""
-        merged: dict[str, object] = {}
-        for name in ("*", model, role):
-            entry = self.model_options.get(name) if name else None
-            if entry is not None:
-                merged.update(entry.model_dump(exclude_none=True))
-        return ModelOptions(**merged)  # type: ignore[arg-type]
+        """The model's options: its role's entry over its own over "*" (field by field). Memoised: every
+        model call asks several times."""
+        found = self._options.get((model, role))
+        if found is None:
+            merged: dict[str, object] = {}
+            for name in ("*", model, role):
+                entry = self.model_options.get(name) if name else None
+                if entry is not None:
+                    merged.update(entry.model_dump(exclude_none=True))
+            found = self._options[(model, role)] = ModelOptions(**merged)  # type: ignore[arg-type]
+        return found
 
     def endpoint_for(self, model: str, role: str | None = None) -> ModelEndpoint:
         """Base URL and key of a call to ``model`` for ``role``: its SWARM_MODEL_OPTIONS entry, else

@@ -98,3 +98,13 @@ def test_workers_get_the_provider_variables_and_the_named_keys() -> None:
            "HOME": "/root", "SWARM_API_KEY": "not-here", "UNRELATED_TOKEN": "no"}
     assert settings.provider_environment(env) == {"OPENAI_API_KEY": "a", "AWS_REGION_NAME": "eu-west-1",
                                                   "TEAM_B_KEY": "b", "HTTPS_PROXY": "http://p"}
+
+
+def test_provider_keys_this_process_holds_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm_tasks.security import Redactor
+
+    monkeypatch.setenv("OPENAI_API_KEY", "zz-provider-key-material-42")
+    monkeypatch.setenv("TEAM_B_KEY", "custom-team-b-material-7")
+    redactor = Redactor.from_settings(SwarmSettings(model_options={"openai/x": {"api_key_env": "TEAM_B_KEY"}}))
+    text = "key zz-provider-key-material-42 and custom-team-b-material-7 in a log line"
+    assert redactor(text) == redactor.mask(text) == "key *** and *** in a log line"
