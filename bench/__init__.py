@@ -3,6 +3,6 @@
 Each benchmark is a module ``bench/<name>.py`` with ``run(full: bool) -> BenchResult``; see README.md.
 """
 
-BENCHMARKS = ("coordination", "agents", "git", "review", "faults", "dispatch", "scale")
+BENCHMARKS = ("coordination", "agents", "git", "review", "faults", "dispatch", "scale", "build-cost")
 
 __all__ = ["BENCHMARKS"]

@@ -23,12 +23,17 @@ NOT_IMPLEMENTED = 2
 FAILED = 1
 
 
+def module_name(name: str) -> str:
+    """The module of a benchmark (``build-cost`` is ``bench/build_cost.py``)."""
+    return f"bench.{name.replace('-', '_')}"
+
+
 def available(name: str) -> bool:
-    return importlib.util.find_spec(f"bench.{name}") is not None
+    return importlib.util.find_spec(module_name(name)) is not None
 
 
 def run_one(name: str, full: bool) -> BenchResult:
-    module = importlib.import_module(f"bench.{name}")
+    module = importlib.import_module(module_name(name))
     result = module.run(full)
     if not isinstance(result, BenchResult):
         raise TypeError(f"bench.{name}.run returned {type(result).__name__}, not BenchResult")
@@ -53,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     for name in names:
         if not available(name):
-            print(f"{name}: not implemented yet (no module bench/{name}.py)", file=sys.stderr)
+            print(f"{name}: not implemented yet (no module {module_name(name)})", file=sys.stderr)
             if opts.name != "all":  # `all` runs whatever exists; asking for a missing one is an error
                 status = max(status, NOT_IMPLEMENTED)
             continue

@@ -152,3 +152,11 @@ def test_every_codemod_commit_passed_the_check_before_it_landed(fleet, tmp_path:
     assert show(bare, "m0.txt") == "item 0\nok"
     result = out["result"]
     assert result["checks_run"]["full"] >= result["commits_landed"] > 0
+
+    # A quick check on the changed files gates each landing; the full check runs once, on the tip.
+    bare = make_remote(tmp_path / "quick", files)
+    code, out = build(fleet, bare, "--goal", "mark", "--codemod", command, "--check", "! git grep -q FORBIDDEN",
+                      "--check-changed", "! grep -q FORBIDDEN {paths}", "--builders", "2", "--max-cycles", "1")
+    assert (code, out["status"]) == (PARTIAL, "partial") and "FORBIDDEN" not in show(bare, "m5.txt")
+    checks = out["result"]["checks_run"]
+    assert checks["quick"] >= out["result"]["commits_landed"] == 3 and checks["full"] == 1

@@ -12,13 +12,14 @@ from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.build.agents import prepare_worker
 from swarm_tasks.build.cycles import CheckSummary, Decision
+from swarm_tasks.build.gate import check_counts
 from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.judge import decide
+from swarm_tasks.build.judge import decide, first_failing
 from swarm_tasks.errors import WorkspaceError
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.runs import RunRecord
 from swarm_tasks.settings import SwarmSettings
-from tests.build import make_remote
+from tests.build import clone_of, edit, make_remote
 
 MODEL = BuildJob(repo="r", goal="g", check="make test", models={"planner": "m", "worker": "m"})
 CODEMOD = BuildJob(repo="r", goal="g", codemod="ruff format {path}", check="ruff check")
@@ -79,3 +80,15 @@ def test_a_workers_prepare_vouches_for_the_objects_its_clone_borrows(make_run, s
     vouched = prepare_worker(worker_context(make_run(), job, tmp_path / "ws", swarm_settings, turn=0))
     assert vouched == [(Path(remote.url) / "objects").resolve()]
     assert git_alternates(tmp_path / "ws" / ".git") == vouched  # the clone borrows exactly those
+
+
+def test_a_red_tip_is_bisected_to_the_first_commit_that_fails_the_check(make_run, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path / "r", {"a.txt": "fine\n"})
+    clone = clone_of(remote, tmp_path, "w")
+    base = clone.head()
+    commits = [edit(clone, f"f{i}.txt", "BROKEN\n" if i == 3 else "ok\n", f"c{i}") for i in range(6)]
+    state = make_run()
+    check = "! grep -rq BROKEN --exclude-dir=.git ."
+    assert first_failing(state, clone, base, commits, check, 30) == commits[3]
+    assert check_counts(state)["full"] <= 4  # the base and a binary search over six commits
+    assert first_failing(state, clone, commits[3], commits[4:], check, 30) == ""  # red from before: no culprit
