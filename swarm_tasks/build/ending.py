@@ -116,7 +116,10 @@ def conclude(job: BuildJob, run: RunRecord, history: list[Verdict], stop: str, t
     commits = landed_commits(tasks)
     failed = failed_tasks(tasks)
     files = file_failures(tasks, history) if job.mode is BuildMode.CODEMOD else {}
-    landed = f"{len(commits)} commit(s) landed"
+    unchecked = sum(len(v.unchecked) for v in history)
+    landed = f"{len(commits)} commit(s) landed" + (
+        f" ({unchecked} on a tree their gate check did not run on; the judge's check on the tip covers them)"
+        if unchecked else "")
     if failure:
         return RunStatus.FAILED, f"{failure}; {landed}"
     if planner_problem:
