@@ -65,8 +65,9 @@ def _git(cwd: Path, *args: str) -> str:
                           check=True).stdout.strip()
 
 
-# Injects a fault once ``ready()`` says work is in flight; appends what it did; stops early on ``stop``.
-Injector = Callable[[Callable[[], bool], list[str], threading.Event], None]
+# Injects a fault into run ``run_id`` once ``ready()`` says work is in flight; appends what it did to
+# ``injected``; stops early on ``stop``.
+Injector = Callable[[str, Callable[[], bool], list[str], threading.Event], None]
 
 
 class Workflow(StrEnum):
@@ -176,8 +177,9 @@ class FaultHarness:
             ready = lambda: self._tasks_claimed(run_id) > 0  # noqa: E731
         injected: list[str] = []
         stop = threading.Event()
-        inject = injector or (lambda r, i, s: self._inject(fault, r, i, s))
-        thread = threading.Thread(target=self._inject_safely, args=(inject, ready, injected, stop), daemon=True)
+        inject = injector or (lambda _run, r, i, s: self._inject(fault, r, i, s))
+        thread = threading.Thread(target=self._inject_safely, args=(inject, run_id, ready, injected, stop),
+                                  daemon=True)
         thread.start()
         status = self._wait(run_id, timeout_s)
         stop.set()
@@ -256,10 +258,10 @@ class FaultHarness:
         except redis.RedisError:
             return 0
 
-    def _inject_safely(self, inject: Injector, ready: Callable[[], bool], injected: list[str],
+    def _inject_safely(self, inject: Injector, run_id: str, ready: Callable[[], bool], injected: list[str],
                        stop: threading.Event) -> None:
         try:
-            inject(ready, injected, stop)
+            inject(run_id, ready, injected, stop)
         except Exception as exc:  # a harness failure must show in the table, not vanish with the thread
             injected.append(f"INJECTION FAILED: {type(exc).__name__}: {exc}")
 

@@ -59,7 +59,7 @@ class Host:
     @property
     def launcher(self) -> list[str]:
         """Prefix that runs a command in this host."""
-        return ["ip", "netns", "exec", self.namespace]
+        return [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", self.namespace]  # a child's PATH may lack sbin
 
     def cut(self) -> None:
         """Partition the host: its link goes down, in-flight packets are lost, connections hang."""
