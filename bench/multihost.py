@@ -7,10 +7,11 @@ The review reads the shipped example from a git daemon (so each host clones it i
 directory) and the build pushes to a bare repository served by the same daemon: no worker shares a
 checkout with another host. Runs, and how they are judged, are the fault harness's (bench/faultlib.py).
 
-A host's clock can be set minutes off: with Debian's libfaketime (``LD_PRELOAD``, the whole process and
-everything it starts see the offset wall clock; the monotonic clock is left alone, as it is on a real
-host with a wrong clock), else by an offset on Python's ``time.time`` in the worker (a
-``sitecustomize`` module: the clocks Python code reads, not those of the C libraries it calls).
+A host's clock can be set minutes off: with Debian's libfaketime (``LD_PRELOAD``: the worker and every
+process it starts see the offset wall clock; the monotonic clock is left alone, as on a real host with a
+wrong clock), else by an offset on Python's ``time.time`` in the worker (a ``sitecustomize`` module: the
+clock Python code reads, not the C libraries' nor the children's). libfaketime is preferred because
+nothing in the worker can reach past it; the price is a shim for ``time.sleep``, which it breaks.
 """
 
 from __future__ import annotations
@@ -41,14 +42,28 @@ from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.errors import SwarmError
 from swarm_tasks.settings import SwarmSettings
 
-_SITECUSTOMIZE = '''"""Test clock skew: this worker's wall clock is SWARM_TEST_CLOCK_OFFSET_S seconds off."""
+_SITECUSTOMIZE = '''"""Test clock skew for this worker (bench/multihost.py): SWARM_TEST_CLOCK_OFFSET_S sets Python's
+wall clock that many seconds off; SWARM_TEST_SLEEP_SHIM makes time.sleep wait with select(), because under
+libfaketime 0.9.10 CPython 3.11's time.sleep (clock_nanosleep, TIMER_ABSTIME) fails with EINVAL."""
 import os
+import select
 import time
 
 _offset = float(os.environ.get("SWARM_TEST_CLOCK_OFFSET_S", "0"))
-_time, _time_ns = time.time, time.time_ns
-time.time = lambda: _time() + _offset
-time.time_ns = lambda: _time_ns() + int(_offset * 1e9)
+if _offset:
+    _time, _time_ns = time.time, time.time_ns
+    time.time = lambda: _time() + _offset
+    time.time_ns = lambda: _time_ns() + int(_offset * 1e9)
+
+if os.environ.get("SWARM_TEST_SLEEP_SHIM"):
+    def _sleep(secs: float) -> None:
+        if secs < 0:
+            raise ValueError("sleep length must be non-negative")
+        end = time.monotonic() + secs
+        while (left := end - time.monotonic()) > 0:
+            select.select([], [], [], left)
+
+    time.sleep = _sleep
 '''
 
 
@@ -59,14 +74,17 @@ def faketime_library() -> str | None:
 
 def clock_skew_env(offset_s: float, scratch: Path) -> tuple[dict[str, str], str]:
     """Environment that sets a worker's wall clock ``offset_s`` off, and how it does it."""
-    library = faketime_library()
-    if library:
-        return ({"LD_PRELOAD": library, "FAKETIME": f"{offset_s:+.0f}", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
-                "libfaketime")
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    library = faketime_library()
+    if library:
+        return ({"LD_PRELOAD": library, "FAKETIME": f"{offset_s:+.0f}", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                 "PYTHONPATH": str(scratch), "SWARM_TEST_SLEEP_SHIM": "1"},
+                "libfaketime (the worker and everything it starts; time.sleep through select(), which "
+                "libfaketime 0.9.10 breaks in CPython 3.11)")
     return ({"PYTHONPATH": str(scratch), "SWARM_TEST_CLOCK_OFFSET_S": f"{offset_s}"},
-            "Python time.time offset (libfaketime not installed)")
+            "an offset on Python's time.time in the worker (libfaketime is not installed: its children and "
+            "datetime keep the true clock)")
 
 
 class BridgedRedis(EmbeddedRedis):

@@ -86,7 +86,9 @@ def use_settings(settings: SwarmSettings) -> RedisHandle:
             app._pool.force_close_all()
             app._pool = None
         kombu_pools.reset()
-        app.amqp._producer_pool = None
+        # Nor its queue declarations and routes (a RabbitMQ broker's exchanges are topic, a Redis one's
+        # direct): Celery builds them once per app, so the whole AMQP part is made again.
+        app.__dict__.pop("amqp", None)
     return PROCESS.handle
 
 

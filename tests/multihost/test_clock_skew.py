@@ -41,7 +41,7 @@ def test_hosts_five_minutes_off_keep_leases_by_the_server_clock(hosts: MultiHost
     everyone = [a for a in agents.get_many(sorted({i for st in AgentStatus for i in agents.ids(st)})) if a]
     assert all(a.turns_lost >= 1 for a in everyone if a.id in held)
     # Nobody took a turn from a live host: host 2's, judged by its clock five minutes behind, would all
-    # look expired (a third of the run's turns). One or two may go to a heartbeat starved on a loaded CI box.
+    # look expired (a third of the run's turns). One may go to a heartbeat starved on a loaded CI box.
     stolen = sum(a.turns_lost for a in everyone if a.id not in held)
-    assert stolen <= 2, f"{stolen} turns taken from live workers"
+    assert stolen <= 1, f"{stolen} turns taken from live workers"
     assert 2 in hosts.hosts_that_ran(outcome.run_id)

@@ -83,10 +83,13 @@ def vhost() -> Iterator[Vhost]:
 
 @pytest.mark.slow
 def test_workers_on_rabbitmq_run_agents_and_delayed_steps(vhost: Vhost, redis_url: str, tmp_path: Path) -> None:
+    use_settings(SwarmSettings(redis_url=SecretStr(redis_url), state_dir=tmp_path))  # a Redis broker first
+    assert app.amqp.queues["agents"].exchange.type == "direct"
     settings = SwarmSettings(redis_url=SecretStr(redis_url), broker_url=SecretStr(vhost.url), state_dir=tmp_path,
                              model_guard="local-only", sweep_interval_s=0.2)
-    handle = use_settings(settings)
+    handle = use_settings(settings)  # then, in the same process, RabbitMQ: its own exchanges and queues
     assert app.conf.broker_url == vhost.url and app.conf.result_backend == redis_url
+    assert app.amqp.queues["agents"].exchange.type == "topic"
     client = SwarmClient.create(settings, handle.client, CeleryScheduler(app))
     cluster = LocalCluster(settings, workers=2, queues=("agents", "control"), concurrency=8, name_prefix="amqp",
                            log_dir=tmp_path / "logs").start(timeout_s=120)
