@@ -1,5 +1,6 @@
 """Turn settings into a Redis connection: the configured URL (one server or a Redis Cluster), or an
-embedded server we own.
+embedded server: the state directory's (kept and shared, :mod:`coordination.local_server`) or, with no
+directory configured, a private one in a temporary directory.
 
 A cluster is named by the scheme ``redis+cluster://`` (``rediss+cluster://`` for TLS) with one or more
 seed nodes separated by commas, or by a plain URL with ``SWARM_REDIS_CLUSTER=1``. Every key of one run
@@ -25,6 +26,7 @@ from redis.retry import Retry
 
 from coordination.embedded import EmbeddedRedis
 from coordination.errors import ConfigurationError, RedisUnreachable
+from coordination.local_server import LocalServer
 from coordination.settings import CLUSTER_SCHEMES, CoordinationSettings
 
 # Up to the *last* '@' of the URL: redis-py accepts a raw '@' in a password (the host follows the last
@@ -162,12 +164,20 @@ def make_async_client(settings: CoordinationSettings, url: str) -> redis.asyncio
 
 @dataclass
 class RedisHandle:
-    """A connected client, the URL other processes can use, and the embedded server if we own one."""
+    """A connected client, the URL other processes can use, and the embedded server if we run one
+    (``embedded``: the server process; ``local``: set when it is a state directory's, see
+    :mod:`coordination.local_server`, whose server this process may run or only use)."""
 
     url: str
     client: redis.Redis
     embedded: EmbeddedRedis | None
     settings: CoordinationSettings
+    local: LocalServer | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        """No ``SWARM_REDIS_URL``: the server is an embedded one (ours or our state directory's)."""
+        return self.embedded is not None or self.local is not None
 
     def new_client(self) -> redis.Redis:
         """Another client on the same server (for a thread or a blocking reader)."""
@@ -176,7 +186,9 @@ class RedisHandle:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
-        if self.embedded is not None:
+        if self.local is not None:
+            self.local.close()  # stops the server too if this process runs it
+        elif self.embedded is not None:
             self.embedded.stop()
 
     def __enter__(self) -> RedisHandle:
@@ -186,20 +198,31 @@ class RedisHandle:
         self.close()
 
 
+def _abandon(embedded: EmbeddedRedis | None, local: LocalServer | None) -> None:
+    """Stop what connect() started before it failed."""
+    if local is not None:
+        local.close()
+    elif embedded is not None:
+        embedded.stop()
+
+
 def connect(settings: CoordinationSettings | None = None, *, check: bool = True) -> RedisHandle:
     """Connect to ``SWARM_REDIS_URL``, or start an embedded server when none is configured."""
     settings = settings or CoordinationSettings()
     embedded: EmbeddedRedis | None = None
+    local: LocalServer | None = None
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
+    elif settings.embedded_dir is not None:  # the state directory's server: kept, shared, started on demand
+        local = LocalServer(settings.embedded_dir).open()
+        url, embedded = local.url, local.server
     else:
-        embedded = EmbeddedRedis(settings.embedded_dir, appendonly=settings.embedded_appendonly).start()
+        embedded = EmbeddedRedis(None, appendonly=settings.embedded_appendonly).start()
         url = embedded.url
     try:
         client = make_client(settings, url)
     except ValueError as exc:
-        if embedded:
-            embedded.stop()
+        _abandon(embedded, local)
         # Not chained: redis-py's message can quote a piece of a password that holds '/', '?' or '#'.
         raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {_without_password(str(exc), url)}") from None
     except (RedisClusterException, redis.RedisError) as exc:
@@ -211,14 +234,12 @@ def connect(settings: CoordinationSettings | None = None, *, check: bool = True)
         try:
             client.ping()
         except redis.AuthenticationError as exc:
-            if embedded:
-                embedded.stop()
+            _abandon(embedded, local)
             raise ConfigurationError(f"Redis at {redact_url(url)} refused the credentials: "
                                      f"{_sentence(str(exc))}. Fix the user and password in SWARM_REDIS_URL") from exc
         except redis.RedisError as exc:
-            if embedded:
-                embedded.stop()
+            _abandon(embedded, local)
             raise RedisUnreachable(
                 f"cannot reach Redis at {redact_url(url)}: {_sentence(str(exc))}. Start Redis there, fix "
                 "SWARM_REDIS_URL, or unset it to use the embedded server") from exc
-    return RedisHandle(url=url, client=client, embedded=embedded, settings=settings)
+    return RedisHandle(url=url, client=client, embedded=embedded, settings=settings, local=local)

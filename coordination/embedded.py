@@ -113,13 +113,16 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir: Path | None = None, *, appendonly: bool = False,
                  binary: str | None = None, port: int | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, die_with_starter: bool | None = None) -> None:
         self.binary = binary or find_redis_server()
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="swarm-redis-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
         self.appendonly = appendonly
         self.password = password or secrets.token_urlsafe(24)
         self.port = port
+        # None: the server dies with this process when it is started from the main thread (see
+        # die_with_parent); True: the caller starts it from a thread that lives as long as the process.
+        self.die_with_starter = die_with_starter
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,7 +156,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # PDEATHSIG fires when the *thread* that started the child ends, so it is only safe from
                 # the main thread; from any other thread the server is stopped by atexit instead.
-                preexec_fn=die_with_parent())  # noqa: PLW1509
+                preexec_fn=_die_with_parent if self.die_with_starter else die_with_parent())  # noqa: PLW1509
             self.port = port
             try:
                 self._wait_ready(timeout_s)

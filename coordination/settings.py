@@ -45,9 +45,12 @@ class CoordinationSettings(BaseSettings):
     key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
                             description="First part of every Redis key, so several deployments share one Redis.")
     embedded_dir: Path | None = Field(
-        default=None, description="Directory for the embedded server's data, config and log (closed to other "
-        "users: mode 0700); unset: a temporary directory.")
-    embedded_appendonly: bool = Field(default=False, description="Embedded server keeps an AOF (survives restart).")
+        default=None, description="Directory of the embedded server's data (an append-only file), config and log "
+        "(closed to other users: mode 0700), used without SWARM_REDIS_URL: its runs are kept, and every process "
+        "of the directory shares the one server. Default for swarm processes: <SWARM_STATE_DIR>/redis; unset "
+        "(the coordination layer alone): a private server in a temporary directory.")
+    embedded_appendonly: bool = Field(default=False, description="The private (temporary) embedded server keeps "
+                                      "an AOF (survives its restart); the embedded_dir one always does.")
     max_record_bytes: int = Field(default=1_048_576, gt=0, description="Largest encoded record, in bytes.")
     max_result_bytes: int = Field(
         default=16 * 1_048_576, gt=0, description="Largest result an agent may end with, in bytes (a result too "

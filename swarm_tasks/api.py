@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -37,6 +37,7 @@ from swarm_tasks.settings import SwarmSettings, get_settings
 from swarm_tasks.sources import SourceSpec
 
 if TYPE_CHECKING:
+    from swarm_tasks.consumers import QueueNeed
     from swarm_tasks.review.report import Report
 
 T = TypeVar("T")
@@ -54,8 +55,20 @@ class Progress:
     roles: dict[str, dict[str, float]]  # per role: agents started, ended, tokens, cost
     tasks: dict[str, int]
     counters: dict[str, int]
-    tokens: int
+    tokens: int  # of recorded turns
     cost_usd: float
+    phases: dict[str, dict[str, int]] = field(default_factory=dict)  # per phase: agents started, ended
+    spent_tokens: int = 0  # every model reply so far, counted as it arrived (see AgentStore.count_spent)
+    spent_cost_usd: float = 0.0
+
+    @property
+    def live_tokens(self) -> int:
+        """Tokens so far, as up to date as possible: replies are counted before their turn is recorded."""
+        return max(self.tokens, self.spent_tokens)
+
+    @property
+    def live_cost_usd(self) -> float:
+        return max(self.cost_usd, self.spent_cost_usd)
 
     @property
     def started(self) -> int:
@@ -87,11 +100,18 @@ class RunHandle:
         ctx = self.client.run(self.id)
         usage = ctx.agents.usage("run")
         roles = {r: ctx.agents.usage(f"role:{r}") for r in self.roles()}
+        spent = ctx.agents.usage("spent")
+        phases: dict[str, dict[str, int]] = {}
+        for name, value in ctx.agents.usage("phases").items():
+            phase, _, what = name.rpartition(".")
+            phases.setdefault(phase, {"started": 0, "ended": 0})[what] = int(value)
         return Progress(status=self.status, agents={s.value: n for s, n in ctx.agents.counts().items()},
                         roles=roles, tasks={s.value: n for s, n in ctx.state.board.counts().items()},
                         counters={k: int(v) for k, v in ctx.agents.usage("counters").items()},
                         tokens=int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
-                        cost_usd=float(usage.get("cost_usd", 0.0)))
+                        cost_usd=float(usage.get("cost_usd", 0.0)), phases=phases,
+                        spent_tokens=int(spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)),
+                        spent_cost_usd=float(spent.get("cost_usd", 0.0)))
 
     def roles(self) -> list[str]:
         prefix = self.client.run(self.id).state.keys.usage("role:")
@@ -150,6 +170,22 @@ class RunHandle:
         tally = Tally().add_all(a for a in self.agents() if a.status.terminal)
         return sorted(tally.problems, key=lambda p: (p.status != "failed", p.role, p.subject, p.agent_id))
 
+    def retry(self, *, failed_only: bool = False, role: str | None = None) -> list[AgentState]:
+        """Start the agents that did not finish over, in this run (only the failed ones with
+        ``failed_only``, only one role's with ``role``), reopening the run if it ended: when they end, the
+        run's end is decided again (a review's report rebuilt). Returns the agents started over."""
+        from swarm_tasks.retry import UNFINISHED, retry_agents
+
+        statuses = (AgentStatus.FAILED,) if failed_only else UNFINISHED
+        return retry_agents(self.client, self.id, statuses=statuses, role=role)
+
+    def queue_needs(self) -> list[QueueNeed]:
+        """The queues the run's waiting agents are on, with the live workers consuming each; a starved one
+        (``need.starved``: nobody consumes it) is why a run can sit "running" with nothing happening."""
+        from swarm_tasks.consumers import queue_needs
+
+        return queue_needs(self.client, self.client.run(self.id))
+
     def elapsed_s(self) -> float:
         """Seconds the run has taken: to its end if it ended, else so far."""
         return self.client.runs.elapsed_s(self.record())
@@ -198,13 +234,17 @@ class RunHandle:
         return self.record().result
 
     def report(self) -> Report:
-        """The merged review report; :class:`JobSpecError` if this run is not a finished review."""
-        from swarm_tasks.review.workflow import load_report
+        """The merged review report: of a cancelled review, what it found until then, marked partial.
+        :class:`JobSpecError` if this run is not a review, or is one that is still running."""
+        from swarm_tasks.review.workflow import load_report, unfinished_report
 
         report = load_report(self.client, self.id)
-        if report is None:
-            raise JobSpecError(f"run {self.id} has no report (kind {self.record().kind}, {self.status.value})")
-        return report
+        if report is not None:
+            return report
+        record = self.record()
+        if record.kind == "review" and record.status is RunStatus.CANCELLED:
+            return unfinished_report(self.client, record)
+        raise JobSpecError(f"run {self.id} has no report (kind {record.kind}, {record.status.value})")
 
 
 def _end_agent(ctx, agent_id: str, status: AgentStatus, reason: str) -> None:
@@ -231,19 +271,28 @@ class Swarm:
         self.handle: RedisHandle = use_settings(self.settings)
         self.client = SwarmClient.create(self.settings, self.handle.client, CeleryScheduler(app))
         if workers is None:
-            workers = 2 if self.handle.embedded is not None else 0
+            workers = 2 if self.handle.is_embedded else 0
         self.cluster: LocalCluster | None = None
         if workers:
-            worker_settings = self.settings.model_copy(update={"redis_url": _secret(self.handle.url)})
-            kwargs = {"queues": list(queues)} if queues else {}
-            cluster = LocalCluster(worker_settings, workers=workers, concurrency=concurrency,
-                                   name_prefix="local", **kwargs)  # type: ignore[arg-type]
             try:
-                cluster.start()
+                self.start_workers(workers, concurrency=concurrency, queues=queues)
             except BaseException:  # interrupted or failed while starting: leave nothing running
                 self.handle.close()
                 raise
-            self.cluster = cluster
+
+    def start_workers(self, count: int = 2, *, concurrency: int | None = None,
+                      queues: Sequence[str] | None = None) -> LocalCluster:
+        """Start ``count`` local worker processes on this client's Redis (stopped on close); what a
+        command does without ``SWARM_REDIS_URL``, where no other worker could run its run."""
+        if self.cluster is not None:
+            return self.cluster
+        worker_settings = self.settings.model_copy(update={"redis_url": _secret(self.handle.url)})
+        kwargs = {"queues": list(queues)} if queues else {}
+        cluster = LocalCluster(worker_settings, workers=count, concurrency=concurrency,
+                               name_prefix="local", **kwargs)  # type: ignore[arg-type]
+        cluster.start()
+        self.cluster = cluster
+        return cluster
 
     # -- submitting ------------------------------------------------------------------------------
     def review(self, source: str | Path, *, ref: str | None = None, models: dict[str, str] | None = None,

@@ -61,10 +61,23 @@ class _Process:
             if self.handle is None:
                 self.settings = get_settings()
                 self.handle = connect(self.settings)
-                if self.handle.embedded is not None:
-                    log.warning("SWARM_REDIS_URL is not set: started an embedded Redis at %s; point other "
-                                "workers and clients at it with SWARM_REDIS_URL", redact_url(self.handle.url))
+                if self.handle.is_embedded:
+                    log.warning(embedded_notice(self.handle))
             return self.handle
+
+
+def embedded_notice(handle: RedisHandle) -> str:
+    """What a worker without SWARM_REDIS_URL says about its Redis: where it is and how others find it
+    (the password is never logged: ``swarm redis-url`` prints the whole URL to whoever may read it)."""
+    local = handle.local
+    if local is None:
+        return (f"SWARM_REDIS_URL is not set: started a private embedded Redis at {redact_url(handle.url)}; it "
+                "stops with this worker")
+    who = "started here" if local.started_here else f"run by process {local.info.owner if local.info else '?'}"
+    return (f"SWARM_REDIS_URL is not set: using the embedded Redis of {local.data_dir} ({redact_url(handle.url)}, "
+            f"{who}). Workers and swarm commands on this machine with the same SWARM_STATE_DIR use it by "
+            "themselves; for others, `swarm redis-url` prints its URL with the password (also in "
+            f"{local.data_dir / 'server.json'}, mode 0600). It lives while one of them runs.")
 
 
 PROCESS = _Process()

@@ -22,13 +22,17 @@ from typing import Any
 import click
 import redis
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from coordination.connection import redact_url
 from coordination.errors import ConfigurationError, CoordinationError, RedisUnreachable
-from swarm_tasks.display import console_text
+from swarm_tasks.agent_list import UNFINISHED
+from swarm_tasks.display import console_text, duration
 from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
+from swarm_tasks.phases import phase_rows
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import SwarmSettings, get_settings
@@ -39,7 +43,9 @@ EXIT_HANGUP, EXIT_TERMINATED = 128 + signal.SIGHUP, 128 + signal.SIGTERM  # 129,
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 console = Console()
-err = Console(stderr=True)
+# Messages are left to the terminal to wrap: rich would break a run id or a command in two, and a line
+# copied from the terminal would no longer work.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -55,12 +61,6 @@ def settings_or_fail() -> SwarmSettings:
     except ValidationError as exc:
         fail(f"invalid SWARM_* setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise  # unreachable
-
-
-def needs_redis(settings: SwarmSettings) -> None:
-    if settings.redis_url is None:
-        fail("SWARM_REDIS_URL is not set, so there is no shared swarm to look at. Set it to the Redis your "
-             "workers use (runs started without it live only as long as their `swarm review` command).")
 
 
 class Stopped(KeyboardInterrupt):
@@ -196,7 +196,7 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
     check_models_here(models, settings, limits, workers)
     with Swarm(settings, workers=workers, concurrency=concurrency) as swarm:
         if not as_json:
-            where = "embedded Redis and local workers" if swarm.handle.embedded else redact_url(swarm.handle.url)
+            where = "embedded Redis and local workers" if swarm.handle.is_embedded else redact_url(swarm.handle.url)
             mode = "model review: " + ", ".join(f"{r}={m}" for r, m in models.items()) if models else (
                 "deterministic analysis (no model configured: analyzers only)")
             err.print(f"swarm review of [bold]{redact_url(source)}[/] on {where} — {mode}")
@@ -234,10 +234,14 @@ def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
     cancelled (it could not outlive the command); one on a shared Redis goes on, to be watched or resumed.
     Leaving the ``with Swarm`` block then stops the local workers and the embedded Redis."""
     how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
-    if swarm.handle.embedded is not None:
+    if swarm.handle.is_embedded:
         with contextlib.suppress(Exception):  # whatever happens here, the workers are stopped next
             run.cancel(f"{how} from the terminal" if how == "interrupted" else how)
-        err.print(f"{how}: cancelled run {run.id} (its embedded Redis stops with this command)")
+            if swarm.cluster is not None:  # agents mid-turn finish it and wait for a step no worker will run:
+                swarm.cluster.stop()  # end them too, so the run's record says what was not done
+                run.cancel()
+        err.print(f"{how}: cancelled run {run.id} (no worker is left to run it). What it did is kept: "
+                  f"`swarm report {run.id}` for a review's partial report, `swarm retry {run.id}` to finish it")
     else:
         err.print(f"{how}: left run {run.id} running; follow it with `swarm watch {run.id}`")
     return interrupted_code(exc)
@@ -297,15 +301,19 @@ def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, 
         emit_json({"run": run.id, "status": record.status.value, "reason": record.reason, **result,
                    "report_dir": str(report_dir), "outcome": outcome})
     else:
-        table = Table(title=f"review {run.id} {record.status.value}: {result.get('findings', 0)} findings "
-                            f"({result.get('mode', '')}), {result.get('files_scanned', 0)} of "
-                            f"{result.get('files_inventoried', result.get('files_scanned', 0))} files scanned, "
-                            f"{result.get('files_reviewed', 0)} reviewed, {result.get('agents', 0)} agents")
+        # Short lines, each its own fact: a long table title wrapped into broken lines at 80 columns.
+        console.print(Text.assemble(("review ", "bold"), (run.id, "bold"), " ", (record.status.value, "bold")))
+        console.print(f"{result.get('findings', 0)} findings (merged) · {result.get('files_scanned', 0)} of "
+                      f"{result.get('files_inventoried', result.get('files_scanned', 0))} files scanned · "
+                      f"{result.get('files_reviewed', 0)} reviewed · {result.get('agents', 0)} agents · "
+                      f"{result.get('mode', '')}")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for sev in _SEVERITY_RANK.__reversed__():
             table.add_column(sev, justify="right")
         table.add_row(*(str(counts.get(sev, 0)) for sev in reversed(list(_SEVERITY_RANK))))
         console.print(table)
-        console.print(f"report: [bold]{report_dir / 'report.md'}[/]  (also report.json, report.sarif)")
+        console.print(f"report: [bold]{console_text(str(report_dir / 'report.md'))}[/]  (also report.json, "
+                      "report.sarif)", soft_wrap=True)
         if record.status is not RunStatus.COMPLETED:
             err.print(f"[bold {'red' if record.status is RunStatus.FAILED else 'yellow'}]review "
                       f"{record.status.value}[/]: {console_text(record.reason or '')}")
@@ -404,9 +412,8 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, check_ch
 def _client() -> Any:
     from swarm_tasks.api import Swarm
 
-    settings = settings_or_fail()
-    needs_redis(settings)
-    return Swarm(settings, workers=0)
+    # Without SWARM_REDIS_URL: the state directory's embedded Redis, running or started on its data.
+    return Swarm(settings_or_fail(), workers=0)
 
 
 @main.command()
@@ -418,7 +425,7 @@ def _client() -> Any:
 def status(run_id: str | None, as_json: bool, failed: bool, limit: int) -> int:
     """Show one run (its outcome, reason, elapsed time and progress; a build's cycles, judge decisions and
     hot spots), list its agents that did not finish (--failed), or list recent runs."""
-    from swarm_tasks.watch import render, render_failed
+    from swarm_tasks.watch import render
 
     with _client() as swarm:
         if run_id is None:
@@ -431,20 +438,24 @@ def status(run_id: str | None, as_json: bool, failed: bool, limit: int) -> int:
             if as_json:
                 emit_json(rows)
                 return EXIT_OK
-            table = Table("run", "kind", "status", "elapsed", "title", "reason")
-            for row in rows:
-                table.add_row(row["id"], row["kind"], row["status"], f"{row['elapsed_s']:,.0f} s",
-                              console_text(row["title"]), console_text((row["reason"] or "")[:80]))
-            console.print(table)
+            # The id is never cut (it is what every other command takes); title and reason give way.
+            table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+            cells = [(row["id"], row["kind"], row["status"], duration(row["elapsed_s"]), console_text(row["title"]),
+                      console_text((row["reason"] or "")[:200])) for row in rows]
+            for i, name in enumerate(("run", "kind", "status", "elapsed")):
+                table.add_column(name, no_wrap=True, justify="right" if name == "elapsed" else "left",
+                                 min_width=max([len(name), *(len(c[i]) for c in cells)]))
+            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=60)
+            table.add_column("reason", no_wrap=True, overflow="ellipsis", max_width=80)
+            for cell in cells:
+                table.add_row(*cell)
+            console.print(table if rows else "no runs yet")
             return EXIT_OK
         run = swarm.run(run_id)
         if failed:
-            agents = run.failed_agents()
-            if as_json:
-                emit_json([a.model_dump(mode="json") for a in agents])
-            else:
-                console.print(render_failed(run, agents))
-            return EXIT_OK
+            from swarm_tasks.cli_runs import list_agents
+
+            return list_agents(run, UNFINISHED, None, as_json)
         progress = run.progress()
         if as_json:
             emit_json(snapshot(run, progress))
@@ -470,11 +481,25 @@ def snapshot(run: Any, progress: Any) -> dict[str, object]:
         "created_at": record.created_at, "ended_at": record.ended_at,
         "elapsed_s": round(run.client.runs.elapsed_s(record), 3), "agents": progress.agents, "roles": progress.roles,
         "tasks": progress.tasks, "counters": progress.counters, "tokens": progress.tokens,
-        "cost_usd": progress.cost_usd, "result": record.result}
+        "cost_usd": progress.cost_usd, "live_tokens": progress.live_tokens, "live_cost_usd": progress.live_cost_usd,
+        "phases": [r.as_json() for r in phase_rows(record.kind, progress.phases, progress.status)],
+        "findings": findings_count(record.result, progress.counters), "result": record.result}
+    if not record.status.terminal:  # a queue its agents wait on that no worker consumes: it would never end
+        needs = run.queue_needs()
+        data["queues"] = [n.as_json() for n in needs]
+        data["warnings"] = [n.warning() for n in needs if n.starved]
     if record.kind == "build":
         data["cycles"] = run.cycles()
         data["hot_spots"] = [[path, n] for path, n in run.hot_spots()]
     return data
+
+
+def findings_count(result: object, counters: dict[str, int]) -> dict[str, object]:
+    """One severity count: the report's merged one once it is written; before, the raw counts, said so."""
+    merged = result.get("by_severity") if isinstance(result, dict) else None
+    if isinstance(merged, dict):
+        return {"merged": True, "by_severity": merged}
+    return {"merged": False, "by_severity": {s: counters.get(f"findings.{s}", 0) for s in reversed(_SEVERITY_RANK)}}
 
 
 @main.command()
@@ -519,19 +544,28 @@ def cancel(run_id: str, reason: str) -> int:
 
 @main.command()
 @click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Without SWARM_REDIS_URL: print the result as JSON.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop following after this many seconds.")
 @guarded
-def resume(run_id: str) -> int:
-    """Push a stalled run on (after workers died or Redis restarted). An ended run is left as it is:
-    exit 0 if it completed, 4 if partial, 1 if it failed or was cancelled."""
+def resume(run_id: str, as_json: bool, timeout: float | None) -> int:
+    """Push a stalled run on (after workers died or Redis restarted). Without SWARM_REDIS_URL (a run of
+    the embedded Redis whose command is gone) it starts local workers and follows the run to its end. An
+    ended run is left as it is: exit 0 if it completed, 4 if partial, 1 if it failed or was cancelled."""
     with _client() as swarm:
         run = swarm.run(run_id)
         status = run.status
         if status.terminal:
             console.print(f"run {run_id} is {status.value}: nothing to resume")
             return _exit_for(status)
+        if swarm.handle.is_embedded:
+            swarm.start_workers()
         moved = run.resume()
-        console.print(f"run {run_id}: {moved} agents re-sent")
-        return EXIT_OK
+        (err if as_json else console).print(f"run {run_id}: {moved} agents re-sent")
+        if not swarm.handle.is_embedded:
+            return EXIT_OK
+        from swarm_tasks.cli_runs import follow
+
+        return follow(swarm, run, as_json, timeout)
 
 
 @main.command()
@@ -562,22 +596,19 @@ def report(run_id: str, fmt: str, out: Path | None) -> int:
 @click.option("--json", "as_json", is_flag=True)
 @guarded
 def workers(as_json: bool) -> int:
-    """Live worker processes and the nodes they run on."""
-    from coordination.registry import Kind
-    from coordination.run import global_registry
+    """Live worker processes (queues, steps in flight and done, load, heartbeat age, as Flower shows them),
+    the queues' messages and consumers, and a warning for each queue a running run waits on that no live
+    worker consumes."""
+    from swarm_tasks.consumers import live_workers
+    from swarm_tasks.fleet import queue_rows, render_fleet, starved_runs, worker_rows
 
     with _client() as swarm:
-        live = global_registry(swarm.handle.client, swarm.settings).discover(kind=Kind.WORKER)
-        rows = [{"worker": w.meta.get("celery_name", w.id), "node": w.node, "host": w.meta.get("host"),
-                 "pid": w.meta.get("pid"), "queues": list(w.capabilities), "heartbeat_at": w.heartbeat_at}
-                for w in live]
+        live = live_workers(swarm.client)
+        rows = worker_rows(live, swarm.client.records.now())
         if as_json:
             emit_json(rows)
             return EXIT_OK
-        table = Table("worker", "host", "pid", "queues")
-        for row in rows:
-            table.add_row(str(row["worker"]), str(row["host"]), str(row["pid"]), ",".join(row["queues"]))
-        console.print(table if rows else "no live workers")
+        console.print(render_fleet(rows, queue_rows(swarm, live), starved_runs(swarm)))
         return EXIT_OK
 
 
@@ -591,7 +622,6 @@ def dashboard(host: str, port: int) -> int:
     from swarm_tasks.dashboard.guard import check_bind
 
     settings = settings_or_fail()
-    needs_redis(settings)
     check_bind(host, settings)  # no credential beyond loopback: refused before anything listens
     # Said once Redis answered: a page that cannot reach the swarm is no page to send anyone to.
     serve(settings, host=host, port=port, on_ready=lambda url: err.print(
@@ -599,5 +629,12 @@ def dashboard(host: str, port: int) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m swarm_tasks.cli: run the package's copy, the one the commands below join
+    from swarm_tasks.cli import main as package_main
+
+    package_main()
+else:
+    from swarm_tasks.cli_runs import COMMANDS  # they use this module's helpers, all defined above
+
+    for _command in COMMANDS:
+        main.add_command(_command)

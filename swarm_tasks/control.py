@@ -41,8 +41,10 @@ class ControlLoop:
     """Wake-ups and sweeps for every live run, in a daemon thread of a worker process."""
 
     def __init__(self, services: AgentServices, on_idle: Callable[[str], None], *, group: str = "control",
-                 queues: list[str] | None = None, celery_name: str | None = None) -> None:
+                 queues: list[str] | None = None, celery_name: str | None = None,
+                 stats: Callable[[], dict[str, str]] | None = None) -> None:
         self.services = services
+        self.stats = stats or dict
         self.registry = global_registry(services.client, services.settings)
         self.queues = queues or []
         self.celery_name = celery_name or services.node
@@ -79,7 +81,7 @@ class ControlLoop:
         self.registry.register(self.services.node, kind=Kind.WORKER, role="worker", node=self.services.node,
                                capabilities=[q for q in self.queues if q], ttl_s=15.0,
                                meta={"celery_name": self.celery_name, "pid": str(os.getpid()),
-                                     "host": socket.gethostname(), "model_env": self._model_env})
+                                     "host": socket.gethostname(), "model_env": self._model_env, **self.stats()})
 
     def _loop(self) -> None:
         outage = 0  # failed cycles in a row while Redis is unreachable
@@ -142,10 +144,20 @@ class ControlLoop:
             if payload.get("kind") == "agent":
                 self.wake_agent(ctx, str(payload.get("agent")))
             elif payload.get("kind") == "run-idle" or wake.parent == RUN_ROOT:
-                self.on_idle(run_id)
+                self.run_idle(ctx)
             group.ack(entry.id)
             handled += 1
         return handled
+
+    def run_idle(self, ctx: RunContext) -> None:
+        """The run's idle wake-up: hand it to its workflow, unless agents were started in it since (the
+        run was reopened by ``swarm retry``): then the wake-up is stale, and is asked for again."""
+        if not has_open_agents(ctx):
+            self.on_idle(ctx.run_id)
+            return
+        from swarm_tasks.launch import watch_idle  # launch imports this module
+
+        watch_idle(ctx.state)
 
     # -- agents ----------------------------------------------------------------------------------
     def wake_agent(self, ctx: RunContext, agent_id: str) -> bool:
@@ -159,6 +171,11 @@ class ControlLoop:
             self.services.promote_and_schedule(ctx)
         except CoordinationError as exc:
             log.warning("sweep of run %s failed: %s", run_id, exc)
+
+
+def has_open_agents(ctx: RunContext) -> bool:
+    """Does the run have an agent that has not ended (its idle wake-up would be stale)?"""
+    return int(ctx.state.redis.hget(ctx.state.keys.children_open(), RUN_ROOT) or 0) > 0
 
 
 def wait_over(ctx: RunContext, agent: AgentState) -> bool:

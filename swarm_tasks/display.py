@@ -67,4 +67,14 @@ def console_text(text: str) -> str:
     return _rich_escape(inert(text))
 
 
-__all__ = ["code_fence", "code_span", "console_text", "inert", "json_inert", "md_text"]
+def duration(seconds: float) -> str:
+    """``42 s``, ``5 min 12 s``, ``3 h 04 min``: a wait as people say it."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+__all__ = ["code_fence", "code_span", "console_text", "duration", "inert", "json_inert", "md_text"]

@@ -228,7 +228,7 @@ class Tally:
         parts: list[str] = []
         ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
         for (role, status, cls, _model), members in ranked[:3]:
-            total = sum(n for s, n in self.roles.get(role, Counter()).items() if s in _ENDED) or len(members)
+            total = max(sum(self.roles.get(role, Counter()).values()), len(members))
             example = members[0].reason or cls.label
             verb = _VERB.get(status, status)
             if status != "failed":

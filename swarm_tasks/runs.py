@@ -160,6 +160,29 @@ class RunStore:
         self.records.update(key, fn)
         return changed[0] if changed else None
 
+    def reopen(self, run_id: str, why: str) -> RunRecord | None:
+        """An ended run running again (``swarm retry``), by compare-and-set: its end (status, reason,
+        outcome, result) cleared, to be decided again when it next goes idle. None if it had not ended (a
+        run that is finalizing is left to finish first)."""
+        changed: list[RunRecord] = []
+        key = self.keys(run_id).run_record()
+
+        def fn(current: Versioned | None) -> Write | None:
+            if current is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            run = codec.decode(RunRecord, current.data, key=key)
+            if not run.status.terminal:
+                return None
+            new = run.model_copy(update={"status": RunStatus.RUNNING, "reason": None, "ended_at": None,
+                                         "outcome": None, "result": None})
+            changed[:] = [new]
+            events = EventLog(self.redis, self.keys(run_id), maxlen=self.settings.event_stream_maxlen)
+            return Write(codec.encode(new), ops=[events.op("run.running", run_id, {
+                "reason": why, "reopened_from": run.status.value})])
+
+        self.records.update(key, fn)
+        return changed[0] if changed else None
+
     def elapsed_s(self, run: RunRecord) -> float:
         """Seconds the run has taken so far (to its end if it ended), by the store's clock."""
         return run.elapsed_s if run.elapsed_s is not None else max(0.0, self.records.now() - run.created_at)

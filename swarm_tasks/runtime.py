@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -85,6 +86,32 @@ async def _cancel_pending() -> None:
     await asyncio.get_running_loop().shutdown_asyncgens()
 
 
+class StepStats:
+    """This process's agent steps: in flight now, and run since it started (what ``swarm workers`` shows
+    per worker, as Flower shows active and processed tasks)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()  # counters shared by the pool threads of this one process
+        self.active = 0
+        self.processed = 0
+        self.started_at = time.time()
+
+    def begin(self) -> None:
+        with self._guard:
+            self.active += 1
+
+    def end(self) -> None:
+        with self._guard:
+            self.active -= 1
+            self.processed += 1
+
+    def snapshot(self) -> dict[str, str]:
+        """As registry metadata (strings): active, processed, load average, start time."""
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else ""
+        return {"active": str(self.active), "processed": str(self.processed), "load": load,
+                "started_at": f"{self.started_at:.0f}"}
+
+
 def node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -112,10 +139,11 @@ class WorkerRuntime:
             tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),
             sandbox_factory=lambda: _make_sandbox(settings))
         self.runner = AgentRunner(self.services)
+        self.stats = StepStats()
         self.control: ControlLoop | None = None
         if control:
             self.control = ControlLoop(self.services, on_idle or (lambda _run: None), queues=queues,
-                                       celery_name=celery_name)
+                                       celery_name=celery_name, stats=self.stats.snapshot)
             self.control.start()
 
     def _run_loop(self) -> None:
@@ -124,7 +152,11 @@ class WorkerRuntime:
 
     def run_step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
         """Run one step in the calling (pool) thread; its model call goes through the process's loop."""
-        return self.runner.step(run_id, agent_id, seq)
+        self.stats.begin()
+        try:
+            return self.runner.step(run_id, agent_id, seq)
+        finally:
+            self.stats.end()
 
     def close(self) -> None:
         if self.control is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from coordination.errors import ConfigurationError
@@ -193,6 +193,14 @@ class SwarmSettings(CoordinationSettings):
     shell_max_file_bytes: int = Field(default=256 * 1024**2, gt=0, description="Largest file a command may write.")
     file_max_read_bytes: int = Field(default=262_144, gt=0, description="Bytes a file tool returns per read.")
     file_max_write_bytes: int = Field(default=4 * 1024**2, gt=0, description="Bytes a file tool may write.")
+
+    @model_validator(mode="after")
+    def _embedded_in_state_dir(self) -> SwarmSettings:
+        # Runs of a swarm without SWARM_REDIS_URL are kept with its other state: status, report and
+        # resume work after the command that ran them exited.
+        if self.embedded_dir is None:
+            self.embedded_dir = self.state_dir / "redis"
+        return self
 
     @field_validator("broker_url")
     @classmethod

@@ -33,7 +33,7 @@ def test_sandbox_table_matches_what_the_tests_prove():
 
 
 def test_every_cli_command_in_the_readme_exists():
-    named = set(re.findall(r"`swarm (\w+)", README))
+    named = set(re.findall(r"`swarm ([\w-]+)", README))
     assert named <= set(main.commands), named - set(main.commands)
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0

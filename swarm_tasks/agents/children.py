@@ -84,8 +84,11 @@ def spawn(store: AgentStore, spec_for: Callable[[str], AgentSpec], requests: lis
             agent_id = child_id(parent.id, call_id, request.key or str(index))
         else:
             agent_id = new_id("a") if request.key is None else child_id("root", call_id, request.key)
+        labels = request.labels
+        if parent is not None and "phase" in parent.labels and "phase" not in labels:  # sub-agents join its phase
+            labels = {**labels, "phase": parent.labels["phase"]}
         agent = AgentState(id=agent_id, run=store.keys.scope, spec=spec.name, role=spec.role, kind=spec.kind.value,
-                           parent=parent_id, depth=depth, input=request.input, labels=request.labels,
+                           parent=parent_id, depth=depth, input=request.input, labels=labels,
                            created_at=0.0, updated_at=0.0)
         try:
             started.append(store.spawn(agent, initial_messages(spec, agent_id, request.task, request.input),

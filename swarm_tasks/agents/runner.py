@@ -244,6 +244,8 @@ class AgentRunner:
         try:  # with signing on, a run or spec changed in Redis since its submitter signed it is refused
             spec = ctx.specs.get(agent.spec)
             record = ctx.record()
+            if not run_is_live(record):  # read again before ending an agent for it: a run may be reopened
+                record = ctx.record(max_age_s=0.0)
         except RecordSignatureError as exc:
             return self.refuse(ctx, agent, version, exc)
         lease_s = services.settings.agent_turn_lease_s

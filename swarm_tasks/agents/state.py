@@ -104,6 +104,7 @@ class AgentState(BaseModel):
     model_failures: int = 0
     resent: int = 0
     attempts: int = 0  # times the current turn was started and not recorded (reset when one is recorded)
+    retries: int = 0  # times it was started over after it ended without finishing (``swarm retry``)
     last_error: str | None = None  # why the latest unrecorded attempt failed, if it raised
     created_at: float
     started_at: float | None = None
@@ -190,6 +191,19 @@ class AgentStore:
         return [m.decode() for m in self.redis.zrangebyscore(self.keys.agent_deadlines(), "-inf", now,
                                                               start=0, num=limit)]
 
+    def count_spent(self, usage: Usage) -> None:
+        """Add a model reply's tokens and cost to the run's *spent* tally the moment it arrives, for the
+        live views: the run's usage grows only when the turn is recorded (after its tool calls), and
+        never counts a reply whose turn was lost and redone, though the provider billed it."""
+        key = self.keys.usage("spent")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(key, "prompt_tokens", usage.prompt_tokens)
+        pipe.hincrby(key, "completion_tokens", usage.completion_tokens)
+        pipe.hincrby(key, "model_calls", usage.model_calls)
+        if usage.cost_usd:
+            pipe.hincrbyfloat(key, "cost_usd", usage.cost_usd)
+        pipe.execute()
+
     # -- spawning ------------------------------------------------------------------------------
     def spawn(self, agent: AgentState, messages: list[ChatMessage], *, max_agents: int,
               max_concurrent: int) -> AgentState:
@@ -216,7 +230,8 @@ class AgentStore:
     def _create(self, agent: AgentState, messages: list[ChatMessage], limits: list[Limit]) -> None:
         k = self.keys
         ops = self._index_ops(None, agent)
-        ops += [store.hincrby(self.run_usage, "agents_started", 1),
+        ops += [store.hincrby(k.usage("phases"), f"{phase_of(agent)}.started", 1),
+                store.hincrby(self.run_usage, "agents_started", 1),
                 store.hincrby(k.usage(f"role:{agent.role}"), "agents", 1),
                 store.hincrby(k.children_open(), RUN_ROOT, 1)]
         if messages:
@@ -248,6 +263,38 @@ class AgentStore:
                 continue
             promoted.append(new)
         return promoted
+
+    def reopen(self, agent: AgentState, version: int, messages: list[ChatMessage], *,
+               max_concurrent: int) -> AgentState:
+        """Start an agent that ended without finishing over, in its run (``swarm retry``): same id, spec,
+        input and place in the tree; a fresh conversation (``messages``), turn count and budget; READY if
+        the run has a free slot, else QUEUED. The run's totals keep what its earlier attempt spent.
+        :class:`VersionConflict` if it changed since ``version`` (someone else retried it)."""
+        if not agent.status.terminal or agent.status is AgentStatus.DONE:
+            raise ValueError(f"agent {agent.id} is {agent.status.value}: only an agent that did not finish is retried")
+        now = self.records.now()
+        fresh = agent.evolve(
+            status=AgentStatus.READY, reason=None, reason_class=None, seq=agent.seq + 1, turn=0, owner=None,
+            owner_expires_at=None, due_at=now + self.step_grace_s, usage=Usage(), last_prompt_tokens=0,
+            result=None, result_apart=0, recent_calls=[], inflight=[], waiting_call=None, waiting_on=[],
+            waiting_tasks=False, waiting_refused=[], compactions=0, turns_lost=0, model_failures=0, resent=0,
+            attempts=0, last_error=None, retries=agent.retries + 1, started_at=None, ended_at=None, updated_at=now)
+        k = self.keys
+        # The counters its end moved, moved back: it is alive again, and open under its run and parent.
+        ops = [store.hincrby(self.run_usage, f"agents_{agent.status.value}", -1),
+               store.hincrby(k.usage(f"role:{agent.role}"), "agents_ended", -1),
+               store.hincrby(k.usage("phases"), f"{phase_of(agent)}.ended", -1),
+               store.hincrby(k.children_open(), RUN_ROOT, 1)]
+        if agent.parent:
+            ops.append(store.hincrby(k.children_open(), agent.parent, 1))
+        try:
+            _, saved = self.save(agent, version, fresh, rewrite=messages,
+                                 extra_ops=[*ops, store.hincrby(self.run_usage, "active", 1)],
+                                 limits=[Limit(self.run_usage, "active", max_concurrent)])
+            return saved
+        except LimitReached:
+            queued = fresh.evolve(status=AgentStatus.QUEUED, due_at=None)
+            return self.save(agent, version, queued, rewrite=messages, extra_ops=ops)[1]
 
     # -- saving --------------------------------------------------------------------------------
     def save(self, old: AgentState, version: int, new: AgentState, *, append: list[ChatMessage] | None = None,
@@ -316,6 +363,7 @@ class AgentStore:
                     ops.append(store.hincrby(self.run_usage, "active", -1))
                 ops.append(store.hincrby(self.run_usage, f"agents_{new.status.value}", 1))
                 ops.append(store.hincrby(k.usage(f"role:{new.role}"), "agents_ended", 1))
+                ops.append(store.hincrby(k.usage("phases"), f"{phase_of(new)}.ended", 1))
                 ops.append(store.child_end(k.children_open(), RUN_ROOT, k.wake_requests(), k.wakeups(), 100_000))
                 if new.parent:
                     ops.append(store.child_end(k.children_open(), new.parent, k.wake_requests(), k.wakeups(),
@@ -353,6 +401,13 @@ class AgentStore:
             raise PayloadTooLarge(f"result of agent {agent.id}", len(result), limit)
         slim = agent.evolve(result=None, result_apart=len(result))
         return self._encode(slim), store.set_value(self.keys.agent_result(agent.id), zlib.compress(result, 6))
+
+
+def phase_of(agent: AgentState) -> str:
+    """The phase of its run the agent belongs to (a review's ``scan``, ``review``...: the ``phase`` label
+    its workflow gave it, inherited by its sub-agents), else its role. Counted per run, started and ended,
+    for the progress views."""
+    return agent.labels.get("phase") or agent.role
 
 
 def _dump(message: ChatMessage) -> str:

@@ -8,6 +8,7 @@ during it is reported to the model as interrupted instead of being silently repe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -16,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import redis
 from pydantic import JsonValue
 
 from coordination.budget import Budget, Verdict
@@ -300,7 +302,10 @@ class Turn:
                 self.cont(append=pending, rewrite=rewrite, usage=usage, countdown_s=wait,
                           model_failures=failures, **changes)
             return
-        usage = usage.plus(reply_usage(reply))
+        spent = reply_usage(reply)
+        with contextlib.suppress(redis.RedisError):  # a live counter for the views: never worth failing a turn
+            self.ctx.agents.count_spent(spent)
+        usage = usage.plus(spent)
         changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
                        last_prompt_tokens=reply.prompt_tokens)
         assistant = self.masked(reply.message())

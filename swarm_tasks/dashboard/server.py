@@ -19,9 +19,7 @@ from swarm_tasks.dashboard.views import Views
 from swarm_tasks.settings import SwarmSettings, get_settings
 
 STATIC = Path(__file__).parent / "static"
-NO_REDIS = ("SWARM_REDIS_URL is not set, so the dashboard cannot see any swarm: a run started without it "
-            "lives in its own embedded Redis. Set SWARM_REDIS_URL to the Redis your workers use and start "
-            "`swarm dashboard` again.")
+NO_REDIS = "create_app needs the swarm's Redis: pass redis_url (the URL connect() returned) or set SWARM_REDIS_URL"
 
 
 def create_app(settings: SwarmSettings, client: SwarmClient, *, redis_url: str | None = None,
@@ -60,11 +58,10 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 def serve(settings: SwarmSettings, host: str = "127.0.0.1", port: int = 8765,
           on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the dashboard until interrupted. Needs ``SWARM_REDIS_URL`` (the swarm's shared Redis), and
-    ``SWARM_DASHBOARD_BASIC_AUTH`` on any address but loopback. ``on_ready(redis_url)`` is called once Redis
-    answered, before the page is served (so nobody is pointed at a page that cannot work)."""
-    if settings.redis_url is None:
-        raise ConfigurationError(NO_REDIS)
+    """Serve the dashboard until interrupted: the swarm at ``SWARM_REDIS_URL``, or without it the embedded
+    Redis of the state directory (started if no other process runs it), and ``SWARM_DASHBOARD_BASIC_AUTH``
+    on any address but loopback. ``on_ready(redis_url)`` is called once Redis answered, before the page is
+    served (so nobody is pointed at a page that cannot work)."""
     check_bind(host, settings)
     handle = connect(settings)
     try:
@@ -85,9 +82,6 @@ def main(argv: list[str] | None = None, settings: SwarmSettings | None = None) -
     parser.add_argument("--run", default=None, help="run to show first (default: the newest)")
     args = parser.parse_args(argv)
     settings = settings or get_settings()
-    if settings.redis_url is None:
-        print(f"swarm dashboard: {NO_REDIS}", file=sys.stderr)
-        return 2
     url = f"http://{args.host}:{args.port}/" + (f"#run={args.run}" if args.run else "")
     try:
         check_bind(args.host, settings)

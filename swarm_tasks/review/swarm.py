@@ -131,7 +131,8 @@ def reviewers_for(file: SourceFile, inp: FileInput, flags: list[ScanFlag]) -> li
     return [ChildRequest(reviewer_spec(kind), task=review_task(kind, file.path),
                          input=FileInput(path=file.path, depth=inp.depth, origin=file.origin, package=file.package,
                                          kind=kind.value, flags=flags).model_dump(mode="json"),
-                         labels={"file": file.path, "kind": kind.value},
+                         labels={"file": file.path, "kind": kind.value,
+                                 "phase": "review" if inp.depth == 0 else "dependencies"},
                          key=f"review:{kind.value}:{file.path}", global_key=True)
             for kind in ReviewerKind]
 
@@ -176,7 +177,8 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
             dep = FileInput(path=target.path, depth=inp.depth + 1, origin=target.origin, package=target.package,
                             chain=chain, imported_by=file.path, module=target.module, line=target.line)
             children.append(ChildRequest(SCAN, task=scan_task(target.path), input=dep.model_dump(mode="json"),
-                                         labels={"file": target.path}, key=f"dep:{target.path}:{inp.depth + 1}",
+                                         labels={"file": target.path, "phase": "dependencies"},
+                                         key=f"dep:{target.path}:{inp.depth + 1}",
                                          global_key=True))
     result: dict[str, JsonValue] = {
         "file": file.model_dump(mode="json"), "input": inp.model_dump(mode="json"), "risk": risk.value,
@@ -260,7 +262,7 @@ def finding_events(findings: list[Finding], agent_id: str) -> list[EmittedEvent]
 
 def scan_request(path: str) -> ChildRequest:
     return ChildRequest(SCAN, task=scan_task(path), input=FileInput(path=path).model_dump(mode="json"),
-                        labels={"file": path}, key=f"scan:{path}", global_key=True)
+                        labels={"file": path, "phase": "scan"}, key=f"scan:{path}", global_key=True)
 
 
 def inventory_program(pctx: ProgramContext) -> ProgramResult:
@@ -270,7 +272,8 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
     started = int(float(pctx.state.redis.hget(pctx.state.keys.usage("run"), "agents_started") or 0))
     plan = plan_scans(root, inventory.to_scan(), pctx.run.limits.max_agents - started)
     children = [scan_request(f.path) for f in plan.individual]
-    children += [ChildRequest(BATCH, task=f"Quick-scan {len(batch)} trivial files.", labels={"batch": str(n)},
+    children += [ChildRequest(BATCH, task=f"Quick-scan {len(batch)} trivial files.",
+                              labels={"batch": str(n), "phase": "scan"},
                               input={"paths": [f.path for f in batch], "allowance": plan.trivial_allowance},
                               key=f"batch:{n}", global_key=True)
                  for n, batch in enumerate(plan.batches)]

@@ -50,7 +50,8 @@ def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = N
                                  "models": resolve_models(job.models, client.settings)})
     check_since(job)
     title = job.title or f"review {job.source.shown()}"
-    root = ChildRequest(INVENTORY, task="List the repository's files.", key="inventory", global_key=True)
+    root = ChildRequest(INVENTORY, task="List the repository's files.", labels={"phase": "inventory"},
+                        key="inventory", global_key=True)
     return start_agents(client, review_specs(job), [root], kind="review", title=title, limits=job.limits,
                         models=job.models, spec_data=job.model_dump(mode="json"), run_id=run_id)
 
@@ -63,6 +64,27 @@ def load_report(client: SwarmClient, run_id: str) -> Report | None:
     """The merged report of a finished review, from Redis."""
     blob = client.client.get(client.run(run_id).state.keys.record("report", "json"))
     return None if blob is None else parse_json(zlib.decompress(blob))
+
+
+def unfinished_report(services: SwarmClient, run: RunRecord) -> Report:
+    """The report of a review cancelled before it wrote one: what its agents found until then, marked
+    partial (or failed, if nothing was scanned) with why. Stored once every agent has ended, so every later
+    reader gets the same report; built afresh while some still end their last step."""
+    ctx = services.run(run.id)
+    job = job_from_spec(run.spec)
+    root = review_root(job, services.settings.state_dir, run.id)
+    report = redacted(assemble_report(ctx, job, root, run), Redactor.from_settings(services.settings))
+    decided = report.outcome or decide(Tally(), useful=True)
+    status = RunStatus.FAILED if decided.status is RunStatus.FAILED else RunStatus.PARTIAL
+    why = f"the review was {run.status.value} ({run.reason or 'no reason given'}) before it ended"
+    outcome = decided.model_copy(update={"status": status, "reason": f"{why}; {decided.reason}" if decided.reason
+                                         else why})
+    report = report.model_copy(update={"outcome": outcome, "notes": outcome_notes(outcome)})
+    if not any(ctx.agents.ids(s) for s in AgentStatus if not s.terminal):
+        key = ctx.state.keys.record("report", "json")
+        services.client.set(key, zlib.compress(render_json(report, None).encode()), nx=True)
+        return load_report(services, run.id) or report
+    return report
 
 
 def on_idle(services: SwarmClient, run: RunRecord) -> None:

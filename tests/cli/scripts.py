@@ -32,3 +32,11 @@ def stubborn_reviewer(messages: list[ChatMessage], tools: object) -> Step:
     if kind == "documentation":
         return Step(content="Still thinking about the docstrings.")
     return reviewer(messages, tools)
+
+
+def uneven_scanner(messages: list[ChatMessage], tools: object) -> Step:
+    """The scripted reviewer, but a quick scan of a file under shop/ takes 4 s a reply (the others 0.05 s):
+    a run stays mid-way for a while, some files scanned and reviewed, some not yet."""
+    task = str(next((m.get("content") or "" for m in messages if m["role"] == "user"), ""))
+    slow = "Quick-scan shop/" in task
+    return reviewer(messages, tools).model_copy(update={"delay_s": 4.0 if slow else 0.05})

@@ -81,12 +81,6 @@ def test_watch_cancel_and_resume_a_stalled_run(env, swarm_settings, tmp_path, re
     assert live.returncode == 1 and "cancelled" in live.stdout and run_id in live.stdout
 
 
-def test_read_commands_need_the_shared_redis(env):
-    no_url = {k: v for k, v in env.items() if k != "SWARM_REDIS_URL"}
-    result = swarm("status", env=no_url)
-    assert result.returncode == 2 and "SWARM_REDIS_URL" in result.stderr
-
-
 @pytest.mark.slow
 def test_review_end_to_end_json_report_status_workers(env, tmp_path, swarm_settings):
     fleet = LocalCluster(swarm_settings, workers=1, queues=QUEUES, concurrency=8, name_prefix="cli",

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from coordination.errors import ConfigurationError
 from swarm_tasks.agents.runner import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
-from swarm_tasks.dashboard import create_app, main
+from swarm_tasks.dashboard import create_app
 from swarm_tasks.settings import SwarmSettings
 from tests.dashboard.scripts import LEADS, WORKERS_PER_LEAD
 
@@ -224,11 +224,9 @@ def test_trimmed_stream_tells_the_page_to_reload(staged, swarm_settings, dash_cl
     with_client(swarm_settings, dash_client, check)
 
 
-def test_main_without_redis_url_says_to_set_it(capsys, tmp_path):
-    settings = SwarmSettings(redis_url=None, state_dir=tmp_path)
-    assert main(["--port", "1"], settings=settings) == 2
-    assert "SWARM_REDIS_URL" in capsys.readouterr().err
-    with pytest.raises(ConfigurationError, match="SWARM_REDIS_URL"):
+def test_the_app_needs_the_url_of_the_redis_it_shows(tmp_path):
+    settings = SwarmSettings(redis_url=None, state_dir=tmp_path)  # serve() passes the one connect() found
+    with pytest.raises(ConfigurationError, match="redis_url"):
         create_app(settings, None)  # type: ignore[arg-type]
 
 
