@@ -109,16 +109,18 @@ class Registry:
         return entry if entry.expires_at > self.records.now() else None
 
     def discover(self, *, role: str | None = None, node: str | None = None,
-                 capability: str | None = None, kind: Kind | None = None) -> list[Registration]:
-        """Live registrations matching every given facet, sorted by id."""
+                 capability: str | None = None, kind: Kind | None = None, prune: bool = True) -> list[Registration]:
+        """Live registrations matching every given facet, sorted by id. ``prune=False`` only reads (for a
+        read-only user, such as the dashboard's: the expired entries are skipped either way)."""
         facets = [(f, v) for f, v in (("role", role), ("node", node), ("cap", capability),
                                       ("kind", kind.value if kind else None)) if v is not None]
         index = self.keys.registry_index(*facets[0]) if facets else self.keys.registry_index("all", "all")
         now = self.records.now()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(index, "-inf", now)  # dead entries leave the index on the next read
+        if prune:
+            pipe.zremrangebyscore(index, "-inf", now)  # dead entries leave the index on the next read
         pipe.zrangebyscore(index, now, "+inf")
-        ids = sorted(m.decode() for m in pipe.execute()[1])
+        ids = sorted(m.decode() for m in pipe.execute()[-1])
         recs = self.records.get_many([self.keys.registration(i) for i in ids])
         found: list[Registration] = []
         for rec in recs:

@@ -44,7 +44,8 @@ class QueueNeed:
 
 
 def live_workers(client: SwarmClient) -> list[Registration]:
-    return global_registry(client.client, client.settings).discover(kind=Kind.WORKER)
+    """The live worker processes, read only (the dashboard's Redis user may not write)."""
+    return global_registry(client.client, client.settings).discover(kind=Kind.WORKER, prune=False)
 
 
 def consumers_by_queue(workers: list[Registration]) -> dict[str, list[str]]:

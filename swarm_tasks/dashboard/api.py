@@ -112,7 +112,30 @@ async def board(request: web.Request) -> web.Response:
     return response
 
 
+async def findings(request: web.Request) -> web.Response:
+    views, run_id = request.app[VIEWS], request.match_info["run"]
+    response = _json(await _off_loop(lambda: views.findings(run_id)))
+    response.enable_compression()
+    return response
+
+
+REPORT_TYPES = {"md": "text/markdown", "json": "application/json", "sarif": "application/sarif+json"}
+
+
+async def report(request: web.Request) -> web.Response:
+    views, run_id, fmt = request.app[VIEWS], request.match_info["run"], request.match_info["fmt"]
+    if fmt not in REPORT_TYPES:
+        raise web.HTTPNotFound()
+    text = await _off_loop(lambda: views.report(run_id, fmt))
+    response = web.Response(text=text, content_type=REPORT_TYPES[fmt], charset="utf-8")
+    response.headers["Content-Disposition"] = f'inline; filename="report.{fmt}"'
+    response.enable_compression()
+    return response
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/runs/{run}/findings", findings)
+    app.router.add_get("/api/runs/{run}/report.{fmt}", report)
     app.router.add_get("/api/runs", list_runs)
     app.router.add_get("/api/runs/{run}", run_detail)
     app.router.add_get("/api/runs/{run}/agents", agents)

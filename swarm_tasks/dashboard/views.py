@@ -10,7 +10,9 @@ at once); the agent list carries ids, enums and numbers only.
 from __future__ import annotations
 
 import json
+import logging
 
+import redis
 from pydantic import BaseModel, JsonValue
 
 from coordination.errors import NotFound
@@ -22,6 +24,7 @@ from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord
 from swarm_tasks.security import Redactor
 
+log = logging.getLogger("swarm_tasks.dashboard")
 BATCH = 500  # records per get_many round trip: big enough to be quick, small enough not to block Redis
 MAX_TEXT = 20_000  # characters of one transcript message shown; the rest is elided
 MAX_CHILDREN = 500
@@ -75,11 +78,16 @@ class AgentNode(BaseModel):
     turn: int
     tokens: int
     cost_usd: float
+    label: str = ""  # what it works on: its file, task or batch (shown on hover and for a selected node)
+    reason_class: str | None = None  # why it did not finish
 
     @classmethod
     def of(cls, a: AgentState) -> AgentNode:
+        batch = a.labels.get("batch")
         return cls(id=a.id, parent=a.parent, role=a.role, spec=a.spec, status=a.status.value, kind=a.kind,
-                   depth=a.depth, turn=a.turn, tokens=a.usage.tokens, cost_usd=round(a.usage.cost_usd, 6))
+                   depth=a.depth, turn=a.turn, tokens=a.usage.tokens, cost_usd=round(a.usage.cost_usd, 6),
+                   label=a.labels.get("file") or a.labels.get("task") or (f"batch {batch}" if batch else ""),
+                   reason_class=a.reason_class.value if a.reason_class else None)
 
 
 class ToolCallView(BaseModel):
@@ -176,11 +184,48 @@ class Views:
             tool_calls=int(run.get("tool_calls", 0)), counters=raw)
 
     def run_detail(self, run_id: str) -> dict[str, JsonValue]:
+        """The run, its counters and, while it runs, a warning per queue it waits on that no live worker
+        consumes (the page's banner)."""
         ctx, record = self.context(run_id)
         cursor = self.cursor(ctx)
         shown = self.redactor.tree({"run": record.model_dump(mode="json")})
         assert isinstance(shown, dict)
-        return {**shown, "counters": self.counters(ctx).model_dump(mode="json"), "cursor": cursor}
+        warnings: list[JsonValue] = []
+        if not record.status.terminal:
+            from swarm_tasks.consumers import queue_needs
+
+            try:
+                warnings = [n.warning() for n in queue_needs(self.client, ctx) if n.starved]
+            except redis.RedisError as exc:  # the banner goes without: the run's view still answers
+                log.warning("queue consumers of run %s not read: %s", run_id, exc)
+        return {**shown, "counters": self.counters(ctx).model_dump(mode="json"), "cursor": cursor,
+                "warnings": warnings}
+
+    def findings(self, run_id: str) -> dict[str, JsonValue]:
+        """The run's findings: merged (the report's) once it is written, else raw so far; masked."""
+        from swarm_tasks.dashboard.findings import findings_view
+        from swarm_tasks.review.workflow import load_report
+
+        ctx, record = self.context(run_id)
+        report = load_report(self.client, run_id) if record.kind == "review" else None
+        shown = self.redactor.tree(findings_view(self.client, ctx, report))
+        assert isinstance(shown, dict)
+        return shown
+
+    def report(self, run_id: str, fmt: str) -> str:
+        """The run's report as Markdown, JSON or SARIF (stored masked); :class:`NotFound` before it exists."""
+        from swarm_tasks.review.report_json import render_json
+        from swarm_tasks.review.report_markdown import render_markdown
+        from swarm_tasks.review.report_sarif import render_sarif
+        from swarm_tasks.review.workflow import load_report
+
+        self.context(run_id)
+        report = load_report(self.client, run_id)
+        if report is None:
+            raise NotFound(f"run {run_id!r} has no report yet: a review writes it when its last agent ends")
+        if fmt == "md":
+            return render_markdown(report)
+        return render_json(report) if fmt == "json" else render_sarif(report)
 
     def agent_ids(self, ctx: RunContext) -> list[str]:
         pipe = self.client.client.pipeline(transaction=False)

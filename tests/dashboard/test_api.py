@@ -67,7 +67,7 @@ def test_runs_run_detail_and_agents(staged, swarm_settings, dash_client):
         assert root["spec"] == "planner" and root["depth"] == 0 and root["status"] == "done"
         assert sum(1 for a in agents if a["parent"] == root["id"]) == LEADS
         assert set(agents[0]) == {"id", "parent", "role", "spec", "status", "kind", "depth", "turn", "tokens",
-                                  "cost_usd"}
+                                  "cost_usd", "label", "reason_class"}
 
         # Pages: after= is an agent id; next names the last one of a page that has more after it.
         first = await get(http, f"/api/runs/{run_id}/agents?limit=5")

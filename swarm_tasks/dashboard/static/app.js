@@ -2,17 +2,25 @@
 // events) so the graph, counters, board and the open agent stay live without reloading or polling.
 
 import { clear, fmt, getJSON, h, throttle } from "./dom.js";
-import { GraphView, roleColour, STATUS_RING } from "./graph.js";
-import { RunModel } from "./model.js";
-import { renderAgent, renderBoard, renderCounters, statusChip } from "./panels.js";
+import { GraphView, ROLE_COLOURS, roleColour, STATUS_RING } from "./graph.js";
+import { RunModel, TERMINAL } from "./model.js";
+import { renderAgent, renderBanner, renderBoard, renderCounters, renderFindings, statusChip } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
   runs: $("runs"), refresh: $("refresh-runs"), runStatus: $("run-status"), live: $("live"), title: $("run-title"),
   nodeCount: $("node-count"), counters: $("counters"), board: $("board"), panel: $("agent-panel"),
   panelBody: $("agent-body"), tooltip: $("tooltip"), legend: $("legend"), fit: $("fit"), notice: $("notice"),
+  reason: $("run-reason"), banner: $("banner"), findings: $("findings"), search: $("search"),
+  role: $("filter-role"), state: $("filter-state"),
 };
-const state = { run: null, model: null, source: null, selected: null, selectToken: 0, boardFilter: "all" };
+const state = {
+  run: null, model: null, source: null, selected: null, selectToken: 0, boardFilter: "all",
+  warnings: [], merged: null, detailTimer: null,
+};
+const WARNINGS_EVERY_MS = 10000; // queue consumers change without events: the run's detail is read again
+const UNFINISHED = new Set(["failed", "stopped", "cancelled"]);
+const RUN_ENDED = new Set(["completed", "partial", "failed", "cancelled"]);
 const enc = encodeURIComponent;
 
 const graph = new GraphView($("graph"), $("overlay"), { onSelect: (id) => select(id), onHover: tooltip });
@@ -45,8 +53,12 @@ async function openRun(runId) {
   if (state.source) state.source.close();
   state.source = null;
   state.run = runId;
+  state.warnings = [];
+  state.merged = null;
+  clearTimeout(state.detailTimer);
   closePanel();
   graph.reset();
+  applyFilter();
   notice("");
   if (!runId) {
     notice("No runs yet: start one with `swarm review` or the Python API, then refresh.");
@@ -61,6 +73,7 @@ async function openRun(runId) {
     // what the snapshots below already hold (applied idempotently), never miss anything.
     const detail = await getJSON(`/api/runs/${enc(runId)}`);
     model.loadRun(detail);
+    state.warnings = detail.warnings || [];
     const agents = new Map();
     let after = null;
     do {
@@ -75,6 +88,8 @@ async function openRun(runId) {
     model.loadBoard(board);
     updateRun();
     follow(model, detail.cursor);
+    loadFindings(model);
+    scheduleDetail(model);
   } catch (err) {
     notice(`Cannot show run ${runId}: ${err.message}`);
   }
@@ -103,6 +118,83 @@ function setLive(on) {
   els.live.textContent = on ? "live" : "reconnecting";
 }
 
+// The run's detail again while it runs: its warnings (a queue nobody consumes) change without events.
+function scheduleDetail(model) {
+  clearTimeout(state.detailTimer);
+  if (!model.run || RUN_ENDED.has(model.run.status)) {
+    state.warnings = [];
+    drawBanner();
+    return;
+  }
+  state.detailTimer = setTimeout(async () => {
+    if (state.model !== model) return;
+    try {
+      const detail = await getJSON(`/api/runs/${enc(model.runId)}`);
+      if (state.model !== model) return;
+      state.warnings = detail.warnings || [];
+      Object.assign(model.run, { outcome: detail.run.outcome, result: detail.run.result, reason: detail.run.reason });
+      drawBanner();
+    } catch { /* the next try says it */ }
+    scheduleDetail(model);
+  }, WARNINGS_EVERY_MS);
+}
+
+// Merged findings once the report is written (they are fetched then); raw ones from the events before.
+async function loadFindings(model) {
+  const run = model.run;
+  const ended = run && RUN_ENDED.has(run.status);
+  if (!ended) {
+    drawFindings();
+    return;
+  }
+  try {
+    const view = await getJSON(`/api/runs/${enc(model.runId)}/findings`);
+    if (state.model === model) {
+      state.merged = view.merged ? view : null;
+      drawFindings();
+    }
+  } catch { /* shown as raw */ }
+}
+
+const drawFindings = throttle(() => {
+  const model = state.model;
+  if (!model) return;
+  const view = state.merged || { merged: false, total: model.rawFindings.length, findings: rawSorted(model) };
+  renderFindings(els.findings, view, { onSelect: (id) => select(id), reportBase: `/api/runs/${enc(model.runId)}`,
+    nameOf: (id) => (model.agents.get(id) || {}).spec || id });
+}, 500);
+
+const RANK = { critical: 0, high: 1, medium: 2, low: 3, info: 4 };
+function rawSorted(model) {
+  return [...model.rawFindings].sort((a, b) => (RANK[a.severity] ?? 5) - (RANK[b.severity] ?? 5));
+}
+
+function drawBanner() {
+  const model = state.model;
+  renderBanner(els.banner, model && model.run, state.warnings, model ? model.counters() : null, {
+    onShowFailed: () => { els.state.value = "failed"; applyFilter(); },
+  });
+}
+
+// Search and filters: the graph dims every node they leave out.
+function applyFilter() {
+  const text = els.search.value.trim().toLowerCase();
+  const role = els.role.value;
+  const st = els.state.value;
+  if (!text && !role && !st) {
+    graph.setFilter(null);
+    return;
+  }
+  graph.setFilter((n) => (!role || n.role === role)
+    && (!st || (st === "active" ? !TERMINAL.has(n.status) : n.status === st))
+    && (!text || `${n.label || ""} ${n.spec} ${n.id}`.toLowerCase().includes(text)));
+}
+
+function fillRoles(roles) {
+  const have = new Set([...els.role.options].map((o) => o.value));
+  for (const r of roles) if (!have.has(r.role)) els.role.append(h("option", { value: r.role, text: r.role }));
+}
+
 // -- model -> views ---------------------------------------------------------------------------------
 const drawCounters = throttle(() => {
   if (!state.model) return;
@@ -111,9 +203,14 @@ const drawCounters = throttle(() => {
   els.nodeCount.textContent = `${fmt.int(counters.total)} agents`;
   els.nodeCount.dataset.count = String(counters.total);
   renderLegend(counters.roles);
+  fillRoles(counters.roles);
+  drawBanner();
 }, 250);
 const drawBoard = throttle(() => {
-  if (state.model) renderBoard(els.board, state.model.tasks, state.boardFilter, (f) => { state.boardFilter = f; drawBoard(); });
+  if (state.model) {
+    renderBoard(els.board, state.model.tasks, state.boardFilter, (f) => { state.boardFilter = f; drawBoard(); },
+      state.model.run);
+  }
 }, 400);
 const refreshPanel = throttle(() => state.selected && select(state.selected, { keepScroll: true }), 1000);
 
@@ -132,10 +229,26 @@ function wire(model) {
     drawBoard();
     drawCounters();
   });
-  model.on("any", drawCounters); // findings and anything else counted: throttled, so cheap
+  model.on("any", (event) => {
+    drawCounters(); // findings and anything else counted: throttled, so cheap
+    if (event.type === "finding" && !state.merged) drawFindings();
+  });
   model.on("run", () => {
     updateRun();
     loadRuns().catch(() => {}); // the selector shows each run's status too
+    if (model.run && RUN_ENDED.has(model.run.status)) {
+      // its end: the outcome, reason and result (merged counts) are on the record now
+      getJSON(`/api/runs/${enc(model.runId)}`).then((detail) => {
+        if (state.model !== model) return;
+        Object.assign(model.run, detail.run);
+        updateRun();
+        loadFindings(model);
+        scheduleDetail(model);
+      }).catch(() => {});
+    } else {
+      state.merged = null;
+      scheduleDetail(model);
+    }
   });
 }
 
@@ -144,6 +257,11 @@ function updateRun() {
   if (!run) return;
   clear(els.runStatus).append(statusChip(run.status));
   els.title.textContent = run.title || run.kind;
+  // How it ended and why, in the header: a failed or partial run says so where the eye lands first.
+  const outcome = run.outcome;
+  const classes = outcome ? Object.entries({ ...outcome.failed, ...outcome.stopped }).map(([c, n]) => `${n} ${c}`).join(", ") : "";
+  els.reason.textContent = run.reason ? `${classes ? `${classes}: ` : ""}${run.reason}` : "";
+  els.reason.title = run.reason || "";
   drawCounters();
   drawBoard();
 }
@@ -156,8 +274,8 @@ function renderLegend(roles) {
   const ring = (label, colour, extra) => h("span", { class: "legend-item" },
     h("span", { class: `ring ${extra || ""}`, style: { borderColor: colour || "transparent" } }), label);
   els.legend.append(h("br"), ring("running", STATUS_RING.running), ring("waiting", STATUS_RING.waiting),
-    ring("failed", STATUS_RING.failed), ring("stopped", STATUS_RING.stopped), ring("queued", "#94a3b8", "hollow"),
-    ring("done", null, "faded"));
+    ring("failed", STATUS_RING.failed), ring("stopped", STATUS_RING.stopped),
+    ring("cancelled", STATUS_RING.cancelled), ring("queued", "#94a3b8", "hollow"), ring("done", null, "faded"));
 }
 
 // -- the agent panel --------------------------------------------------------------------------------
@@ -200,7 +318,9 @@ function tooltip(node, event) {
   }
   const a = (state.model && state.model.agents.get(node.id)) || node;
   clear(els.tooltip).append(h("b", { text: a.spec }), " ", statusChip(a.status),
+    a.label ? h("div", { class: "mono small", id: "tooltip-label", text: a.label }) : null,
     h("div", { class: "muted small", text: `${a.role} · depth ${a.depth} · turn ${a.turn || 0}` }),
+    a.reason && UNFINISHED.has(a.status) ? h("div", { class: "bad small", text: fmt.clip(a.reason, 200) }) : null,
     h("div", { class: "small", text: `${fmt.tokens(a.tokens)} tokens · ${fmt.usd(a.cost_usd)}` }));
   els.tooltip.hidden = false;
   els.tooltip.style.left = `${event.clientX + 14}px`;
@@ -229,6 +349,9 @@ window.__swarm = {
     return best;
   },
   screenPosition: (id) => graph.screenPosition(id),
+  colours: () => ({ roles: { ...ROLE_COLOURS }, states: { ...STATUS_RING } }),
+  label: (id) => ((state.model && state.model.agents.get(id)) || {}).label || null,
+  matching: () => graph.nodes.filter((n) => !graph.match || graph.match(n)).map((n) => n.id),
   nodeAtScreen: (x, y) => (graph.nodeAt(x, y) || {}).id || null,
   settled: () => graph.settled(),
   select: (id) => select(id),
@@ -238,6 +361,7 @@ window.__swarm = {
 };
 
 els.runs.addEventListener("change", () => openRun(els.runs.value));
+for (const el of [els.search, els.role, els.state]) el.addEventListener("input", applyFilter);
 els.refresh.addEventListener("click", () => loadRuns());
 els.fit.addEventListener("click", () => graph.refit());
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") closePanel(); });

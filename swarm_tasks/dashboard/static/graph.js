@@ -8,7 +8,7 @@
 
 import { Renderer } from "./render.js";
 
-export { roleColour, STATUS_RING } from "./render.js";
+export { ROLE_COLOURS, roleColour, STATUS_RING } from "./render.js";
 
 const MAX_ADD_PER_FRAME = 500;
 const ALPHA_MIN = 0.001; // d3's default: below it the worker stops ticking
@@ -60,6 +60,7 @@ export class GraphView {
     this.selected = null;
     this.hovered = null;
     this.userMoved = false;
+    this.match = null;
     this.dirty = true; // the scene (links, nodes) must be redrawn
     this.overlayDirty = true; // only the overlay (selection, hover, halos, labels)
   }
@@ -76,7 +77,8 @@ export class GraphView {
   update(agent) {
     const node = this.byId.get(agent.id);
     if (!node) return this.add(agent);
-    Object.assign(node, { status: agent.status, tokens: agent.tokens, cost_usd: agent.cost_usd, turn: agent.turn });
+    Object.assign(node, { status: agent.status, tokens: agent.tokens, cost_usd: agent.cost_usd, turn: agent.turn,
+      label: agent.label || node.label });
     const r = radius(node);
     if (r !== node.r) {
       node.r = r;
@@ -278,8 +280,14 @@ export class GraphView {
     this.dirty = true;
   }
 
+  // Dim the nodes `match` rejects (search and filters); null shows every node as it is.
+  setFilter(match) {
+    this.match = match;
+    this.dirty = true;
+  }
+
   draw(now) {
-    if (this.dirty) this.renderer.drawScene(this.nodes, this.links, this.view);
+    if (this.dirty) this.renderer.drawScene(this.nodes, this.links, this.view, this.match);
     const labelled = this.nodes.length <= 60 ? this.nodes : [this.selected, this.hovered];
     this.overlayDirty = this.renderer.drawOverlay({
       view: this.view, selected: this.selected, hovered: this.hovered, activity: this.activity, byId: this.byId,

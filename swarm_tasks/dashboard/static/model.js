@@ -6,6 +6,12 @@ export const TERMINAL = new Set(["done", "failed", "stopped", "cancelled"]);
 export const TASK_STATUSES = ["pending", "blocked", "claimed", "done", "failed", "cancelled"];
 export const SEVERITIES = ["critical", "high", "medium", "low", "info"];
 
+// What an agent works on, for people: its file, its task, or its batch (the server's AgentNode.label).
+export function labelOf(labels) {
+  if (!labels) return "";
+  return labels.file || labels.task || (labels.batch !== undefined ? `batch ${labels.batch}` : "");
+}
+
 export class RunModel {
   constructor(runId) {
     this.runId = runId;
@@ -14,6 +20,7 @@ export class RunModel {
     this.tasks = new Map();
     this.findings = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
     this.findingIds = new Set();
+    this.rawFindings = []; // as reported, before the report merges them: {id, severity, file, line, rule, agents}
     this.eventsSeen = 0;
     this.lastEventId = null;
     this.listeners = { agent: [], task: [], run: [], activity: [], any: [] };
@@ -66,7 +73,8 @@ export class RunModel {
         this.upsertAgent({
           id: subject, status: what, role: data.role, spec: data.spec, parent: data.parent ?? null,
           depth: data.depth ?? 0, kind: data.kind || "llm", turn: data.turn ?? 0,
-          tokens: data.tokens ?? 0, cost_usd: data.cost_usd ?? 0,
+          tokens: data.tokens ?? 0, cost_usd: data.cost_usd ?? 0, label: labelOf(data.labels),
+          reason: data.reason || null, reason_class: data.class || null,
         });
       } else if (what === "turn") {
         // Per-turn usage deltas: the cumulative totals arrive with the status event of the same write.
@@ -87,6 +95,8 @@ export class RunModel {
         this.findingIds.add(subject);
         const sev = SEVERITIES.includes(data.severity) ? data.severity : "info";
         this.findings[sev] += 1;
+        this.rawFindings.push({ id: subject, severity: sev, title: data.rule, file: data.file, line: data.line,
+          rule: data.rule, agents: data.agent ? [data.agent] : [] });
         const agent = data.agent && this.agents.get(data.agent);
         if (agent) this.emit("activity", agent, ["finding"]);
       }
@@ -94,6 +104,7 @@ export class RunModel {
       if (this.run) {
         this.run.status = type.slice(4);
         if (data && data.reason) this.run.reason = data.reason; // why it ended partial or failed
+        if (data && data.reopened_from) Object.assign(this.run, { reason: null, outcome: null, result: null });
       }
       this.emit("run", this.run);
     } else if (type === "message.sent") {
@@ -109,8 +120,10 @@ export class RunModel {
     const roles = new Map();
     let tokens = 0;
     let cost = 0;
+    const failedClasses = {};
     for (const a of this.agents.values()) {
       byStatus[a.status] = (byStatus[a.status] || 0) + 1;
+      if (a.status === "failed") failedClasses[a.reason_class || "failed"] = (failedClasses[a.reason_class || "failed"] || 0) + 1;
       let r = roles.get(a.role);
       if (!r) {
         r = { role: a.role, agents: 0, active: 0, done: 0, failed: 0, tokens: 0, cost_usd: 0 };
@@ -131,7 +144,7 @@ export class RunModel {
     return {
       agents: byStatus, total: this.agents.size, active,
       roles: [...roles.values()].sort((a, b) => b.agents - a.agents || a.role.localeCompare(b.role)),
-      tasks, findings: { ...this.findings }, tokens, cost_usd: cost,
+      tasks, findings: { ...this.findings }, tokens, cost_usd: cost, failedClasses,
     };
   }
 }

@@ -38,8 +38,12 @@ export function renderCounters(el, counters, run) {
       h("td", {}, roleDot(r.role), r.role), h("td", { text: fmt.int(r.active) }), h("td", { text: fmt.int(r.done) }),
       h("td", { text: fmt.int(r.failed), class: r.failed ? "bad" : "" }), h("td", { text: fmt.tokens(r.tokens) }),
       h("td", { text: fmt.usd(r.cost_usd) })))));
-  const findings = h("div", { class: "row wrap" }, h("span", { class: "muted", text: "findings" }),
-    SEVERITIES.map((s) => h("span", { class: "stat" }, chip(s, `sev-${s}`), h("b", { text: fmt.int(counters.findings[s]) }))));
+  // One severity count: the report's merged one once it is written; before, the raw one, said so.
+  const merged = run && run.result && typeof run.result === "object" && run.result.by_severity;
+  const bySeverity = merged || counters.findings;
+  const findings = h("div", { class: "row wrap", id: "findings-count" },
+    h("span", { class: "muted", text: merged ? "findings" : "findings so far (raw, not merged)" }),
+    SEVERITIES.map((s) => h("span", { class: "stat" }, chip(s, `sev-${s}`), h("b", { text: fmt.int(bySeverity[s]) }))));
   const tasks = h("div", { class: "row wrap" }, h("span", { class: "muted", text: "tasks" }),
     TASK_STATUSES.map((s) => h("span", { class: "stat" }, chip(s, `ts-${s}`), h("b", { text: fmt.int(counters.tasks[s]) }))));
   el.append(tiles, statuses, roles, findings, tasks);
@@ -57,8 +61,16 @@ function tile(label, value, cls) {
     h("div", { class: "tile-label", text: label }));
 }
 
-export function renderBoard(el, tasks, filter, onFilter) {
+export function renderBoard(el, tasks, filter, onFilter, run) {
   clear(el);
+  if (run && run.kind === "review" && !tasks.size) {
+    // Not a bug: a review's work is not claimed from a board. Its inventory starts a scan per file and each
+    // flagged file gets its reviewers as sub-agents; builds file and claim tasks here.
+    el.append(h("div", { class: "muted small", id: "board-note", text: "A review does not use the task board: its "
+      + "agents are started per file (a scan each, then reviewers for flagged files), so its work is the agent "
+      + "tree and its results are under Findings. Builds plan their work as tasks here." }));
+    return;
+  }
   const all = [...tasks.values()];
   const filters = h("div", { class: "row wrap filters" }, ["all", ...TASK_STATUSES].map((s) => {
     const n = s === "all" ? all.length : all.filter((t) => t.status === s).length;
@@ -160,4 +172,49 @@ export function renderAgent(el, detail, { onSelect, onClose }) {
 
 function section(title, body) {
   return h("section", { class: "sec" }, h("h3", { text: title }), body);
+}
+
+// The run's findings, each linked to the nodes of the agents that found it, and the report's links.
+export function renderFindings(el, view, { onSelect, reportBase, nameOf = (id) => id }) {
+  clear(el);
+  if (!view) {
+    el.append(h("div", { class: "muted small", text: "loading…" }));
+    return;
+  }
+  const head = view.merged
+    ? `${fmt.int(view.total)} findings (merged, as in the report)`
+    : `${fmt.int(view.total)} raw findings so far (merged when the report is written)`;
+  el.append(h("div", { class: "row wrap" }, h("span", { class: "muted small", id: "findings-head", text: head }),
+    reportBase && view.merged ? ["md", "json", "sarif"].map((f) => h("a", {
+      class: "small", href: `${reportBase}/report.${f}`, target: "_blank", rel: "noopener", text: `report.${f}` })) : null));
+  if (!view.findings.length) {
+    el.append(h("div", { class: "muted empty", text: "no findings yet" }));
+    return;
+  }
+  el.append(h("ul", { class: "findings", id: "findings-list" }, view.findings.slice(0, 300).map((f) => {
+    const sev = SEVERITIES.includes(f.severity) ? f.severity : "info";
+    const where = `${f.file || ""}${f.line ? `:${f.line}` : ""}${f.count > 1 ? ` (${f.count} places)` : ""}`;
+    return h("li", { class: "finding", "data-agents": (f.agents || []).join(" ") },
+      h("div", { class: "row" }, chip(sev, `sev-${sev}`), h("b", { text: f.title || f.rule || "finding" })),
+      h("div", { class: "muted small mono", text: [where, f.rule].filter(Boolean).join(" · ") }),
+      (f.agents || []).length ? h("div", { class: "row wrap" }, h("span", { class: "muted small", text: "found by" }),
+        f.agents.slice(0, 4).map((id) => h("button", { class: "child agent-link", title: id, onclick: () => onSelect(id),
+          text: nameOf(id) }))) : null);
+  })));
+  if (view.findings.length > 300) el.append(h("div", { class: "muted small", text: `…and ${view.findings.length - 300} more` }));
+}
+
+// The banner over the graph: queues the run waits on that nobody consumes, and agents that failed.
+export function renderBanner(el, run, warnings, counters, { onShowFailed }) {
+  clear(el);
+  const lines = [];
+  for (const w of warnings || []) lines.push(h("div", { class: "warn", text: w }));
+  const failed = counters ? counters.agents.failed : 0;
+  if (failed) {
+    const classes = Object.entries(counters.failedClasses || {}).map(([c, n]) => `${n} ${c}`).join(", ");
+    lines.push(h("div", { class: "warn" }, `${fmt.int(failed)} agent${failed === 1 ? "" : "s"} failed (${classes}) `,
+      h("button", { class: "filter", id: "show-failed", onclick: onShowFailed, text: "show them" })));
+  }
+  el.hidden = !lines.length;
+  el.append(...lines);
 }

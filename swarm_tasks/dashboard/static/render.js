@@ -8,16 +8,20 @@ const BG = "#0b1020";
 const LINK = "rgba(148, 163, 184, 0.26)";
 const TAU = 2 * Math.PI;
 
+// Roles are told apart by fill, states by the ring around it, and the two palettes share no colour (nor a
+// near one): role fills are blues, greens, violets and greys; rings are white, yellow, red and orange.
+// (A reviewer once filled amber looked "waiting", a sub-reviewer filled orange "stopped".)
 export const ROLE_COLOURS = {
-  planner: "#a78bfa", worker: "#60a5fa", judge: "#f472b6", resolver: "#34d399", scanner: "#94a3b8",
-  reviewer: "#fbbf24", subreviewer: "#fb923c", agent: "#22d3ee",
+  planner: "#a78bfa", worker: "#60a5fa", judge: "#c084fc", resolver: "#34d399", scanner: "#94a3b8",
+  reviewer: "#2dd4bf", subreviewer: "#818cf8", agent: "#22d3ee",
 };
-const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-  "#9c755f", "#bab0ac", "#8cd17d", "#d4a6c8"];
+const PALETTE = ["#4e79a7", "#59a14f", "#76b7b2", "#b07aa1", "#9c755f", "#8cd17d", "#d4a6c8", "#6b8ec9",
+  "#5fb3a1", "#a3a3c2", "#7aa6c2", "#9f8fd6"];
 export const STATUS_RING = {
-  queued: null, ready: null, running: "#ffffff", waiting: "#fbbf24", done: null, failed: "#ef4444",
-  stopped: "#f97316", cancelled: null,
+  queued: null, ready: null, running: "#ffffff", waiting: "#facc15", done: null, failed: "#ef4444",
+  stopped: "#f97316", cancelled: "#78716c",
 };
+const DIMMED = 0.12; // nodes a search or filter leaves out stay in place, barely visible
 const FADED = new Set(["done", "cancelled"]);
 
 export function roleColour(role) {
@@ -47,7 +51,7 @@ export class Renderer {
     this.dpr = dpr;
   }
 
-  drawScene(nodes, links, view) {
+  drawScene(nodes, links, view, match = null) {
     const { sctx: ctx, dpr } = this;
     const w = this.scene.width;
     const h = this.scene.height;
@@ -76,7 +80,8 @@ export class Renderer {
       const y = oy + n.y * k;
       const r = Math.max(1, n.r * k);
       if (x < -r - 4 || y < -r - 4 || x > w + r + 4 || y > h + r + 4) continue; // off screen
-      const key = `${n.role}|${FADED.has(n.status) ? 1 : n.status === "queued" ? 2 : 0}`;
+      const out = match && !match(n);
+      const key = `${n.role}|${out ? 3 : FADED.has(n.status) ? 1 : n.status === "queued" ? 2 : 0}`;
       let path = fills.get(key);
       if (!path) fills.set(key, (path = new Path2D()));
       if (r < 1.5) {
@@ -85,7 +90,7 @@ export class Renderer {
       }
       path.moveTo(x + r, y);
       path.arc(x, y, r, 0, TAU);
-      const ring = STATUS_RING[n.status];
+      const ring = out ? null : STATUS_RING[n.status];
       if (ring) {
         let rp = rings.get(ring);
         if (!rp) rings.set(ring, (rp = new Path2D()));
@@ -103,7 +108,7 @@ export class Renderer {
         ctx.lineWidth = ringWidth;
         ctx.stroke(path);
       } else {
-        ctx.globalAlpha = style === "1" ? 0.5 : 1;
+        ctx.globalAlpha = style === "3" ? DIMMED : style === "1" ? 0.5 : 1;
         ctx.fillStyle = colour;
         ctx.fill(path);
         ctx.globalAlpha = 1;
@@ -151,7 +156,8 @@ export class Renderer {
       if (!n || n.x === undefined) continue;
       const focus = n === hovered || n === selected;
       ctx.fillStyle = n === selected ? "#fde68a" : "rgba(226, 232, 240, 0.85)";
-      ctx.fillText(focus ? `${n.spec} · ${n.status}` : n.spec, n.x + n.r + 4 * px, n.y);
+      const name = n.label ? `${n.spec} · ${n.label}` : n.spec; // which file or task, not only which kind
+      ctx.fillText(focus ? `${name} · ${n.status}` : name, n.x + n.r + 4 * px, n.y);
     }
     return live; // halos still fading: draw again next frame
   }
