@@ -78,16 +78,16 @@ def render(run_id: str, rows: list[AgentRow], *, what: str = "agents") -> Group 
             line.append(f" [{row.reason_class}]")
         if row.subject:
             line.append(f"  {inert(row.subject)}")
-        facts = [f"{row.turns} turns"] if row.turns else []
+        lines.append(line)
+        facts = [f"{row.turns} turn{'' if row.turns == 1 else 's'}"] if row.turns else []
         if row.tokens:
             facts.append(f"{row.tokens:,} tokens ${row.cost_usd:.4f}")
         if row.retries:
             facts.append(f"retried {row.retries}x")
-        if facts:
-            line.append("  (" + ", ".join(facts) + ")", style="dim")
-        lines.append(line)
         if row.reason:
-            lines.append(Text(f"    {inert(row.reason)}", style="dim"))
+            facts.append(inert(row.reason))
+        if facts:  # on a line of its own: the first keeps to what a user copies and reads at a glance
+            lines.append(Text("    " + " · ".join(facts), style="dim"))
     return Group(*lines)
 
 

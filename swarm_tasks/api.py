@@ -60,11 +60,13 @@ class Progress:
     phases: dict[str, dict[str, int]] = field(default_factory=dict)  # per phase: agents started, ended
     spent_tokens: int = 0  # every model reply so far, counted as it arrived (see AgentStore.count_spent)
     spent_cost_usd: float = 0.0
+    in_flight_tokens: int = 0  # prompt tokens of model calls under way
 
     @property
     def live_tokens(self) -> int:
-        """Tokens so far, as up to date as possible: replies are counted before their turn is recorded."""
-        return max(self.tokens, self.spent_tokens)
+        """Tokens so far, as up to date as possible: every reply as it arrived, and the prompts of the
+        calls still under way (a provider may take a minute; until then the rest reads 0)."""
+        return max(self.tokens, self.spent_tokens) + self.in_flight_tokens
 
     @property
     def live_cost_usd(self) -> float:
@@ -111,7 +113,8 @@ class RunHandle:
                         tokens=int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
                         cost_usd=float(usage.get("cost_usd", 0.0)), phases=phases,
                         spent_tokens=int(spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)),
-                        spent_cost_usd=float(spent.get("cost_usd", 0.0)))
+                        spent_cost_usd=float(spent.get("cost_usd", 0.0)),
+                        in_flight_tokens=max(0, int(spent.get("prompt_tokens_in_flight", 0))))
 
     def roles(self) -> list[str]:
         prefix = self.client.run(self.id).state.keys.usage("role:")

@@ -47,7 +47,8 @@ def render(run: RunHandle, progress: Progress, elapsed_s: float | None = None, *
     if rate is None and elapsed_s > 0:
         rate = ended / elapsed_s
     left, floor = eta_s(rows, rate)
-    usage_line = Text(f"{progress.live_tokens:,} tokens  ·  ${progress.live_cost_usd:.4f}")
+    flight = f" ({progress.in_flight_tokens:,} in flight)" if progress.in_flight_tokens else ""
+    usage_line = Text(f"{progress.live_tokens:,} tokens{flight}  ·  ${progress.live_cost_usd:.4f}")
     if not progress.status.terminal:
         usage_line.append(f"  ·  {rate or 0:.1f} agents/s  ·  ETA "
                           + ("unknown" if left is None else ("≥ " if floor else "") + duration(left)))

@@ -7,10 +7,12 @@ either entirely recorded or not at all, and a worker that lost the agent's lease
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from enum import StrEnum
 
+import redis
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from coordination import codec, store
@@ -202,7 +204,14 @@ class AgentStore:
         pipe.hincrby(key, "model_calls", usage.model_calls)
         if usage.cost_usd:
             pipe.hincrbyfloat(key, "cost_usd", usage.cost_usd)
-        pipe.execute()
+        with contextlib.suppress(redis.RedisError):  # a display counter: never worth failing a turn
+            pipe.execute()
+
+    def count_in_flight(self, prompt_tokens: int) -> None:
+        """Prompt tokens of model calls under way (negative: one came back), for the live views: a
+        provider can take a minute to answer, and until the first replies every count would read 0."""
+        with contextlib.suppress(redis.RedisError):  # a display counter: never worth failing a turn
+            self.redis.hincrby(self.keys.usage("spent"), "prompt_tokens_in_flight", prompt_tokens)
 
     # -- spawning ------------------------------------------------------------------------------
     def spawn(self, agent: AgentState, messages: list[ChatMessage], *, max_agents: int,

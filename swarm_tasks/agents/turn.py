@@ -8,7 +8,6 @@ during it is reported to the model as interrupted instead of being silently repe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -17,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import redis
 from pydantic import JsonValue
 
 from coordination.budget import Budget, Verdict
@@ -277,7 +275,12 @@ class Turn:
         conversation = history + pending
         if not self.reserved(prompt, conversation, record, pending, usage, changes):
             return
-        sent = prompt.send(conversation)
+        sending = prompt.size(conversation)  # shown as tokens in flight while the provider thinks
+        self.ctx.agents.count_in_flight(sending)
+        try:
+            sent = prompt.send(conversation)
+        finally:
+            self.ctx.agents.count_in_flight(-sending)
         usage = usage.plus(sent.usage)
         rewrite: list[ChatMessage] | None = None
         if sent.compactions:  # the stored conversation is replaced by the compacted one
@@ -303,8 +306,7 @@ class Turn:
                           model_failures=failures, **changes)
             return
         spent = reply_usage(reply)
-        with contextlib.suppress(redis.RedisError):  # a live counter for the views: never worth failing a turn
-            self.ctx.agents.count_spent(spent)
+        self.ctx.agents.count_spent(spent)
         usage = usage.plus(spent)
         changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
                        last_prompt_tokens=reply.prompt_tokens)

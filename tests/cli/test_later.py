@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.cli.test_cli import swarm
 from tests.deploy.conftest import Proc, free_port, http_get, wait_for
@@ -43,15 +45,21 @@ def servers_of(state: Path) -> list[int]:
 
 
 def test_a_quickstart_run_is_read_reported_and_shown_after_its_command_exited(tmp_path: Path) -> None:
-    env = quickstart_env(tmp_path)
-    done = swarm("review", str(EXAMPLE), "--json", env=env)
+    env = {**quickstart_env(tmp_path), "COLUMNS": "80"}
+    done = swarm("review", str(EXAMPLE), env=env)  # the README's quickstart, on an 80-column terminal
     assert done.returncode == 0, done.stderr
-    run_id = json.loads(done.stdout)["run"]
+    found = re.search(r"^review (review-\S+) completed$", done.stdout, re.M)  # the id whole, on its own line
+    assert found, done.stdout
+    run_id = found.group(1)
+    summary = [line for line in done.stdout.splitlines() if not line.startswith("report: ")]
+    assert all(len(line) <= 80 for line in summary), done.stdout  # no title broken over lines
+    assert re.search(r"^report: \S+/report\.md ", done.stdout, re.M)  # the path unbroken, to copy
 
     status = swarm("status", run_id, "--json", env=env)  # the command and its Redis are gone: started again
     assert status.returncode == 0, status.stderr
     snapshot = json.loads(status.stdout)
-    assert snapshot["status"] == "completed" and snapshot["result"]["findings"] == json.loads(done.stdout)["findings"]
+    assert snapshot["status"] == "completed" and f"{snapshot['result']['findings']} findings (merged)" in done.stdout
+    assert snapshot["findings"] == {"merged": True, "by_severity": snapshot["result"]["by_severity"]}
     assert run_id in {r["id"] for r in json.loads(swarm("status", "--json", env=env).stdout)}
     watched = swarm("watch", run_id, "--json", env=env)
     assert watched.returncode == 0 and json.loads(watched.stdout)["status"] == "completed"
@@ -69,6 +77,24 @@ def test_a_quickstart_run_is_read_reported_and_shown_after_its_command_exited(tm
         assert run_id in body
         # While the dashboard keeps the server, another command joins it instead of starting its own.
         assert json.loads(swarm("status", run_id, "--json", env=env).stdout)["status"] == "completed"
+        url = swarm("redis-url", env=env)  # what a worker elsewhere, or Flower, needs: the whole URL
+        assert url.returncode == 0 and "server.json, mode 0600" in url.stderr
+        client = redis.Redis.from_url(url.stdout.strip())
+        assert client.ping()
+        client.close()
+        password = url.stdout.strip().split(":")[2].split("@")[0]
+        # A worker started with nothing set joins the same server, and says how others can find it.
+        worker = Proc([sys.executable, "-m", "celery", "-A", "swarm_tasks", "worker", "-n", "joiner@%h", "-Q",
+                       "control", "--without-gossip", "--without-mingle", "-l", "WARNING"], env,
+                      tmp_path / "joiner.log")
+        try:
+            wait_for(lambda: "joiner@" in " ".join(w["worker"] for w in json.loads(
+                swarm("workers", "--json", env=env).stdout)), 90, "the worker to join", alive=worker.dead)
+        finally:
+            worker.stop()
+        said = (tmp_path / "joiner.log").read_text()
+        assert "`swarm redis-url` prints its URL with the password" in said and "server.json" in said
+        assert "redis://:***@127.0.0.1:" in said and password not in said
     finally:
         dashboard.stop(signal.SIGINT)
     assert "swarm dashboard on http://127.0.0.1:" in dashboard.tail()

@@ -188,3 +188,36 @@ def test_a_flood_of_tiny_files_does_not_hide_the_dangerous_one(fleet):
     assert sum(a.kind == "batch" for a in report.agents) == 200  # 100 trivial files per scanning agent
     assert "pkg7/run.py" not in " ".join(result["outcome"]["left_out"])
     assert "flagged but not reviewed (the trivial files' share of the agent budget was spent" in result["reason"]
+
+
+def test_retry_of_the_failed_agents_reopens_a_failed_review_and_rebuilds_its_report(fleet):
+    repo = write_tree(fleet.tmp / "retried", SMALL)
+    done, result = fleet.review(str(repo), "--scanner-model", "openai/mock-model")
+    assert done.returncode == 1 and result["status"] == "failed" and result["files_scanned"] == 0, done.stderr
+    run_id = result["run"]
+    failed = json.loads(fleet.swarm("agents", run_id, "--failed", "--json").stdout)
+    assert len(failed) == 2 and {a["reason_class"] for a in failed} == {"auth"}
+    assert {a["subject"] for a in failed} == set(SMALL)
+
+    # The key is fixed at the provider: the same agents can now finish (the server plays the scripted scanner).
+    fleet.server.api_key, fleet.server.script = "sk-wrong", "py:swarm_tasks.review.scripted:reviewer"
+    try:
+        retried = fleet.swarm("retry", run_id, "--failed", "--json")
+    finally:
+        fleet.server.api_key, fleet.server.script = "sk-right", None
+    assert retried.returncode == 0, retried.stderr
+    again = json.loads(retried.stdout)
+    assert again["run"] == run_id and again["status"] == "completed" and again["files_scanned"] == 2
+    assert again["findings"] >= 2  # the planted SQL and shell injections, found by the reviewers it now got
+    assert "2 agent(s) started over" in retried.stderr
+    status = fleet.status(run_id)
+    assert status["status"] == again["status"] and status["outcome"]["failed"] == {}
+    # Tokens are counted as each reply arrives too: never less than the recorded turns' (plus the refused tries')
+    assert status["live_tokens"] >= status["tokens"] > 0
+    scanners = json.loads(fleet.swarm("agents", run_id, "--role", "scanner", "--json").stdout)
+    assert sorted(a["retries"] for a in scanners) == [0, 1, 1]  # the inventory ran once, the scans twice
+    report = json.loads(fleet.swarm("report", run_id, "--format", "json").stdout)
+    assert report["files_scanned"] == 2 and report["outcome"]["status"] == "completed"  # rebuilt
+    assert len(report["findings"]) == again["findings"]
+    nothing = fleet.swarm("retry", run_id, "--failed")
+    assert nothing.returncode == 0 and "nothing to retry" in nothing.stderr  # completed: left as it is

@@ -193,3 +193,10 @@ def capped_spawner(messages: list[ChatMessage], _tools: object) -> Step:
     last = _last_tool(messages)
     statuses = [r.get("status") for r in json.loads(last)] if last.startswith("[") else [last]
     return call("finish", summary="children ended", result={"statuses": statuses})
+
+
+def slow_replier(messages: list[ChatMessage], _tools: object) -> Step:
+    """A provider that takes 3 s to answer the first call (as a busy one does), then finishes."""
+    if _turn(messages) == 0:
+        return call("list_files", path=".").model_copy(update={"delay_s": 3.0})
+    return call("finish", summary="listed")
