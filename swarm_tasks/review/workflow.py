@@ -7,11 +7,14 @@ ended, so the report is never written while work is still in flight. The report 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coordination.errors import AlreadyExists
+from coordination.store import RecordStore, Write
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
@@ -42,6 +45,9 @@ from swarm_tasks.sources import check_source
 
 log = logging.getLogger("swarm_tasks.review")
 MAX_NOTES = 50
+# The stored report is a document derived from the run, not coordination state: it may be larger than
+# a record, and it is written once per ending (so readers anywhere get the same one).
+REPORT_MAX_BYTES = 256 * 1024 * 1024
 
 
 def submit_review(client: SwarmClient, job: ReviewJob, *, run_id: str | None = None) -> RunRecord:
@@ -60,10 +66,30 @@ def report_dir(state_dir: Path, run_id: str) -> Path:
     return state_dir / "reports" / run_id
 
 
+def _reports(client: SwarmClient) -> RecordStore:
+    return RecordStore(client.client, max_record_bytes=REPORT_MAX_BYTES)
+
+
+def _report_key(client: SwarmClient, run_id: str) -> str:
+    return client.run(run_id).state.keys.record("report", "json")
+
+
 def load_report(client: SwarmClient, run_id: str) -> Report | None:
     """The merged report of a finished review, from Redis."""
-    blob = client.client.get(client.run(run_id).state.keys.record("report", "json"))
-    return None if blob is None else parse_json(zlib.decompress(blob))
+    record = _reports(client).get(_report_key(client, run_id))
+    return None if record is None else parse_json(zlib.decompress(record.data))
+
+
+def store_report(client: SwarmClient, run_id: str, report: Report, *, replace: bool) -> None:
+    """Store the report; without ``replace`` the first stored one stays (readers racing to store a
+    cancelled review's report all end up reading the same one)."""
+    blob = zlib.compress(render_json(report, None).encode())
+    key = _report_key(client, run_id)
+    if replace:
+        _reports(client).update(key, lambda _current: Write(blob))
+        return
+    with contextlib.suppress(AlreadyExists):
+        _reports(client).create(key, blob)
 
 
 def unfinished_report(services: SwarmClient, run: RunRecord) -> Report:
@@ -81,8 +107,7 @@ def unfinished_report(services: SwarmClient, run: RunRecord) -> Report:
                                          else why})
     report = report.model_copy(update={"outcome": outcome, "notes": outcome_notes(outcome)})
     if not any(ctx.agents.ids(s) for s in AgentStatus if not s.terminal):
-        key = ctx.state.keys.record("report", "json")
-        services.client.set(key, zlib.compress(render_json(report, None).encode()), nx=True)
+        store_report(services, run.id, report, replace=False)
         return load_report(services, run.id) or report
     return report
 
@@ -98,7 +123,7 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
         root = review_root(job, services.settings.state_dir, run.id)
         report = redacted(assemble_report(ctx, job, root, run), Redactor.from_settings(services.settings))
         out = write_report(report, report_dir(services.settings.state_dir, run.id))
-        services.client.set(ctx.state.keys.record("report", "json"), zlib.compress(render_json(report, None).encode()))
+        store_report(services, run.id, report, replace=True)
         counts = {s.value: n for s, n in report.by_severity().items()}
         outcome = report.outcome or decide(Tally(), useful=True)
         services.runs.transition(run.id, outcome.status, reason=outcome.reason, outcome=outcome,

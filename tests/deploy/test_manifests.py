@@ -4,6 +4,7 @@ fields, and every command, queue, image file, secret and scale target they name 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -428,13 +429,23 @@ def test_the_metric_keda_reads_is_the_one_flower_exports():
 
 # -- Procfile -------------------------------------------------------------------------------------
 
+def _unwrapped(argv: list[str]) -> list[str]:
+    """The command under bin/in-venv (which only puts the checkout's .venv/bin first on PATH)."""
+    if argv and argv[0] == "bin/in-venv":
+        wrapper = REPO_ROOT / "bin" / "in-venv"
+        assert wrapper.is_file() and os.access(wrapper, os.X_OK), "bin/in-venv must exist and be executable"
+        return argv[1:]
+    return argv
+
+
 def test_procfile_runs_workers_for_every_queue_flower_and_the_dashboard():
     procfile = parse_procfile((REPO_ROOT / "Procfile").read_text())
     assert set(procfile.processes) >= {"flower", "dashboard"}
-    runs = {name: check_command(shlex.split(cmd), f"Procfile {name}") for name, cmd in procfile.processes.items()}
+    runs = {name: check_command(_unwrapped(shlex.split(cmd)), f"Procfile {name}")
+            for name, cmd in procfile.processes.items()}
     assert runs["flower"] == "flower" and runs["dashboard"] == "swarm dashboard"
     consumed = [q for name, cmd in procfile.processes.items() if runs[name] == "worker"
-                for q in worker_queues(shlex.split(cmd))]
+                for q in worker_queues(_unwrapped(shlex.split(cmd)))]
     assert sorted(consumed) == sorted(QUEUES)
     for name, cmd in procfile.processes.items():
         if runs[name] == "worker":
