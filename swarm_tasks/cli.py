@@ -622,7 +622,10 @@ def dashboard(host: str, port: int) -> int:
     from swarm_tasks.dashboard.guard import check_bind
 
     settings = settings_or_fail()
-    check_bind(host, settings)  # no credential beyond loopback: refused before anything listens
+    try:
+        check_bind(host, settings)  # no credential beyond loopback: refused before anything listens
+    except ConfigurationError as exc:  # bad input: exit 2 like any other
+        fail(str(exc))
     # Said once Redis answered: a page that cannot reach the swarm is no page to send anyone to.
     serve(settings, host=host, port=port, on_ready=lambda url: err.print(
         f"swarm dashboard on http://{host}:{port}/ (Redis {redact_url(url)})"))

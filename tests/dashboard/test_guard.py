@@ -111,17 +111,19 @@ def _get(url: str, **headers: str) -> int:
         return exc.code
 
 
-def test_the_swarm_dashboard_command_needs_a_credential_off_loopback(redis_url: str, tmp_path: Path) -> None:
+def test_the_swarm_dashboard_command_needs_a_credential_off_loopback_and_answers_its_hosts(
+        redis_url: str, tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWARM_")},
            "SWARM_REDIS_URL": redis_url, "SWARM_STATE_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "swarm_tasks.cli", "dashboard", "--host", "0.0.0.0", "--port"]
     refused = subprocess.run([*command, str(_free_port())], env=env, capture_output=True, text=True, timeout=60,
                              check=False)
-    assert refused.returncode != 0 and "without authentication" in refused.stderr
+    assert refused.returncode == 2 and "without authentication" in refused.stderr, refused
     assert "SWARM_DASHBOARD_BASIC_AUTH" in refused.stderr and "Traceback" not in refused.stderr
 
     port = _free_port()
-    server = subprocess.Popen([*command, str(port)], env={**env, "SWARM_DASHBOARD_BASIC_AUTH": CREDENTIAL},
+    server = subprocess.Popen([*command, str(port)], env={**env, "SWARM_DASHBOARD_BASIC_AUTH": CREDENTIAL,
+                                                       "SWARM_DASHBOARD_HOSTS": '["swarm.internal"]'},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -138,6 +140,8 @@ def test_the_swarm_dashboard_command_needs_a_credential_off_loopback(redis_url: 
         assert _get(f"{url}/api/runs") == 401
         assert _get(f"{url}/api/runs", Authorization=basic(CREDENTIAL)) == 200
         assert _get(f"{url}/api/runs", Authorization=basic(CREDENTIAL), Host="attacker.example") == 421
+        # SWARM_DASHBOARD_HOSTS: the names it answers to besides addresses and localhost
+        assert _get(f"{url}/api/runs", Authorization=basic(CREDENTIAL), Host="swarm.internal:8765") == 200
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -89,11 +89,12 @@ def test_on_real_workers_the_attempts_and_result_budgets_hold(swarm_settings, tm
     from swarm_tasks.cluster import LocalCluster
     from swarm_tasks.launch import start_agents
 
-    settings = swarm_settings.model_copy(update={"max_record_bytes": 64_000, "max_result_bytes": 400_000,
-                                                 "agent_max_turn_attempts": 2})
+    settings = swarm_settings.model_copy(update={"max_record_bytes": 64_000})
     client = SwarmClient.create(settings, use_settings(settings).client, CeleryScheduler(app))
+    # The two budgets reach the workers only through their environment, as the README documents them.
+    documented = {"SWARM_AGENT_MAX_TURN_ATTEMPTS": "2", "SWARM_MAX_RESULT_BYTES": "400000"}
     with LocalCluster(settings, workers=1, queues=("agents", "control"), concurrency=4, name_prefix="poison",
-                      log_dir=tmp_path / "logs"):
+                      log_dir=tmp_path / "logs", extra_env=documented):
         run = start_agents(client, [program("big", "huge_result")],
                            [ChildRequest("big", "a result for beside the record", key="apart", input=300_000),
                             ChildRequest("big", "a result past the budget", key="over", input=900_000)])
