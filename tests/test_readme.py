@@ -56,3 +56,12 @@ def test_outcome_table_matches_the_exit_codes_the_cli_returns():
     assert len(set(codes.values())) == 9  # 0, 1, 2, 3, 4, 5, 129, 130, 143: every code the CLI has, one table
     classes = README.split("Why an agent did not finish", 1)[1].split("\n\n", 1)[0]
     assert all(f"`{c.value}`" in classes for c in ReasonClass)
+
+
+def test_every_documented_setting_is_set_by_some_test_in_a_process_environment():
+    """Each SWARM_* variable the README documents is named by a test that puts it in the environment of
+    a process it starts (or of the CLI it runs), so a knob that never reaches workers cannot hide."""
+    documented = set(re.findall(r"\bSWARM_[A-Z][A-Z0-9_]*[A-Z0-9]\b", README))
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py") if p.name != "test_readme.py")
+    untested = sorted(v for v in documented if v not in tests)
+    assert not untested, f"documented settings no test sets: {untested}"
