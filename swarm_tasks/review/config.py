@@ -74,7 +74,9 @@ class ReviewConfig(Record):
         default=True, description="Find site-packages and node_modules under the root (venv, .venv, site-packages/).")
     third_party_roots: tuple[Path, ...] = Field(
         default=(), description="Extra site-packages-like directories (absolute, or relative to the root).")
-    max_files_per_package: int = Field(default=4, ge=1, description="Files reviewed per third-party package.")
+    max_files_per_package: int = Field(
+        default=4, ge=1, description="Files of one third-party package reviewed for each file importing it (what it "
+        "names first, then the package's __init__ and first modules): counted per importer, so the same every run.")
 
     risk_threshold: RiskLevel = Field(default=RiskLevel.MEDIUM, description="Files at or above this are flagged.")
     flag_on_any_flag: bool = Field(default=True, description="A file with any scan flag is flagged too.")

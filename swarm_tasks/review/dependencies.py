@@ -1,5 +1,6 @@
 """Follow imports from the flagged files, breadth first, up to the dependency depth: each file once,
-third-party packages bounded by ``max_files_per_package``, with the chain of importers kept."""
+third-party packages bounded by ``max_files_per_package`` for each importing file, with the chain of
+importers kept."""
 
 from __future__ import annotations
 
@@ -55,8 +56,7 @@ def follow_imports(root: Path, config: ReviewConfig, resolver: ImportResolver,
     graph = DependencyGraph()
     scans: list[ScanResult] = []
     visited = {file.path for file, _ in start}
-    per_package: Counter[str] = Counter()
-    over_budget: set[str] = set()
+    refused: dict[str, SkippedPath] = {}
     queue = deque((file, imports, 0, [file.path]) for file, imports in start)
     while queue:
         file, imports, depth, chain = queue.popleft()
@@ -64,12 +64,17 @@ def follow_imports(root: Path, config: ReviewConfig, resolver: ImportResolver,
             continue
         targets, unresolved = resolver.resolve(file, imports)
         graph.unresolved.extend(u for u in unresolved if not u.module.startswith("."))
+        budget = PackageBudget(config)
         for target in targets:
             graph.edges.append(ImportEdge(importer=file.path, target=target.path, module=target.module,
                                           line=target.line))
+            if not budget.admit(target):
+                if (skip := budget.refusal(target)) is not None:
+                    refused.setdefault(target.path, skip)
+                continue
             if target.path in visited:
                 continue
-            source = _admit(root, config, target, known, per_package, over_budget, graph)
+            source = _describe(root, config, target, known, graph)
             if source is None:
                 continue
             visited.add(target.path)
@@ -78,22 +83,44 @@ def follow_imports(root: Path, config: ReviewConfig, resolver: ImportResolver,
             scan = quick_scan(root, source, config)
             scans.append(scan)
             queue.append((source, scan.imports, depth + 1, [*chain, source.path]))
+    graph.skipped.extend(skip for path, skip in sorted(refused.items()) if path not in visited)
     return graph, scans
 
 
-def _admit(root: Path, config: ReviewConfig, target: ImportTarget, known: dict[str, SourceFile],
-           per_package: Counter[str], over_budget: set[str], graph: DependencyGraph) -> SourceFile | None:
-    third_party = target.origin is FileOrigin.THIRD_PARTY
-    if third_party and not config.follow_third_party:
-        return None
-    package = target.package or target.path
-    if third_party and per_package[package] >= config.max_files_per_package:
-        if package not in over_budget:
-            over_budget.add(package)
-            graph.skipped.append(SkippedPath(path=target.path, reason=SkipReason.VENDORED,
-                                             detail=f"package {package}: more than {config.max_files_per_package} "
-                                                    "files; the rest were not reviewed"))
-        return None
+class PackageBudget:
+    """Which third-party files one importing file may have reviewed: at most ``max_files_per_package``
+    of each package, in the order its imports name them (what it imports by name, then the package's
+    ``__init__`` and first modules). Counted per importer, not per run: a run-wide count admitted whichever
+    files of a package were asked for first, so two reviews of one tree reviewed different files of it."""
+
+    def __init__(self, config: ReviewConfig) -> None:
+        self.config = config
+        self.taken: Counter[str] = Counter()
+
+    def admit(self, target: ImportTarget) -> bool:
+        if target.origin is not FileOrigin.THIRD_PARTY:
+            return True
+        if not self.config.follow_third_party:
+            return False
+        package = target.package or target.path
+        if self.taken[package] >= self.config.max_files_per_package:
+            return False
+        self.taken[package] += 1
+        return True
+
+    def refusal(self, target: ImportTarget) -> SkippedPath | None:
+        """Why ``admit`` refused ``target`` (None: third-party files are not followed at all). Worded the
+        same whoever imported it, so a report names it the same way every time."""
+        if not self.config.follow_third_party:
+            return None
+        return SkippedPath(path=target.path, reason=SkipReason.VENDORED,
+                           detail=f"package {target.package or target.path}: more than "
+                                  f"{self.config.max_files_per_package} of its files imported by one file; "
+                                  "the rest were not reviewed")
+
+
+def _describe(root: Path, config: ReviewConfig, target: ImportTarget, known: dict[str, SourceFile],
+              graph: DependencyGraph) -> SourceFile | None:
     source = known.get(target.path)
     if source is None:
         described = describe_file(root, target.path, config, origin=target.origin, package=target.package)
@@ -101,6 +128,4 @@ def _admit(root: Path, config: ReviewConfig, target: ImportTarget, known: dict[s
             graph.skipped.append(described)
             return None
         source = described
-    if third_party:
-        per_package[package] += 1
     return source

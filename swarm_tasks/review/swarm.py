@@ -33,8 +33,8 @@ from swarm_tasks.review.analyzers.python_quality import prepare_batch
 from swarm_tasks.review.budget import cap_findings
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.config import ReviewConfig
-from swarm_tasks.review.dependencies import ImportEdge
-from swarm_tasks.review.enums import FileOrigin, ReviewerKind, RiskLevel, ScanFlag, SkipReason
+from swarm_tasks.review.dependencies import ImportEdge, PackageBudget
+from swarm_tasks.review.enums import FileOrigin, ReviewerKind, RiskLevel, ScanFlag
 from swarm_tasks.review.findings import Finding
 from swarm_tasks.review.imports import ImportResolver
 from swarm_tasks.review.inventory import Inventory, build_inventory, describe_file
@@ -158,6 +158,7 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
         targets, missing = resolver.resolve(file, imports_of.imports)
         unresolved = [u.model_dump(mode="json") for u in missing if not u.module.startswith(".")]
         chain = [*inp.chain, file.path]
+        budget = PackageBudget(config)
         for target in targets:
             edges.append(ImportEdge(importer=file.path, target=target.path, module=target.module, line=target.line))
             # Not "or in the chain": the chain is whichever importer reached this file first, so skipping by it
@@ -165,14 +166,9 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
             # next). Cycles stay bounded by the depth, and the report derives one chain from the edges.
             if target.path == file.path:
                 continue
-            third = target.origin is FileOrigin.THIRD_PARTY
-            if third and not config.follow_third_party:
-                continue
-            if third and not reserve_package_file(pctx, target.package or target.path, target.path,
-                                                  config.max_files_per_package):
-                skipped.append(SkippedPath(path=target.path, reason=SkipReason.VENDORED,
-                                           detail=f"package {target.package}: more than {config.max_files_per_package}"
-                                                  " files; the rest were not reviewed"))
+            if not budget.admit(target):  # per importer: a run-wide count admitted whoever asked first
+                if (skip := budget.refusal(target)) is not None:
+                    skipped.append(skip)
                 continue
             dep = FileInput(path=target.path, depth=inp.depth + 1, origin=target.origin, package=target.package,
                             chain=chain, imported_by=file.path, module=target.module, line=target.line)
@@ -191,27 +187,6 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
 def scan_task(path: str) -> str:
     return (f"Quick-scan {path}: decide its risk level (low, medium, high, critical) and which risk flags apply "
             "(sql, shell, deserialization, eval, secrets, crypto, network, auth, complex, undocumented...).")
-
-
-def reserve_package_file(pctx: ProgramContext, package: str, path: str, cap: int) -> bool:
-    """Admit ``path`` to the review if its package is under its file budget (a CAS-kept set per run)."""
-    ident = hashlib.sha1(package.encode(), usedforsecurity=False).hexdigest()[:16]
-    key = pctx.state.keys.record("pkgfiles", ident)
-    admitted: list[bool] = []
-
-    def fn(current: Versioned | None) -> Write | None:
-        paths: list[str] = json.loads(current.data) if current is not None else []
-        if path in paths:
-            admitted[:] = [True]
-            return None
-        if len(paths) >= cap:
-            admitted[:] = [False]
-            return None
-        admitted[:] = [True]
-        return Write(json.dumps(sorted([*paths, path])).encode())
-
-    pctx.state.records.update(key, fn)
-    return admitted[0]
 
 
 def subreviews_for(findings: list[Finding], job: ReviewJob, flags: dict[str, set[ScanFlag]], depth: int,

@@ -4,7 +4,9 @@ racing in each) give identical reports, agent counts included.
 What made them differ: bandit and radon parsed outside the lock that guards CPython 3.11's non-thread-safe AST
 construction (now and then bandit skipped a file and its findings were lost), and a dependency scan skipped
 the files in the import chain of whichever importer reached it first, so a file imported along two chains had
-more or fewer children depending on timing (744 agents in one run, 745 in the next)."""
+more or fewer children depending on timing (744 agents in one run, 745 in the next); and a third-party
+package's file budget was counted per run, so which of its files were reviewed was whichever its importers
+asked for first (nearly every run of this tree reviewed another three of bigpkg's modules)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.review.helpers import EXAMPLE, write_tree
 
 pytestmark = pytest.mark.slow
 
+SITE = "venv/lib/python3.11/site-packages/bigpkg"
 # a.py and d.py are flagged and both import c.py; c.py imports a.py: reached through a it must skip nothing
 # more than reached through d, so whichever is first, c gets the same children.
 CHAINS = {
@@ -31,6 +34,13 @@ CHAINS = {
                        "        if x > 1:\n            if x > 2:\n                if x > 3:\n"
                        "                    if x > 4:\n                        return eval(x)\n    return 0\n"
        for i in range(6)},
+    # four flagged files each import another module of an installed package by name: more of its files
+    # are asked for than one importer may have reviewed (4), so a run-wide count made the choice by timing
+    f"{SITE}/__init__.py": '"""Big."""\n',
+    **{f"{SITE}/m{i}.py": f'"""M{i}."""\nimport os\n\n\ndef g{i}(x):\n    """G."""\n    os.system(x)\n'
+       for i in range(8)},
+    **{f"user{i}.py": f"import os\nfrom bigpkg import m{7 - i}\n\n\ndef run(x):\n    os.system(x)\n"
+       for i in range(4)},
 }
 
 
@@ -60,6 +70,7 @@ def test_ten_reviews_of_one_tree_give_identical_reports(swarm_settings, tmp_path
             reports.append(comparable(render_json(run.report())))
     first = reports[0]
     assert len(first["agents"]) > 100 and len(first["findings"]) > 20
+    assert {f"{SITE}/m{i}.py" for i in range(4, 8)} <= {f["file"] for f in first["findings"]}  # each named import
     for index, other in enumerate(reports[1:], start=1):
         assert len(other["agents"]) == len(first["agents"]), index
         assert other == first, f"review {index} differs from review 0"
