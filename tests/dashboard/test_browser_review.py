@@ -27,6 +27,8 @@ def _distance(a: str, b: str) -> float:
 
 
 def test_a_review_in_the_live_view(local, dashboard, browser, tmp_path):  # noqa: F811 - browser is the fixture
+    from playwright.sync_api import expect  # each panel is drawn on its own (throttled) schedule: wait on its text
+
     repo = write_tree(tmp_path / "repo", FILES)
     run = submit_review(local.services, ReviewJob(source=SourceSpec(location=str(repo)), title="review of app"))
     page = browser.page
@@ -34,15 +36,15 @@ def test_a_review_in_the_live_view(local, dashboard, browser, tmp_path):  # noqa
     browser.wait("window.__swarm && window.__swarm.nodeCount === 1 && window.__swarm.live")
     # No worker anywhere: the inventory waits on the scan queue, and the banner says so.
     browser.wait("!document.querySelector('#banner').hidden", timeout_s=30)
-    assert "queue scan has no consumer" in page.locator("#banner").inner_text()
-    assert "A review does not use the task board" in page.locator("#board").inner_text()
+    expect(page.locator("#banner")).to_contain_text("queue scan has no consumer")
+    expect(page.locator("#board")).to_contain_text("A review does not use the task board")
     early = page.request.get(f"{dashboard.url}/api/runs/{run.id}/report.md")
     assert early.status == 404 and "no report yet" in early.json()["error"]
 
     local.drain(max_steps=2000)  # every agent runs; the findings arrive raw, as the reviewers report them
     browser.wait("document.querySelector('#findings-head') && "
                  "document.querySelector('#findings-head').textContent.includes('raw findings so far')")
-    assert "findings so far (raw, not merged)" in page.locator("#counters").inner_text()
+    expect(page.locator("#counters")).to_contain_text("findings so far (raw, not merged)")
 
     # Labels: which file a node works on, on hover.
     browser.wait("window.__swarm.settled()", timeout_s=60)
@@ -75,12 +77,12 @@ def test_a_review_in_the_live_view(local, dashboard, browser, tmp_path):  # noqa
     browser.wait(f"document.querySelector('#run-status').textContent === {json.dumps(record.status.value)}")
     browser.wait("document.querySelector('#findings-head').textContent.includes('merged, as in the report')")
     result = record.result if isinstance(record.result, dict) else {}
-    assert f"{result['findings']} findings (merged" in page.locator("#findings-head").inner_text()
+    expect(page.locator("#findings-head")).to_contain_text(f"{result['findings']} findings (merged")
     browser.wait("!document.querySelector('#findings-count').textContent.includes('raw')")
     counts = page.locator("#findings-count").inner_text()
     assert f"high{result['by_severity']['high']}" in counts.replace("\n", "")  # the report's merged count
-    if record.reason:
-        assert record.reason[:40] in page.locator("#run-reason").inner_text()
+    if record.reason:  # the reason comes with the run's detail, read after its status event
+        expect(page.locator("#run-reason")).to_contain_text(record.reason[:40])
     first = page.locator("#findings-list li").first
     agent = first.get_attribute("data-agents").split()[0]
     first.locator("button.agent-link").first.click()

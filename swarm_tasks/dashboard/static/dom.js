@@ -47,10 +47,12 @@ export const fmt = {
   clip: (text, n) => (text && text.length > n ? `${text.slice(0, n)}…` : text || ""),
 };
 
-// Call fn at most once per `ms`, always with the latest call honoured (trailing edge).
+// Call fn at most once per `ms`, always with the latest call honoured (trailing edge). The first call runs at
+// once: performance.now() starts at the page's load, so `last = 0` held every panel's first drawing back until
+// the page was `ms` old (the task board came up empty beside a banner already drawn).
 export function throttle(fn, ms) {
   let timer = null;
-  let last = 0;
+  let last = -Infinity;
   return (...args) => {
     const wait = last + ms - performance.now();
     if (timer) return;
