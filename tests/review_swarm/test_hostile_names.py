@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,9 @@ def test_hostile_names_render_inert_and_flagged_secrets_stay_masked(env, tmp_pat
     outputs = {**{name: (out / name).read_text() for name in ("report.md", "report.json", "report.sarif")},
                **{f"swarm report --format {fmt}": done.stdout + done.stderr for fmt, done in shown.items()},
                "swarm status": status.stdout + status.stderr, "swarm review": done.stdout + done.stderr}
-    stored = [redis_client.get(k) or b"" for k in redis_client.scan_iter(match=f"*{run_id}*report*")]
-    assert stored, "the run keeps its report in Redis"
+    stored = [zlib.decompress(redis_client.hget(k, "d") or b"")
+              for k in redis_client.scan_iter(match=f"*{run_id}*report*")]  # versioned records, compressed
+    assert stored and all(b'"findings"' in blob for blob in stored), "the run keeps its report in Redis"
     for where, text in outputs.items():
         assert PASSWORD not in text, where
         assert not CONTROL.search(text), f"{where} carries a raw control character"
