@@ -44,8 +44,26 @@ class SourceSpec(BaseModel):
         return redact_url(self.location)
 
 
+def refuse_option_like(spec: SourceSpec) -> None:
+    """Refuse a location or ref git could take as an option (``--upload-pack=...`` runs a command) or that
+    carries control characters. Git gets them after ``--`` as well; this says so plainly, before any git
+    runs, and holds on every worker too (a job can be submitted without the CLI)."""
+    for what, value in (("SOURCE", spec.location), ("ref", spec.ref)):
+        if value is None:
+            continue
+        if value.lstrip().startswith("-"):
+            raise JobSpecError(f"{what} {redact_url(value)!r} starts with '-': it would be read as a git option, "
+                               "not a path, URL or ref; refused (give a path as ./-name)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise JobSpecError(f"{what} {redact_url(value)!r} contains a control character; refused")
+    if spec.ref is not None and (not spec.ref.strip() or any(c in spec.ref for c in " ~^:?*[\\")
+                                 or ".." in spec.ref or "@{" in spec.ref):
+        raise JobSpecError(f"ref {spec.ref!r} is not a valid branch, tag or commit name")
+
+
 def check_source(spec: SourceSpec, *, timeout_s: float = 20.0) -> SourceSpec:
     """Refuse a source that cannot work, before anything is enqueued; returns it normalised."""
+    refuse_option_like(spec)
     if spec.is_git:
         _check_file_url(spec)
         env = {**_git_env(), "GIT_TERMINAL_PROMPT": "0"}
@@ -96,6 +114,7 @@ def checkout_dir(state_dir: Path, run_id: str) -> Path:
 
 def materialize(spec: SourceSpec, state_dir: Path, run_id: str, *, timeout_s: float = 600.0) -> Path:
     """The directory holding the source on this machine (cloning a git URL on first use)."""
+    refuse_option_like(spec)
     if not spec.is_git:
         path = Path(spec.location)
         if not path.is_dir():
