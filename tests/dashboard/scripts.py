@@ -50,3 +50,13 @@ def worker(messages: list[ChatMessage], _tools: object) -> Step:
     findings = [{"severity": "high" if module.endswith(".0") else "low", "file": f"pkg/mod_{module}.py", "line": 7,
                  "rule": "demo-rule", "title": f"suspicious call in module {module}"}]
     return _call("finish", 3000, summary=f"inspected module {module}", result={"findings": findings})
+
+
+def refusing_reviewer(messages: list[ChatMessage], tools: object) -> Step:
+    """The review's scripted reviewer, except that the provider refuses every security reviewer's request
+    (400): those agents fail, the rest of the review goes on."""
+    from swarm_tasks.review.scripted import reviewer
+
+    if re.search(r"Review \S+ for security problems", _task(messages)):
+        return Step(error="bad_request")
+    return reviewer(messages, tools)  # type: ignore[arg-type]

@@ -1,15 +1,19 @@
 """A review in the live view, in headless Chromium: a banner while it waits on a queue nobody consumes,
 each node's file on hover, state colours that no role colour can be taken for, search and filters, the
 findings (raw while it runs, merged once the report is written) linked to the nodes that found them and
-to the report, the outcome and reason in the header, and the task board's note for reviews."""
+to the report, the outcome and reason in the header, and the task board's note for reviews; a review whose
+security reviewers all failed: its outcome and reason in the header (not a grey "completed"), a banner that
+counts the failed agents and shows them, the state filter, and the selected node's file and state beside it."""
 
 from __future__ import annotations
 
 import json
 
+from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.workflow import on_idle, submit_review
 from swarm_tasks.sources import SourceSpec
+from tests.dashboard.conftest import SCRIPTS
 from tests.dashboard.test_browser import ARTIFACTS, browser, pytestmark  # noqa: F401 - a fixture, and the chromium skip
 from tests.review.helpers import write_tree
 
@@ -94,4 +98,48 @@ def test_a_review_in_the_live_view(local, dashboard, browser, tmp_path):  # noqa
     assert "SELECT" in markdown or "sql" in markdown.lower()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-review.png"))
+    assert browser.errors == []
+
+
+def test_a_review_whose_reviewers_failed_says_so_and_shows_them(local, dashboard, browser, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    repo = write_tree(tmp_path / "repo", FILES)
+    job = ReviewJob(source=SourceSpec(location=str(repo)), title="refused review",
+                    models={"reviewer": f"{SCRIPTS}:refusing_reviewer"})  # every security reviewer: a 400
+    run = submit_review(local.services, job)
+    local.drain(max_steps=2000)
+    on_idle(local.services, local.services.runs.get(run.id))
+    record = local.services.runs.get(run.id)
+    store = local.agents(run.id)
+    failed = [store.get(i) for i in store.ids(AgentStatus.FAILED)]
+    assert record.status.value in ("failed", "partial") and record.reason, record
+    assert len(failed) == 2 and all(a.spec == "review.security" for a in failed)  # db.py and run.py are flagged
+
+    page = browser.page
+    page.goto(f"{dashboard.url}/#run={run.id}")
+    browser.wait("window.__swarm && window.__swarm.nodeCount > 1")
+    # The header: how it ended and why, where the eye lands first.
+    expect(page.locator("#run-status")).to_have_text(record.status.value)
+    expect(page.locator(f"#run-status .st-{record.status.value}")).to_be_visible()
+    expect(page.locator("#run-reason")).to_contain_text(record.reason[:40])
+    # The banner counts the failed agents and its button shows them (the state filter, set for the user).
+    expect(page.locator("#banner")).to_contain_text("2 agents failed")
+    page.click("#show-failed")
+    expect(page.locator("#filter-state")).to_have_value("failed")
+    assert sorted(browser.js("window.__swarm.matching()")) == sorted(a.id for a in failed)
+    page.select_option("#filter-state", "done")
+    done = browser.js("window.__swarm.matching()")
+    assert done and not set(done) & {a.id for a in failed}
+    page.select_option("#filter-state", "")
+
+    # The selected node says which file it worked on and how it ended, beside it on the graph.
+    target = failed[0]
+    browser.js("(id) => window.__swarm.select(id)", target.id)
+    browser.wait(f"window.__swarm.panelAgent === {json.dumps(target.id)}")
+    label = browser.js("(id) => window.__swarm.label(id)", target.id)
+    assert label in FILES
+    browser.wait(f"window.__swarm.drawnLabels().some((l) => l.selected && l.id === {json.dumps(target.id)} "
+                 f"&& l.text === {json.dumps(f'review.security · {label} · failed')})")
+    expect(page.locator("#agent-panel")).to_contain_text("failed")
     assert browser.errors == []

@@ -352,6 +352,7 @@ window.__swarm = {
   colours: () => ({ roles: { ...ROLE_COLOURS }, states: { ...STATUS_RING } }),
   label: (id) => ((state.model && state.model.agents.get(id)) || {}).label || null,
   matching: () => graph.nodes.filter((n) => !graph.match || graph.match(n)).map((n) => n.id),
+  drawnLabels: () => [...(graph.renderer.labels || [])],
   nodeAtScreen: (x, y) => (graph.nodeAt(x, y) || {}).id || null,
   settled: () => graph.settled(),
   select: (id) => select(id),

@@ -152,12 +152,15 @@ export class Renderer {
     }
     ctx.font = `${11 * px}px ui-sans-serif, system-ui, sans-serif`;
     ctx.textBaseline = "middle";
+    this.labels = []; // what this frame wrote beside nodes (a canvas keeps no text to read back)
     for (const n of labelled) {
       if (!n || n.x === undefined) continue;
       const focus = n === hovered || n === selected;
       ctx.fillStyle = n === selected ? "#fde68a" : "rgba(226, 232, 240, 0.85)";
       const name = n.label ? `${n.spec} · ${n.label}` : n.spec; // which file or task, not only which kind
-      ctx.fillText(focus ? `${name} · ${n.status}` : name, n.x + n.r + 4 * px, n.y);
+      const text = focus ? `${name} · ${n.status}` : name;
+      ctx.fillText(text, n.x + n.r + 4 * px, n.y);
+      this.labels.push({ id: n.id, text, selected: n === selected });
     }
     return live; // halos still fading: draw again next frame
   }
