@@ -14,7 +14,7 @@ from bench.multihost import MultiHostHarness
 from bench.netns import netns_unavailable
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHostHarness]:
     reason = netns_unavailable()
     if reason:
@@ -24,7 +24,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHostHarness
     harness.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def one_host_review(hosts: MultiHostHarness) -> Outcome:
     """The reference: the review with workers on host 0 only."""
     hosts.use_hosts([0])
