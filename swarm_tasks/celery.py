@@ -24,10 +24,8 @@ from pydantic import SecretStr
 
 from coordination.connection import RedisHandle, connect, redact_url
 from coordination.store import OUTAGE_ERRORS, RECONNECT
-from swarm_tasks.agents.children import resolve_callable
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
-from swarm_tasks.errors import RecordSignatureError
 from swarm_tasks.kombu_fixes import guard_closed_channel
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.runtime import WorkerRuntime
@@ -35,13 +33,6 @@ from swarm_tasks.security import celery_wire_options, install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
 
 log = logging.getLogger("swarm_tasks")
-
-# Workflow hooks run when a run has no live agent left (module:function(services, run)).
-ON_IDLE = {
-    "agents": "swarm_tasks.launch:on_idle",
-    "review": "swarm_tasks.review.workflow:on_idle",
-    "build": "swarm_tasks.build.workflow:on_idle",
-}
 
 
 class _Process:
@@ -233,7 +224,7 @@ def run_idle(run_id: str, attempt: int = 0) -> str:
     the run hanging: while Redis is away it is retried with a growing pause; a workflow hook that raises
     otherwise fails the run with the reason (it would raise the same way again: nothing else would end it)."""
     try:
-        return _run_idle(run_id)
+        return runtime().run_idle(run_id)
     except OUTAGE_ERRORS as exc:  # a fresh message (signed task ids run once), or `swarm resume` if even that fails
         if attempt >= 10:
             raise
@@ -247,22 +238,6 @@ def run_idle(run_id: str, attempt: int = 0) -> str:
         runtime().services.runs.transition(run_id, RunStatus.FAILED, reason=reason,
                                            only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
         return f"failed: {reason}"
-
-
-def _run_idle(run_id: str) -> str:
-    rt = runtime()
-    try:
-        run = rt.services.runs.get(run_id)
-    except RecordSignatureError as exc:  # changed in Redis since it was signed: its workflow acts on nothing
-        rt.services.runs.transition(run_id, RunStatus.FAILED, reason=str(exc),
-                                    only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
-        return f"refused: {exc}"
-    hook = ON_IDLE.get(run.kind)
-    if hook is None:
-        return f"no idle hook for run kind {run.kind!r}"
-    resolve_callable(hook)(rt.services, run)
-    after = rt.services.runs.get(run_id)  # Flower shows this result: the run's end state and why
-    return after.status.value + (f": {after.reason}" if after.reason else "")
 
 
 @signals.celeryd_after_setup.connect

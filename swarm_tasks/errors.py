@@ -91,6 +91,10 @@ class WorkspaceError(SwarmError):
     """A path escapes the workspace or a workspace cannot be prepared."""
 
 
+class PluginError(SwarmError):
+    """A workflow plug-in cannot be loaded, or clashes with another (a run kind or tool name twice)."""
+
+
 class RunNotFound(SwarmError, LookupError):
     """No run has the given id."""
 

@@ -1,8 +1,7 @@
-"""Start a run of agents from any process that can reach the Redis, and end it when it goes idle."""
+"""Start a run of agents from any process that can reach the Redis, and read its agents back (what every
+workflow starts its runs with; how a run ends is its workflow's idle hook: see :mod:`swarm_tasks.plugins`)."""
 
 from __future__ import annotations
-
-import json
 
 from pydantic import JsonValue
 
@@ -13,7 +12,7 @@ from swarm_tasks.agents.runner import RunContext, SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, SpecBook
 from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore
 from swarm_tasks.control import idle_payload
-from swarm_tasks.outcome import Tally, decide
+from swarm_tasks.outcome import Tally
 from swarm_tasks.runs import RUN_ROOT, RunLimits, RunRecord, RunStatus, RunStore
 from swarm_tasks.settings import SwarmSettings
 
@@ -76,32 +75,5 @@ def tally_agents(ctx: RunContext, agents: list[AgentState] | None = None) -> Tal
     return tally
 
 
-def root_results(agents: list[AgentState], budget_bytes: int = 256_000) -> list[dict[str, JsonValue]]:
-    """What each root agent ended with, for the run's result. The run record has a size budget, so results
-    beyond ``budget_bytes`` in all are named, not copied (``{"stored_with_agent": id, "bytes": n}``: read
-    them with ``RunHandle.agents()``); a run of huge results used to fail its own ending and never end."""
-    out: list[dict[str, JsonValue]] = []
-    left = budget_bytes
-    for a in agents:
-        if a.parent is None and a.status.terminal:
-            size = len(json.dumps(a.result, separators=(",", ":"), default=str))
-            result: JsonValue = a.result if size <= left else {"stored_with_agent": a.id, "bytes": size}
-            left -= size if size <= left else 0
-            out.append({"agent": a.id, "spec": a.spec, "status": a.status.value, "reason": a.reason,
-                        "result": result})
-    return out
-
-
-def on_idle(services: SwarmClient, run: RunRecord) -> None:
-    """Idle hook of plain agent runs: completed only if every agent finished; partial if some root finished
-    but an agent failed or was stopped (or the agent cap refused one); failed if no root finished."""
-    ctx = services.run(run.id)
-    agents = all_agents(ctx)
-    results = root_results(agents, services.settings.max_record_bytes // 4)
-    outcome = decide(tally_agents(ctx, agents), useful=any(r["status"] == AgentStatus.DONE.value for r in results))
-    services.runs.transition(run.id, outcome.status, reason=outcome.reason, result={"roots": results},
-                             outcome=outcome, only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
-
-
-__all__ = ["AgentStore", "RunStore", "SpecBook", "all_agents", "on_idle", "start_agents", "tally_agents",
+__all__ = ["AgentStore", "RunStore", "SpecBook", "all_agents", "run_limits", "start_agents", "tally_agents",
            "watch_idle"]

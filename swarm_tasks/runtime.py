@@ -45,7 +45,9 @@ from coordination.run import record_store
 from swarm_tasks.agents.runner import AgentRunner, AgentServices, Scheduler, StepOutcome
 from swarm_tasks.agents.toolset import ToolRegistry, default_tools
 from swarm_tasks.control import ControlLoop
-from swarm_tasks.runs import RunStore
+from swarm_tasks.errors import RecordSignatureError
+from swarm_tasks.plugins import Workflows, installed
+from swarm_tasks.runs import RunStatus, RunStore
 from swarm_tasks.settings import SwarmSettings
 
 if TYPE_CHECKING:
@@ -117,15 +119,17 @@ def node_name() -> str:
 
 
 class WorkerRuntime:
-    """Redis, the model gateway, tools, the agent runner, the event loop and the control loop of one process."""
+    """Redis, the model gateway, tools, the agent runner, the event loop and the control loop of one process,
+    with the workflows it runs (their tools in its registry, their idle hooks in :attr:`workflows`)."""
 
     def __init__(self, settings: SwarmSettings, handle: RedisHandle, scheduler: Scheduler, *,
-                 tools: ToolRegistry | None = None, node: str | None = None,
+                 workflows: Workflows | None = None, tools: ToolRegistry | None = None, node: str | None = None,
                  on_idle: Callable[[str], None] | None = None, control: bool = True,
                  queues: list[str] | None = None, celery_name: str | None = None) -> None:
 
         self.settings = settings
         self.handle = handle
+        self.workflows = installed() if workflows is None else workflows
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._run_loop, name="swarm-agents-loop", daemon=True)
         self._loop_thread.start()
@@ -135,7 +139,7 @@ class WorkerRuntime:
             runs=RunStore(handle.client, records, settings),
             gateway_factory=lambda: _make_gateway(settings, handle.client, records.now),
             loop=self.loop,
-            tools=tools or default_tools(), scheduler=scheduler, node=node or node_name(),
+            tools=tools or self.tool_registry(self.workflows), scheduler=scheduler, node=node or node_name(),
             tool_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="swarm-tool"),
             sandbox_factory=lambda: _make_sandbox(settings))
         self.runner = AgentRunner(self.services)
@@ -145,6 +149,11 @@ class WorkerRuntime:
             self.control = ControlLoop(self.services, on_idle or (lambda _run: None), queues=queues,
                                        celery_name=celery_name, stats=self.stats.snapshot)
             self.control.start()
+
+    @staticmethod
+    def tool_registry(workflows: Workflows) -> ToolRegistry:
+        """The agent runtime's tools and every workflow's."""
+        return default_tools(workflows.tools())
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -157,6 +166,23 @@ class WorkerRuntime:
             return self.runner.step(run_id, agent_id, seq)
         finally:
             self.stats.end()
+
+    def run_idle(self, run_id: str) -> str:
+        """A run has no live agent: the idle hook of its kind's workflow decides what comes next. Returns the
+        run's status and reason afterwards (what Flower shows as the ``swarm.run.idle`` task's result)."""
+        runs = self.services.runs
+        try:
+            run = runs.get(run_id)
+        except RecordSignatureError as exc:  # changed in Redis since it was signed: its workflow acts on nothing
+            runs.transition(run_id, RunStatus.FAILED, reason=str(exc),
+                            only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
+            return f"refused: {exc}"
+        workflow = self.workflows.get(run.kind)
+        if workflow is None:
+            return f"no workflow plug-in for run kind {run.kind!r} on this worker"
+        workflow.on_idle(self.services, run)
+        after = runs.get(run_id)
+        return after.status.value + (f": {after.reason}" if after.reason else "")
 
     def close(self) -> None:
         if self.control is not None:

@@ -9,6 +9,7 @@ from swarm_tasks.agents.tools.base import Tool
 from swarm_tasks.agents.tools.control import Finish, SpawnAgents, WaitForTasks
 from swarm_tasks.agents.tools.memory import ReadNotes, UpdateProgress, WriteNote
 from swarm_tasks.agents.tools.messaging import ReadMessages, SendMessage
+from swarm_tasks.errors import PluginError
 
 
 class ToolRegistry:
@@ -33,19 +34,17 @@ class ToolRegistry:
         return [self._tools[n].schema() for n in names if n in self._tools]
 
 
-def default_tools() -> ToolRegistry:
-    """Every tool agents may be given: files, shell, git, notes, messages, spawn, finish, and the
-    workflows' own (review analyzers; build tasks and pushes)."""
+def default_tools(extra: Iterable[Tool] = ()) -> ToolRegistry:
+    """Every tool of the agent runtime (files, shell, git, notes, messages, spawn, wait, finish) and
+    ``extra``: the workflows' own, which the worker passes in (see :mod:`swarm_tasks.plugins`). Two
+    tools of one name are refused: one would silently replace the other."""
     from swarm_tasks.agents.tools.files import FILE_TOOLS
     from swarm_tasks.agents.tools.git import GIT_TOOLS
     from swarm_tasks.agents.tools.shell import SHELL_TOOLS
-    from swarm_tasks.review.model_agents import REVIEW_TOOLS
 
     tools: list[Tool] = [Finish(), SpawnAgents(), WaitForTasks(), WriteNote(), ReadNotes(), UpdateProgress(),
-                         SendMessage(), ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *REVIEW_TOOLS]
-    try:
-        from swarm_tasks.build.tools import BUILD_TOOLS
-    except ImportError:  # the build workflow's tools are optional for a worker
-        BUILD_TOOLS = ()
-    tools += list(BUILD_TOOLS)
+                         SendMessage(), ReadMessages(), *FILE_TOOLS, *SHELL_TOOLS, *GIT_TOOLS, *extra]
+    names = [tool.name for tool in tools]
+    if clashes := sorted({name for name in names if names.count(name) > 1}):
+        raise PluginError(f"two tools named {', '.join(clashes)}")
     return ToolRegistry(tools)

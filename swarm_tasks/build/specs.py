@@ -19,6 +19,7 @@ CODEMOD_WORKER = "build.codemod.worker"
 _AGENTS = "swarm_tasks.build.agents"
 _PROGRAMS = "swarm_tasks.build.programs"
 _JUDGE = "swarm_tasks.build.judge"
+PROGRAM_MODULES = (_AGENTS, _PROGRAMS, _JUDGE)  # what the specs below name as programs and hooks
 _READ = ("read_file", "list_files", "grep")
 
 PLANNER_INSTRUCTIONS = """You are a planner of a build swarm. Many worker agents change one git branch at the \

@@ -17,6 +17,7 @@ from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, reviewer_spec, subr
 
 _PROGRAMS = "swarm_tasks.review.swarm"
 _HOOKS = "swarm_tasks.review.model_agents"
+PROGRAM_MODULES = (_PROGRAMS, _HOOKS)  # what the specs below name as programs and hooks
 _READ_TOOLS = ("read_file", "grep", "list_files")  # read-only: the workspace is the repository itself
 _SHOW = f"{_HOOKS}:show_repository"
 

@@ -83,7 +83,7 @@ def test_runs_run_detail_and_agents(staged, swarm_settings, dash_client):
 
 
 def test_an_ended_runs_detail_carries_its_outcome(staged, swarm_settings, dash_client):
-    from swarm_tasks.launch import on_idle
+    from swarm_tasks.plain.ending import on_idle
 
     staged.drain()
     on_idle(staged.local.services, staged.local.services.runs.get(staged.run.id))

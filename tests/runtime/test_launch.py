@@ -1,11 +1,11 @@
-"""How a plain agent run ends (``launch.on_idle``): completed only if every agent finished; partial if
+"""How a plain agent run ends (``plain.ending.on_idle``): completed only if every agent finished; partial if
 some did not (or the agent cap refused one); failed if no root agent finished."""
 
 from __future__ import annotations
 
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.launch import on_idle
 from swarm_tasks.outcome import ReasonClass
+from swarm_tasks.plain.ending import on_idle
 from swarm_tasks.runs import RunLimits, RunStatus
 
 
