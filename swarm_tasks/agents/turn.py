@@ -122,6 +122,11 @@ class Turn:
                                            owner=None, owner_expires_at=None, due_at=None, usage=total,
                                            inflight=[], **changes),
                          append=append, rewrite=rewrite, usage=usage, extra_ops=events)
+        if status in (AgentStatus.FAILED, AgentStatus.STOPPED):  # the worker's log names it: `swarm logs RUN`
+            subject = self.agent.labels.get("file") or self.agent.labels.get("task") or ""
+            log.warning("run %s: agent %s (%s%s) %s [%s]: %s", self.ctx.run_id, self.agent.id, self.spec.name,
+                        f" on {subject!r}" if subject else "", status.value,
+                        reason_class.value if reason_class else "-", reason)
         self.services.schedule(self.ctx, started)
         self.services.promote_and_schedule(self.ctx)
 

@@ -81,7 +81,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                              model_prices={PRICED: ModelPrice(input_usd_per_mtok=1000, output_usd_per_mtok=1000)},
                              agent_turn_lease_s=30.0, agent_step_grace_s=30.0, sweep_interval_s=0.5)
     cluster = LocalCluster(settings, workers=1, queues=QUEUES, concurrency=16, name_prefix="outcome",
-                           log_dir=tmp / "logs").start()
+                           log_dir=tmp / "state" / "logs").start()  # where `swarm logs` reads them
     keep = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
     env = {**keep, "SWARM_REDIS_URL": redis.url, "SWARM_STATE_DIR": str(tmp / "state"),
            "SWARM_MODEL_GUARD": "local-only", "SWARM_API_BASE": server.url, "SWARM_API_KEY": "sk-wrong",
@@ -123,6 +123,19 @@ def test_every_model_agent_refused_by_the_provider_fails_the_review_and_every_ga
     assert len(named) == 13 and all("401 authentication" in n["message"]["text"] for n in named)
 
     assert fleet.api_outcome(run_id) == (RunStatus.FAILED, outcome)
+
+    # The logs: each failed agent's line in the worker's log, its reason and its timeline.
+    logs = json.loads(fleet.swarm("logs", run_id, "--json").stdout)
+    lines = [w["line"] for w in logs["worker_logs"]]
+    for agent in failed:
+        (line,) = [x for x in lines if agent["agent_id"] in x]
+        assert f"run {run_id}: agent {agent['agent_id']} (review.scan on {agent['subject']!r}) failed [auth]" in line
+        assert "401 authentication" in line
+    assert sum(e["type"] == "agent.failed" for e in logs["events"]) == 13
+    one = fleet.swarm("logs", run_id, failed[0]["agent_id"])
+    assert one.returncode == 0 and f"agent {failed[0]['agent_id']}" in one.stdout and "[auth]" in one.stdout
+    assert "reason: " in one.stdout and "401 authentication" in one.stdout
+    assert "worker log lines (1," in one.stdout and "agent.failed" in one.stdout
 
 
 def test_reviewers_stopped_by_the_loop_guard_or_their_budget_make_the_review_partial_or_failed(fleet):
