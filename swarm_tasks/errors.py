@@ -103,6 +103,13 @@ class GitError(SwarmError):
     """A git operation failed in a way the caller must hear about (not a retried push race)."""
 
 
+class StoppedBySignal(SwarmError):
+    """A helper process of ours (an analyzer: ruff, ESLint) was stopped by a signal from outside, as a warm
+    stop of its worker does (systemd and ``killpg`` signal every process of the worker). Not a result: the
+    turn raises and is redone, where reporting it made a finding ("analyzer failed") that a run without the
+    stop has not."""
+
+
 class ReviewError(SwarmError):
     """A code review could not start or continue: a bad root path, an unreadable rules file, a bad record."""
 

@@ -29,7 +29,7 @@ from coordination.store import Limit, Op, RecordStore
 from swarm_tasks.agents.spec import AgentSpec, SpecBook
 from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore, Usage
 from swarm_tasks.agents.toolset import ToolRegistry
-from swarm_tasks.errors import RecordSignatureError
+from swarm_tasks.errors import RecordSignatureError, StoppedBySignal
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord, RunStatus, RunStore
 from swarm_tasks.security import Redactor
@@ -280,8 +280,9 @@ class AgentRunner:
         agent = turn.agent
         error = self.services.redact(f"{type(exc).__name__}: {exc}")[:1000]
         limit = self.services.settings.agent_max_turn_attempts
+        # counted like any other (no stop signal may redeliver a turn endlessly), but not a crash to trace
         log.warning("turn of agent %s raised (attempt %d of %d): %s", agent.id, agent.attempts, limit, error,
-                    exc_info=agent.attempts == 1)
+                    exc_info=agent.attempts == 1 and not isinstance(exc, StoppedBySignal))
         try:
             if agent.attempts >= limit:
                 turn.give_up(error)

@@ -41,7 +41,7 @@ from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_
 from swarm_tasks.agents.spec import AgentKind, AgentSpec, WorkspaceMode
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool
-from swarm_tasks.errors import BudgetExceeded, ContextOverflow, LoopDetected, ModelError
+from swarm_tasks.errors import BudgetExceeded, ContextOverflow, LoopDetected, ModelError, StoppedBySignal
 from swarm_tasks.models.types import ChatMessage, ToolCall
 from swarm_tasks.outcome import MAX_REASON_CHARS, ReasonClass
 from swarm_tasks.runs import RunRecord
@@ -218,6 +218,8 @@ class Turn:
         try:
             fn = resolve_callable(self.spec.program)
             result: ProgramResult = self.holder.wait(self.services.tool_executor.submit(fn, pctx))
+        except StoppedBySignal:
+            raise  # the worker is stopping, not the program failing: the turn is redone
         except Exception as exc:  # a program bug ends this agent, never the worker
             self.end(AgentStatus.FAILED, f"program {self.spec.program} raised {type(exc).__name__}: {exc}", turn=1,
                      reason_class=ReasonClass.CRASH)

@@ -181,3 +181,36 @@ def test_eslint_runs_beside_our_rules_named_as_such(tmp_path: Path) -> None:
     assert {f.rule for f in found if f.tool == "js-rules"} >= {"JS-EVAL", "JS-EXEC-INJECTION"}
     assert not any(f.tool == "eslint-plugin-security" for f in js_security(tmp_path, source(
         tmp_path, "types.ts", "export const x: number = eval(y);\n"), ReviewConfig()))  # TypeScript: ours only
+
+
+def test_eslint_stopped_by_a_signal_is_no_result_and_runs_again(tmp_path: Path) -> None:
+    """A warm stop of a worker signals every process of it (systemd, killpg): ESLint stopped mid-batch must
+    not become an "analyzer failed" finding (a run without the stop has none) but a turn to redo; the next
+    turn in the process runs ESLint again rather than reuse the stopped batch."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from swarm_tasks.errors import StoppedBySignal
+    from swarm_tasks.review.analyzers import eslint_runner, run_reviewer
+    from swarm_tasks.review.analyzers.python_quality import batch_key
+    from swarm_tasks.review.enums import ReviewerKind
+
+    if (problem := eslint_runner.eslint_problem()) is not None:
+        pytest.skip(f"ESLint not available here: {problem}")
+    config = ReviewConfig()
+    file = source(tmp_path, "run.js", "function run(cmd) { return eval(cmd); }\n")
+    eslint_runner.register(tmp_path, batch_key(config), ["run.js"], config.analyzer_timeout_s)  # in the background
+    deadline = time.monotonic() + 60
+    while not (nodes := [p for p in psutil.Process().children(recursive=True)
+                         if any("eslint" in part for part in p.cmdline())]):
+        assert time.monotonic() < deadline, "ESLint never started"
+        time.sleep(0.01)
+    os.kill(nodes[0].pid, signal.SIGTERM)
+    with pytest.raises(StoppedBySignal, match="ESLint was stopped by SIGTERM"):
+        run_reviewer(ReviewerKind.SECURITY, tmp_path, file, config)
+    again = run_reviewer(ReviewerKind.SECURITY, tmp_path, file, config)
+    assert not [f for f in again if f.rule == "ANALYZER-FAILED"]
+    assert ("security/detect-eval-with-expression", 1) in {(f.rule, f.start_line) for f in again}

@@ -19,3 +19,13 @@ def huge_result(pctx: ProgramContext) -> ProgramResult:
 def dies(pctx: ProgramContext) -> ProgramResult:
     """Takes its worker down with it every time (a crash on this input)."""
     raise WorkerDied(pctx.agent.id)
+
+
+def stopped_once(pctx: ProgramContext) -> ProgramResult:
+    """Its first turn is cut by a warm stop of its worker (an analyzer it ran got the stop signal); then it
+    does its work."""
+    from swarm_tasks.errors import StoppedBySignal
+
+    if pctx.agent.attempts == 1:
+        raise StoppedBySignal("ruff was stopped by SIGTERM (the worker is stopping)")
+    return ProgramResult(result={"attempt": pctx.agent.attempts})

@@ -11,7 +11,9 @@ import pytest
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.agents.state import AgentStatus
+from swarm_tasks.agents.tools.base import FunctionTool, ToolArgs, ToolResult, run_tool
 from swarm_tasks.control import sweep_agents
+from swarm_tasks.errors import StoppedBySignal
 from tests.runtime.conftest import Local
 from tests.runtime.programs import WorkerDied
 
@@ -59,6 +61,34 @@ def test_a_result_past_the_budget_fails_its_agent_after_bounded_attempts(small_r
     assert "result of agent" in agent.reason and "over the limit of 400000 bytes" in agent.reason
     assert agent.result is None and agent.attempts == limit
     assert agents.usage("run")["active"] == 0  # its slot was given back: the run can go idle
+
+
+def test_a_turn_cut_by_a_stop_signal_is_redone_not_reported(swarm_settings, request):
+    """A program whose analyzer was stopped by a warm stop of its worker is neither failed nor given a
+    result about it: the turn is handed back and redone (counted like any attempt, so never endless)."""
+    local = Local(swarm_settings)
+    request.addfinalizer(local.close)
+    run = local.start([program("stopped", "stopped_once")], [ChildRequest("stopped", "work", key="s")])
+    assert local.drain() == ["failed", "ran", f"idle:{run.id}"]
+    agents = local.agents(run.id)
+    (agent,) = agents.get_many(agents.ids(AgentStatus.DONE))
+    assert agent.result == {"attempt": 2} and agent.reason is None and agent.attempts == 0
+
+
+def test_a_model_agent_tool_cut_by_a_stop_signal_raises_to_its_turn() -> None:
+    """A model never hears "run_analyzer failed" for a stop of its worker: the tool raises to its turn
+    (which is redone, as above), where a tool's own error is the model's to read."""
+
+    def stopped(_args: object, _ctx: object) -> ToolResult:
+        raise StoppedBySignal("ESLint was stopped by SIGTERM (the worker is stopping)")
+
+    def broken(_args: object, _ctx: object) -> ToolResult:
+        raise ValueError("a bug")
+
+    with pytest.raises(StoppedBySignal):
+        run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, stopped), {}, None)  # type: ignore[arg-type]
+    told = run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, broken), {}, None)  # type: ignore[arg-type]
+    assert told.is_error and "ValueError: a bug" in told.content
 
 
 def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from swarm_tasks.errors import BudgetExceeded, LoopDetected, ToolError
+from swarm_tasks.errors import BudgetExceeded, LoopDetected, StoppedBySignal, ToolError
 
 if TYPE_CHECKING:
     from coordination.run import RunState
@@ -125,5 +125,7 @@ def run_tool(tool: Tool, raw_args: str | dict[str, Any] | None, ctx: ToolContext
         return ToolResult.error(str(exc))
     except (BudgetExceeded, LoopDetected):
         raise  # contract violations stop the agent; they are not the model's to handle
+    except StoppedBySignal:
+        raise  # the worker is stopping: the turn is redone, the model never sees a half-done tool
     except Exception as exc:  # a tool bug must not crash the worker; the model hears about it
         return ToolResult.error(f"{tool.name} failed unexpectedly: {type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from swarm_tasks.errors import StoppedBySignal
 from swarm_tasks.review.analyzers.base import ANALYZER_FAILED, Analyzer
 from swarm_tasks.review.analyzers.js_security import js_security
 from swarm_tasks.review.analyzers.js_structure import js_complexity, js_docs, js_quality
@@ -52,6 +53,8 @@ def run_reviewer(kind: ReviewerKind, repo_root: Path, file: SourceFile, config: 
     analyzer = analyzer_for(kind, file.language)
     try:
         findings = analyzer(repo_root, file, config)
+    except StoppedBySignal:
+        raise  # not the file's doing: the turn is redone
     except Exception as exc:  # a tool's bug on odd input must not end the review of other files
         findings = [Finding(file=file.path, start_line=1, end_line=1, severity=Severity.INFO,
                             category=_CATEGORY[kind], rule=ANALYZER_FAILED, confidence=1.0,

@@ -6,11 +6,12 @@ sake: a file that cannot be read or parsed, or a tool that fails, yields an ``in
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm_tasks.errors import ReviewError
+from swarm_tasks.errors import ReviewError, StoppedBySignal
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding, Location
@@ -20,6 +21,16 @@ Analyzer = Callable[[Path, SourceFile, ReviewConfig], list[Finding]]
 
 ANALYZER_FAILED = "ANALYZER-FAILED"
 PARSE_ERROR = "PARSE-ERROR"
+# Signals that stop a process politely (a warm stop, a closed terminal, Ctrl-C): sent from outside, never
+# caused by the file under review. A crash (SIGSEGV) or an out-of-memory kill stays a note about the file.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+
+
+def raise_if_stopped(tool: str, returncode: int | None) -> None:
+    """Raise :class:`StoppedBySignal` when ``tool``'s process ended by a stop signal (``-N``): its missing
+    output says nothing about the file, and the turn must be redone rather than report it."""
+    if returncode is not None and returncode < 0 and -returncode in STOP_SIGNALS:
+        raise StoppedBySignal(f"{tool} was stopped by {signal.Signals(-returncode).name} (the worker is stopping)")
 
 # One recommendation per weakness, so every tool that finds it gives the same advice.
 RECOMMENDATIONS: dict[str, str] = {

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from swarm_tasks.review.analyzers.base import STOP_SIGNALS, raise_if_stopped
 from swarm_tasks.review.enums import Severity
 
 TOOL = "eslint-plugin-security"
@@ -109,6 +110,7 @@ class _Batch:
         self.ready = threading.Event()
         self.results: dict[str, list[EslintMessage]] = {}
         self.error: str | None = None
+        self.stopped: int | None = None  # ESLint's return code when a signal from outside stopped it
 
     def start(self, root: Path, timeout_s: float, *, background: bool) -> None:
         """Run ESLint over the batch once (in a thread: Node's start then overlaps other reviewers' work)."""
@@ -157,6 +159,11 @@ def messages(root: Path, key: str, path: str, timeout_s: float) -> list[EslintMe
     batch.start(root, timeout_s, background=False)
     if not batch.ready.wait(timeout_s * (2 + len(batch.files) // 200)):
         return "ESLint did not finish in time"
+    if batch.stopped is not None:
+        with _lock:  # a later turn in this process runs ESLint again, not this batch's non-answer
+            if _batches.get((str(root), key)) is batch:
+                del _batches[(str(root), key)]
+        raise_if_stopped("ESLint", batch.stopped)
     if batch.error is not None:
         return batch.error
     return batch.results.get(path, [])
@@ -173,6 +180,9 @@ def _run(root: Path, batch: _Batch, timeout_s: float) -> None:
                               capture_output=True, cwd=root, timeout=timeout_s * (1 + len(batch.files) // 200),
                               check=False, env={"PATH": f"{Path(node).parent}:/usr/bin:/bin", "HOME": "/nonexistent",
                                                 "NODE_ENV": "production"})
+        if proc.returncode < 0 and -proc.returncode in STOP_SIGNALS:
+            batch.stopped = proc.returncode
+            return
         if proc.returncode not in (0, 1):  # 1: problems found
             batch.error = f"ESLint failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[:300]}"
             return

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from swarm_tasks.errors import ReviewError
+from swarm_tasks.review.analyzers.base import raise_if_stopped
 
 
 class RuffPosition(BaseModel):
@@ -79,6 +80,7 @@ def run_ruff(cwd: Path, display_name: str, text: str, select: tuple[str, ...],
                               timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ReviewError(f"ruff did not run: {exc}") from None
+    raise_if_stopped("ruff", proc.returncode)
     if proc.returncode != 0:
         raise ReviewError(f"ruff failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[:300]}")
     try:
