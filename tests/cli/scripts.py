@@ -41,10 +41,3 @@ def uneven_scanner(messages: list[ChatMessage], tools: object) -> Step:
     slow = "Quick-scan shop/" in task
     return reviewer(messages, tools).model_copy(update={"delay_s": 4.0 if slow else 0.05})
 
-
-def crashing_reviewer(messages: list[ChatMessage], tools: object) -> Step:
-    """Security reviewers' turns raise inside the worker (a bug, not a provider's answer): each is tried
-    SWARM_AGENT_MAX_TURN_ATTEMPTS times, logged by the worker each time, then fails; the others review."""
-    if _kind(messages) == "security":
-        raise RuntimeError("reviewer script crashed on purpose")
-    return reviewer(messages, tools)

@@ -116,9 +116,22 @@ def test_a_cancelled_quickstart_review_has_its_partial_report(tmp_path: Path) ->
             time.sleep(0.2)
         listing = json.loads(swarm("status", "--json", env=env).stdout)  # joins the running command's Redis
         (running,) = [r for r in listing if r["status"] == "running"]
-        while json.loads(swarm("status", running["id"], "--json", env=env).stdout)["agents"]["done"] < 4:
+        totals: dict[str, int] = {}  # a phase's total, once final, never moves (no bar whose end jumps)
+        while True:
+            snapshot = json.loads(swarm("status", running["id"], "--json", env=env).stdout)
+            for phase in snapshot["phases"]:
+                if phase["final"]:
+                    assert totals.setdefault(phase["phase"], phase["total"]) == phase["total"], snapshot["phases"]
+            if snapshot["agents"]["done"] >= 4:
+                break
             assert cli.poll() is None and time.monotonic() < deadline  # some scans done, the rest under way
             time.sleep(0.2)
+        assert totals.get("scan") == 13 and snapshot["findings"]["merged"] is False
+        assert snapshot["live_tokens"] > 0  # the scanners' replies, counted as they arrive
+        mid = swarm("status", running["id"], env={**env, "COLUMNS": "80"}).stdout  # the view, mid-run
+        assert all(len(line) <= 80 for line in mid.splitlines()), mid
+        assert "findings so far (raw, not merged)" in mid and "agents/s" in mid and "ETA" in mid, mid
+        assert re.search(r"^\W*scan\s+\d+/13\b", mid, re.M) and " tokens" in mid, mid
         cli.send_signal(signal.SIGINT)
         _out, err = cli.communicate(timeout=90)
     finally:
