@@ -3,7 +3,6 @@ use the very same ``celery -A swarm_tasks worker`` command a user runs on anothe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ from coordination.embedded import die_with_parent
 from coordination.registry import Kind
 from coordination.run import global_registry
 from swarm_tasks.errors import SwarmError
+from swarm_tasks.host.processes import signal_group, wait_or_kill
 from swarm_tasks.settings import QUEUES, SwarmSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -149,24 +149,17 @@ class LocalCluster:
     def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
         """Kill a worker's whole process group (as a crash or an OOM kill would)."""
         worker = self.workers[index]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.process.pid, sig)
+        signal_group(worker.process.pid, sig)
         worker.process.wait(timeout=30)
 
     def stop(self, *, timeout_s: float = 20.0) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL what is left."""
+        """Warm shutdown (SIGTERM) of every worker at once, then SIGKILL what is left after ``timeout_s``."""
         for worker in self.workers:
             if worker.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.process.pid, signal.SIGTERM)
+                signal_group(worker.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for worker in self.workers:
-            try:
-                worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.process.pid, signal.SIGKILL)
-                worker.process.wait()
+            wait_or_kill(worker.process, max(0.1, deadline - time.monotonic()))
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -1,7 +1,7 @@
 """The git layer of the build swarm: the shared remote, workers' clones, the quick check, landing
 commits on one branch with rebases, and the deterministic codemod mode."""
 
-from swarm_tasks.build.check import CheckResult, CheckStatus, ProcessResult, run_check, run_process
+from swarm_tasks.build.check import CheckResult, CheckStatus, run_check
 from swarm_tasks.build.codemod import (
     Applied,
     Codemod,

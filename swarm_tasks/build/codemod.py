@@ -24,14 +24,20 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pathspec
 
-from swarm_tasks.build.check import CheckResult, ProcessResult, run_process, truncate
+from swarm_tasks.build.check import CheckResult, truncate
 from swarm_tasks.build.gitops import JUNK_GLOBS, Clone, commit_all, run_git, split_z
 from swarm_tasks.build.rebase import Backoff, PushOutcome, PushStatus, push_with_rebase
 from swarm_tasks.build.replay import RebaseConflict
 from swarm_tasks.errors import WorkspaceError
+from swarm_tasks.host.commands import run_confined
+from swarm_tasks.host.sandbox import CommandResult
+
+if TYPE_CHECKING:
+    from swarm_tasks.settings import SwarmSettings
 
 PLACEHOLDER = "{path}"
 MAX_REASON = 600
@@ -42,11 +48,13 @@ _JUNK = pathspec.PathSpec.from_lines("gitignore", JUNK_GLOBS)
 @dataclass(frozen=True, slots=True)
 class Codemod:
     """The command, the exit statuses that mean it succeeded (pyupgrade exits 1 when it rewrote a
-    file), and the seconds it may take on one file."""
+    file), the seconds it may take on one file, and the settings of the sandbox it runs in (None: this
+    process's)."""
 
     command: str
     timeout_s: float = 120.0
     ok_exit_codes: tuple[int, ...] = (0,)
+    settings: SwarmSettings | None = field(default=None, repr=False, compare=False)
 
     def render(self, path: str) -> str:
         return render_command(self.command, path)
@@ -89,19 +97,20 @@ def split_by_file(clone_root: Path, globs: Sequence[str]) -> list[str]:
     return sorted(spec.match_files(tracked))
 
 
-def run_on(root: Path, codemod: Codemod, rel: str) -> ProcessResult:
-    """One run of the command on one file, in ``root``."""
-    return run_process(codemod.render(rel), root, codemod.timeout_s)
+def run_on(root: Path, codemod: Codemod, rel: str) -> CommandResult:
+    """One run of the command on one file, in ``root``, sandboxed (``.git`` read-only)."""
+    return run_confined(codemod.render(rel), root=root, timeout_s=codemod.timeout_s, settings=codemod.settings)
 
 
-def failure_reason(codemod: Codemod, result: ProcessResult) -> str | None:
+def failure_reason(codemod: Codemod, result: CommandResult) -> str | None:
     """Why a run failed, in the command's own words; None if it succeeded."""
     if result.timed_out:
         return f"timed out after {codemod.timeout_s:g} s (killed)"
+    if result.exit_code is None:
+        return f"killed by the sandbox ({result.limit_hit or 'a limit'})"
     if result.exit_code in codemod.ok_exit_codes:
         return None
-    output = (result.stderr.strip() or result.stdout.strip()).decode("utf-8", "replace")
-    lines = [line for line in output.splitlines() if line.strip()]
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
     return truncate(f"exit {result.exit_code}" + (f": {' / '.join(lines[-4:])}" if lines else ""), MAX_REASON)
 
 

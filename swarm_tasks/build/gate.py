@@ -23,14 +23,19 @@ import hashlib
 import json
 import shlex
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coordination.run import RunState
 from coordination.store import Write
 from swarm_tasks.build.check import CheckResult, run_check
 from swarm_tasks.build.codemod import not_an_option
-from swarm_tasks.build.gitops import Clone, split_z
+from swarm_tasks.build.gitops import Clone, borrowed_objects, split_z
 from swarm_tasks.build.rebase import Recheck
+
+if TYPE_CHECKING:
+    from swarm_tasks.settings import SwarmSettings
 
 PATHS = "{paths}"
 QUICK, FULL = "quick", "full"
@@ -50,14 +55,17 @@ def check_counts(state: RunState) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
-def run_counted(state: RunState, kind: str, command: str, cwd: Path, timeout_s: float) -> CheckResult:
+def run_counted(state: RunState, kind: str, command: str, cwd: Path, timeout_s: float, *,
+                settings: SwarmSettings | None = None, reads: Sequence[Path] = ()) -> CheckResult:
+    """Run the check (sandboxed: see :func:`~swarm_tasks.build.check.run_check`) and count the run."""
     count_check(state, kind)
-    return run_check(command, cwd, timeout_s)
+    return run_check(command, cwd, timeout_s, settings=settings, reads=reads)
 
 
-def tip_passes(state: RunState, clone: Clone, sha: str, command: str, timeout_s: float, kind: str = FULL) -> bool:
+def tip_passes(state: RunState, clone: Clone, sha: str, command: str, timeout_s: float, kind: str = FULL, *,
+               settings: SwarmSettings | None = None) -> bool:
     """Whether ``command`` passes on commit ``sha`` (run once per commit, command and run, in a
-    scratch worktree beside the clone)."""
+    scratch worktree beside the clone: the sandbox lets it read the clone's git directory)."""
     digest = hashlib.sha1(command.encode(), usedforsecurity=False).hexdigest()[:12]
     key = state.keys.record("build", f"tip-check-{sha}-{digest}")
     rec = state.records.get(key)
@@ -67,7 +75,8 @@ def tip_passes(state: RunState, clone: Clone, sha: str, command: str, timeout_s:
         tree = Path(scratch) / "tip"
         clone.git("worktree", "add", "--detach", "--quiet", str(tree), sha)
         try:
-            passed = run_counted(state, kind, command, tree, timeout_s).passed
+            reads = [clone.git_dir(), *borrowed_objects(clone.spec)]
+            passed = run_counted(state, kind, command, tree, timeout_s, settings=settings, reads=reads).passed
         finally:
             clone.git("worktree", "remove", "--force", str(tree), check=False)
             clone.git("worktree", "prune", check=False)
@@ -85,6 +94,7 @@ class Gate:
     full: str | None
     quick: str | None
     timeout_s: float
+    settings: SwarmSettings | None = None  # of the sandbox the check runs in (None: this process's)
 
     @property
     def configured(self) -> bool:
@@ -112,7 +122,8 @@ class Gate:
         return self._gated(FULL, self.full, None)
 
     def _gated(self, kind: str, command: str, paths: list[str] | None) -> CheckResult:
-        result = run_counted(self.state, kind, command, self.clone.path, self.timeout_s)
+        result = run_counted(self.state, kind, command, self.clone.path, self.timeout_s, settings=self.settings,
+                             reads=borrowed_objects(self.clone.spec))
         if result.passed or result.timed_out:
             return result
         base = self.clone.out("rev-parse", self.clone.upstream_ref)
@@ -122,7 +133,7 @@ class Gate:
             if not there:
                 return result
             command = render_paths(self.quick, there)
-        if not tip_passes(self.state, self.clone, base, command, self.timeout_s, kind):
+        if not tip_passes(self.state, self.clone, base, command, self.timeout_s, kind, settings=self.settings):
             note = (f"note: the check fails on the branch tip ({base[:12]}) as well, so this failure does not "
                     "block the push\n")
             return dataclasses.replace(result, passed=True, output=note + result.output)

@@ -1,8 +1,10 @@
 """The git layer of the build swarm: the shared remote, each worker's clone, and committing into it.
 
-Every git process runs through :func:`run_git`: no prompts (no terminal, no editor, no askpass that
-could block), a hard timeout that kills the whole process group, English messages we can parse, and
-output with credentials redacted before it reaches an exception or a log. Credentials never reach
+Every git process runs through :func:`run_git`, which goes through the project's one git wrapper
+(:func:`swarm_tasks.host.git.git`: no hook, fsmonitor, driver or other program the clone's config names
+ever runs): no prompts (no terminal, no editor, no askpass that could block), a hard timeout that kills
+the whole process group, English messages we can parse, and output with credentials redacted before it
+reaches an exception or a log. Credentials never reach
 git's command line or a clone's config: a password in the URL is split off and handed to git by a
 credential helper that reads it from the child's environment.
 """
@@ -16,8 +18,9 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from coordination.connection import redact_url
-from swarm_tasks.build.check import ProcessResult, run_process
 from swarm_tasks.errors import GitError, WorkspaceError
+from swarm_tasks.host.git import git
+from swarm_tasks.host.processes import ProcessResult
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.settings import SwarmSettings
 
@@ -28,14 +31,11 @@ _MAX_LISTED = 20
 _HELPER = ('!f() { if test "$1" = get; then printf "username=%s\\npassword=%s\\n" '
            '"$_SWARM_GIT_USERNAME" "$_SWARM_GIT_PASSWORD"; fi; }; f')
 # Settings that make every git call deterministic and unattended, whatever the user's global config.
-_BASE_CONFIG = ("commit.gpgsign=false", "tag.gpgsign=false", "merge.conflictStyle=merge",
-                "rebase.autoStash=false", "protocol.ext.allow=never", "core.sshCommand=ssh -o BatchMode=yes",
-                "advice.detachedHead=false", "http.lowSpeedLimit=1",
+_BASE_CONFIG = ("merge.conflictStyle=merge", "rebase.autoStash=false", "advice.detachedHead=false",
+                "http.lowSpeedLimit=1",
                 # No automatic maintenance inside the push loop, where every millisecond widens the
                 # race window; prepare_clone runs it between tasks instead.
                 "maintenance.auto=false")
-_BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "GIT_EDITOR": "true",
-             "GIT_SEQUENCE_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C", "LANGUAGE": "C"}
 _OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
 # Files a check or a tool leaves behind that are never anyone's change (interpreter and tool caches).
 JUNK_GLOBS = ("**/__pycache__/**", "**/*.py[co]", "**/.pytest_cache/**", "**/.ruff_cache/**", "**/.mypy_cache/**",
@@ -158,21 +158,18 @@ def run_git(args: Sequence[str], *, cwd: Path | None, spec: RemoteSpec | None = 
             extra_env: dict[str, str] | None = None) -> ProcessResult:
     """Run ``git <args>`` unattended. With ``check``, a failure raises :class:`GitError` whose message
     is redacted; without it the (unredacted) result is returned: redact with ``spec.redact`` first."""
-    argv = ["git"]
-    for item in _BASE_CONFIG:
-        argv += ["-c", item]
-    env = dict(_BASE_ENV)
+    config = list(_BASE_CONFIG)
+    env: dict[str, str] = {}
     if spec is not None:
-        argv += ["-c", f"http.lowSpeedTime={max(1, int(spec.timeout_s))}"]
+        config.append(f"http.lowSpeedTime={max(1, int(spec.timeout_s))}")
         cred = spec.effective_credential
         if cred is not None:
-            # The empty value clears inherited helpers, so ours is the only one asked.
-            argv += ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
+            # The wrapper's empty credential.helper cleared any other, so ours is the only one asked.
+            config.append(f"credential.helper={_HELPER}")
             env.update(_SWARM_GIT_USERNAME=cred.username, _SWARM_GIT_PASSWORD=cred.password)
     if extra_env:
         env.update(extra_env)
-    argv += list(args)
-    result = run_process(argv, cwd, timeout_s, env=env, stdin=stdin)
+    result = git(args, cwd=cwd, timeout_s=timeout_s, config=config, env=env, stdin=stdin)
     if check and not result.ok:
         raise GitError(describe_failure(args, result, spec, timeout_s))
     return result

@@ -126,11 +126,12 @@ class BuildJob(BaseModel):
     def mode(self) -> BuildMode:
         return BuildMode.CODEMOD if self.codemod else BuildMode.MODEL
 
-    def codemod_spec(self) -> Codemod:
-        """The codemod command with its time limit and the exit statuses that mean success."""
+    def codemod_spec(self, settings: SwarmSettings | None = None) -> Codemod:
+        """The codemod command with its time limit, the exit statuses that mean success and the settings
+        of the sandbox it runs in."""
         if self.codemod is None:
             raise JobSpecError("not a codemod build")
-        return Codemod(self.codemod, self.codemod_timeout_s, (0, *self.codemod_changed_exit))
+        return Codemod(self.codemod, self.codemod_timeout_s, (0, *self.codemod_changed_exit), settings)
 
     @property
     def shown_repo(self) -> str:

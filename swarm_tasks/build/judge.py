@@ -23,11 +23,12 @@ from swarm_tasks.agents.state import AgentStatus, AgentStore
 from swarm_tasks.build.codemod import apply_codemod
 from swarm_tasks.build.cycles import MAX_LISTED, CheckSummary, CycleBook, Decision, Verdict, cycle_tag
 from swarm_tasks.build.gate import FULL, run_counted, tip_passes
-from swarm_tasks.build.gitops import Clone, split_z
+from swarm_tasks.build.gitops import Clone, borrowed_objects, split_z
 from swarm_tasks.build.job import TASK_ROLE, BuildJob, BuildMode, run_job
 from swarm_tasks.build.landing import TRAILER, landed_commits, worker_clone
 from swarm_tasks.build.specs import JUDGE_MODEL, judge_task
 from swarm_tasks.build.targets import Targets, load_targets
+from swarm_tasks.settings import SwarmSettings
 
 MAX_CHANGED_KEPT = 20_000  # files the judge lists as still changed by the codemod (more: "all")
 
@@ -79,15 +80,15 @@ def decide(job: BuildJob, check: CheckSummary | None, changed: list[str], failed
 
 
 def first_failing(state: RunState, clone: Clone, base: str, commits: list[str], command: str,
-                  timeout_s: float) -> str:
+                  timeout_s: float, *, settings: SwarmSettings | None = None) -> str:
     """The first of ``commits`` (in order, the last one known to fail) on which ``command`` fails, when
     it passes on ``base``; empty if the base fails too. A binary search: log2(n) runs of the check."""
-    if not commits or not tip_passes(state, clone, base, command, timeout_s):
+    if not commits or not tip_passes(state, clone, base, command, timeout_s, settings=settings):
         return ""
     low, high = 0, len(commits) - 1  # the answer is in [low, high]; commits[high] fails
     while low < high:
         middle = (low + high) // 2
-        if tip_passes(state, clone, commits[middle], command, timeout_s):
+        if tip_passes(state, clone, commits[middle], command, timeout_s, settings=settings):
             low = middle + 1
         else:
             high = middle
@@ -123,13 +124,14 @@ def judge_program(pctx: ProgramContext) -> ProgramResult:
         landed = landed_commits(clone, book.base, tip, run_id)
         check = None
         if job.check:
-            check = CheckSummary.of(run_counted(state, FULL, job.check, clone.path, job.check_timeout_s))
+            check = CheckSummary.of(run_counted(state, FULL, job.check, clone.path, job.check_timeout_s,
+                                                settings=pctx.settings, reads=borrowed_objects(clone.spec)))
             if not check.passed and book.base and landed:
                 first_bad = first_failing(state, clone, book.base, [sha for sha, _ in landed], job.check,
-                                          job.check_timeout_s)
+                                          job.check_timeout_s, settings=pctx.settings)
         if job.codemod:
             targets = load_targets(state) or Targets(globs=list(job.files) or ["*"], how="the job's files")
-            applied = apply_codemod(clone, job.codemod_spec(), targets.select(clone.path))
+            applied = apply_codemod(clone, job.codemod_spec(pctx.settings), targets.select(clone.path))
             changed, file_failures = applied.changed, applied.failures
             if changed:
                 already = files_changed_by_run(clone, run_base, tip, run_id)

@@ -71,7 +71,7 @@ def codemod_planner(pctx: ProgramContext) -> ProgramResult:
     try:
         targets = load_targets(state)
         if targets is None:
-            targets = save_targets(state, choose_targets(clone.path, job.codemod_spec(), job.files))
+            targets = save_targets(state, choose_targets(clone.path, job.codemod_spec(pctx.settings), job.files))
         files = _cycle_files(pctx, clone, targets, cycle)
     finally:
         shutil.rmtree(clone.path, ignore_errors=True)
@@ -93,11 +93,12 @@ def codemod_planner(pctx: ProgramContext) -> ProgramResult:
     return ProgramResult(result=result, children=staff(state, _runs(pctx), job, starter=pctx.agent.id))
 
 
-def _land(job: BuildJob, state: RunState, clone: Clone, run_id: str, task_id: str, base: str,
+def _land(pctx: ProgramContext, job: BuildJob, clone: Clone, task_id: str, base: str,
           files: list[str], failures: dict[str, str]) -> PushOutcome:
     """Gate the commit, then push it, redoing the task on the new tip when a rebase meets its files."""
-    codemod = job.codemod_spec()
-    gate = Gate(state, clone, job.check, job.check_changed, job.check_timeout_s)
+    state, run_id = pctx.state, pctx.run.id
+    codemod = job.codemod_spec(pctx.settings)
+    gate = Gate(state, clone, job.check, job.check_changed, job.check_timeout_s, pctx.settings)
     resolve = once_only(codemod_resolver(codemod, [f for f in files if f not in failures], failures), run_id,
                         task_id, base)
     # With a check: onto the freshest tip first, so the check runs on what will most likely land.
@@ -124,7 +125,7 @@ def codemod_worker(pctx: ProgramContext) -> ProgramResult:
             if earlier:  # a previous holder landed it and died before saying so
                 keeper.complete({"landed": True, "sha": earlier, "commit": earlier, "by": "an earlier attempt"})
                 return ProgramResult(result={"task": task_id, "landed": True, "sha": earlier})
-            applied = apply_codemod(clone, job.codemod_spec(), files)
+            applied = apply_codemod(clone, job.codemod_spec(pctx.settings), files)
             failures = applied.failures
             if failures and len(failures) == len(files):
                 raise WorkspaceError(f"the command failed on every file of the task: {applied.describe_failures()}")
@@ -136,7 +137,7 @@ def codemod_worker(pctx: ProgramContext) -> ProgramResult:
             if not keeper.beat():  # fenced: a worker that lost its task never pushes
                 return ProgramResult(status=AgentStatus.FAILED, reason="lost its claim on the task before pushing",
                                      result={"task": task_id, "landed": False})
-            outcome = _land(job, state, clone, run_id, task_id, base, files, failures)
+            outcome = _land(pctx, job, clone, task_id, base, files, failures)
         except (GitError, WorkspaceError) as exc:
             keeper.fail(str(exc))
             return ProgramResult(status=AgentStatus.FAILED, reason=str(exc)[:2000], result={"task": task_id})

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarm_tasks.build.check import CheckResult, ProcessResult
+from swarm_tasks.build.check import CheckResult
 from swarm_tasks.build.gitops import Clone, find_conflict_markers, format_markers, split_z
 from swarm_tasks.build.replay import RebaseConflict, Replayer, ReplayState, Resolver
 from swarm_tasks.errors import GitError
+from swarm_tasks.host.processes import ProcessResult
 
 __all__ = ["Backoff", "PushOutcome", "PushStatus", "RebaseConflict", "Recheck", "push_with_rebase"]
 

@@ -246,7 +246,8 @@ class RunCheckTool(Tool):
                 return ToolResult("you have changed no file yet: nothing for the quick check to check")
             command, kind = render_paths(job.check_changed, paths), QUICK
         assert command is not None
-        result = run_counted(state, kind, command, ctx.workspace, job.check_timeout_s)
+        result = run_counted(state, kind, command, ctx.workspace, job.check_timeout_s, settings=ctx.settings,
+                             reads=ctx.read_only)
         summary = CheckSummary.of(result)
         return ToolResult(f"check `{command}` {summary.describe()}\n{_tail(result.output)}",
                           is_error=not result.passed, data={"passed": result.passed})
@@ -289,7 +290,7 @@ class CommitAndPushTool(Tool):
         if ahead == 0:
             return ToolResult("nothing to push: your workspace has no change compared with the branch. If the "
                               "task needs no change, call finish.")
-        gate = Gate(state, clone, job.check, job.check_changed, job.check_timeout_s)
+        gate = Gate(state, clone, job.check, job.check_changed, job.check_timeout_s, ctx.settings)
         lease = _lease(ctx, state, job)  # fenced: only the holder of the task pushes
         # Onto the freshest tip, then the gate check, then the push; conflicts that are only two
         # insertions at one place are resolved without a model turn.

@@ -1,9 +1,9 @@
 """Read-only git queries on a repository under review (``swarm review --since REF``).
 
 Only commands that read objects run (``rev-parse``, ``merge-base``, ``ls-tree``): none of them reads the
-working tree or the index, so no filter, diff driver, fsmonitor or hook the repository configures runs.
-The system and global configuration are not read, hooks are pointed at /dev/null and fsmonitor is off
-as well, in case a future git reads more than today's. Which working-tree files changed is decided here
+working tree or the index, so no filter, diff driver, fsmonitor or hook the repository configures runs;
+and they go through the project's git wrapper (:func:`swarm_tasks.host.git.git`) all the same, in case a
+future git reads more than today's. Which working-tree files changed is decided here
 in Python, by hashing them as git hashes blobs: a file changed since REF when its blob differs from the
 one at the merge base of REF and HEAD (committed or not, new or modified).
 """
@@ -11,26 +11,24 @@ one at the merge base of REF and HEAD (committed or not, new or modified).
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from swarm_tasks.errors import GitError
+from swarm_tasks.host.git import git
 
-SAFE_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat")
 TIMEOUT_S = 60.0
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
-        done = subprocess.run(["git", *SAFE_CONFIG, "-C", str(repo), *args],  # noqa: S603,S607 - fixed argv
-                              capture_output=True, timeout=TIMEOUT_S, env=env, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = git(args, cwd=repo, timeout_s=TIMEOUT_S, env={"GIT_OPTIONAL_LOCKS": "0", "HOME": "/nonexistent"},
+                   objects_only=True)
+    except OSError as exc:
         raise GitError(f"git {args[0]} did not run: {exc}") from None
-    if done.returncode != 0:
+    if done.timed_out:
+        raise GitError(f"git {args[0]} did not finish within {TIMEOUT_S:g} s")
+    if done.exit_code != 0:
         raise GitError(done.stderr.decode(errors="replace").strip()[-300:] or f"git {args[0]} failed")
     return done.stdout.decode(errors="surrogateescape")
 

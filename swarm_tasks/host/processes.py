@@ -1,4 +1,5 @@
-"""Process plumbing of the sandbox: bubblewrap arguments, sandbox uids, output capture, killing.
+"""Process plumbing: bubblewrap arguments, sandbox uids, output capture, and the project's one way to
+run a trusted child with a time limit and to stop a process group (the build's git, local workers).
 
 Kept apart from :mod:`swarm_tasks.host.sandbox` (the policy and public API) so each stays readable.
 """
@@ -6,13 +7,16 @@ Kept apart from :mod:`swarm_tasks.host.sandbox` (the policy and public API) so e
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import select
 import signal
+import stat
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,10 +44,11 @@ _SIGNAL_MESSAGES = {
 
 
 def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, extra_ro: list[str],
-               tmpfs_size: int | None, borrowed: Sequence[Path] = ()) -> list[str]:
+               tmpfs_size: int | None, borrowed: Sequence[Path] = (), read_only_git: bool = False) -> list[str]:
     """bubblewrap arguments: a read-only system, the workspace read-write, nothing else of the host
     but ``borrowed``, read-only (what the caller vouches the command may read, e.g. git objects that
-    the workspace's clone borrows)."""
+    the workspace's clone borrows, the worker's tools). ``read_only_git``: the workspace's own
+    ``.git`` directory is mounted read-only over the writable workspace."""
     args = [bwrap, "--ro-bind", "/usr", "/usr"]
     for name in _SYSTEM_DIRS:
         path = Path("/", name)
@@ -71,16 +76,21 @@ def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, 
                 args += ["--perms", "0755", "--dir", str(parent)]
     for path in borrowed:
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(ws), str(ws), "--chdir", str(wd)]
+    args += ["--bind", str(ws), str(ws)]
+    git_dir = own_git_dir(ws) if read_only_git else None
+    if git_dir is not None:
+        args += ["--ro-bind", str(git_dir), str(git_dir)]
+    args += ["--chdir", str(wd)]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session"]
     if not network:
         args.append("--unshare-net")
     if as_root:
-        # bwrap run by root keeps every capability unless told; the launcher needs these to
-        # switch uid, and the command keeps only the file-permission ones (see launcher.py)
+        # bwrap run by root keeps every capability unless told; the launcher needs these to enter
+        # the lent workspace, switch uid and kill what the command left, and the command keeps none
+        # of them (see launcher.py)
         args += ["--cap-drop", "ALL"]
-        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL"):
             args += ["--cap-add", cap]
     else:
         args.append("--unshare-user")
@@ -101,13 +111,32 @@ def bwrap_supports_size(bwrap: str) -> bool:
     return "--size" in help_text
 
 
-def sandbox_uid() -> int:
-    """A uid for one command of a root worker: unused by anyone, fresh per command.
+def own_git_dir(ws: Path) -> Path | None:
+    """``ws/.git`` when it is a real directory of the workspace (not a link an agent planted)."""
+    git_dir = ws / ".git"
+    if git_dir.is_dir() and not git_dir.is_symlink() and Path(os.path.realpath(git_dir)) == git_dir:
+        return git_dir
+    return None
 
-    Fresh, so concurrent commands neither share a process count nor kill each other in the final
-    sweep. Taken high in the range this process's user namespace maps (containers often map only
-    65536).
-    """
+
+def sandbox_uid() -> int:
+    """A fresh uid, unused by anyone (see :func:`workspace_uid` for the one commands run as)."""
+    lo, hi = _uid_range()
+    return lo + secrets.randbelow(hi - lo + 1)
+
+
+def workspace_uid(ws: Path) -> int:
+    """The uid the commands of a root worker run as in workspace ``ws``: unused by anyone, the same for
+    every command of the workspace (its files are lent to it: see :func:`lend`), different for
+    different workspaces (their commands neither share a process count nor see each other's files)."""
+    lo, hi = _uid_range()
+    digest = hashlib.sha256(os.fsencode(ws)).digest()
+    return lo + int.from_bytes(digest[:8], "big") % (hi - lo + 1)
+
+
+def _uid_range() -> tuple[int, int]:
+    """Uids far above login users and subuid ranges, inside the range this process's user namespace
+    maps (containers often map only 65536)."""
     ranges: list[tuple[int, int]] = []
     try:
         for line in Path("/proc/self/uid_map").read_text().splitlines():
@@ -120,7 +149,42 @@ def sandbox_uid() -> int:
         start, end = max(ranges, key=lambda r: r[1] - r[0])
         hi = min(end, 65533) if end <= 65535 else end - 2  # not nobody, not the invalid uid
         lo = max(start + 1, (start + hi) // 2)
-    return lo + secrets.randbelow(hi - lo + 1)
+    return lo, hi
+
+
+def lend(ws: Path, uid: int, *, keep: Path | None = None) -> None:
+    """Make the files of ``ws`` the sandbox ``uid``'s, so a command without capabilities can work in
+    them; those under ``keep`` (the clone's ``.git`` for a command that must not write it) go back to
+    this process's uid. Links are not followed, and a file with several hard links is left alone (it may
+    have a name outside the workspace)."""
+    mine = os.geteuid()
+
+    def give(path: str, st: os.stat_result, owner: int) -> None:
+        if (st.st_uid, st.st_gid) != (owner, owner) and (stat.S_ISDIR(st.st_mode) or st.st_nlink == 1):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path, owner, owner, follow_symlinks=False)
+
+    kept = str(keep) if keep is not None else None
+    give(str(ws), ws.lstat(), uid)
+    for top, dirs, files in os.walk(ws):
+        for name in (*dirs, *files):
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            inside_kept = kept is not None and (path == kept or path.startswith(kept + os.sep))
+            give(path, st, mine if inside_kept else uid)
+
+
+def make_traversable(path: Path) -> None:
+    """Let any uid pass through the directories above ``path`` (o+x, not o+r: nothing is listed), as
+    the sandbox uid of the restricted subprocess must to reach its workspace and tools."""
+    for parent in path.parents:
+        with contextlib.suppress(OSError):
+            st = parent.stat()
+            if not st.st_mode & stat.S_IXOTH and st.st_uid == os.geteuid():
+                os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
 
 def nproc_limit(extra: int) -> int:
@@ -138,9 +202,70 @@ def nproc_limit(extra: int) -> int:
     return tasks + extra
 
 
-def kill_group(pid: int) -> None:
+_KILL_GRACE_S = 0.5  # seconds a stopped group gets between SIGTERM and SIGKILL to flush and clean up
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group ``pid`` leads (gone already: nothing to do)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
+
+
+def kill_group(pid: int) -> None:
+    signal_group(pid, signal.SIGKILL)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = _KILL_GRACE_S) -> None:
+    """SIGTERM the process group of ``proc`` (its session), then :func:`wait_or_kill`."""
+    signal_group(proc.pid, signal.SIGTERM)
+    wait_or_kill(proc, grace_s)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Wait up to ``grace_s`` for ``proc`` (already asked to stop), then SIGKILL its group; reap it."""
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """A finished (or killed) child process. ``exit_code`` is None when it was killed at the timeout."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def run_process(argv: Sequence[str], cwd: Path | None, timeout_s: float, *, env: Mapping[str, str],
+                stdin: bytes | None = None) -> ProcessResult:
+    """Run a trusted program (``argv``, never a shell line) with exactly ``env``, in its own session, with
+    pipes; at ``timeout_s`` its whole group is stopped. What an agent or a repository wrote does not
+    run here: that goes through :mod:`swarm_tasks.host.sandbox`."""
+    began = time.monotonic()
+    proc = subprocess.Popen(  # noqa: S603 - argv comes from our own code
+        list(argv), cwd=cwd, env=dict(env), start_new_session=True,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        stop_group(proc)
+        out, err = proc.communicate()
+        timed_out = True
+    except BaseException:
+        stop_group(proc)
+        raise
+    return ProcessResult(None if timed_out else proc.returncode, out, err, timed_out, time.monotonic() - began)
 
 
 def kill_uid(uid: int) -> None:

@@ -1,32 +1,39 @@
 """Where agents' shell commands run: bubblewrap when it works here, else a restricted subprocess.
 
-Every command goes ``[bwrap ...] python -I -S -c <launcher.py> <spec>``: the launcher sets the
-rlimits, switches a root worker's command to a fresh unused uid (the kernel exempts uid 0 from
-RLIMIT_NPROC), sets no_new_privs and execs ``bash -c`` (``sh`` without bash).
-The environment is built from an
-allowlist, never copied from the worker. Output (stdout and stderr interleaved in one pipe, as a
-terminal shows them) is read incrementally: the first and last halves of ``shell_max_output_bytes``
-are kept, and a command that streams far past that is killed. On timeout, flood or exit the whole
-tree dies: bubblewrap's PID namespace goes with it; in subprocess mode the process group is killed
-and, for a root worker, every process of the sandbox uid.
+This is the one door: the shell tool, the build's check (``--check``, ``check_changed``, the
+agents' ``run_check``) and codemod, and anything else that runs what an agent or a repository wrote
+start here (:mod:`swarm_tasks.host.commands`). Every command goes ``[bwrap ...] python -I -S -c
+<launcher.py> <spec>``: the launcher sets the rlimits, switches a root worker's command to the
+workspace's own unused uid with no capabilities (the kernel exempts uid 0 from RLIMIT_NPROC, and
+root's capabilities would let it write the worker's files), sets no_new_privs, runs ``bash -c``
+(``sh`` without bash) and kills every process the command left when it ends. The environment is
+built from an allowlist, never copied from the worker; PATH starts with the worker's own tool
+directories (its virtualenv, mounted read-only), so ``python -m pytest`` finds what the worker has.
+Output (stdout and stderr interleaved in one pipe, as a terminal shows them) is read incrementally:
+the first and last halves of ``shell_max_output_bytes`` are kept, and a command that streams far past
+that is killed. On timeout, flood or exit the whole tree dies: the launcher is a child subreaper and
+kills every descendant, setsid or not; bubblewrap's PID namespace goes with it; for a root worker
+every process of the sandbox uid is killed too.
 
 ``SANDBOX_TABLE`` states what each mode stops; tests/host/test_sandbox.py proves each row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,9 +45,11 @@ from swarm_tasks.host.processes import (
     bwrap_supports_size,
     kill_group,
     kill_uid,
+    lend,
     limit_hit,
+    make_traversable,
     nproc_limit,
-    sandbox_uid,
+    workspace_uid,
 )
 
 if TYPE_CHECKING:
@@ -48,9 +57,11 @@ if TYPE_CHECKING:
 
 SandboxMode = Literal["bwrap", "subprocess"]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-KEEP_CAPS = (1, 3)  # CAP_DAC_OVERRIDE, CAP_FOWNER: enough to work in a root-owned workspace
 _LAUNCHER = Path(__file__).with_name("launcher.py").read_text(encoding="utf-8")
 _FLOOD_MIN_BYTES = 16 * 1024**2
+_TERM_GRACE_S = 5.0  # the launcher's sweep after SIGTERM, before the group is killed outright
+_ACTIVE: dict[int, int] = {}  # sandbox uid -> commands running as it in this process
+_ACTIVE_LOCK = threading.Lock()
 log = logging.getLogger("swarm_tasks.host.sandbox")
 
 
@@ -129,8 +140,10 @@ class Sandbox:
     """Runs shell commands inside one agent's workspace with the protection of its ``mode``."""
 
     def __init__(self, mode: SandboxMode, settings: SwarmSettings, *, bwrap_path: str | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, tools: Sequence[Path] | None = None) -> None:
         self.mode: SandboxMode = mode
+        # the worker's own tool directories: on the command's PATH, readable, never writable
+        self.tools = tuple(tools) if tools is not None else worker_tools()
         self.settings = settings
         self.note = note
         self.as_root = os.geteuid() == 0
@@ -145,7 +158,7 @@ class Sandbox:
                   f"{s.shell_memory_bytes // 1024**2} MiB address space, {s.shell_max_processes} "
                   f"processes, {s.shell_max_file_bytes // 1024**2} MiB per file written, "
                   f"{s.shell_max_output_bytes} bytes of output kept")
-        who = ("runs as a fresh unused uid with no privileges except overriding file permissions"
+        who = ("runs as its workspace's own unused uid (the workspace is lent to it) with no capabilities"
                if self.as_root else "runs as this worker's user")
         env = "environment built from an allowlist (no secrets of the worker)"
         if self.mode == "bwrap":
@@ -162,36 +175,50 @@ class Sandbox:
 
     def run(self, command: str, *, workspace: Path, cwd: Path | None = None, timeout_s: float | None = None,
             network: bool = False, env: dict[str, str] | None = None,
-            read_only: Sequence[Path] = ()) -> CommandResult:
+            read_only: Sequence[Path] = (), git_writable: bool = False) -> CommandResult:
         """Run ``command`` with ``bash -c`` in ``cwd`` (default: the workspace root). ``read_only``: host
         directories it may also read (bwrap mounts them read-only), as the caller vouches: never taken
-        from the workspace, whose files the command itself can change."""
+        from the workspace, whose files the command itself can change. ``git_writable=False``: the
+        workspace's ``.git`` stays read-only to the command (a check or codemod has no business there;
+        bwrap mounts it read-only, a root worker keeps it its own)."""
         ws, wd = _check_dirs(workspace, cwd)
         timeout = float(timeout_s if timeout_s is not None else self.settings.shell_timeout_s)
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
-        uid = sandbox_uid() if self.as_root else None
+        uid = workspace_uid(ws) if self.as_root else None
+        real = [Path(os.path.realpath(d)) for d in read_only]
+        extra = {Path(p) for p in self._extra_binds}
+        borrowed = [d for d in dict.fromkeys((*real, *self.tools)) if d.is_dir() and not d.is_relative_to(ws)
+                    and d not in extra]
         host_tmp = None
         if self.mode == "subprocess":
             host_tmp = tempfile.mkdtemp(prefix="swarm-sh-")
+        with _running_as(uid) as alone:
             if uid is not None:
-                os.chown(host_tmp, uid, uid)
-        tmpdir = host_tmp or "/tmp"  # noqa: S108 - the private tmpfs inside bwrap
-        spec = {"limits": self._limits(timeout, uid), "uid": uid, "keep_caps": list(KEEP_CAPS),
-                "cwd": str(wd), "argv": [self.shell, "-c", command]}
-        argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
-        if self.mode == "bwrap":
-            size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
-            real = [d.resolve() for d in read_only]
-            borrowed = [d for d in real if d.is_dir() and not d.is_relative_to(ws)]
-            argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
-                                extra_ro=self._extra_binds, tmpfs_size=size, borrowed=borrowed), "--", *argv]
-        sweep_uid = uid if self.mode == "subprocess" else None  # bwrap: the PID namespace does it
-        try:
-            return self._execute(argv, _command_env(ws, tmpdir, uid, env), ws, timeout, sweep_uid)
-        finally:
-            if host_tmp:
-                shutil.rmtree(host_tmp, ignore_errors=True)
+                lend(ws, uid, keep=None if git_writable else ws / ".git")
+                if host_tmp:
+                    os.chown(host_tmp, uid, uid)
+                if self.mode == "subprocess":  # the uid must reach its workspace and tools, nothing more
+                    for path in (ws, *borrowed):
+                        make_traversable(path)
+            tmpdir = host_tmp or "/tmp"  # noqa: S108 - the private tmpfs inside bwrap
+            spec = {"limits": self._limits(timeout, uid), "uid": uid, "keep_caps": [],
+                    "cwd": str(wd), "argv": [self.shell, "-c", command]}
+            argv = [self.python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)]
+            if self.mode == "bwrap":
+                size = self.settings.shell_max_file_bytes if bwrap_supports_size(self._bwrap) else None
+                argv = [*bwrap_argv(self._bwrap, ws, wd, network=network, as_root=self.as_root,
+                                    extra_ro=self._extra_binds, tmpfs_size=size, borrowed=borrowed,
+                                    read_only_git=not git_writable), "--", *argv]
+            # the uid's sweep: only when no other command of the same workspace still runs as it
+            env = _command_env(ws, tmpdir, uid, self.tools, env)
+            try:
+                return self._execute(argv, env, ws, timeout, uid if alone() else None)
+            finally:
+                if uid is not None and alone():  # the last command out gives the workspace back
+                    lend(ws, os.geteuid())
+                if host_tmp:
+                    shutil.rmtree(host_tmp, ignore_errors=True)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -240,7 +267,13 @@ class Sandbox:
                 if _exited(proc.pid):
                     break
         finally:
-            kill_group(proc.pid)
+            if self.mode == "subprocess" and proc.returncode is None and not _exited(proc.pid):
+                # the launcher kills everything the command started, then exits
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=_TERM_GRACE_S)
+            kill_group(proc.pid)  # bwrap: its PID namespace dies with it
             if sweep_uid is not None:
                 kill_uid(sweep_uid)
             try:
@@ -284,11 +317,48 @@ def _check_dirs(workspace: Path, cwd: Path | None) -> tuple[Path, Path]:
     return ws, wd
 
 
-def _command_env(ws: Path, tmpdir: str, uid: int | None, extra: dict[str, str] | None) -> dict[str, str]:
+@contextlib.contextmanager
+def _running_as(uid: int | None) -> Iterator[Callable[[], bool]]:
+    """Count the commands running as ``uid``; yields whether this one is (now) the only one."""
+    if uid is None:
+        yield lambda: False
+        return
+    with _ACTIVE_LOCK:
+        _ACTIVE[uid] = _ACTIVE.get(uid, 0) + 1
+
+    def alone() -> bool:
+        with _ACTIVE_LOCK:
+            return _ACTIVE.get(uid) == 1
+
+    try:
+        yield alone
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE[uid] -= 1
+            if not _ACTIVE[uid]:
+                del _ACTIVE[uid]
+
+
+def worker_tools() -> tuple[Path, ...]:
+    """This process's tool directories beyond the system's: its virtualenv, if it runs in one (the
+    interpreter and the tools installed with the project: pytest, ruff), and the Python installation
+    it is made from when that is not part of the system (pyenv)."""
+    found = []
+    if sys.prefix != sys.base_prefix:
+        found.append(Path(os.path.realpath(sys.prefix)))
+    base = Path(os.path.realpath(sys.base_prefix))
+    if not base.is_relative_to("/usr"):
+        found.append(base)
+    return tuple(found)
+
+
+def _command_env(ws: Path, tmpdir: str, uid: int | None, tools: Sequence[Path],
+                 extra: dict[str, str] | None) -> dict[str, str]:
     """The whole environment of a command: nothing is inherited from the worker."""
-    env = {"PATH": SYSTEM_PATH, "HOME": str(ws), "TMPDIR": tmpdir, "LANG": "C.UTF-8", "TERM": "dumb",
+    path = os.pathsep.join([*(str(t / "bin") for t in tools if (t / "bin").is_dir()), SYSTEM_PATH])
+    env = {"PATH": path, "HOME": str(ws), "TMPDIR": tmpdir, "LANG": "C.UTF-8", "TERM": "dumb",
            "XDG_CACHE_HOME": f"{tmpdir}/.cache"}
-    if uid is not None:  # the sandbox uid does not own the repository; git would refuse it
+    if uid is not None:  # the sandbox uid does not own the repository's .git; git would refuse it
         env |= {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
     return env | (extra or {})
 

@@ -26,6 +26,7 @@ from swarm_tasks.build import (
 )
 from swarm_tasks.errors import GitError, WorkspaceError
 from swarm_tasks.settings import SwarmSettings
+from tests.agents import make_settings
 from tests.build import SHARED, assert_sane, clone_of, edit, git, make_remote, refuse, remote_tip
 
 
@@ -235,20 +236,35 @@ def test_run_check_reports_pass_fail_and_truncates(tmp_path: Path) -> None:
     assert len(long.output) < 1200 and long.output.rstrip().endswith("100000")
 
 
-def test_hanging_check_is_killed_with_its_children(tmp_path: Path) -> None:
-    result = run_check("sleep 60 & echo $! > child.pid; wait", tmp_path, 0.5)
-    assert result.timed_out and not result.passed and result.exit_code is None
-    child = int((tmp_path / "child.pid").read_text())
+def _running(marker: str) -> list[int]:
+    """Live processes (zombies aside) whose command line contains ``marker``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc.pid)
+    return found
+
+
+def _none_left(marker: str) -> bool:
     deadline = time.monotonic() + 10
-    while psutil.pid_exists(child) and time.monotonic() < deadline:
-        try:
-            if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
-                break
-        except psutil.NoSuchProcess:
-            break
+    while _running(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE
-    assert not alive, "the check's background child survived the timeout"
+    return not _running(marker)
+
+
+@pytest.mark.parametrize("mode", ["auto", "subprocess"])
+def test_hanging_check_is_killed_with_its_children(tmp_path: Path, mode: str) -> None:
+    result = run_check("sleep 6061 & wait", tmp_path, 0.5, settings=make_settings(sandbox=mode))
+    assert result.timed_out and not result.passed and result.exit_code is None
+    assert _none_left("sleep 6061"), "the check's background child survived the timeout"
+
+
+@pytest.mark.parametrize("mode", ["auto", "subprocess"])
+def test_a_check_leaves_no_process_behind_even_one_that_called_setsid(tmp_path: Path, mode: str) -> None:
+    """Issue 15, case 2: this check used to leave a root process running after the build."""
+    result = run_check('(setsid sh -c "sleep 779" &); true', tmp_path, 30, settings=make_settings(sandbox=mode))
+    assert result.passed and result.duration_s < 20
+    assert _none_left("sleep 779")
 
 
 # -- committing ---------------------------------------------------------------------------------------

@@ -51,10 +51,8 @@ def own_tests_pass(bare: Path, dest: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-# Until the sandboxed check and codemod find the caller's tools (containment's tool path: issue 19's first
-# bullet), the workers' PATH is /bin:/usr/bin and both runs fail honestly ("pytest: not found", every file
-# "ruff: not found"). strict: the day they pass, this marker must go.
-@pytest.mark.xfail(strict=True, reason="sandboxed commands do not get the caller's tool directories on PATH yet")
+# The check and the codemod run sandboxed, with the worker's virtualenv (read-only) first on their PATH:
+# `python -m pytest -q` and `ruff format` are the worker's own.
 @pytest.mark.parametrize("which", [0, 1], ids=["model-with-check", "codemod"])
 def test_the_readme_build_example_runs_as_written_on_a_real_library(which: int, tmp_path: Path) -> None:
     command = readme_builds()[which]

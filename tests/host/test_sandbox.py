@@ -12,6 +12,7 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -99,13 +100,19 @@ def spawn_check(sandbox: Sandbox, ws: Path) -> int:
 
 def test_read_outside_the_workspace(sandbox: Sandbox, ws: Path) -> None:
     secret = ws.parent / "outside" / "secret.txt"
-    result = sandbox.run(f"cat {secret}; cat /etc/shadow; ls /root", workspace=ws)
+    result = sandbox.run(f"cat {secret}; cat /etc/shadow; ls -A /root", workspace=ws)
     if sandbox.mode == "bwrap":
         assert "TOPSECRET" not in result.output and "root:" not in result.output
-        assert result.output.count("No such file or directory") == 3
-    else:  # not blocked, and said so
+        # /root holds at most the way to the worker's own tools (a pyenv Python), mounted read-only
+        tools = {t.relative_to("/root").parts[0] for t in sandbox.tools if t.is_relative_to("/root")}
+        listed = set(result.output.splitlines()[2:])
+        assert listed <= tools or "No such file or directory" in result.output.splitlines()[-1]
+        assert result.output.count("No such file or directory") >= 2
+    else:  # not blocked, and said so; a root worker's command is another uid: the worker's own files stay its own
         assert "TOPSECRET" in result.output
         assert "NO filesystem isolation" in sandbox.describe()
+        if AS_ROOT:
+            assert "root:" not in result.output and result.output.count("Permission denied") == 2
 
 
 def test_write_outside_the_workspace(sandbox: Sandbox, ws: Path) -> None:
@@ -124,9 +131,29 @@ def test_write_outside_the_workspace(sandbox: Sandbox, ws: Path) -> None:
     if sandbox.mode == "bwrap":
         assert not planted.exists() and not system.exists() and not host_tmp.exists()
         assert "Read-only file system" in result.output
+    elif AS_ROOT:  # another uid without capabilities: nothing the worker owns is writable
+        assert not planted.exists() and "Permission denied" in result.output
     else:
         assert planted.read_text() == "pwned\n"
         assert "NO filesystem isolation" in sandbox.describe()
+
+
+def test_no_pth_planted_in_the_workers_virtualenv(sandbox: Sandbox, ws: Path) -> None:
+    """Case 5 of issue 15: a command that writes a .pth into the worker's site-packages would run as the
+    worker the next time it starts Python."""
+    site = Path(next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)))
+    pth = site / f"zz-planted-{uuid.uuid4().hex}.pth"
+    try:
+        result = sandbox.run(f"echo 'import os' > {pth}; grep -c CapEff /proc/self/status; "
+                             "grep CapEff /proc/self/status", workspace=ws)
+        if sandbox.mode == "subprocess" and not AS_ROOT:
+            assert pth.exists()  # the same user, no isolation: the table says NOT blocked
+            return
+        assert not pth.exists(), result.output
+        assert "Read-only file system" in result.output or "Permission denied" in result.output
+        assert result.output.split()[-1] == "0000000000000000"  # no capability at all
+    finally:
+        pth.unlink(missing_ok=True)
 
 
 def test_symlink_and_dotdot_escapes(sandbox: Sandbox, ws: Path) -> None:
@@ -403,6 +430,20 @@ def test_concurrent_commands_in_one_workspace(sandbox: Sandbox, ws: Path) -> Non
 def test_git_works_in_a_repository_the_worker_owns(sandbox: Sandbox, ws: Path) -> None:
     subprocess.run(["git", "init", "-q", str(ws)], check=True)
     (ws / "a.txt").write_text("a\n")
-    result = sandbox.run("git status --short && git add a.txt && git diff --cached --name-only", workspace=ws)
+    result = sandbox.run("git status --short && git add a.txt && git diff --cached --name-only", workspace=ws,
+                         git_writable=True)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["?? a.txt", "a.txt"]
+
+
+def test_the_clones_git_directory_is_read_only_by_default(sandbox: Sandbox, ws: Path) -> None:
+    """Hooks and config planted in .git would run later, outside the sandbox, when the worker runs git."""
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    hook = ws / ".git" / "hooks" / "post-commit"
+    result = sandbox.run(f"git status --short; echo evil > {hook}; git config core.fsmonitor 'touch /tmp/x'; "
+                         "echo fine > a.txt", workspace=ws)
+    assert "?? " not in result.output or sandbox.mode == "subprocess"  # git status itself works
+    assert (ws / "a.txt").read_text() == "fine\n"
+    if sandbox.mode == "subprocess" and not AS_ROOT:
+        return  # the worker's own user and no isolation: the table says NOT blocked
+    assert not hook.exists() and "fsmonitor" not in (ws / ".git" / "config").read_text()

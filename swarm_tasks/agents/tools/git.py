@@ -1,9 +1,9 @@
 """Git tools (status, diff, commit) and the conflict-marker check the build swarm runs before pushing.
 
-These run git in the worker, outside the sandbox, on a repository the agent's shell can rewrite.
-So every call disables what would run a program named by the repository: hooks, fsmonitor,
-external diff and textconv, signing programs, transports; and a repository whose own config
-defines clean/smudge filters or moves the work tree elsewhere is refused.
+These run git in the worker, outside the sandbox, on a repository an agent wrote. So every call goes
+through the project's git wrapper (:func:`swarm_tasks.host.git.git`: no hook, fsmonitor, driver,
+signing program or transport the repository names ever runs), without network; and a repository whose
+own config defines clean/smudge filters or moves the work tree elsewhere is refused outright.
 """
 
 from __future__ import annotations
@@ -12,26 +12,20 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from git import Git, Repo
-from git.exc import InvalidGitRepositoryError, NoSuchPathError
 from pydantic import Field
 
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.agents.tools.files import confined, workspace_of
 from swarm_tasks.build.gitops import marker_lines
-from swarm_tasks.errors import ToolError
+from swarm_tasks.errors import GitError, ToolError
+from swarm_tasks.host.git import git
 from swarm_tasks.host.workspace import Workspace
 
 GIT_TIMEOUT_S = 120.0
 MARKER_MAX_FILE_BYTES = 20 * 1024**2
 DEFAULT_EMAIL_DOMAIN = "swarm-tasks.invalid"  # reserved TLD: clearly not a real mailbox
-_SAFE_CONFIG = (
-    "core.hooksPath=/dev/null", "core.fsmonitor=false", "core.pager=cat", "commit.gpgSign=false",
-    "tag.gpgSign=false", "diff.ignoreSubmodules=all", "status.submoduleSummary=false",
-    "protocol.allow=never", "safe.directory=*",
-)
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "GIT_EDITOR": "true",
-            "GIT_PAGER": "cat"}
+_NO_NETWORK = tuple(f"protocol.{name}.allow=never" for name in ("file", "git", "http", "https", "ssh"))
+_GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0"}
 _DANGEROUS_KEY = re.compile(r"^(filter\..+\.(clean|smudge|process)|core\.worktree)$")
 
 
@@ -44,11 +38,10 @@ def find_conflict_markers(repo_path: Path, paths: Iterable[str], *, staged: bool
     hits: list[tuple[str, int]] = []
     wanted = sorted(set(paths))
     if staged:
-        with Repo(repo_path) as repo:
-            for path, sha in _index_blobs(repo_path, wanted).items():
-                stream = repo.odb.stream(bytes.fromhex(sha))
-                if stream.size <= MARKER_MAX_FILE_BYTES:
-                    hits += [(path, no) for no in _text_markers(stream.read())]
+        for path, sha in _index_blobs(repo_path, wanted).items():
+            if int(run_git(repo_path, ["cat-file", "-s", sha]).strip()) <= MARKER_MAX_FILE_BYTES:
+                blob = git(["cat-file", "blob", sha], cwd=repo_path, timeout_s=GIT_TIMEOUT_S, config=_NO_NETWORK)
+                hits += [(path, no) for no in _text_markers(blob.stdout)]
         return hits
     ws = Workspace(repo_path)
     for path in wanted:
@@ -86,25 +79,24 @@ def _index_blobs(root: Path, paths: list[str]) -> dict[str, str]:
 
 
 def run_git(root: Path, args: list[str], *, env: dict[str, str] | None = None) -> str:
-    """Run git in ``root`` with the safety overrides; ToolError with git's message on failure."""
-    cmd = ["git"]
-    for item in _SAFE_CONFIG:
-        cmd += ["-c", item]
-    status, out, err = Git(root).execute(
-        [*cmd, *args], with_extended_output=True, with_exceptions=False, kill_after_timeout=GIT_TIMEOUT_S,
-        env=_GIT_ENV | (env or {}), strip_newline_in_stdout=False)
-    if status != 0:
-        raise ToolError(f"git {args[0]} failed: {(err or out).strip() or f'exit status {status}'}")
-    return str(out)
+    """Run git in ``root`` through the wrapper, without network; ToolError with git's message on failure."""
+    try:
+        done = git(args, cwd=root, timeout_s=GIT_TIMEOUT_S, config=_NO_NETWORK, env=_GIT_ENV | (env or {}))
+    except GitError as exc:
+        raise ToolError(str(exc)) from None
+    out, err = (text.decode("utf-8", "replace") for text in (done.stdout, done.stderr))
+    if done.timed_out:
+        raise ToolError(f"git {args[0]} did not finish within {GIT_TIMEOUT_S:g} s and was killed")
+    if done.exit_code != 0:
+        raise ToolError(f"git {args[0]} failed: {(err or out).strip() or f'exit status {done.exit_code}'}")
+    return out
 
 
 def open_repo(ctx: ToolContext) -> tuple[Workspace, Path]:
     """The workspace and its repository root (the workspace root itself), checked for dangerous config."""
     ws = workspace_of(ctx)
-    try:
-        Repo(ws.root).close()
-    except (InvalidGitRepositoryError, NoSuchPathError):
-        raise ToolError("the workspace is not a git repository (no .git at its root)") from None
+    if not (ws.root / ".git").exists():
+        raise ToolError("the workspace is not a git repository (no .git at its root)")
     listing = run_git(ws.root, ["config", "--list", "--show-scope", "--includes", "-z"])
     tokens = listing.split("\0")  # scope NUL key LF value NUL ...
     for scope, entry in zip(tokens[::2], tokens[1::2], strict=False):
