@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from swarm_tasks.cli import main
-from swarm_tasks.host.sandbox import SANDBOX_TABLE
+from swarm_tasks.host.policy import LAUNCH_TABLE, SANDBOX_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -26,10 +26,17 @@ def test_quickstart_is_two_commands_main_job_then_tests():
     assert "bin/test" in ci
 
 
+def _table(marker: str) -> list[list[str]]:
+    table = README.split(f"<!-- {marker} -->", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+
+
 def test_sandbox_table_matches_what_the_tests_prove():
-    table = README.split("<!-- sandbox-table -->", 1)[1].split("<!-- /sandbox-table -->", 1)[0]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
-    assert rows == [[r.threat, r.bwrap, r.subprocess] for r in SANDBOX_TABLE]
+    assert _table("sandbox-table") == [[r.threat, r.bwrap, r.subprocess] for r in SANDBOX_TABLE]
+
+
+def test_launch_table_covers_every_launch_path_with_its_test():
+    assert _table("launch-table") == [[r.path, r.how, f"`{r.test}`"] for r in LAUNCH_TABLE]
 
 
 def test_every_cli_command_in_the_readme_exists():

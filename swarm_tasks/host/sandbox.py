@@ -15,7 +15,8 @@ that is killed. On timeout, flood or exit the whole tree dies: the launcher is a
 kills every descendant, setsid or not; bubblewrap's PID namespace goes with it; for a root worker
 every process of the sandbox uid is killed too.
 
-``SANDBOX_TABLE`` states what each mode stops; tests/host/test_sandbox.py proves each row.
+``SANDBOX_TABLE`` (:mod:`swarm_tasks.host.policy`) states what each mode stops; tests/host/test_sandbox.py
+proves each row.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from swarm_tasks.errors import SandboxError
+from swarm_tasks.host.policy import SANDBOX_TABLE, SandboxRow
 from swarm_tasks.host.processes import (
     CapturedOutput,
     bwrap_argv,
@@ -63,56 +65,6 @@ _TERM_GRACE_S = 5.0  # the launcher's sweep after SIGTERM, before the group is k
 _ACTIVE: dict[int, int] = {}  # sandbox uid -> commands running as it in this process
 _ACTIVE_LOCK = threading.Lock()
 log = logging.getLogger("swarm_tasks.host.sandbox")
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxRow:
-    """One threat and what each mode does about it (the README shows these)."""
-
-    threat: str
-    bwrap: str
-    subprocess: str
-
-
-SANDBOX_TABLE: tuple[SandboxRow, ...] = (
-    SandboxRow("read a file outside the workspace (/etc/shadow, /root, a sibling directory)",
-               "blocked: not mounted (only /usr, the system libraries and a few /etc files are)",
-               "NOT blocked: no filesystem isolation"),
-    SandboxRow("write outside the workspace",
-               "blocked: / and the system are read-only; /tmp is private and discarded",
-               "NOT blocked: no filesystem isolation"),
-    SandboxRow("escape through a symlink or '..' out of the workspace",
-               "blocked: the target is not mounted",
-               "NOT blocked in the shell (the file tools refuse such paths in every mode)"),
-    SandboxRow("see or signal other processes (their environment via /proc, kill the worker)",
-               "blocked: own PID namespace, other processes are invisible",
-               "blocked when the worker is root (the command runs as another uid), though other processes "
-               "are listed with their command lines; as a normal user NOT blocked"),
-    SandboxRow("outbound network (even to 127.0.0.1)",
-               "blocked: own network namespace (unless network=True)",
-               "NOT blocked: no network isolation"),
-    SandboxRow("fork bomb",
-               "bounded by RLIMIT_NPROC (sandbox uid or own user namespace); killed at the timeout",
-               "bounded by RLIMIT_NPROC (sandbox uid when root; as a normal user: the user's tasks plus "
-               "the limit); killed at the timeout"),
-    SandboxRow("fill the disk with one huge file",
-               "stopped by RLIMIT_FSIZE; /tmp is a size-capped tmpfs",
-               "stopped by RLIMIT_FSIZE (many smaller files are not limited: no quota)"),
-    SandboxRow("allocate huge memory",
-               "stopped by RLIMIT_AS", "stopped by RLIMIT_AS"),
-    SandboxRow("read the worker's secrets from the environment",
-               "blocked: environment built from an allowlist", "blocked: environment built from an allowlist"),
-    SandboxRow("endless output",
-               "kept to the first and last bytes; killed when it streams far past the limit",
-               "kept to the first and last bytes; killed when it streams far past the limit"),
-    SandboxRow("run forever (also in background children)",
-               "killed at the timeout with its whole PID namespace",
-               "killed at the timeout: process group, and all processes of the sandbox uid when root "
-               "(as a normal user a child that calls setsid survives)"),
-    SandboxRow("gain privileges (setuid binaries, setuid(0))",
-               "blocked: no_new_privs; a root worker's command has no root uid or capabilities beyond file "
-               "permissions", "blocked: the same"),
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,18 @@ def test_outbound_network(sandbox: Sandbox, ws: Path) -> None:
         else:
             assert "connected" in result.output
             assert "NO network isolation" in sandbox.describe()
+    # a Unix socket outside the workspace (Redis's): not there at all inside bubblewrap
+    with socket.socket(socket.AF_UNIX) as server:
+        path = ws.parent / "outside" / "redis.sock"
+        server.bind(str(path))
+        path.chmod(0o777)
+        server.listen(8)
+        code = f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r}); print('connected')"
+        result = sandbox.run(f"{sandbox.python} -c {shlex.quote(code)}", workspace=ws)
+        if sandbox.mode == "bwrap":
+            assert "connected" not in result.output and "FileNotFoundError" in result.output
+        else:  # a socket anyone may use is open to the fallback (Redis's own are 700 or 770)
+            assert "connected" in result.output
 
 
 def test_fork_bomb_is_bounded(sandbox: Sandbox, ws: Path) -> None:
@@ -291,10 +303,21 @@ def test_timeout_kills_the_whole_tree(sandbox: Sandbox, ws: Path) -> None:
 
 
 def test_background_children_end_with_the_command(sandbox: Sandbox, ws: Path) -> None:
-    result = sandbox.run("id -u; (setsid sleep 33 &); sleep 34 & echo started", workspace=ws)
+    marker = f"33.{uuid.uuid4().int % 10**6:06d}"
+    result = sandbox.run(f"id -u; (setsid sleep {marker} &); (setsid sh -c 'sleep {marker}' &); sleep 34 & "
+                         "echo started", workspace=ws)
     assert result.exit_code == 0 and not result.timed_out and result.duration_s < 15
     assert result.output.split()[1] == "started"
     assert_all_gone(printed_uid(result.output))
+    deadline = time.monotonic() + 10  # as any user: the launcher is the subreaper of what the command left
+    while running(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(f"sleep {marker}") == []
+
+
+def running(needle: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline", "status"])
+            if p.info["status"] != psutil.STATUS_ZOMBIE and needle in " ".join(p.info["cmdline"] or ())]
 
 
 def test_exit_codes_output_and_cwd(sandbox: Sandbox, ws: Path) -> None:
