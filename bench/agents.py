@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, Limits
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings

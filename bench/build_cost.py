@@ -31,7 +31,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bench.common import BenchResult, Row, machine_info, progress, redis_for_bench
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.build.gitops import run_git
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.build.workflow import submit_build

@@ -29,7 +29,7 @@ from bench.common import (
 )
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import ProgramContext, ProgramResult
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.celery import CeleryScheduler, app, ping, use_settings
 from swarm_tasks.cluster import LocalCluster

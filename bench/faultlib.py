@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from bench.rabbitmq import Vhost
 from coordination.embedded import EmbeddedRedis
 from coordination.tasks import TaskStatus
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build.codemod import sequential_reference, split_by_file
 from swarm_tasks.build.job import BuildJob

@@ -36,7 +36,7 @@ from bench.netns import Host, Network
 from coordination.embedded import EmbeddedRedis
 from coordination.registry import Kind
 from coordination.run import global_registry
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster

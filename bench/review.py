@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from bench.agents import HTTP_ENV, measure_bare, rss_mb
 from bench.common import BenchResult, Row, machine_info, progress, ratio, redis_for_bench
 from bench.review_offline import offline_rows
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster

@@ -36,7 +36,7 @@ from bench.agents import HTTP_ENV, MODEL, MockProcess, rss_mb, script
 from bench.common import BenchResult, Row, consumers, machine_info, progress, ratio, redis_for_bench, worker_names
 from coordination.connection import connect
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, Limits
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings

@@ -21,7 +21,7 @@ from pydantic import JsonValue
 from coordination.connection import RedisHandle
 from coordination.errors import VersionConflict
 from coordination.store import ride_out
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.build.job import forget_secret
 from swarm_tasks.celery import CeleryScheduler, app, use_settings

@@ -186,7 +186,7 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
                                 ("summary_min_severity", min_severity), ("link_base", link_base)) if v is not None}
     config.update({k: True for k, v in (("honor_noqa", honor_noqa), ("include_vendored", include_vendored)) if v})
     if baseline is not None:
-        from swarm_tasks.review.suppress import baseline_fingerprints
+        from swarm_tasks.review.report_json import baseline_fingerprints
 
         config.update(baseline_fingerprints=baseline_fingerprints(baseline), baseline_label=str(baseline))
     check_review_job(source, ref, models, config, limits)  # before any server or worker starts

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from coordination.registry import Kind, Registration
 from coordination.run import global_registry
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.display import duration
 

@@ -23,18 +23,15 @@ from coordination.run import global_registry
 from coordination.store import OUTAGE_ERRORS, RECONNECT
 from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
-from swarm_tasks.agents.runner import AgentServices, RunContext, SwarmClient
+from swarm_tasks.agents.services import AgentServices, RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.launch import watch_idle
 from swarm_tasks.models.preflight import advertised_names
 from swarm_tasks.runs import RUN_ROOT, RunStatus
 
 log = logging.getLogger("swarm_tasks.control")
 
 WAITING_RECHECK_S = 300.0
-
-
-def idle_payload(run_id: str) -> str:
-    return json.dumps({"kind": "run-idle", "run": run_id})
 
 
 class ControlLoop:
@@ -155,8 +152,6 @@ class ControlLoop:
         if not has_open_agents(ctx):
             self.on_idle(ctx.run_id)
             return
-        from swarm_tasks.launch import watch_idle  # launch imports this module
-
         watch_idle(ctx.state)
 
     # -- agents ----------------------------------------------------------------------------------

@@ -3,18 +3,24 @@ workflow starts its runs with; how a run ends is its workflow's idle hook: see :
 
 from __future__ import annotations
 
+import json
+
 from pydantic import JsonValue
 
 from coordination.run import RunState
 from coordination.store import Write, wake_when_done
 from swarm_tasks.agents.children import ChildRequest, spawn
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, SpecBook
 from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore
-from swarm_tasks.control import idle_payload
 from swarm_tasks.outcome import Tally
 from swarm_tasks.runs import RUN_ROOT, RunLimits, RunRecord, RunStatus, RunStore
 from swarm_tasks.settings import SwarmSettings
+
+
+def idle_payload(run_id: str) -> str:
+    """The wake-up a run's idle watch posts (the control loop sends the run's ``swarm.run.idle`` task)."""
+    return json.dumps({"kind": "run-idle", "run": run_id})
 
 
 def watch_idle(state: RunState) -> None:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from coordination.events import Event, EventLog
 from swarm_tasks.agent_list import AgentRow
-from swarm_tasks.agents.runner import RunContext
+from swarm_tasks.agents.services import RunContext
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.display import inert
 from swarm_tasks.security import Redactor

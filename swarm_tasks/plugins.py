@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from swarm_tasks.errors import PluginError
 
 if TYPE_CHECKING:
-    from swarm_tasks.agents.runner import SwarmClient
+    from swarm_tasks.agents.services import SwarmClient
     from swarm_tasks.agents.tools.base import Tool
     from swarm_tasks.runs import RunRecord
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from coordination.errors import NotFound, VersionConflict
 from swarm_tasks.agents.children import initial_messages
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.spec import AgentKind
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.errors import JobSpecError

@@ -42,7 +42,8 @@ import redis
 
 from coordination.connection import RedisHandle
 from coordination.run import record_store
-from swarm_tasks.agents.runner import AgentRunner, AgentServices, Scheduler, StepOutcome
+from swarm_tasks.agents.runner import AgentRunner, StepOutcome
+from swarm_tasks.agents.services import AgentServices, Scheduler
 from swarm_tasks.agents.toolset import ToolRegistry, default_tools
 from swarm_tasks.control import ControlLoop
 from swarm_tasks.errors import RecordSignatureError

@@ -10,7 +10,7 @@ import jsonschema
 from pydantic import JsonValue
 
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import RunContext
+from swarm_tasks.agents.services import RunContext
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.tools.control import FinishArgs, SpawnArgs
 from swarm_tasks.agents.toolset import ToolRegistry

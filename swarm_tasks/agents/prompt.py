@@ -12,7 +12,7 @@ file) can overflow the window on its own. The ``finish`` tool carries the agent'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from swarm_tasks.agents.context import compact, summary_request, truncate_result
 from swarm_tasks.agents.state import Usage
@@ -21,8 +21,11 @@ from swarm_tasks.errors import ContextOverflow, ModelError
 from swarm_tasks.models.types import ChatMessage, ModelReply
 
 if TYPE_CHECKING:
-    from swarm_tasks.agents.turn import Turn
+    from swarm_tasks.agents.services import AgentServices, Holder, RunContext
+    from swarm_tasks.agents.spec import AgentSpec
+    from swarm_tasks.agents.state import AgentState
     from swarm_tasks.models.gateway import ModelGateway
+    from swarm_tasks.settings import SwarmSettings
 
 MIN_RESULT_TOKENS = 512
 SUMMARY_MAX_CHARS = 60_000
@@ -50,6 +53,19 @@ class Sent:
     compactions: int = 0
     usage: Usage = field(default_factory=Usage)
     error: ModelError | None = None
+
+
+class Turn(Protocol):
+    """What a prompt uses of the turn it belongs to (:class:`swarm_tasks.agents.turn.Turn`)."""
+
+    @property
+    def agent(self) -> AgentState: ...
+
+    services: AgentServices
+    settings: SwarmSettings
+    ctx: RunContext
+    spec: AgentSpec
+    holder: Holder
 
 
 class TurnPrompt:

@@ -37,7 +37,7 @@ from swarm_tasks.agents.calls import (
 from swarm_tasks.agents.children import ChildRequest, collect, resolve_callable, spawn
 from swarm_tasks.agents.program import EmittedEvent, Ending, FollowUp, ProgramContext, ProgramResult
 from swarm_tasks.agents.prompt import TurnPrompt, reply_usage
-from swarm_tasks.agents.runner import AgentServices, Holder, RunContext, run_is_live
+from swarm_tasks.agents.services import AgentServices, Holder, RunContext, run_is_live
 from swarm_tasks.agents.spec import AgentKind, AgentSpec, WorkspaceMode
 from swarm_tasks.agents.state import AgentState, AgentStatus, Usage
 from swarm_tasks.agents.tools.base import ToolContext, ToolResult, run_tool

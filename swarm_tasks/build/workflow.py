@@ -23,7 +23,7 @@ from coordination.ids import new_id
 from coordination.notes import ProgressDoc
 from coordination.tasks import TaskStatus
 from swarm_tasks.agents.children import ChildRequest, child_id, spawn
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build.cycles import CycleBook, CycleState, Phase, Verdict
 from swarm_tasks.build.ending import StopReason, board_tasks, build_result, conclude, left_out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import JsonValue
 
 from coordination.events import EventLog
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.review.report import Report
 
 MAX_SHOWN = 2_000

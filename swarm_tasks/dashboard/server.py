@@ -12,7 +12,7 @@ from aiohttp import web
 
 from coordination.connection import connect, make_async_client, redact_url
 from coordination.errors import ConfigurationError
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.dashboard import api, sse
 from swarm_tasks.dashboard.guard import HEALTH_PATH, Guard, check_bind, health
 from swarm_tasks.dashboard.views import Views

@@ -18,7 +18,7 @@ from pydantic import BaseModel, JsonValue
 from coordination.errors import NotFound
 from coordination.keys import check_id
 from coordination.tasks import Task, TaskStatus
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord

@@ -7,7 +7,7 @@ import json
 
 from pydantic import JsonValue
 
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.launch import all_agents, tally_agents
 from swarm_tasks.outcome import decide

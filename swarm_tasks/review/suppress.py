@@ -23,11 +23,9 @@ import fnmatch
 import hashlib
 import re
 from collections import defaultdict
-from pathlib import Path
 
 from pydantic import Field
 
-from swarm_tasks.errors import JobSpecError, ReviewError
 from swarm_tasks.review.code_index import CodeIndex
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding
@@ -145,27 +143,6 @@ def apply_suppressions(findings: list[Finding], index: CodeIndex,
         else:
             kept.append(finding)
     return kept, suppressed
-
-
-def baseline_fingerprints(path: Path) -> tuple[str, ...]:
-    """The fingerprints of every finding (every occurrence of aggregated ones) in an earlier JSON report.
-    :class:`JobSpecError` (bad input) for a file that is not a report, or one made before reports had
-    fingerprints."""
-    from swarm_tasks.review.report_json import parse_json
-
-    try:
-        report = parse_json(path.read_bytes())
-    except OSError as exc:
-        raise JobSpecError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
-    except ReviewError as exc:
-        raise JobSpecError(f"baseline {path} is not a review report.json: {exc}") from None
-    prints = {f.fingerprint for f in report.findings} | {
-        o.fingerprint for f in report.findings for o in f.occurrences}
-    prints.discard("")
-    if report.findings and not prints:
-        raise JobSpecError(f"baseline {path} has no finding fingerprints (made by an older version): "
-                          "review once without --baseline and use that report")
-    return tuple(sorted(prints))
 
 
 def without_baseline(findings: list[Finding], known: frozenset[str]) -> tuple[list[Finding], int]:

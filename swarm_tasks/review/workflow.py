@@ -16,7 +16,7 @@ from pathlib import Path
 from coordination.errors import AlreadyExists
 from coordination.store import RecordStore, Write
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import RunContext, SwarmClient
+from swarm_tasks.agents.services import RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.launch import all_agents, start_agents, tally_agents
 from swarm_tasks.outcome import RunOutcome, Tally, class_of, decide

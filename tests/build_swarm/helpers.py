@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.build.workflow import on_idle
 from swarm_tasks.runs import RunRecord, RunStatus
 

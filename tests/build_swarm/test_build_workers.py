@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coordination.tasks import TaskStatus
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build.codemod import sequential_reference, split_by_file
 from swarm_tasks.build.job import BuildJob

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from coordination import codec
 from coordination.store import Versioned, Write
 from swarm_tasks import celery_signing
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.build.job import BuildJob
 from swarm_tasks.build.workflow import submit_build

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.dashboard import create_app
 from swarm_tasks.runs import RunRecord

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from coordination.errors import ConfigurationError
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.dashboard import create_app
 from swarm_tasks.settings import SwarmSettings

@@ -199,7 +199,7 @@ def test_the_page_works_behind_its_credential(staged, swarm_settings, dash_clien
     stream all carry the credential, and the graph still follows the run live."""
     from pydantic import SecretStr
 
-    from swarm_tasks.agents.runner import SwarmClient
+    from swarm_tasks.agents.services import SwarmClient
     from swarm_tasks.dashboard import create_app
     from tests.dashboard.conftest import ServerThread
 

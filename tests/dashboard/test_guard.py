@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from coordination.errors import ConfigurationError
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.dashboard.guard import check_bind, host_name, is_loopback
 from swarm_tasks.settings import SwarmSettings
 from tests.dashboard.test_api import with_client

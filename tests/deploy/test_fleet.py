@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings

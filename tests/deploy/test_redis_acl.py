@@ -23,7 +23,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.cluster import LocalCluster, settings_env
 from swarm_tasks.dashboard.views import Views
 from swarm_tasks.settings import QUEUES, SwarmSettings

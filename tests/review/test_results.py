@@ -10,10 +10,9 @@ from swarm_tasks.review.enums import Category, FindingSource, Severity
 from swarm_tasks.review.findings import Finding, Location
 from swarm_tasks.review.merge import merge_findings
 from swarm_tasks.review.pipeline import review_locally
-from swarm_tasks.review.report_json import render_json
+from swarm_tasks.review.report_json import baseline_fingerprints, render_json
 from swarm_tasks.review.report_markdown import render_markdown
 from swarm_tasks.review.report_sarif import render_sarif
-from swarm_tasks.review.suppress import baseline_fingerprints
 from tests.review.test_reports import validate_sarif
 
 

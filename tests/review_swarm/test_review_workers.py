@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster

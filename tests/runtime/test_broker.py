@@ -15,7 +15,7 @@ from bench.common import tasks_started, worker_names
 from bench.rabbitmq import Vhost, rabbitmq_unavailable
 from coordination.errors import ConfigurationError
 from swarm_tasks.agents.children import ChildRequest
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.celery import CeleryScheduler, app, celery_config, ping, use_settings
 from swarm_tasks.cluster import LocalCluster

@@ -114,7 +114,7 @@ def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_
 
 @pytest.mark.slow
 def test_on_real_workers_the_attempts_and_result_budgets_hold(swarm_settings, tmp_path):
-    from swarm_tasks.agents.runner import SwarmClient
+    from swarm_tasks.agents.services import SwarmClient
     from swarm_tasks.celery import CeleryScheduler, app, use_settings
     from swarm_tasks.cluster import LocalCluster
     from swarm_tasks.launch import start_agents

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from swarm_tasks.agents.children import ChildRequest, child_id
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
