@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis, find_redis_server
 from swarm_tasks import celery_signing
-from swarm_tasks.agents.runner import SwarmClient
+from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.cluster import REPO_ROOT, LocalCluster, settings_env
 from swarm_tasks.host.processes import make_traversable
 from swarm_tasks.host.sandbox import Sandbox, sandbox_problem
