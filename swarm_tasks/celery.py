@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from amqp import exceptions as amqp_errors
 from celery import Celery, signals
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
+from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
 from coordination.connection import RedisHandle, connect, redact_url
 from coordination.store import OUTAGE_ERRORS, RECONNECT
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
+from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.kombu_fixes import guard_closed_channel
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.runtime import WorkerRuntime
@@ -172,20 +176,41 @@ app = Celery("swarm_tasks")
 app.add_defaults(_lazy_config)
 
 
+# What a publish raises once Celery's own retries gave up on the broker (kombu wraps most connection
+# errors as OperationalError; py-amqp's own ones and a refused publisher confirm can come through bare).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError, OSError, amqp_errors.ConnectionError, amqp_errors.RecoverableConnectionError,
+    amqp_errors.MessageNacked)
+
+
 class CeleryScheduler:
-    """Sends agent steps as Celery tasks, named so Flower shows who runs what."""
+    """Sends agent steps as Celery tasks, named so Flower shows who runs what. A broker that is away
+    raises :class:`BrokerUnavailable` (the caller decides: a worker leaves it to the sweeper)."""
 
     def __init__(self, celery_app: Celery) -> None:
         self.app = celery_app
 
     def enqueue(self, agent: AgentState, queue: str, *, countdown_s: float = 0.0) -> None:
-        agent_step.apply_async(
-            (agent.run, agent.id, agent.seq), queue=queue, countdown=countdown_s or None,
-            shadow=f"swarm.agent.step:{agent.spec}",
-            argsrepr=f"run={agent.run} agent={agent.id} role={agent.role} spec={agent.spec} seq={agent.seq}")
+        try:
+            agent_step.apply_async(
+                (agent.run, agent.id, agent.seq), queue=queue, countdown=self._countdown(countdown_s),
+                shadow=f"swarm.agent.step:{agent.spec}",
+                argsrepr=f"run={agent.run} agent={agent.id} role={agent.role} spec={agent.spec} seq={agent.seq}")
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"the step of agent {agent.id} was not sent: {type(exc).__name__}: {exc}") from exc
 
     def run_idle(self, run_id: str) -> None:
-        run_idle.apply_async((run_id,), queue="control", argsrepr=f"run={run_id}")
+        try:
+            run_idle.apply_async((run_id,), queue="control", argsrepr=f"run={run_id}")
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"the idle hook of run {run_id} was not sent: {type(exc).__name__}: {exc}") from exc
+
+    def _countdown(self, countdown_s: float) -> float | None:
+        if countdown_s <= 0:
+            return None
+        # RabbitMQ (quorum queues) delays through Celery's native delayed delivery, which counts whole
+        # seconds and raises ValueError for int(countdown) == 0: a 0.5 s pause failed every send of it.
+        return float(math.ceil(countdown_s)) if _is_amqp(str(self.app.conf.broker_url or "")) else countdown_s
 
 
 def runtime() -> WorkerRuntime:
@@ -229,7 +254,8 @@ def run_idle(run_id: str, attempt: int = 0) -> str:
         if attempt >= 10:
             raise
         log.warning("the idle hook of run %s met a Redis outage (%s); trying again", run_id, exc)
-        run_idle.apply_async((run_id, attempt + 1), queue="control", countdown=RECONNECT.cap_s * (attempt + 1),
+        run_idle.apply_async((run_id, attempt + 1), queue="control",
+                             countdown=math.ceil(RECONNECT.cap_s * (attempt + 1)),
                              argsrepr=f"run={run_id} attempt={attempt + 1}")
         return f"retrying: {exc}"
     except Exception as exc:

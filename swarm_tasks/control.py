@@ -25,6 +25,7 @@ from coordination.streams import StreamGroup
 from swarm_tasks.agents.children import all_ended
 from swarm_tasks.agents.services import AgentServices, RunContext, SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
+from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.launch import watch_idle
 from swarm_tasks.models.preflight import advertised_names
 from swarm_tasks.runs import RUN_ROOT, RunStatus
@@ -81,13 +82,15 @@ class ControlLoop:
                                      "host": socket.gethostname(), "model_env": self._model_env, **self.stats()})
 
     def _loop(self) -> None:
-        outage = 0  # failed cycles in a row while Redis is unreachable
+        outage = 0  # failed cycles in a row while Redis (or the broker) is unreachable
+        away = "Redis"
         while not self._stop.is_set():
             try:
                 self.cycle(block_ms=500)
-            except OUTAGE_ERRORS as exc:  # a restart or failover: wait for it as clients do, one line, no traceback
-                if outage == 0:
-                    log.warning("Redis unreachable (%s); the control loop retries until it is back", exc)
+            except (*OUTAGE_ERRORS, BrokerUnavailable) as exc:  # a restart or failover: wait for it as clients do
+                if outage == 0:  # one line, no traceback; an unsent idle hook stays pending and is read again
+                    away = "the broker" if isinstance(exc, BrokerUnavailable) else "Redis"
+                    log.warning("%s unreachable (%s); the control loop retries until it is back", away, exc)
                 self._stop.wait(RECONNECT.delay_s(outage))
                 outage += 1
                 continue
@@ -95,7 +98,7 @@ class ControlLoop:
                 log.exception("control loop cycle failed; retrying")
                 self._stop.wait(1.0)
             if outage:
-                log.warning("Redis is back; the control loop goes on")
+                log.warning("%s is back; the control loop goes on", away)
                 outage = 0
 
     # -- one cycle -------------------------------------------------------------------------------
@@ -163,7 +166,7 @@ class ControlLoop:
         try:
             ctx.state.board.sweep()
             sweep_agents(self.services, ctx)
-            self.services.promote_and_schedule(ctx)
+            self.services.promote_and_schedule(ctx, deferrable=True)
         except CoordinationError as exc:
             log.warning("sweep of run %s failed: %s", run_id, exc)
 
@@ -196,7 +199,7 @@ def wake_agent(client: SwarmClient, ctx: RunContext, agent_id: str) -> bool:
             _, saved = ctx.agents.save(agent, version, new)
         except VersionConflict:
             continue
-        client.schedule(ctx, [saved])
+        client.send(ctx, [saved])
         return True
     return False
 
@@ -236,6 +239,6 @@ def sweep_agents(client: SwarmClient, ctx: RunContext, *, now: float | None = No
             continue  # someone else acted on it first
         if saved.status is AgentStatus.READY:
             log.info("re-sending step of agent %s (%s)", agent_id, agent.status.value)
-            client.schedule(ctx, [saved])
+            client.send(ctx, [saved])
             acted += 1
     return acted

@@ -22,6 +22,13 @@ class ModelKeyMissing(JobSpecError):
         self.variables = variables
 
 
+class BrokerUnavailable(SwarmError):
+    """A message (an agent's step, a run's idle hook) could not be put on the Celery broker: it is away
+    (restarting, unreachable) after the publisher's own retries. What the message was for is already
+    written in Redis; the sender decides whether that is enough (a worker: the sweeper re-sends) or
+    the caller must hear of it."""
+
+
 class BudgetExceeded(SwarmError):
     """An agent or run reached one of its hard limits (turns, tokens, cost, wall time, agents)."""
 

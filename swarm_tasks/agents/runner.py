@@ -101,6 +101,13 @@ class AgentRunner:
         is away), the turn's lease lapses and the sweeper hands it on, still counted."""
         agent = turn.agent
         error = self.services.redact(f"{type(exc).__name__}: {exc}")[:1000]
+        if agent.status is not AgentStatus.RUNNING:
+            # Its outcome was written (it ended, waits or goes on) and something after that raised: the
+            # record stands. Retrying the turn would write over it (an ended agent made READY again is
+            # counted as ending twice, and its run's idle wake-up comes while others still run).
+            log.warning("after the turn of agent %s was recorded (%s), %s; the record stands", agent.id,
+                        agent.status.value, error)
+            return StepOutcome.RAN
         limit = self.services.settings.agent_max_turn_attempts
         # counted like any other (no stop signal may redeliver a turn endlessly), but not a crash to trace
         log.warning("turn of agent %s raised (attempt %d of %d): %s", agent.id, agent.attempts, limit, error,

@@ -9,6 +9,7 @@ event loop; :class:`Holder` fences the writes of the one turn that holds an agen
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -25,6 +26,7 @@ from coordination.store import Limit, Op, RecordStore
 from swarm_tasks.agents.spec import SpecBook
 from swarm_tasks.agents.state import AgentState, AgentStatus, AgentStore, Usage
 from swarm_tasks.agents.toolset import ToolRegistry
+from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunRecord, RunStatus, RunStore
 from swarm_tasks.security import Redactor
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.models.gateway import ModelGateway
 
+log = logging.getLogger("swarm_tasks.agents")
 T = TypeVar("T")
 
 
@@ -100,11 +103,27 @@ class SwarmClient:
                 self.scheduler.enqueue(agent, spec.queue or self.settings.queue_for(spec.role),
                                        countdown_s=countdown_s)
 
-    def promote_and_schedule(self, ctx: RunContext) -> int:
-        """Give free run slots to queued agents and send their first steps."""
+    def promote_and_schedule(self, ctx: RunContext, *, deferrable: bool = False) -> int:
+        """Give free run slots to queued agents and send their first steps (``deferrable``: see :meth:`send`)."""
         promoted = ctx.agents.promote(ctx.record().limits.max_concurrent_agents)
-        self.schedule(ctx, promoted)
+        if deferrable:
+            self.send(ctx, promoted)
+        else:
+            self.schedule(ctx, promoted)
         return len(promoted)
+
+    def send(self, ctx: RunContext, agents: list[AgentState], *, countdown_s: float = 0.0) -> bool:
+        """:meth:`schedule` for a worker, after the agents' READY records are written: a broker that is
+        away is logged, not raised (False). The records already say what comes next and the sweeper
+        re-sends every READY agent whose step is not taken within ``agent_step_grace_s``; raising would
+        make the caller undo or fail what it recorded (a turn retried over its own ending resurrected an
+        ended agent, and a build hung after a RabbitMQ restart)."""
+        try:
+            self.schedule(ctx, agents, countdown_s=countdown_s)
+        except BrokerUnavailable as exc:
+            log.warning("%s; the sweeper re-sends it within %.0f s", exc, self.settings.agent_step_grace_s)
+            return False
+        return True
 
 
 @dataclass(kw_only=True)

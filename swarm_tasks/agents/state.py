@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from coordination import codec, store
 from coordination.budget import RESERVED_FIELD
-from coordination.errors import LimitReached, MalformedRecord, NotFound, PayloadTooLarge, VersionConflict
+from coordination.errors import (
+    InvalidTransition,
+    LimitReached,
+    MalformedRecord,
+    NotFound,
+    PayloadTooLarge,
+    VersionConflict,
+)
 from coordination.keys import check_id
 from coordination.run import RunState
 from coordination.store import Limit, Op
@@ -299,21 +306,27 @@ class AgentStore:
         try:
             _, saved = self.save(agent, version, fresh, rewrite=messages,
                                  extra_ops=[*ops, store.hincrby(self.run_usage, "active", 1)],
-                                 limits=[Limit(self.run_usage, "active", max_concurrent)])
+                                 limits=[Limit(self.run_usage, "active", max_concurrent)], reopening=True)
             return saved
         except LimitReached:
             queued = fresh.evolve(status=AgentStatus.QUEUED, due_at=None)
-            return self.save(agent, version, queued, rewrite=messages, extra_ops=ops)[1]
+            return self.save(agent, version, queued, rewrite=messages, extra_ops=ops, reopening=True)[1]
 
     # -- saving --------------------------------------------------------------------------------
     def save(self, old: AgentState, version: int, new: AgentState, *, append: list[ChatMessage] | None = None,
              rewrite: list[ChatMessage] | None = None, usage: Usage | None = None, extra_ops: list[Op] | None = None,
-             limits: list[Limit] | None = None) -> tuple[int, AgentState]:
+             limits: list[Limit] | None = None, reopening: bool = False) -> tuple[int, AgentState]:
         """Write ``new`` over ``old`` at ``version`` with its messages, usage and index changes.
 
         The conversation pointer (``conv_gen``, ``conv_len``) is derived here from ``rewrite`` (a
         compaction: a new generation of the log) and ``append``. Returns the new version and record.
+        An ended agent comes back to life only through :meth:`reopen` (``reopening``), which counts it
+        open again: any other write doing so raises :class:`InvalidTransition` and writes nothing (its
+        second ending would close its run's count twice and wake the run while others still run).
         """
+        if old.status.terminal and not new.status.terminal and not reopening:
+            raise InvalidTransition(f"agent {old.id} has ended ({old.status.value}): it cannot become "
+                                    f"{new.status.value} again except by a retry")
         k = self.keys
         generation = old.conv_gen + 1 if rewrite is not None else old.conv_gen
         length = (len(rewrite) if rewrite is not None else old.conv_len) + len(append or [])

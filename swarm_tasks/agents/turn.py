@@ -127,8 +127,8 @@ class Turn:
             log.warning("run %s: agent %s (%s%s) %s [%s]: %s", self.ctx.run_id, self.agent.id, self.spec.name,
                         f" on {subject!r}" if subject else "", status.value,
                         reason_class.value if reason_class else "-", reason)
-        self.services.schedule(self.ctx, started)
-        self.services.promote_and_schedule(self.ctx)
+        self.services.send(self.ctx, started)
+        self.services.promote_and_schedule(self.ctx, deferrable=True)
 
     def give_up(self, error: str | None = None) -> None:
         """End the agent FAILED: its turn was tried ``agent_max_turn_attempts`` times and never recorded,
@@ -156,7 +156,7 @@ class Turn:
                 status=AgentStatus.FAILED, reason=self.services.redact(reason)[:MAX_REASON_CHARS], ended_at=now,
                 updated_at=now, owner=None, owner_expires_at=None, due_at=None, inflight=[], attempts=attempts,
                 last_error=error, reason_class=ReasonClass.CRASH))
-            self.services.promote_and_schedule(self.ctx)
+            self.services.promote_and_schedule(self.ctx, deferrable=True)
 
     def retry_later(self, error: str) -> None:
         """Release the turn unrecorded, to be tried again after a growing pause (the one backoff policy)."""
@@ -165,7 +165,7 @@ class Turn:
         self.holder.save(self.agent.evolve(status=AgentStatus.READY, seq=self.agent.seq + 1, owner=None,
                                            owner_expires_at=None, last_error=error, updated_at=now,
                                            due_at=now + delay + self.settings.agent_step_grace_s))
-        self.services.schedule(self.ctx, [self.agent], countdown_s=delay)
+        self.services.send(self.ctx, [self.agent], countdown_s=delay)
 
     def on_end(self, ending: Ending) -> FollowUp:
         """The spec's ``on_end`` hook; its failure is logged, never allowed to stop the ending itself."""
@@ -183,7 +183,7 @@ class Turn:
         wait for them; ids derive from the turn, so a re-run call starts nobody twice."""
         outcome = spawn(self.ctx.agents, self.ctx.specs.get, [replace(r, detached=True) for r in requests],
                         limits=self.ctx.record().limits, parent=self.agent, call_id=f"tool{self.agent.seq}")
-        self.services.schedule(self.ctx, outcome.started)
+        self.services.send(self.ctx, outcome.started)
         return [a.id for a in outcome.started]
 
     def turn_event(self, append: list[ChatMessage] | None, usage: Usage | None) -> list[Op]:
@@ -205,7 +205,7 @@ class Turn:
                                 usage=self.agent.usage.plus(usage), inflight=[], attempts=0, last_error=None,
                                 **changes)
         self.holder.save(new, append=append, rewrite=rewrite, usage=usage, extra_ops=events)
-        self.services.schedule(self.ctx, [self.agent], countdown_s=countdown_s)
+        self.services.send(self.ctx, [self.agent], countdown_s=countdown_s)
 
     # -- program agents --------------------------------------------------------------------------
     def program_context(self) -> ProgramContext:
@@ -512,7 +512,7 @@ class Turn:
         refused = [f"{r.spec}: {why}" for r, why in spawned.refused]  # the model hears of these on waking
         self.wait(control.call.id, [a.id for a in spawned.started], messages, usage, rewrite,
                   waiting_refused=refused, **changes)
-        self.services.schedule(self.ctx, spawned.started)
+        self.services.send(self.ctx, spawned.started)
 
     def wait(self, call_id: str, agents: list[str], messages: list[ChatMessage], usage: Usage,
              rewrite: list[ChatMessage] | None, **changes: object) -> None:

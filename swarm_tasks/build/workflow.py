@@ -84,8 +84,9 @@ def _start(services: SwarmClient, ctx: RunContext, run: RunRecord, requests: lis
     outcome = spawn(ctx.agents, ctx.specs.get, requests, limits=run.limits, parent=None, call_id="cycle")
     if outcome.refused:
         raise SwarmError("could not start " + "; ".join(f"{r.spec}: {why}" for r, why in outcome.refused))
-    services.schedule(ctx, outcome.started)
     watch_idle(ctx.state)  # the idle wake-up is one-shot: ask again now that agents run
+    # A broker that is away must not fail the build: the agents are recorded READY and the sweeper sends them.
+    services.send(ctx, outcome.started)
 
 
 def requeue_orphans(ctx: RunContext) -> int:

@@ -1,8 +1,9 @@
-"""Program agents for the poison-message tests: a program's outcome is a function of its input only, so
-the same program fails (or dies) the same way on every redelivery, as poison input does."""
+"""Program agents for the runtime tests: a program's outcome is a function of its input only, so the same
+program fails (or dies) the same way on every redelivery, as poison input does."""
 
 from __future__ import annotations
 
+from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import ProgramContext, ProgramResult
 
 
@@ -29,3 +30,12 @@ def stopped_once(pctx: ProgramContext) -> ProgramResult:
     if pctx.agent.attempts == 1:
         raise StoppedBySignal("ruff was stopped by SIGTERM (the worker is stopping)")
     return ProgramResult(result={"attempt": pctx.agent.attempts})
+
+
+def relay(pctx: ProgramContext) -> ProgramResult:
+    """Hands on to a successor while ``input`` > 0, as a build's codemod worker starts the next one as it ends."""
+    left = int(pctx.agent.input or 0)  # type: ignore[arg-type]
+    if left <= 0:
+        return ProgramResult(result={"left": 0})
+    return ProgramResult(result={"left": left}, children=[
+        ChildRequest("relay", f"{left - 1} to go", input=left - 1, key=f"relay{left - 1}", detached=True)])

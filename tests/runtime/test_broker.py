@@ -1,6 +1,7 @@
 """The Celery broker apart from the coordination Redis: ``SWARM_BROKER_URL`` (RabbitMQ, or a Redis when
-coordination is a cluster). The configuration it makes, the errors it refuses with, and real worker
-processes on the machine's RabbitMQ (skipped, with the reason, where there is none)."""
+coordination is a cluster). The configuration it makes, the errors it refuses with, what a worker does
+while the broker is away, and real worker processes on the machine's RabbitMQ (skipped, with the reason,
+where there is none)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from pydantic import SecretStr, ValidationError
 
 from bench.common import tasks_started, worker_names
 from bench.rabbitmq import Vhost, rabbitmq_unavailable
-from coordination.errors import ConfigurationError
+from coordination.errors import ConfigurationError, InvalidTransition
 from swarm_tasks.agents.children import ChildRequest
+from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
+from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, celery_config, ping, use_settings
 from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.control import sweep_agents
+from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.launch import start_agents
-from swarm_tasks.runs import RunLimits, RunStatus
+from swarm_tasks.runs import RUN_ROOT, RunLimits, RunStatus
 from swarm_tasks.settings import QUEUES, SwarmSettings
+from tests.runtime.harness import LocalScheduler
 
 REDIS = "redis://:pw@127.0.0.1:6390/0"
 CLUSTER = "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000"
@@ -70,6 +77,53 @@ def test_with_cluster_coordination_results_go_to_a_redis_broker_or_nowhere() -> 
     assert celery_config(flagged, "redis://:pw@10.0.0.1:7000/0")["result_backend"] is None
 
 
+class AwayBroker(LocalScheduler):
+    """The in-process queue, refusing sends while ``away`` as CeleryScheduler does when the broker is down."""
+
+    away = False
+
+    def enqueue(self, agent: AgentState, queue: str, *, countdown_s: float = 0.0) -> None:
+        if self.away:
+            raise BrokerUnavailable(f"the step of agent {agent.id} was not sent: connection refused")
+        super().enqueue(agent, queue, countdown_s=countdown_s)
+
+
+def test_a_turn_recorded_while_the_broker_is_away_stands_and_its_successor_is_sent_later(local) -> None:
+    """Issue 24: a codemod worker ended DONE and started its successor, the successor's send failed (RabbitMQ
+    restarting), and the turn was retried over its own ending: the ended agent became READY again, ended a
+    second time, and the run's open-agent count dropped twice. The idle wake-up then came while successors
+    still ran (ignored as stale) and never again: the build stayed 'running'."""
+    broker = AwayBroker()
+    local.scheduler = local.runtime.services.scheduler = broker
+    spec = AgentSpec(name="relay", role="agent", kind=AgentKind.PROGRAM, program="tests.runtime.programs:relay",
+                     tools=())
+    run = local.start([spec], [ChildRequest("relay", "3 to go", input=3, key="relay3")])
+    agents = local.agents(run.id)
+    (first,) = agents.ids(AgentStatus.READY)
+    broker.away = True
+    assert local.drain() == [StepOutcome.RAN.value]  # not FAILED: the ending was written, only the send failed
+    assert agents.get(first).status is AgentStatus.DONE and agents.ids(AgentStatus.READY)  # its successor waits
+    _, version = agents.load(first)
+    with pytest.raises(InvalidTransition):  # nothing but a retry brings an ended agent back
+        agents.save(agents.get(first), version, agents.get(first).evolve(status=AgentStatus.READY))
+
+    broker.away = False  # back: the sweeper sends what was not sent (forced here, as `swarm resume` does)
+    ctx = local.services.run(run.id)
+    assert sweep_agents(local.services, ctx, now=ctx.state.records.now() + 3600) == 1
+    outcomes = local.drain()
+    assert outcomes == ["ran", "ran", "ran", f"idle:{run.id}"]  # the idle wake-up once, after the last one
+    done = agents.ids(AgentStatus.DONE)
+    assert len(done) == 4 and first in done
+    assert int(ctx.state.redis.hget(ctx.state.keys.children_open(), RUN_ROOT) or 0) == 0
+
+
+def test_a_sub_second_pause_is_sent_to_rabbitmq_as_whole_seconds() -> None:
+    """Celery's native delayed delivery (quorum queues) raises ValueError for int(countdown) == 0."""
+    on_rabbitmq, on_redis = CeleryScheduler(Celery("amqp", broker=AMQP)), CeleryScheduler(Celery("r", broker=REDIS))
+    assert [on_rabbitmq._countdown(s) for s in (0.0, 0.2, 1.0, 1.5)] == [None, 1.0, 1.0, 2.0]
+    assert [on_redis._countdown(s) for s in (0.0, 0.2, 1.5)] == [None, 0.2, 1.5]  # Redis keeps them exact
+
+
 # -- real worker processes on RabbitMQ ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -112,6 +166,13 @@ def test_workers_on_rabbitmq_run_agents_and_delayed_steps(vhost: Vhost, redis_ur
             assert time.monotonic() - sent < 60, "the delayed step never arrived"
             time.sleep(0.2)
         assert time.monotonic() - sent >= 1.5  # it waited for its countdown
+        # A turn's retry pause is often under a second: sent as 1 s (Celery's int(0.4) == 0 raised ValueError).
+        done = client.run(run.id).agents.get(client.run(run.id).agents.ids(AgentStatus.DONE)[0])
+        before = tasks_started(app, names, "swarm.agent.step")
+        CeleryScheduler(app).enqueue(done, "agents", countdown_s=0.4)
+        while tasks_started(app, names, "swarm.agent.step") == before:  # it arrives (and finds the agent ended)
+            assert time.monotonic() - sent < 60, "the step sent with a 0.4 s pause never arrived"
+            time.sleep(0.2)
         # Every role's queue is a quorum queue, declared by the workers even where none consumes it.
         types = vhost.queue_types()
         assert {name: types.get(name) for name in QUEUES} == dict.fromkeys(QUEUES, "quorum")
