@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.outcome import class_of
 from swarm_tasks.review.enums import ReviewerKind
-from swarm_tasks.review.swarm import BATCH, SCAN
+from swarm_tasks.review.swarm import BATCH, SCAN, reviewer_kind
 
 
 @dataclass
@@ -49,7 +49,6 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
     batch_of: dict[str, AgentState] = {}
     unreviewed: set[str] = set()
     reviewers: dict[str, dict[str, AgentState]] = {}
-    kinds = {f"review.{k.value}": k.value for k in ReviewerKind}
     for agent in agents:
         if agent.spec == SCAN:
             body = scan_body(agent)
@@ -70,8 +69,8 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
                 cov.flagged.update(str(e["input"]["path"]) for e in agent.result.get("scans") or [])
                 unreviewed.update(str(p) for p in agent.result.get("unreviewed") or [])
                 cov.flagged.update(unreviewed)
-        elif agent.spec in kinds:
-            reviewers.setdefault(agent.labels.get("file", ""), {})[kinds[agent.spec]] = agent
+        elif (kind := reviewer_kind(agent.spec)) is not None:  # a model reviewer, or the analyzers as one
+            reviewers.setdefault(agent.labels.get("file", ""), {})[kind] = agent
             cov.reviewers_done += agent.status is AgentStatus.DONE
         elif agent.spec.startswith("review.sub."):
             cov.reviewers_done += agent.status is AgentStatus.DONE

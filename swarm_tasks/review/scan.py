@@ -75,6 +75,18 @@ def risk_for(flags: set[ScanFlag]) -> RiskLevel:
     return RiskLevel.LOW
 
 
+# Flags whose whole finding the analyzers report exactly (ruff's D1xx, the JSDoc rule), aggregated, for no tokens.
+ANALYZERS_SUFFICE = frozenset({ScanFlag.UNDOCUMENTED})
+
+
+def analyzers_suffice(risk: RiskLevel, flags: set[ScanFlag], config: ReviewConfig) -> bool:
+    """Whether a flagged file is left to the analyzer reviewers even in a model review: below the risk
+    threshold and flagged only as undocumented. Nearly every file of a real repository lacks some docstring,
+    so this flag alone used to send most files to four model reviewers (the triage did nothing) to restate
+    what ruff reports line by line; a review with ``risk_threshold=low`` sends every file to the models."""
+    return risk.rank < config.risk_threshold.rank and bool(flags) and flags <= ANALYZERS_SUFFICE
+
+
 def is_flagged(risk: RiskLevel, flags: set[ScanFlag], config: ReviewConfig) -> bool:
     """Whether a file gets the four reviewers: at or above the risk threshold, or (by default) any flag."""
     return risk.rank >= config.risk_threshold.rank or (config.flag_on_any_flag and bool(flags))

@@ -13,7 +13,7 @@ from swarm_tasks.review.model_agents import (
     SUBREVIEW_SCHEMA,
     SUBREVIEWER_INSTRUCTIONS,
 )
-from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, reviewer_spec, subreviewer_spec
+from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, analyzer_reviewer_spec, reviewer_spec, subreviewer_spec
 
 _PROGRAMS = "swarm_tasks.review.swarm"
 _HOOKS = "swarm_tasks.review.model_agents"
@@ -45,6 +45,9 @@ def review_specs(job: ReviewJob) -> list[AgentSpec]:
                                    instructions=REVIEWER_INSTRUCTIONS.format(kind=kind.value),
                                    tools=("finish", "run_analyzer", *_READ_TOOLS), result_schema=FINDINGS_SCHEMA,
                                    on_finish=f"{_HOOKS}:after_review", prepare=_SHOW, limits=Limits(max_turns=20)))
+            # files the analyzers cover whole (flagged only as undocumented: scan.analyzers_suffice)
+            specs.append(AgentSpec(name=analyzer_reviewer_spec(kind), role="reviewer", kind=AgentKind.PROGRAM,
+                                   queue="review", program=f"{_PROGRAMS}:reviewer_program", tools=()))
         else:
             specs.append(AgentSpec(name=reviewer_spec(kind), role="reviewer", kind=AgentKind.PROGRAM, queue="review",
                                    program=f"{_PROGRAMS}:reviewer_program", tools=()))

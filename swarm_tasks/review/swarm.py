@@ -40,7 +40,7 @@ from swarm_tasks.review.imports import ImportResolver
 from swarm_tasks.review.inventory import Inventory, build_inventory, describe_file
 from swarm_tasks.review.job import ReviewJob, job_from_spec, review_root
 from swarm_tasks.review.merge import merge_findings
-from swarm_tasks.review.scan import ScanResult, quick_scan
+from swarm_tasks.review.scan import ScanResult, analyzers_suffice, is_flagged, quick_scan
 from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.subreview_rules import (
     SubreviewRequest,
@@ -60,6 +60,17 @@ SCANNERS = (INVENTORY, SCAN, BATCH)
 
 def reviewer_spec(kind: ReviewerKind | str) -> str:
     return f"review.{kind}"
+
+
+def analyzer_reviewer_spec(kind: ReviewerKind | str) -> str:
+    """A reviewer run as its analyzers in a model review (a file flagged only as undocumented)."""
+    return f"review.analyzer.{kind}"
+
+
+def reviewer_kind(spec: str) -> str | None:
+    """The reviewer kind of a reviewer's spec name (a model's or the analyzers'); None for other agents."""
+    kind = spec.removeprefix("review.analyzer.").removeprefix("review.")
+    return kind if kind in ReviewerKind.__members__.values() else None
 
 
 def subreviewer_spec(kind: str) -> str:
@@ -127,8 +138,11 @@ def rules_of(job: ReviewJob) -> SubreviewRules:
 # -- planning children -----------------------------------------------------------------------------
 
 
-def reviewers_for(file: SourceFile, inp: FileInput, flags: list[ScanFlag]) -> list[ChildRequest]:
-    return [ChildRequest(reviewer_spec(kind), task=review_task(kind, file.path),
+def reviewers_for(file: SourceFile, inp: FileInput, flags: list[ScanFlag], *,
+                  analyzers: bool = False) -> list[ChildRequest]:
+    """The four reviewers of a file; ``analyzers``: as their analyzers, even in a model review."""
+    name = analyzer_reviewer_spec if analyzers else reviewer_spec
+    return [ChildRequest(name(kind), task=review_task(kind, file.path),
                          input=FileInput(path=file.path, depth=inp.depth, origin=file.origin, package=file.package,
                                          kind=kind.value, flags=flags).model_dump(mode="json"),
                          labels={"file": file.path, "kind": kind.value,
@@ -147,9 +161,10 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
                     ) -> tuple[list[ChildRequest], dict[str, JsonValue]]:
     """Reviewers for a flagged (or imported) file, and scans of what it imports, within the depth."""
     config = job.config
-    flagged = risk.rank >= config.risk_threshold.rank or (config.flag_on_any_flag and bool(flags))
+    flagged = is_flagged(risk, set(flags), config)
     reviewed = flagged if inp.depth == 0 else True
-    children: list[ChildRequest] = reviewers_for(file, inp, flags) if reviewed else []
+    analyzers = job.model_for("reviewer") is not None and analyzers_suffice(risk, set(flags), config)
+    children: list[ChildRequest] = reviewers_for(file, inp, flags, analyzers=analyzers) if reviewed else []
     edges: list[ImportEdge] = []
     skipped: list[SkippedPath] = []
     unresolved: list[JsonValue] = []
@@ -179,6 +194,7 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
     result: dict[str, JsonValue] = {
         "file": file.model_dump(mode="json"), "input": inp.model_dump(mode="json"), "risk": risk.value,
         "flags": [f.value for f in flags], "flagged": flagged, "reviewed": reviewed,
+        "reviewed_by": "analyzers" if analyzers or not job.model_for("reviewer") else "models",
         "edges": [e.model_dump(mode="json") for e in edges], "unresolved": unresolved,
         "skipped": [s.model_dump(mode="json") for s in skipped]}
     return children, result

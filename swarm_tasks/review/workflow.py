@@ -38,7 +38,7 @@ from swarm_tasks.review.report_sarif import render_sarif
 from swarm_tasks.review.results import refine, report_settings
 from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.specs import review_specs
-from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, SCANNERS
+from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, SCANNERS, reviewer_kind
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import Redactor
 from swarm_tasks.sources import check_source
@@ -308,7 +308,7 @@ def _canonical_chains(reviewed: list[ReviewedFile],
 def agent_run(agent: AgentState) -> AgentRun:
     role = (AgentRole.SUBREVIEWER if agent.spec.startswith("review.sub.") else
             AgentRole.SCANNER if agent.spec in SCANNERS else AgentRole.REVIEWER)
-    kind = agent.spec.removeprefix("review.sub.").removeprefix("review.")
+    kind = reviewer_kind(agent.spec) or agent.spec.removeprefix("review.sub.").removeprefix("review.")
     result = agent.result if isinstance(agent.result, dict) else {}
     count = len(agent_findings(agent)) if role is not AgentRole.SCANNER else 0
     summary = str(result.get("summary") or agent.reason or "")[:300]

@@ -122,3 +122,50 @@ def test_secrets_found_in_code_are_reported_but_never_republished(local):
     for name in ("report.md", "report.json", "report.sarif"):
         text = (directory / name).read_text()
         assert "pk-shop-7f3a9c1e5b2d4f60a8" not in text and "hunter2-prod" not in text, name
+
+
+UNDOCUMENTED_ONLY = {
+    "app/db.py": '"""Orders."""\n\n\ndef find(cur, name):\n    """Find."""\n'
+                 '    cur.execute("SELECT * FROM o WHERE n = \'%s\'" % name)\n',
+    "app/util.py": "def add(a, b):\n    return a + b\n",  # its scan raises only "undocumented"
+}
+
+
+def test_a_file_flagged_only_as_undocumented_gets_the_analyzers_not_four_model_reviewers(local, tmp_path):
+    from swarm_tasks.review.config import ReviewConfig
+    from swarm_tasks.review.enums import RiskLevel
+    from tests.review.helpers import write_tree
+
+    repo = write_tree(tmp_path / "repo", UNDOCUMENTED_ONLY)
+    models = {"scanner": SCRIPTED, "reviewer": SCRIPTED, "subreviewer": SCRIPTED}
+
+    def run(config: ReviewConfig):
+        job = ReviewJob(source=SourceSpec(location=str(repo)), models=models, config=config)
+        submitted = submit_review(local.services, job)
+        local.drain(max_steps=5000)
+        on_idle(local.services, local.services.runs.get(submitted.id))
+        record = local.services.runs.get(submitted.id)
+        assert record.status is RunStatus.COMPLETED, record.reason
+        store = local.agents(record.id)
+        agents = [store.get(i) for s in AgentStatus for i in store.ids(s)]
+        reviewers = {(a.labels.get("file"), a.spec): a for a in agents if a.role == "reviewer"}
+        return load_report(local.services, record.id), reviewers
+
+    report, reviewers = run(ReviewConfig())
+    util = {spec: a for (file, spec), a in reviewers.items() if file == "app/util.py"}
+    assert sorted(util) == sorted(f"review.analyzer.{k.value}" for k in ReviewerKind)
+    assert all(a.kind == "program" and a.usage.model_calls == 0 for a in util.values())  # no tokens spent
+    db = {spec: a for (file, spec), a in reviewers.items() if file == "app/db.py"}
+    assert sorted(db) == sorted(f"review.{k.value}" for k in ReviewerKind)  # a risky file: the models
+    assert all(a.kind == "llm" and a.usage.model_calls >= 1 for a in db.values())
+    # what the models would have restated, the analyzers report: found by the documentation reviewer (ruff)
+    docs = [f for f in report.findings if "app/util.py" in f.files and f.category.value == "documentation"]
+    assert docs and any(r.label() == "documentation reviewer (ruff)" for f in docs for r in f.reporters), docs
+    assert {r.path for r in report.reviewed} >= {"app/db.py", "app/util.py"} and not report.outcome.left_out
+    kinds = {(a.file, a.kind) for a in report.agents if a.role is AgentRole.REVIEWER}
+    assert {("app/util.py", k.value) for k in ReviewerKind} <= kinds  # named by kind, as any reviewer
+
+    # Asked to send every file to the models (a low risk threshold), it does.
+    _, everyone = run(ReviewConfig(risk_threshold=RiskLevel.LOW))
+    assert sorted(spec for (file, spec) in everyone if file == "app/util.py") == sorted(
+        f"review.{k.value}" for k in ReviewerKind)
