@@ -62,7 +62,9 @@ def follow_imports(root: Path, config: ReviewConfig, resolver: ImportResolver,
         file, imports, depth, chain = queue.popleft()
         if depth >= config.dependency_depth:
             continue
-        targets, unresolved = resolver.resolve(file, imports)
+        outside: list[SkippedPath] = []
+        targets, unresolved = resolver.resolve(file, imports, outside)
+        graph.skipped.extend(skip for skip in outside if skip not in graph.skipped)
         graph.unresolved.extend(u for u in unresolved if not u.module.startswith("."))
         budget = PackageBudget(config)
         for target in targets:

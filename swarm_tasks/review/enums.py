@@ -105,6 +105,7 @@ class SkipReason(StrEnum):
     NOT_SOURCE = "not-source"
     SYMLINK = "symlink"
     TOO_DEEP = "too-deep"  # a directory nested past max_dir_depth
+    OUTSIDE = "outside-root"  # an import or a path that climbs out of the repository (``..``, absolute)
 
 
 class FileOrigin(StrEnum):

@@ -5,6 +5,10 @@ siblings), relative imports, packages through ``__init__.py``; third-party top-l
 detected site-packages. JS/TS: relative specifiers with extension and ``index`` resolution, bare
 specifiers through ``node_modules`` (``exports`` default, then ``main``, then ``index.js``).
 Standard-library and Node built-in modules are not followed.
+
+Nothing outside the review's read scope is followed or even probed: a relative import climbing past the
+root (``from ........tmp import x``), ``require("/abs/x.js")`` and a module that is a symlink out
+(``shadow.py -> /etc/shadow``) are refused, each as a skipped path with its reason.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from pydantic import Field
 
 from coordination import codec
 from swarm_tasks.review.config import ReviewConfig
-from swarm_tasks.review.enums import FileOrigin
+from swarm_tasks.review.enums import FileOrigin, SkipReason
 from swarm_tasks.review.inventory import ThirdPartyRoots
 from swarm_tasks.review.languages import JS_FAMILY, Language, language_for_name
 from swarm_tasks.review.records import Record
 from swarm_tasks.review.scan import ImportRef
-from swarm_tasks.review.source import SourceFile
+from swarm_tasks.review.scope import OutsideRoot, scope_for
+from swarm_tasks.review.source import SkippedPath, SourceFile
 
 JS_EXTENSIONS = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts")
 NODE_BUILTINS = frozenset({
@@ -61,6 +66,8 @@ class ImportResolver:
         self.config = config
         self.site_roots = [Path(p) for p in third_party.python]
         self.node_roots = [Path(p) for p in third_party.node]
+        self.scope = scope_for(root, config)
+        self._refused: list[SkippedPath] = []
 
     # -- paths ----------------------------------------------------------------------------------------
     def shown(self, path: Path) -> str:
@@ -83,22 +90,44 @@ class ImportResolver:
                 return FileOrigin.THIRD_PARTY, "/".join(rest[:2]) if rest[0].startswith("@") else rest[0]
         return FileOrigin.REPOSITORY, None
 
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` may be read (else the refusal is noted); a path that is not there is 'inside'
+        (nothing to read, nothing to say)."""
+        try:
+            self.scope.resolve(path)
+        except OutsideRoot as exc:
+            shown = self.shown(path) if exc.symlink else ""  # a path out is not named: it is not ours
+            self._refused.append(SkippedPath(path=shown, reason=SkipReason.SYMLINK if exc.symlink else
+                                             SkipReason.OUTSIDE, detail=exc.detail))
+            return False
+        return True
+
     def _target(self, path: Path, ref: ImportRef, fill: bool = False) -> ImportTarget:
         origin, package = self.origin_of(path)
         return ImportTarget(path=self.shown(path), origin=origin, package=package, module=_written(ref),
                             line=ref.line, fill=fill)
 
-    def resolve(self, importer: SourceFile, imports: list[ImportRef]) -> tuple[list[ImportTarget],
-                                                                               list[UnresolvedImport]]:
-        """Targets of ``importer``'s imports (deduplicated, in import order) and what did not resolve."""
+    def resolve(self, importer: SourceFile, imports: list[ImportRef],
+                refused: list[SkippedPath] | None = None) -> tuple[list[ImportTarget], list[UnresolvedImport]]:
+        """Targets of ``importer``'s imports (deduplicated, in import order) and what did not resolve.
+        Imports leading outside the read scope are neither: they are added to ``refused``, with the reason."""
         base = importer.abs_path(self.root).parent
         targets: dict[str, ImportTarget] = {}
         unresolved: list[UnresolvedImport] = []
         for ref in imports:
+            self._refused = []
             if importer.language is Language.PYTHON:
                 found = self._python(base, ref, importer.origin)
             else:
                 found = self._js(base, ref)
+            if self._refused:
+                for skip in self._refused:
+                    if refused is not None and skip not in refused:
+                        refused.append(skip if skip.path else skip.model_copy(update={  # named as written
+                            "path": _written(ref),
+                            "detail": f"imported by {importer.path} line {ref.line}: {skip.detail}"}))
+                if not found:
+                    continue
             if found is None:
                 unresolved.append(UnresolvedImport(importer=importer.path, module=_written(ref), line=ref.line))
                 continue
@@ -115,6 +144,8 @@ class ImportResolver:
             anchor = base
             for _ in range(ref.level - 1):
                 anchor = anchor.parent
+            if not self._inside(anchor):  # climbed past the root: not even looked at
+                return []
             found = self._module_files(anchor, parts, ref.names)
             return [self._target(p, ref) for p in found] if found else None
         if not parts:
@@ -142,7 +173,7 @@ class ImportResolver:
             if candidate is not None and candidate.is_file() and candidate.resolve().is_relative_to(anchor.resolve()):
                 found.insert(0, candidate)
                 break
-        return found
+        return [p for p in found if self._inside(p)]
 
     def _package_fill(self, site: Path, top: str, ref: ImportRef) -> list[ImportTarget]:
         """A third-party package's ``__init__`` and first modules, in name order, as review candidates."""
@@ -151,15 +182,18 @@ class ImportResolver:
             return []
         init = [package / "__init__.py"] if (package / "__init__.py").is_file() else []
         modules = sorted(p for p in package.glob("*.py") if p.name != "__init__.py" and not p.name.startswith("test"))
-        return [self._target(p, ref, fill=True) for p in [*init, *modules][:self.config.max_files_per_package]]
+        return [self._target(p, ref, fill=True) for p in [*init, *modules][:self.config.max_files_per_package]
+                if self._inside(p)]
 
     # -- JavaScript / TypeScript ----------------------------------------------------------------------
     def _js(self, base: Path, ref: ImportRef) -> list[ImportTarget] | None:
         spec = ref.module
         if spec.startswith(("./", "../", "/")) or spec in (".", ".."):
-            start = Path(spec) if spec.startswith("/") else base / spec
-            found = self._js_file(Path(os.path.normpath(start)))
-            return [self._target(found, ref)] if found else None
+            start = Path(os.path.normpath(Path(spec) if spec.startswith("/") else base / spec))
+            if not self._inside(start):  # '/abs/x.js', '../../..' past the root: not even looked at
+                return []
+            found = self._js_file(start)
+            return [self._target(found, ref)] if found and self._inside(found) else ([] if found else None)
         name = spec.removeprefix("node:")
         if spec.startswith("node:") or name.split("/")[0] in NODE_BUILTINS:
             return []
@@ -169,7 +203,7 @@ class ImportResolver:
             pkg_dir = modules / package
             if pkg_dir.is_dir():
                 found = self._package_entry(pkg_dir, "/".join(sub))
-                return [self._target(found, ref)] if found else None
+                return [self._target(found, ref)] if found and self._inside(found) else ([] if found else None)
         return None
 
     def _node_module_dirs(self, base: Path) -> list[Path]:
@@ -228,6 +262,8 @@ def _written(ref: ImportRef) -> str:
 
 
 def _package_json(directory: Path) -> dict[str, object]:
+    if (directory / "package.json").is_symlink():  # never read through a link the repository planted
+        return {}
     try:  # the reviewed repository wrote it: any size, any depth
         data = codec.loads((directory / "package.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -30,6 +30,7 @@ from swarm_tasks.review.languages import (
     looks_binary,
 )
 from swarm_tasks.review.records import Record
+from swarm_tasks.review.scope import SYMLINK_OUT, OutsideRoot, scope_for
 from swarm_tasks.review.source import SkippedPath, SourceFile, count_lines, decode_source, fs_relpath
 
 SNIFF_BYTES = 8192
@@ -141,6 +142,8 @@ def build_inventory(root: Path | str, config: ReviewConfig) -> Inventory:
 
 
 def _load_gitignore(path: Path) -> GitIgnoreSpec:
+    if path.is_symlink():  # a .gitignore -> /etc/shadow is not the repository's to read
+        return GitIgnoreSpec.from_lines([])
     try:
         text = path.read_bytes().decode("utf-8", "replace")
     except OSError:
@@ -247,7 +250,7 @@ def _skip_symlink(walk: _Walk, rel: str, link: Path) -> None:
         _skip(walk, rel, SkipReason.SYMLINK, f"broken or looping symlink ({type(exc).__name__})")
         return
     if not target.is_relative_to(walk.root):
-        _skip(walk, rel, SkipReason.SYMLINK, "points outside the repository")
+        _skip(walk, rel, SkipReason.SYMLINK, SYMLINK_OUT)
     else:
         shown = fs_relpath(str(target.relative_to(walk.root)))[0]
         _skip(walk, rel, SkipReason.SYMLINK, f"reviewed at its target {shown}", is_dir=target.is_dir())
@@ -275,11 +278,15 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
         return skipped(SkipReason.NOT_SOURCE, f"{language} is not reviewed")
     if language is None and "." in name.lstrip("."):
         return skipped(SkipReason.NOT_SOURCE, "not a source file type")
-    try:
+    scope = scope_for(root, config)
+    try:  # the one door for reading: a symlink out, '..' past the root or an absolute path elsewhere stop here
+        path = scope.resolve(path)
         size = path.stat().st_size
         if size > config.max_file_bytes:
             return skipped(SkipReason.TOO_LARGE, f"{size} bytes > max {config.max_file_bytes}")
-        data = path.read_bytes()
+        data = scope.read_bytes(path)
+    except OutsideRoot as exc:
+        return skipped(SkipReason.SYMLINK if exc.symlink else SkipReason.OUTSIDE, exc.detail)
     except OSError as exc:
         return skipped(SkipReason.UNREADABLE, exc.strerror or str(exc))
     if language is None:

@@ -227,7 +227,9 @@ def _suppressed(report: Report, base: str) -> list[str]:
 
 def _dependencies(report: Report) -> list[str]:
     deps = [r for r in report.reviewed if r.reason is ReviewReason.IMPORTED]
-    if not deps and not report.dependencies.unresolved:
+    listed = {(s.path, s.reason) for s in report.skipped}
+    refused = [s for s in report.dependencies.skipped if (s.path, s.reason) not in listed]
+    if not deps and not report.dependencies.unresolved and not refused:
         return []
     out = ["## Imported code reviewed", ""]
     for dep in deps:
@@ -237,6 +239,9 @@ def _dependencies(report: Report) -> list[str]:
     missing = sorted({u.module for u in report.dependencies.unresolved})
     if missing:
         out.append(f"- Not installed or not found (not reviewed): {', '.join(code_span(m) for m in missing)}")
+    for skip in refused[:MAX_SKIPPED_LISTED]:
+        out.append(f"- Not followed: {code_span(skip.path)} - {skip.reason.value}"
+                   + (f" ({md_text(skip.detail)})" if skip.detail else ""))
     return [*out, ""]
 
 

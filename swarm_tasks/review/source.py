@@ -14,6 +14,7 @@ from swarm_tasks.errors import ReviewError
 from swarm_tasks.review.enums import FileOrigin, SkipReason
 from swarm_tasks.review.languages import Language
 from swarm_tasks.review.records import Record
+from swarm_tasks.review.scope import OutsideRoot, repo_scope
 
 REPLACED = "utf-8-replaced"
 
@@ -86,12 +87,34 @@ def count_lines(text: str) -> int:
     return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
-def read_source(root: Path, file: SourceFile) -> str:
-    """The decoded text of ``file``; :class:`ReviewError` if it cannot be read any more."""
+def source_path(root: Path, file: SourceFile) -> Path:
+    """Where ``file`` really is, confined to the repository (see :mod:`swarm_tasks.review.scope`);
+    :class:`ReviewError` when it leads outside. An absolute path is a third-party file under a configured
+    root, admitted by ``describe_file``'s scope check; only those are taken as given."""
+    if Path(file.path).is_absolute():
+        if file.origin is not FileOrigin.THIRD_PARTY:
+            raise OutsideRoot(file.path, symlink=False)
+        return file.abs_path(root)
+    return repo_scope(root).resolve(file.abs_path(root).relative_to(root))
+
+
+def read_bytes_confined(root: Path, file: SourceFile, limit: int = -1) -> bytes:
+    """The bytes of ``file`` (at most ``limit``), read only inside the repository; :class:`ReviewError`
+    when it cannot be read or leads outside."""
     try:
-        data = file.abs_path(root).read_bytes()
+        path = source_path(root, file)
+        if Path(file.path).is_absolute():
+            with path.open("rb") as fh:
+                return fh.read(limit)
+        return repo_scope(root).read_bytes(path, limit)
     except OSError as exc:
         raise ReviewError(f"cannot read {file.path}: {exc.strerror or exc}") from None
+
+
+def read_source(root: Path, file: SourceFile) -> str:
+    """The decoded text of ``file``; :class:`ReviewError` if it cannot be read any more (or leads outside
+    the repository: then nothing of it is quoted anywhere)."""
+    data = read_bytes_confined(root, file)
     if file.encoding == REPLACED:
         return data.decode("utf-8", "replace")
     return decode_source(data, file.language)[0]

@@ -170,7 +170,7 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
     unresolved: list[JsonValue] = []
     if reviewed and inp.depth < config.dependency_depth:
         resolver = ImportResolver(root, config, inventory.third_party)
-        targets, missing = resolver.resolve(file, imports_of.imports)
+        targets, missing = resolver.resolve(file, imports_of.imports, skipped)  # refused: out of the root
         unresolved = [u.model_dump(mode="json") for u in missing if not u.module.startswith(".")]
         chain = [*inp.chain, file.path]
         budget = PackageBudget(config)

@@ -22,8 +22,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarm_tasks.errors import ReviewError
 from swarm_tasks.review.enums import ReviewerKind
-from swarm_tasks.review.source import SourceFile
+from swarm_tasks.review.source import SourceFile, read_bytes_confined
 
 TRIVIAL_MAX_BYTES = 512
 BATCH_FILES = 100
@@ -55,9 +56,8 @@ def pre_rank(root: Path, file: SourceFile) -> int:
     """A cheap risk score from the file's path and the head of its text (0: no signal at all)."""
     score = 0
     try:
-        with file.abs_path(root).open("rb") as fh:
-            head = fh.read(HEAD_BYTES).decode("utf-8", "replace")
-    except OSError:
+        head = read_bytes_confined(root, file, HEAD_BYTES).decode("utf-8", "replace")
+    except ReviewError:
         head = ""
     for pattern, weight in _CONTENT:
         if pattern.search(head):

@@ -20,7 +20,7 @@ from swarm_tasks.review.analyzers.base import PARSE_ERROR, Context, open_context
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import Category, Severity
 from swarm_tasks.review.findings import Finding, Location, at_least
-from swarm_tasks.review.source import SourceFile
+from swarm_tasks.review.source import SourceFile, source_path
 
 if TYPE_CHECKING:
     from bandit.core.issue import Issue
@@ -72,7 +72,7 @@ def _bandit_modules() -> tuple[ModuleType, ModuleType]:
 
 
 def _bandit(ctx: Context) -> list[Finding]:
-    path = str(ctx.file.abs_path(ctx.root))
+    path = str(source_path(ctx.root, ctx.file))  # confined: bandit reads the file itself
     bandit_config, bandit_manager = _bandit_modules()
     # bandit parses the file itself: under the one AST lock (it is not documented as thread-safe either)
     with pyast.exclusive_ast(), warnings.catch_warnings():
