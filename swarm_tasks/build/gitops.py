@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from coordination.connection import redact_url
 from swarm_tasks.errors import GitError, WorkspaceError
-from swarm_tasks.host.git import git
+from swarm_tasks.host.git import git, marker_lines
 from swarm_tasks.host.processes import ProcessResult
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.settings import SwarmSettings
@@ -36,7 +36,6 @@ _BASE_CONFIG = ("merge.conflictStyle=merge", "rebase.autoStash=false", "advice.d
                 # No automatic maintenance inside the push loop, where every millisecond widens the
                 # race window; prepare_clone runs it between tasks instead.
                 "maintenance.auto=false")
-_OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
 # Files a check or a tool leaves behind that are never anyone's change (interpreter and tool caches).
 JUNK_GLOBS = ("**/__pycache__/**", "**/*.py[co]", "**/.pytest_cache/**", "**/.ruff_cache/**", "**/.mypy_cache/**",
               "**/.hypothesis/**")
@@ -409,25 +408,6 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
 
 
 # -- committing ---------------------------------------------------------------------------------------
-
-def marker_lines(data: bytes) -> list[int]:
-    """Line numbers (1-based) of merge-conflict markers in a file's content: the one rule of the project
-    (the build workflow and the agents' git_commit tool both use it).
-
-    A marker line starts with ``<<<<<<< ``, ``>>>>>>> `` or ``||||||| `` (diff3 style) or is exactly one of
-    them (a CR before the newline is allowed). ``=======`` alone is also a Markdown/RST underline, so it
-    counts only in a file that also has one of those markers.
-    """
-    found: list[int] = []
-    separators: list[int] = []
-    for number, line in enumerate(data.split(b"\n"), 1):
-        bare = line.rstrip(b"\r")
-        if bare[:8] in (_OPEN + b" ", _CLOSE + b" ", _BASE + b" ") or bare in (_OPEN, _CLOSE, _BASE):
-            found.append(number)
-        elif bare == _SEP:
-            separators.append(number)
-    return sorted(found + separators) if found else []
-
 
 def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, int]]:
     """``(path, line number)`` of every conflict-marker line (see :func:`marker_lines`) in the text files

@@ -13,8 +13,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from swarm_tasks.build.gitops import find_conflict_markers, marker_lines, run_git
+from swarm_tasks.build.gitops import find_conflict_markers, run_git
 from swarm_tasks.build.replay import RebaseConflict
+from swarm_tasks.host.git import marker_lines
 
 _OURS, _BASE, _THEIRS, _END = b"<<<<<<< ", b"||||||| ", b"=======", b">>>>>>> "
 

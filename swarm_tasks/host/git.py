@@ -119,4 +119,26 @@ def git(args: Sequence[str], *, cwd: Path | None, timeout_s: float = DEFAULT_TIM
     return run_process(argv, cwd, timeout_s, env=git_env(env), stdin=stdin)
 
 
-__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "repository_overrides"]
+_OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
+
+
+def marker_lines(data: bytes) -> list[int]:
+    """Line numbers (1-based) of merge-conflict markers in a file's content: the one rule of the project
+    (the build workflow and the agents' git_commit tool both use it, so it lives below both).
+
+    A marker line starts with ``<<<<<<< ``, ``>>>>>>> `` or ``||||||| `` (diff3 style) or is exactly one of
+    them (a CR before the newline is allowed). ``=======`` alone is also a Markdown/RST underline, so it
+    counts only in a file that also has one of those markers.
+    """
+    found: list[int] = []
+    separators: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        bare = line.rstrip(b"\r")
+        if bare[:8] in (_OPEN + b" ", _CLOSE + b" ", _BASE + b" ") or bare in (_OPEN, _CLOSE, _BASE):
+            found.append(number)
+        elif bare == _SEP:
+            separators.append(number)
+    return sorted(found + separators) if found else []
+
+
+__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "marker_lines", "repository_overrides"]

@@ -16,9 +16,8 @@ from pydantic import Field
 
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.agents.tools.files import confined, workspace_of
-from swarm_tasks.build.gitops import marker_lines
 from swarm_tasks.errors import GitError, ToolError
-from swarm_tasks.host.git import git
+from swarm_tasks.host.git import git, marker_lines
 from swarm_tasks.host.workspace import Workspace
 
 GIT_TIMEOUT_S = 120.0
