@@ -44,6 +44,33 @@ def servers_of(state: Path) -> list[int]:
     return found
 
 
+def in_chromium(url: str, snapshot: dict) -> None:
+    """The ended run in the live view, in headless Chromium (where Debian's chromium is installed): its
+    outcome in the header, every agent drawn, the report's merged findings, linked to the report."""
+    from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        return  # tests/dashboard skip themselves then too; the API answers were checked above
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
+            agents = sum(snapshot["agents"].values())
+            page.wait_for_function(f"window.__swarm && window.__swarm.nodeCount === {agents}", timeout=30_000)
+            findings = snapshot["result"]["findings"]
+            expect(page.locator("#findings-head")).to_contain_text(f"{findings} findings (merged", timeout=30_000)
+            expect(page.locator("a[href$='report.sarif']")).to_have_count(1)
+            assert errors == []
+        finally:
+            chromium.close()
+
+
 def test_a_quickstart_run_is_read_reported_and_shown_after_its_command_exited(tmp_path: Path) -> None:
     env = {**quickstart_env(tmp_path), "COLUMNS": "80"}
     done = swarm("review", str(EXAMPLE), env=env)  # the README's quickstart, on an 80-column terminal
@@ -75,6 +102,7 @@ def test_a_quickstart_run_is_read_reported_and_shown_after_its_command_exited(tm
         body = wait_for(lambda: (r := http_get(f"http://127.0.0.1:{port}/api/runs"))[0] == 200 and r[1], 60,
                         "the dashboard", alive=dashboard.dead)
         assert run_id in body
+        in_chromium(f"http://127.0.0.1:{port}/#run={run_id}", snapshot)
         # While the dashboard keeps the server, another command joins it instead of starting its own.
         assert json.loads(swarm("status", run_id, "--json", env=env).stdout)["status"] == "completed"
         url = swarm("redis-url", env=env)  # what a worker elsewhere, or Flower, needs: the whole URL
