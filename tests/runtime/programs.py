@@ -39,3 +39,12 @@ def relay(pctx: ProgramContext) -> ProgramResult:
         return ProgramResult(result={"left": 0})
     return ProgramResult(result={"left": left}, children=[
         ChildRequest("relay", f"{left - 1} to go", input=left - 1, key=f"relay{left - 1}", detached=True)])
+
+
+def parent_of_one(pctx: ProgramContext) -> ProgramResult:
+    """Ends starting one sub-agent (a ``leaf``)."""
+    return ProgramResult(result={"parent": True}, children=[ChildRequest("leaf", "be a leaf", key="leaf")])
+
+
+def leaf(pctx: ProgramContext) -> ProgramResult:
+    return ProgramResult(result={"leaf": True})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
@@ -89,6 +90,36 @@ def test_a_model_agent_tool_cut_by_a_stop_signal_raises_to_its_turn() -> None:
         run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, stopped), {}, None)  # type: ignore[arg-type]
     told = run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, broken), {}, None)  # type: ignore[arg-type]
     assert told.is_error and "ValueError: a bug" in told.content
+
+
+def test_a_turn_that_raises_after_it_was_recorded_is_not_run_again(swarm_settings, request):
+    """Sending the step of an agent it started fails (a dropped connection) after the parent's end was
+    recorded: the parent stays ended. Retrying its turn made a DONE agent READY and run again, counted it
+    ended twice, and the run went idle (and ended partial) while an agent was still running. The step not
+    sent is re-sent by the sweeper after its grace."""
+    local = Local(swarm_settings)
+    request.addfinalizer(local.close)
+    sent = local.scheduler.enqueue
+
+    def drop_the_second(agent, queue, *, countdown_s=0.0):  # the first is the root's own step
+        if local.scheduler.sent == 1:
+            local.scheduler.sent += 1
+            raise redis.ConnectionError("Connection closed by server.")
+        sent(agent, queue, countdown_s=countdown_s)
+
+    local.scheduler.enqueue = drop_the_second  # type: ignore[method-assign]
+    run = local.start([program("parent", "parent_of_one"), program("leaf", "leaf")],
+                      [ChildRequest("parent", "start a leaf", key="p")])
+    ctx = local.services.run(run.id)
+    assert local.drain() == ["ran"]  # the leaf's step was lost with the connection: nothing is idle
+    assert sweep_agents(local.services, ctx, now=ctx.state.records.now() + 3600) == 1  # re-sent
+    assert local.drain() == ["ran", f"idle:{run.id}"]
+    agents = local.agents(run.id)
+    assert len(agents.get_many(agents.ids(AgentStatus.DONE))) == 2
+    usage = agents.usage("run")
+    assert usage["agents_done"] == 2 and usage["active"] == 0  # each end counted once
+    ended = [e for e in ctx.state.events.read() if e.type == "agent.done"]
+    assert len(ended) == 2
 
 
 def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request):
