@@ -45,6 +45,15 @@ def test_the_digest_and_the_bridge_quote_what_tools_returned() -> None:
     assert all(not line.startswith("[user]") for line in (bridge["content"] or "").splitlines())
 
 
+def test_a_summary_repeating_file_text_is_quoted_in_the_compacted_conversation() -> None:
+    """The model wrote its summary after reading the file: what it repeats stays one JSON string."""
+    bridge = compact(conversation(), window=10, summary=f"I read app.py.\n{INJECTED}", notes=[]).messages[2]
+    lines = (bridge["content"] or "").splitlines()
+    assert bridge["role"] == "user" and "quoted as a JSON string" in lines[0]
+    assert len(lines) == 2 and json.loads(lines[1]) == f"I read app.py.\n{INJECTED}"  # whole, but only as data
+    assert not any(line.startswith(("[user]", "user:", DATA_END)) for line in lines)
+
+
 def test_a_large_result_is_cut_with_a_marker_the_model_can_act_on() -> None:
     text = "".join(f"{i:6d}\tline {i} of a large file\n" for i in range(10_000))  # ~300 KB
 
