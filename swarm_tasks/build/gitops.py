@@ -317,7 +317,7 @@ class Clone:
                 self.git("update-ref", "-m", "swarm: tip read from the shared remote", self.upstream_ref, words[0])
                 return Tip(words[0], words[1])
             # fetch instead: it reports what is wrong with the remote in git's own words
-        self.git("fetch", "--quiet", "--no-tags", "origin",
+        self.git("fetch", "--quiet", "--no-tags", self.spec.git_url,
                  f"+refs/heads/{self.branch}:{self.upstream_ref}", network=True)
         sha, tree = self.out("rev-parse", self.upstream_ref, f"{self.upstream_ref}^{{tree}}").split()
         return Tip(sha, tree)

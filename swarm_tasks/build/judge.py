@@ -43,7 +43,7 @@ def judge_model_id(cycle: int) -> str:
 
 def _push_tag(clone: Clone, tip: str, tag: str) -> str:
     """Record the cycle's tip on the remote; the ref, or why it could not be pushed."""
-    pushed = clone.git("push", "--porcelain", "origin", f"{tip}:{tag}", network=True, check=False)
+    pushed = clone.git("push", "--porcelain", clone.spec.git_url, f"{tip}:{tag}", network=True, check=False)
     if pushed.ok:
         return tag
     return clone.spec.redact(f"(not recorded: {pushed.stderr.decode('utf-8', 'replace').strip()[-300:]})")

@@ -115,17 +115,18 @@ class _Push(enum.Enum):
 
 
 def _push(clone: Clone, sha: str) -> tuple[_Push, str]:
+    """Push ``sha`` to the branch by URL (never by the clone's remote name, which its config could point
+    anywhere)."""
     ref = f"refs/heads/{clone.branch}"
-    result = clone.git("push", "--porcelain", "origin", f"{sha}:{ref}", network=True, check=False)
+    result = clone.git("push", "--porcelain", clone.spec.git_url, f"{sha}:{ref}", network=True, check=False)
     for line in result.stdout.decode("utf-8", "replace").splitlines():
         flag, _, rest = line.partition("\t")
         refs, _, summary = rest.partition("\t")
         if len(flag) != 1 or not refs.endswith(f":{ref}"):
             continue
-        if flag == "=":
-            return _Push.UP_TO_DATE, summary
-        if flag in " +*-":
-            return _Push.PUSHED, summary
+        if flag in "= +*-":  # the remote's branch is at sha now: so is our tracking ref, as `git push origin` does
+            clone.git("update-ref", "-m", "swarm: pushed", clone.upstream_ref, sha)
+            return (_Push.UP_TO_DATE if flag == "=" else _Push.PUSHED), summary
         if "[remote rejected]" in summary:
             raced = any(word in summary for word in _LOCK_RACE)
             said = [line.removeprefix("remote:").strip() for line in

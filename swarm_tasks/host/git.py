@@ -13,7 +13,9 @@ sandbox, with the worker's privileges. So every call made through :func:`git`:
 - neutralises the filter drivers the repository's own configuration defines (empty commands, not
   required), and refuses to run at all when that configuration names a program that cannot be
   switched off from the command line (``diff.external``, a diff or merge driver, ``core.worktree``,
-  an upload/receive pack, ``core.gitProxy``, ``core.alternateRefsCommand``): :class:`GitError` says which.
+  an upload/receive pack, ``core.gitProxy``, ``core.alternateRefsCommand``), or that would send a push or
+  fetch elsewhere (``url.*.insteadOf``, a push URL): :class:`GitError` says which. (The build fetches and
+  pushes by URL, never by the clone's remote name, so a changed ``remote.origin.url`` moves nothing.)
 
 The sandbox keeps a clone's ``.git`` read-only to every command it runs, so in bubblewrap, and for a
 root worker in the fallback, nothing can be planted there in the first place; this is the second wall.
@@ -52,7 +54,8 @@ BASE_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TE
             "LANGUAGE": "C"}
 _FILTER = re.compile(r"^filter\.(.+)\.(clean|smudge|process|required)$")
 _REFUSED = re.compile(r"^(diff\.external|diff\..+\.(command|textconv)|merge\..+\.driver|core\.worktree"
-                      r"|core\.gitproxy|core\.alternaterefscommand|remote\..+\.(uploadpack|receivepack|vcs))$")
+                      r"|core\.gitproxy|core\.alternaterefscommand|remote\..+\.(uploadpack|receivepack|vcs|pushurl)"
+                      r"|url\..+\.(insteadof|pushinsteadof))$")
 _CACHE: dict[tuple[str, int, int, int], tuple[str, ...]] = {}
 _CACHE_LOCK = threading.Lock()
 

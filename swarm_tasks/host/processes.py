@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import select
@@ -21,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import psutil
+
+log = logging.getLogger("swarm_tasks.host.sandbox")
 
 # What a program needs from /etc: users and groups, name resolution, the dynamic linker,
 # Debian's alternatives symlinks, certificates, time zone. Not shadow, ssh keys or sudoers.
@@ -185,6 +188,8 @@ def make_traversable(path: Path) -> None:
             st = parent.stat()
             if not st.st_mode & stat.S_IXOTH and st.st_uid == os.geteuid():
                 os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+                log.info("made %s passable (o+x) for sandboxed commands: it lies above their workspace or "
+                         "tools", parent)
 
 
 def nproc_limit(extra: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from swarm_tasks.build import (
     run_check,
     validate_remote,
 )
+from swarm_tasks.build.gitops import borrowed_objects
 from swarm_tasks.errors import GitError, WorkspaceError
 from swarm_tasks.settings import SwarmSettings
 from tests.agents import make_settings
@@ -301,3 +303,36 @@ def test_commit_all_leaves_caches_a_check_wrote_out(remote: RemoteSpec, tmp_path
     (clone.path / "pkg" / "x.py").write_text("x = 1\n")
     sha = commit_all(clone, "the change")
     assert sha is not None and git(clone.path, "show", "--name-only", "--format=", sha) == "pkg/x.py"
+
+
+@pytest.mark.parametrize("mode", ["auto", "subprocess"])
+def test_a_check_in_a_scratch_worktree_reads_its_clones_git_directory(tmp_path: Path, mode: str) -> None:
+    """The gate's check on the branch tip runs in a worktree beside the clone: the sandbox lets it read the
+    clone's git directory (and the objects it borrows), never write them."""
+    spec = make_remote(tmp_path / "r", {"a.txt": "from the tip\n"})
+    clone = clone_of(spec, tmp_path, "w")
+    tree = tmp_path / "scratch"
+    clone.git("worktree", "add", "--detach", "--quiet", str(tree), clone.head())
+    command = "git log --format=%s -1 && cat a.txt && touch \"$(git rev-parse --git-common-dir)/planted\""
+    result = run_check(command, tree, 30, settings=make_settings(sandbox=mode),
+                       reads=[clone.git_dir(), *borrowed_objects(spec)])
+    assert "seed" in result.output and "from the tip" in result.output, result.output
+    if mode == "auto" or os.geteuid() == 0:  # the fallback of a normal user has no isolation (the table)
+        assert not (clone.git_dir() / "planted").exists()
+    if mode == "auto":  # without them it sees no repository at all
+        blind = run_check("git log -1", tree, 30, settings=make_settings(sandbox=mode))
+        assert not blind.passed
+
+
+def test_the_build_pushes_by_url_whatever_the_clones_remote_says(tmp_path: Path) -> None:
+    spec = make_remote(tmp_path / "r", {"a.txt": "a\n"})
+    decoy = make_remote(tmp_path / "decoy", {"a.txt": "a\n"})
+    clone = clone_of(spec, tmp_path, "w")
+    git(clone.path, "config", "remote.origin.url", decoy.url)  # what a writable .git would allow
+    sha = edit(clone, "a.txt", "b\n", "change")
+    outcome = push_with_rebase(clone, resolve=refuse)
+    assert outcome.landed and remote_tip(spec) == sha and remote_tip(decoy) != sha
+    assert clone.out("rev-parse", clone.upstream_ref) == sha  # the tracking ref follows, as `git push origin` does
+    git(clone.path, "config", f"url.{decoy.url}.insteadOf", spec.url)
+    with pytest.raises(GitError, match="url"):
+        clone.fetch()

@@ -75,7 +75,8 @@ def test_planted_hooks_fsmonitor_and_filters_never_run(repo: Path, tmp_path: Pat
 @pytest.mark.parametrize(("key", "value"), [
     ("diff.external", "touch /tmp/x"), ("diff.evil.textconv", "touch /tmp/x"), ("merge.evil.driver", "touch /tmp/x"),
     ("remote.origin.uploadpack", "touch /tmp/x; git-upload-pack"), ("core.worktree", "/tmp"),
-    ("core.gitProxy", "touch /tmp/x"), ("core.alternateRefsCommand", "touch /tmp/x")])
+    ("core.gitProxy", "touch /tmp/x"), ("core.alternateRefsCommand", "touch /tmp/x"),
+    ("remote.origin.pushurl", "/tmp/elsewhere.git"), ("url./tmp/elsewhere.git.insteadOf", "/tmp/remote.git")])
 def test_a_config_naming_a_program_that_cannot_be_switched_off_is_refused(repo: Path, key: str, value: str) -> None:
     raw_git(repo, "config", key, value)
     with pytest.raises(GitError, match=re.escape(f"its own config sets {key.lower()}, a program git would run")):
