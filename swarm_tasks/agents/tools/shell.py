@@ -27,7 +27,9 @@ class ShellTool(Tool):
     description = ("Run a bash command in the workspace and get its exit code and output (stdout and stderr "
                    "together; long output keeps its beginning and end). Each call starts fresh: no state, "
                    "no background processes survive it, and no network unless the sandbox allows it. "
-                   "Prefer the file tools for reading and editing files.")
+                   "The workspace's .git is read-only here: git commands that only read work (status, diff, "
+                   "log); to commit use the git or build tools. Prefer the file tools for reading and editing "
+                   "files.")
     Args = ShellArgs
     idempotent = False
 
