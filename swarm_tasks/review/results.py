@@ -95,10 +95,11 @@ def head_commit(root: Path) -> str | None:
         ref = head[5:]
         loose = git / ref
         if loose.is_file():
-            return loose.read_text().strip() or None
+            sha = loose.read_text().strip()
+            return sha if re.fullmatch(r"[0-9a-f]{40,64}", sha) else None  # 'ref: ../../etc/x' quotes nothing
         for line in (git / "packed-refs").read_text().splitlines():
             sha, _, name = line.partition(" ")
-            if name == ref:
+            if name == ref and re.fullmatch(r"[0-9a-f]{40,64}", sha):
                 return sha
     except OSError:
         return None

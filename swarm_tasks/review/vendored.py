@@ -94,9 +94,12 @@ def identical_installed(path: Path, sha256: str, size: int, node_roots: list[Pat
     ``build/``, ``umd/``."""
     name = path.name
     for root in node_roots:
+        top = root.resolve()
         for pattern in (f"*/{name}", f"*/*/{name}", f"@*/*/{name}", f"@*/*/*/{name}"):
             for candidate in root.glob(pattern):
                 try:
+                    if not candidate.resolve().is_relative_to(top):  # a link out of node_modules is not read
+                        continue
                     if candidate.stat().st_size != size:
                         continue
                     digest = hashlib.sha256(candidate.read_bytes()).hexdigest()

@@ -10,7 +10,7 @@ import pytest
 from swarm_tasks.errors import ReviewError
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import SkipReason
-from swarm_tasks.review.inventory import describe_file
+from swarm_tasks.review.inventory import build_inventory, describe_file
 from swarm_tasks.review.pipeline import review_locally
 from swarm_tasks.review.report_json import render_json
 from swarm_tasks.review.report_markdown import render_markdown
@@ -18,6 +18,7 @@ from swarm_tasks.review.report_sarif import render_sarif
 from swarm_tasks.review.scope import ReadScope
 from swarm_tasks.review.source import SkippedPath, SourceFile, read_source
 from tests.review.containment import assert_quotes_nothing_outside, hostile_repo
+from tests.review.helpers import write_tree
 
 
 def test_a_local_review_follows_no_import_out_of_the_root_and_says_why(tmp_path: Path) -> None:
@@ -62,3 +63,18 @@ def test_the_scope_follows_links_inside_and_admits_configured_third_party_roots(
     described = describe_file(repo, str(tmp_path / "outside" / "x.py"),
                               ReviewConfig(third_party_roots=(tmp_path / "outside",)))
     assert isinstance(described, SourceFile)  # the user named that root: it may be read
+
+
+def test_a_node_modules_link_out_of_the_root_is_not_read_for_twins(tmp_path: Path) -> None:
+    """A repository file is vendored when an installed package holds a byte-identical copy; a package
+    linked in from outside the repository is not read to find out."""
+    code = "".join(f"export function f{i}(a) {{ return a + {i}; }}\n" for i in range(60))  # > 1 KB
+    repo = write_tree(tmp_path / "repo", {"web/lib.js": code, "node_modules/inside/lib.js": code})
+    write_tree(tmp_path / "mods" / "pkg", {"lib.js": code})
+    (repo / "node_modules" / "outside").symlink_to(tmp_path / "mods" / "pkg")
+    inv = build_inventory(repo, ReviewConfig())
+    assert any(s.path == "web/lib.js" and "identical to the installed node_modules/inside/lib.js" in s.detail
+               for s in inv.skipped)
+    (repo / "node_modules" / "inside" / "lib.js").unlink()
+    inv = build_inventory(repo, ReviewConfig())
+    assert [f.path for f in inv.files] == ["web/lib.js"]  # the copy outside was not looked at
