@@ -17,7 +17,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$ESLINT $PLUGIN" ]; then
   exit 0
 fi
 mkdir -p "$DIR"
-if ! timeout 300 npm install --prefix "$DIR" --no-audit --no-fund --silent "$ESLINT" "$PLUGIN" \
+if ! timeout 300 npm install --prefix "$DIR" --no-audit --no-fund --silent --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=10000 "$ESLINT" "$PLUGIN" \
     >/tmp/swarm-install-eslint.log 2>&1; then
   echo "install-eslint: WARNING: npm install failed (see /tmp/swarm-install-eslint.log); ESLint will not run" >&2
   exit 0
