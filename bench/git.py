@@ -31,8 +31,9 @@ from typing import Any
 import psutil
 
 from bench.common import BenchResult, Row, at_least, machine_info, progress, ratio, run_together
+from coordination.backoff import Backoff
 from swarm_tasks.build import (
-    Backoff,
+    PUSH_BACKOFF,
     RebaseConflict,
     RemoteSpec,
     commit_all,
@@ -58,8 +59,8 @@ class Params:
     work_s: float = 1.0
     shared_every: int = 2  # every 2nd commit also edits the shared file: half of them
     max_attempts: int = 200
-    backoff_base_s: float = Backoff().base_s  # the build workers' own policy
-    backoff_cap_s: float = Backoff().cap_s
+    backoff_base_s: float = PUSH_BACKOFF.base_s  # the build workers' own policy
+    backoff_cap_s: float = PUSH_BACKOFF.cap_s
     refresh_first: bool = True  # fetch before the first push: after a second of work the base is stale
     rounds: int = 1  # each pusher count is measured this many times, interleaved; the median round counts
     root: str | None = None  # where the repositories live; None: the system's temp dir

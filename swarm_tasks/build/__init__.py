@@ -24,12 +24,12 @@ from swarm_tasks.build.gitops import (
     run_git,
     validate_remote,
 )
-from swarm_tasks.build.rebase import Backoff, PushOutcome, PushStatus, Recheck, push_with_rebase
+from swarm_tasks.build.rebase import PUSH_BACKOFF, PushOutcome, PushStatus, Recheck, push_with_rebase
 from swarm_tasks.build.replay import RebaseConflict
 
 __all__ = [
+    "PUSH_BACKOFF",
     "Applied",
-    "Backoff",
     "CheckResult",
     "CheckStatus",
     "Clone",

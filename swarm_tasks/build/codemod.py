@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 
 import pathspec
 
+from coordination.backoff import Backoff
 from swarm_tasks.build.check import CheckResult, truncate
 from swarm_tasks.build.gitops import JUNK_GLOBS, Clone, commit_all, run_git, split_z
-from swarm_tasks.build.rebase import Backoff, PushOutcome, PushStatus, push_with_rebase
+from swarm_tasks.build.rebase import PushOutcome, PushStatus, push_with_rebase
 from swarm_tasks.build.replay import RebaseConflict
 from swarm_tasks.errors import WorkspaceError
 from swarm_tasks.host.commands import run_confined

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from coordination.backoff import Backoff
 from swarm_tasks.build.check import CheckResult
 from swarm_tasks.build.gitops import Clone, find_conflict_markers, format_markers, split_z
 from swarm_tasks.build.replay import RebaseConflict, Replayer, ReplayState, Resolver
 from swarm_tasks.errors import GitError
 from swarm_tasks.host.processes import ProcessResult
 
-__all__ = ["Backoff", "PushOutcome", "PushStatus", "RebaseConflict", "Recheck", "push_with_rebase"]
+__all__ = ["PUSH_BACKOFF", "PushOutcome", "PushStatus", "RebaseConflict", "Recheck", "push_with_rebase"]
 
 # Words of a "[remote rejected]" push that mean another push won the ref lock: a race, so retry.
 _LOCK_RACE = ("cannot lock", "failed to lock", "failed to update ref", "incorrect old value",
@@ -50,17 +51,8 @@ class Recheck(enum.Enum):
     CONTENDED = "contended"
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Jittered exponential backoff between push attempts (full jitter: uniform in [0, ceiling])."""
-
-    base_s: float = 0.05
-    cap_s: float = 1.0
-    factor: float = 2.0
-
-    def delay(self, retry: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        return rng.uniform(0.0, min(self.cap_s, self.base_s * self.factor ** max(0, retry - 1)))
+# Between push attempts: full jitter spreads builders racing for the branch (the project's one backoff).
+PUSH_BACKOFF = Backoff(base_s=0.05, cap_s=1.0)
 
 
 @dataclass(slots=True)
@@ -285,7 +277,7 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     """
     if max_attempts < 1:
         raise GitError("max_attempts must be at least 1")
-    backoff = backoff or Backoff()
+    backoff = backoff or PUSH_BACKOFF
     rng = rng or random.Random()
     shared = clone.borrowed_remote()
     if shared is not None and not (shared / "objects").is_dir():
@@ -325,7 +317,7 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         # failed only because our base was stale, so it is not waited for; any other failure means
         # others are racing us.
         if kind is _Push.ERROR or attempt > 1 or refresh_first:
-            sleep(backoff.delay(attempt, rng))
+            sleep(backoff.delay(attempt - 1, rng))  # attempt 1 failed: the first retry
         refresh = kind is _Push.MOVED
     status = PushStatus.REMOTE_ERROR if kind is _Push.ERROR else PushStatus.RETRIES_EXHAUSTED
     return run.finish(status, run.head, f"not landed after {max_attempts} attempts: {reason}")

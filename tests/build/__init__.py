@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from swarm_tasks.build import Backoff, Clone, RebaseConflict, RemoteSpec, commit_all, prepare_clone
+from coordination.backoff import Backoff
+from swarm_tasks.build import Clone, RebaseConflict, RemoteSpec, commit_all, prepare_clone
 
 IDENTITY = ("-c", "user.name=Seed", "-c", "user.email=seed@example.invalid", "-c", "commit.gpgsign=false")
 

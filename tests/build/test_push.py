@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from coordination.backoff import Backoff
 from swarm_tasks.build import (
-    Backoff,
     CheckResult,
     Clone,
     PushStatus,
