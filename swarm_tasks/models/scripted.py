@@ -172,8 +172,3 @@ def register_scripted_provider(search_paths: Sequence[Path] = ()) -> ScriptedLLM
         # litellm also does this on every call; doing it now lets get_llm_provider know "scripted" at once.
         litellm.utils.custom_llm_setup()
         return _handler
-
-
-def scripted_resolver() -> ScriptResolver:
-    """The resolver of the registered provider (registering with no extra paths if needed)."""
-    return register_scripted_provider().resolver

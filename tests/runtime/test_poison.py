@@ -12,7 +12,7 @@ import redis
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.agents.state import AgentStatus
-from swarm_tasks.agents.tools.base import FunctionTool, ToolArgs, ToolResult, run_tool
+from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolResult, run_tool
 from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import StoppedBySignal
 from tests.runtime.conftest import Local
@@ -80,15 +80,21 @@ def test_a_model_agent_tool_cut_by_a_stop_signal_raises_to_its_turn() -> None:
     """A model never hears "run_analyzer failed" for a stop of its worker: the tool raises to its turn
     (which is redone, as above), where a tool's own error is the model's to read."""
 
-    def stopped(_args: object, _ctx: object) -> ToolResult:
-        raise StoppedBySignal("ESLint was stopped by SIGTERM (the worker is stopping)")
 
-    def broken(_args: object, _ctx: object) -> ToolResult:
-        raise ValueError("a bug")
+    class Raising(Tool):
+        name = "run_analyzer"
+        description = "analyze"
+        Args = ToolArgs
+
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def run(self, args: object, ctx: object) -> ToolResult:
+            raise self.error
 
     with pytest.raises(StoppedBySignal):
-        run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, stopped), {}, None)  # type: ignore[arg-type]
-    told = run_tool(FunctionTool("run_analyzer", "analyze", ToolArgs, broken), {}, None)  # type: ignore[arg-type]
+        run_tool(Raising(StoppedBySignal("ESLint was stopped by SIGTERM (the worker is stopping)")), {}, None)  # type: ignore[arg-type]
+    told = run_tool(Raising(ValueError("a bug")), {}, None)  # type: ignore[arg-type]
     assert told.is_error and "ValueError: a bug" in told.content
 
 

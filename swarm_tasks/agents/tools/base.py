@@ -11,7 +11,6 @@ as interrupted instead of being repeated.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -100,21 +99,6 @@ class Tool(ABC):
     @abstractmethod
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         """Do the work. Blocking is fine: the runner calls tools in a thread pool."""
-
-
-class FunctionTool(Tool):
-    """A tool made from a function, for small tools and tests."""
-
-    def __init__(self, name: str, description: str, args: type[ToolArgs],
-                 fn: Callable[[Any, ToolContext], ToolResult], *, idempotent: bool = True) -> None:
-        self.name = name  # type: ignore[misc]
-        self.description = description  # type: ignore[misc]
-        self.Args = args  # type: ignore[misc]
-        self.idempotent = idempotent  # type: ignore[misc]
-        self._fn = fn
-
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
-        return self._fn(args, ctx)
 
 
 def run_tool(tool: Tool, raw_args: str | dict[str, Any] | None, ctx: ToolContext) -> ToolResult:
