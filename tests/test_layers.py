@@ -9,6 +9,10 @@ workflow falls under these rules without being named here.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -145,3 +149,23 @@ def test_a_workflow_imports_no_other_workflow_nor_the_front_ends():
     for workflow in workflows():
         others = tuple(w for w in workflows() if w != workflow)
         assert violations((workflow,), (*others, *FRONT, "swarm_tasks.celery")) == []
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[\[=<>!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+# Imported for their error types and models, always installed with (and pinned by) what we declare.
+THROUGH = {"amqp": "kombu", "pydantic-core": "pydantic"}
+
+
+def test_every_package_imported_at_run_time_is_declared_as_a_runtime_dependency():
+    # jsonschema was imported by the agent runtime but declared only for tests (installed through litellm's
+    # requirements, which may drop it in any release)
+    declared = {_dist(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    owners = importlib.metadata.packages_distributions()
+    imported = {target.split(".")[0] for targets in graph().values() for target in targets}
+    third_party = imported - set(sys.stdlib_module_names) - {*PACKAGES, "bench"}
+    dists = {_dist(d) for top in third_party for d in owners.get(top, [top])}
+    assert "jsonschema" in dists and {THROUGH[d] for d in dists & THROUGH.keys()} <= declared
+    assert sorted(dists - declared - THROUGH.keys()) == []
