@@ -168,9 +168,11 @@ def test_workers_on_rabbitmq_run_agents_and_delayed_steps(vhost: Vhost, redis_ur
         assert time.monotonic() - sent >= 1.5  # it waited for its countdown
         # A turn's retry pause is often under a second: sent as 1 s (Celery's int(0.4) == 0 raised ValueError).
         done = client.run(run.id).agents.get(client.run(run.id).agents.ids(AgentStatus.DONE)[0])
-        before = tasks_started(app, names, "swarm.agent.step")
+        shadow = f"swarm.agent.step:{done.spec}"  # the name Flower and the workers' counters know it by
+        before = tasks_started(app, names, shadow)
+        sent = time.monotonic()
         CeleryScheduler(app).enqueue(done, "agents", countdown_s=0.4)
-        while tasks_started(app, names, "swarm.agent.step") == before:  # it arrives (and finds the agent ended)
+        while tasks_started(app, names, shadow) == before:  # it arrives (and finds the agent ended)
             assert time.monotonic() - sent < 60, "the step sent with a 0.4 s pause never arrived"
             time.sleep(0.2)
         # Every role's queue is a quorum queue, declared by the workers even where none consumes it.
