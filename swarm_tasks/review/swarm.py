@@ -18,13 +18,11 @@ once per depth (the shortest import path always gets its turn).
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from coordination.store import Versioned, Write
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.program import EmittedEvent, ProgramContext, ProgramResult
 from swarm_tasks.agents.state import AgentStatus
@@ -263,9 +261,12 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
     started = int(float(pctx.state.redis.hget(pctx.state.keys.usage("run"), "agents_started") or 0))
     plan = plan_scans(root, inventory.to_scan(), pctx.run.limits.max_agents - started)
     children = [scan_request(f.path) for f in plan.individual]
+    # Each batch gets its own share of the allowance, fixed here: drawn from one run-wide counter, which
+    # flagged trivial files got reviewers depended on which batch ran first.
+    shares = allowance_shares(plan.trivial_allowance, len(plan.batches))
     children += [ChildRequest(BATCH, task=f"Quick-scan {len(batch)} trivial files.",
                               labels={"batch": str(n), "phase": "scan"},
-                              input={"paths": [f.path for f in batch], "allowance": plan.trivial_allowance},
+                              input={"paths": [f.path for f in batch], "allowance": shares[n]},
                               key=f"batch:{n}", global_key=True)
                  for n, batch in enumerate(plan.batches)]
     return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,
@@ -280,11 +281,12 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
 
 def batch_program(pctx: ProgramContext) -> ProgramResult:
     """Quick-scan a batch of trivial files. A file the scan flags gets its reviewers as this agent's
-    children, or (when it shows a real risk after all) its own scan agent, while the batches' share of
-    the agent budget lasts; past it, the file is named as not reviewed."""
+    children, or (when it shows a real risk after all) its own scan agent, while this batch's share of
+    the agent budget lasts (in path order: the same files every run); past it, the file is named as not
+    reviewed."""
     job, root, inventory = context_of(pctx)
     data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
-    allowance = int(data.get("allowance") or 0)
+    left = int(data.get("allowance") or 0)
     scanned: list[str] = []
     scans: list[JsonValue] = []
     unreviewed: list[str] = []
@@ -303,9 +305,10 @@ def batch_program(pctx: ProgramContext) -> ProgramResult:
         wanted, entry = ([scan_request(file.path)], None) if risky else plan_after_scan(
             pctx, job, root, inventory, file, inp, scan.risk, list(scan.flags), scan)
         cost = len(wanted) + (PER_FILE - 1 if risky else 0)  # an escalated scan will want its reviewers
-        if not reserve_agents(pctx, cost, allowance):
+        if cost > left:
             unreviewed.append(file.path)
             continue
+        left -= cost
         children += wanted
         if risky:
             escalated.append(file.path)
@@ -316,18 +319,16 @@ def batch_program(pctx: ProgramContext) -> ProgramResult:
                          children=children, reason=None)
 
 
-def reserve_agents(pctx: ProgramContext, count: int, allowance: int) -> bool:
-    """Take ``count`` agents from the batches' shared allowance (a CAS-kept counter per run)."""
-    key = pctx.state.keys.record("budget", "batches")
-    granted: list[bool] = [False]
-
-    def fn(current: Versioned | None) -> Write | None:
-        used = int(json.loads(current.data)) if current is not None else 0
-        granted[0] = used + count <= allowance
-        return Write(json.dumps(used + count).encode()) if granted[0] else None
-
-    pctx.state.records.update(key, fn)
-    return granted[0]
+def allowance_shares(allowance: int, batches: int, unit: int = PER_FILE - 1) -> list[int]:
+    """``allowance`` agents split over ``batches`` batches in whole ``unit``s (a flagged file's reviewers:
+    a share that fits none would be wasted), round the batches; what is left over goes to the first."""
+    if batches <= 0:
+        return []
+    units, rest = divmod(max(0, allowance), unit)
+    each, extra = divmod(units, batches)
+    shares = [(each + (1 if n < extra else 0)) * unit for n in range(batches)]
+    shares[0] += rest
+    return shares
 
 
 def scan_program(pctx: ProgramContext) -> ProgramResult:

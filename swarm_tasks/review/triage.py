@@ -12,8 +12,9 @@ file that does is reached last or never. So the inventory plans its scans:
 * trivial files (tiny, no signal at all) come last, scanned in batches of :data:`BATCH_FILES` by one
   program agent each, when there are enough of them to matter (:data:`BATCH_MIN_FILES`);
 * files the budget cannot cover, lowest ranked first, are left out and named as such;
-* what is left is the batches' allowance for reviewers of trivial files they flag (drawn by
-  compare-and-set, see :func:`swarm_tasks.review.swarm.reserve_agents`).
+* what is left is the batches' allowance for reviewers of trivial files they flag, split between the
+  batches when they start (see :func:`swarm_tasks.review.swarm.allowance_shares`): each spends its own
+  share in path order, so the same files get reviewers every run whichever batch runs first.
 """
 
 from __future__ import annotations

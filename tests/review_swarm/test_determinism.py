@@ -6,7 +6,10 @@ construction (now and then bandit skipped a file and its findings were lost), an
 the files in the import chain of whichever importer reached it first, so a file imported along two chains had
 more or fewer children depending on timing (744 agents in one run, 745 in the next); and a third-party
 package's file budget was counted per run, so which of its files were reviewed was whichever its importers
-asked for first (nearly every run of this tree reviewed another three of bigpkg's modules)."""
+asked for first (nearly every run of this tree reviewed another three of bigpkg's modules); and past the
+agent budget, the trivial files' batches drew their reviewers from one counter, so which flagged files
+got reviewers was whichever batch flagged one first (each batch now has its own share, spent in path
+order)."""
 
 from __future__ import annotations
 
@@ -57,17 +60,34 @@ def comparable(report_json: str) -> dict[str, object]:
     return data
 
 
+# 120 trivial files the scans flag (undocumented), scanned in two batches, and one risky file; an agent
+# budget that leaves the batches room for two flagged files' reviewers. Drawn from one counter, the first
+# batch to flag a file took it: which files were reviewed depended on which batch ran first.
+FLOOD = {**{f"pkg{i // 60}/m{i}.py": f"X{i} = {i}\n" for i in range(120)},
+         "run.py": "import os\nos.system(input())\n"}
+FLOOD_AGENTS = 1 + 6 + 2 + 8  # the inventory, the risky file's scan and reviewers, two batches, two files' reviewers
+
+
 @pytest.mark.timeout(600)
 def test_ten_reviews_of_one_tree_give_identical_reports(swarm_settings, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     shutil.copytree(EXAMPLE, tree)
     write_tree(tree, CHAINS)
-    reports = []
+    flood = write_tree(tmp_path / "flood", FLOOD)
+    reports, floods = [], []
     with Swarm(swarm_settings, workers=2, concurrency=8) as swarm:
         for _ in range(10):
             run = swarm.review(tree)
             assert run.wait(timeout_s=240).status.value == "completed", run.record().reason
             reports.append(comparable(render_json(run.report())))
+        for _ in range(6):  # past the agent budget: partial, and the same files left out every time
+            run = swarm.review(flood, limits={"max_agents": FLOOD_AGENTS})
+            assert run.wait(timeout_s=240).status.value == "partial", run.record().reason
+            floods.append(comparable(render_json(run.report())))
+    reviewed = {a["file"] for a in floods[0]["agents"] if a["role"] == "reviewer"}
+    assert len(reviewed) == 3 and "run.py" in reviewed, reviewed  # two trivial files, one from each batch
+    for index, other in enumerate(floods[1:], start=1):
+        assert other == floods[0], f"review {index} of the flood differs from review 0"
     first = reports[0]
     assert len(first["agents"]) > 100 and len(first["findings"]) > 20
     assert {f"{SITE}/m{i}.py" for i in range(4, 8)} <= {f["file"] for f in first["findings"]}  # each named import
