@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,9 @@ from coordination.connection import redact_url
 from swarm_tasks.errors import JobSpecError
 
 _GIT_SCHEMES = ("http", "https", "ssh", "git", "file")
+_REMOTE_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+# Whatever the user's git configuration allows: a remote helper command never runs for a source.
+_NO_EXT = ("-c", "protocol.ext.allow=never")
 
 
 def is_git_url(text: str) -> bool:
@@ -56,6 +60,9 @@ def refuse_option_like(spec: SourceSpec) -> None:
                                "not a path, URL or ref; refused (give a path as ./-name)")
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise JobSpecError(f"{what} {redact_url(value)!r} contains a control character; refused")
+    if _REMOTE_HELPER.match(spec.location):  # 'ext::sh -c ...' runs a command wherever git allows it
+        raise JobSpecError(f"SOURCE {spec.shown()!r} names a git remote helper (transport::address); refused: "
+                           "give a path or an http(s), ssh, git or file URL")
     if spec.ref is not None and (not spec.ref.strip() or any(c in spec.ref for c in " ~^:?*[\\")
                                  or ".." in spec.ref or "@{" in spec.ref):
         raise JobSpecError(f"ref {spec.ref!r} is not a valid branch, tag or commit name")
@@ -67,7 +74,7 @@ def check_source(spec: SourceSpec, *, timeout_s: float = 20.0) -> SourceSpec:
     if spec.is_git:
         _check_file_url(spec)
         env = {**_git_env(), "GIT_TERMINAL_PROMPT": "0"}
-        args = ["git", "ls-remote", "--exit-code", "--", spec.location, *([spec.ref] if spec.ref else [])]
+        args = ["git", *_NO_EXT, "ls-remote", "--exit-code", "--", spec.location, *([spec.ref] if spec.ref else [])]
         try:
             done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env,  # noqa: S603
                                   check=False)
@@ -126,7 +133,7 @@ def materialize(spec: SourceSpec, state_dir: Path, run_id: str, *, timeout_s: fl
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=dest.parent))
-    args = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", spec.ref] if spec.ref else []), "--",
+    args = ["git", *_NO_EXT, "clone", "--quiet", "--depth", "1", *(["--branch", spec.ref] if spec.ref else []), "--",
             spec.location, str(scratch / "repo")]
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False,  # noqa: S603
