@@ -67,7 +67,7 @@ class MockProcess:
 
 _BARE = """
 import asyncio, json, sys
-from swarm_tasks.models.measure import measure_bare_litellm
+from bench.model_calls import measure_bare_litellm
 print(json.dumps(asyncio.run(measure_bare_litellm(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))))
 """
 

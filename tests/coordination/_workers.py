@@ -20,11 +20,11 @@ import redis
 
 from coordination.connection import make_client
 from coordination.errors import CoordinationError, LeaseLost, VersionConflict
-from coordination.history import HistoryRecorder, OpKind, Outcome
 from coordination.mailbox import Mailboxes
 from coordination.run import RunState
 from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore, RetryPolicy, Versioned, Write
+from tests.history import HistoryRecorder, OpKind, Outcome
 
 # Plenty of retries: on a loaded 2-core machine 16 writers collide a lot, and a give-up is not what
 # these tests measure (every increment must land).

@@ -1,7 +1,7 @@
 """A Redis Cluster failing over under a run: what it keeps, what it can lose, and what the fencing does.
 
 Every record operation of the run is recorded in a history (one register per key) and judged by the
-project's linearizability checker (``coordination/history.py``).
+project's linearizability checker (``tests/history.py``).
 
 * A manual ``CLUSTER FAILOVER`` on a replica mid-run (the replica catches up before it takes over):
   nothing is lost, every history is linearizable, each task is completed exactly once.
@@ -29,11 +29,11 @@ from pydantic import SecretStr
 from bench.redis_cluster import ClusterNode, RedisClusterServers
 from coordination.connection import make_client
 from coordination.errors import LeaseLost
-from coordination.history import Operation, OpKind, Outcome, check_history, load_history
 from coordination.run import RunState
 from coordination.settings import CoordinationSettings
 from coordination.tasks import TaskStatus
 from tests.coordination import _workers
+from tests.history import Operation, OpKind, Outcome, check_history, load_history
 
 TASKS = 40
 

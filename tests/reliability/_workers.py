@@ -20,9 +20,9 @@ from redis.retry import Retry
 
 from coordination.connection import connect
 from coordination.errors import VersionConflict
-from coordination.history import HistoryRecorder, OpKind, Outcome
 from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore, RetryPolicy, Versioned
+from tests.history import HistoryRecorder, OpKind, Outcome
 
 # Replies lost to a dropped connection: the op may or may not have been applied.
 LOST = (redis.ConnectionError, redis.TimeoutError)

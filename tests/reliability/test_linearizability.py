@@ -19,7 +19,7 @@ import redis
 
 from coordination.connection import connect
 from coordination.embedded import EmbeddedRedis
-from coordination.history import (
+from tests.history import (
     CheckResult,
     HistoryRecorder,
     Operation,

@@ -2,7 +2,7 @@
 
 Not a test. Run the mock server in another process so its CPU is not counted here:
 
-    python -m swarm_tasks.models.measure --n 1000 --concurrency 1000 --latency 0.5
+    python -m bench.model_calls --n 1000 --concurrency 1000 --latency 0.5
 
 (without ``--url`` it starts ``python -m swarm_tasks.models.mock_server`` itself on a free port).
 """
@@ -93,7 +93,7 @@ async def measure_gateway(url: str, n: int, concurrency: int, settings: SwarmSet
 @contextmanager
 def spawned_server(latency_s: float) -> Iterator[str]:
     """A mock server in a child process on a free port; yields its URL."""
-    proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    proc = subprocess.Popen(
         [sys.executable, "-m", "swarm_tasks.models.mock_server", "--port", "0", "--latency", str(latency_s)],
         stdout=subprocess.PIPE, text=True)
     try:
