@@ -15,6 +15,7 @@ import select
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -155,29 +156,78 @@ def _uid_range() -> tuple[int, int]:
     return lo, hi
 
 
-def lend(ws: Path, uid: int, *, keep: Path | None = None) -> None:
-    """Make the files of ``ws`` the sandbox ``uid``'s, so a command without capabilities can work in
-    them; those under ``keep`` (the clone's ``.git`` for a command that must not write it) go back to
-    this process's uid. Links are not followed, and a file with several hard links is left alone (it may
-    have a name outside the workspace)."""
-    mine = os.geteuid()
+_SETTLED: dict[str, dict[str, int]] = {}  # workspace -> directory -> mtime (ns) when its last command ended
+_SETTLED_LOCK = threading.Lock()
+_RACY_NS = 2_000_000_000  # a directory changed this recently may change again within the same mtime tick
 
-    def give(path: str, st: os.stat_result, owner: int) -> None:
-        if (st.st_uid, st.st_gid) != (owner, owner) and (stat.S_ISDIR(st.st_mode) or st.st_nlink == 1):
+
+def _give(path: str, st: os.stat_result, owner: int) -> None:
+    """``path`` to ``owner`` (links not followed); a file with several hard links is left alone: it may
+    have a name outside the workspace."""
+    if (st.st_uid, st.st_gid) != (owner, owner) and (stat.S_ISDIR(st.st_mode) or st.st_nlink == 1):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, owner, owner, follow_symlinks=False)
+
+
+def _give_tree(top: Path, owner: int) -> None:
+    for here, dirs, files in os.walk(top):
+        for name in (here, *(os.path.join(here, n) for n in (*dirs, *files))):
             with contextlib.suppress(FileNotFoundError):
-                os.chown(path, owner, owner, follow_symlinks=False)
+                _give(name, os.lstat(name), owner)
 
-    kept = str(keep) if keep is not None else None
-    give(str(ws), ws.lstat(), uid)
-    for top, dirs, files in os.walk(ws):
-        for name in (*dirs, *files):
-            path = os.path.join(top, name)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            inside_kept = kept is not None and (path == kept or path.startswith(kept + os.sep))
-            give(path, st, mine if inside_kept else uid)
+
+def lend(ws: Path, uid: int, *, git: bool = False) -> None:
+    """Make the files of ``ws`` the sandbox ``uid``'s, so a command without capabilities can work in them;
+    its ``.git`` too only with ``git`` (else it stays ours: the command cannot write it).
+
+    Only directories whose entries changed since the workspace's last command ended are listed file by
+    file (the worker's git checkouts and resets rename files into place, which changes the directory), so
+    a command in a large clone costs a walk of its directories, not of its files."""
+    key = str(ws)
+    with _SETTLED_LOCK:
+        settled = dict(_SETTLED.get(key, {}))
+    stack = [key]
+    while stack:
+        here = stack.pop()
+        try:
+            st = os.lstat(here)
+            _give(here, st, uid)
+            changed = settled.get(here) != st.st_mtime_ns
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if here != key or entry.name != ".git":
+                            stack.append(entry.path)
+                    elif changed:
+                        _give(entry.path, entry.stat(follow_symlinks=False), uid)
+        except FileNotFoundError:
+            continue
+    if git and (ws / ".git").is_dir() and not (ws / ".git").is_symlink():
+        _give_tree(ws / ".git", uid)
+
+
+def settle(ws: Path, *, git: bool = False) -> None:
+    """After the last command of ``ws`` ended: the workspace's top directory (and with ``git`` its
+    ``.git``) back to this process's uid, as git insists, and each directory's mtime noted for
+    :func:`lend`. The files the command made stay the sandbox uid's: no other uid can touch them."""
+    mine, key, now = os.geteuid(), str(ws), time.time_ns()
+    with contextlib.suppress(FileNotFoundError):
+        _give(key, os.lstat(key), mine)
+    if git and (ws / ".git").is_dir() and not (ws / ".git").is_symlink():
+        _give_tree(ws / ".git", mine)
+    seen: dict[str, int] = {}
+    for here, dirs, _files in os.walk(ws):
+        if here == key and ".git" in dirs:
+            dirs.remove(".git")
+        with contextlib.suppress(FileNotFoundError):
+            mtime = os.lstat(here).st_mtime_ns
+            if now - mtime > _RACY_NS:  # else it is listed again next time
+                seen[here] = mtime
+    with _SETTLED_LOCK:
+        _SETTLED.pop(key, None)
+        _SETTLED[key] = seen
+        while len(_SETTLED) > 256:
+            del _SETTLED[next(iter(_SETTLED))]
 
 
 def make_traversable(path: Path) -> None:

@@ -51,6 +51,7 @@ from swarm_tasks.host.processes import (
     limit_hit,
     make_traversable,
     nproc_limit,
+    settle,
     workspace_uid,
 )
 
@@ -147,7 +148,7 @@ class Sandbox:
             host_tmp = tempfile.mkdtemp(prefix="swarm-sh-")
         with _running_as(uid) as alone:
             if uid is not None:
-                lend(ws, uid, keep=None if git_writable else ws / ".git")
+                lend(ws, uid, git=git_writable)
                 if host_tmp:
                     os.chown(host_tmp, uid, uid)
                 if self.mode == "subprocess":  # the uid must reach its workspace and tools, nothing more
@@ -167,8 +168,8 @@ class Sandbox:
             try:
                 return self._execute(argv, env, ws, timeout, uid if alone() else None)
             finally:
-                if uid is not None and alone():  # the last command out gives the workspace back
-                    lend(ws, os.geteuid())
+                if uid is not None and alone():  # the last command out: git wants the top back as ours
+                    settle(ws, git=git_writable)
                 if host_tmp:
                     shutil.rmtree(host_tmp, ignore_errors=True)
 
