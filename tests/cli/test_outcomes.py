@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,6 +124,15 @@ def test_every_model_agent_refused_by_the_provider_fails_the_review_and_every_ga
     assert len(named) == 13 and all("401 authentication" in n["message"]["text"] for n in named)
 
     assert fleet.api_outcome(run_id) == (RunStatus.FAILED, outcome)
+
+    listed = fleet.swarm("agents", run_id, "--failed", "--role", "scanner")  # as a user reads it
+    assert listed.returncode == 0 and f"run {run_id}: 13 agents (failed, role scanner)" in listed.stdout
+    for agent in failed:
+        assert re.search(rf"^{agent['agent_id']}  scanner  failed \[auth\]  {re.escape(agent['subject'])}$",
+                         listed.stdout, re.M), listed.stdout
+    assert listed.stdout.count("401 authentication") == 13  # each one's reason, on the line below it
+    assert fleet.swarm("agents", run_id, "--failed", "--role", "reviewer").stdout.strip() == \
+        f"run {run_id}: no failed, role reviewer"
 
     # The logs: each failed agent's line in the worker's log, its reason and its timeline.
     logs = json.loads(fleet.swarm("logs", run_id, "--json").stdout)
