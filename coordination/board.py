@@ -27,6 +27,7 @@ from coordination.errors import (
 from coordination.events import EventLog
 from coordination.ids import new_id
 from coordination.keys import Keys, check_id
+from coordination.replies import texts
 from coordination.store import Op, RecordStore, Versioned, Write
 from coordination.streams import Entry, StreamGroup
 from coordination.tasks import Lease, SweepReport, Task, TaskStatus
@@ -97,7 +98,7 @@ class TaskBoard:
         return {status: int(n) for status, n in zip(TaskStatus, pipe.execute(), strict=True)}
 
     def ids(self, status: TaskStatus) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.keys.status(status)))
+        return sorted(texts(self.redis.smembers(self.keys.status(status))))
 
     def tasks(self, statuses: Iterable[TaskStatus] = tuple(TaskStatus), *, role: str | None = None) -> list[Task]:
         """Tasks in the given statuses (all by default), oldest first."""
@@ -106,7 +107,7 @@ class TaskBoard:
         return [t for t in found if role is None or t.role == role]
 
     def children(self, parent: str) -> list[Task]:
-        ids = sorted(m.decode() for m in self.redis.smembers(self.keys.children(check_id(parent, "parent"))))
+        ids = sorted(texts(self.redis.smembers(self.keys.children(check_id(parent, "parent")))))
         return [t for t in self.get_many(ids) if t is not None]
 
     def open_children(self, parent: str) -> int:
@@ -114,7 +115,7 @@ class TaskBoard:
         return int(raw or 0)
 
     def roles(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.keys.roles()))
+        return sorted(texts(self.redis.smembers(self.keys.roles())))
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, role: str, title: str, body: str = "", *, priority: int = 0,
@@ -283,8 +284,7 @@ class TaskBoard:
         re-check blocked tasks whose dependencies may have ended. Safe to run anywhere, any time."""
         report = SweepReport()
         now = self.records.now()
-        for raw in self.redis.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit):
-            task_id = raw.decode()
+        for task_id in texts(self.redis.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit)):
             try:
                 report += self._expire(task_id)
             except NotFound:
@@ -327,8 +327,7 @@ class TaskBoard:
         # A worklist, not recursion: a cancellation cascades down dependency chains of any length.
         ended = [task_id]
         while ended:
-            for raw in self.redis.smembers(self.keys.dependents(ended.pop())):
-                dependent = raw.decode()
+            for dependent in texts(self.redis.smembers(self.keys.dependents(ended.pop()))):
                 if self._reevaluate(dependent, settle=False).cancelled:
                     ended.append(dependent)
 

@@ -91,11 +91,11 @@ def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
     userinfo, _, hosts = parts.netloc.rpartition("@")
     seeds: list[tuple[str, int]] = []
     for item in filter(None, hosts.split(",")):
-        host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+        host, colon, number = item.rpartition(":") if not item.endswith("]") else (item, "", "")
         if not colon:
-            host, port = item, "6379"
+            host, number = item, "6379"
         try:
-            seeds.append((host.strip("[]"), int(port)))
+            seeds.append((host.strip("[]"), int(number)))
         except ValueError:
             raise ConfigurationError(f"bad node {item!r} in the Redis Cluster URL: use host:port") from None
     if not seeds:
@@ -117,7 +117,8 @@ class _Cluster(RedisCluster):
     (MOVED, ASK, TRYAGAIN) are followed either way; a lost reply reaches the caller, as on one server.
     """
 
-    ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)
+    # narrower than redis-py's own tuple on purpose (see above), so its declared type does not fit
+    ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
 
 
 def _cluster_retry() -> Retry:

@@ -190,6 +190,8 @@ class EmbeddedRedis:
     def _admin_client(self, *, socket_timeout: float) -> redis.Redis:
         # No retries: redis-py's default (10, with backoff) turns each refused probe while the server
         # starts, and the connection SHUTDOWN closes, into seconds of waiting.
+        if self.port is None:
+            raise EmbeddedRedisError("the embedded Redis has no port before it is started")
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
                            socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
 

@@ -11,6 +11,7 @@ import redis
 from pydantic import JsonValue
 
 from coordination.keys import Keys
+from coordination.replies import range_entries, read_entries
 from coordination.store import VERSION_PLACEHOLDER, Op, xadd
 
 
@@ -70,7 +71,7 @@ class EventLog:
         """Events strictly after the entry id ``after``, oldest first."""
         entries = self.redis.xrange(self.keys.events(), min=f"({after}" if after != "0-0" else "-",
                                     count=count)
-        return [Event.from_entry(eid, fields) for eid, fields in entries]
+        return [Event.from_entry(eid, fields) for eid, fields in range_entries(entries)]
 
     def follow(self, after: str = "$", block_ms: int = 1000, count: int = 500) -> Iterator[list[Event]]:
         """Yield batches of new events as they arrive (an empty batch when ``block_ms`` passes)."""
@@ -78,7 +79,7 @@ class EventLog:
         while True:
             reply = self.redis.xread({self.keys.events(): last}, block=block_ms, count=count)
             batch: list[Event] = []
-            for _stream, entries in reply or []:
+            for _stream, entries in read_entries(reply):
                 for eid, fields in entries:
                     batch.append(Event.from_entry(eid, fields))
             if batch:

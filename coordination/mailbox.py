@@ -18,6 +18,7 @@ from coordination.errors import MalformedRecord, ReplyTimeout
 from coordination.events import EventLog
 from coordination.ids import new_id
 from coordination.keys import Keys, check_id
+from coordination.replies import read_entries
 from coordination.streams import StreamGroup
 
 _GROUP = "owner"
@@ -144,7 +145,7 @@ class Mailboxes:
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             reply = self.redis.xread({key: "0"}, count=1, block=max(1, int(left * 1000)))
-            for _stream, entries in reply or []:
+            for _stream, entries in read_entries(reply):
                 for _eid, fields in entries:
                     self.redis.delete(key)
                     return Message.model_validate_json(fields[b"m"])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from coordination import codec
 from coordination.errors import PayloadTooLarge
 from coordination.keys import Keys
+from coordination.replies import range_entries
 from coordination.store import RecordStore, Versioned, Write
 
 
@@ -58,15 +59,15 @@ class Notes:
     def read(self, scope: str, *, after: str | None = None, limit: int = 100) -> list[Note]:
         """Notes oldest first, strictly after the note id ``after``."""
         start = f"({after}" if after else "-"
-        return [self._note(scope, eid, f) for eid, f in self.redis.xrange(self.keys.notes(scope), start, "+",
-                                                                          count=limit)]
+        entries = range_entries(self.redis.xrange(self.keys.notes(scope), start, "+", count=limit))
+        return [self._note(scope, eid, f) for eid, f in entries]
 
     def latest(self, scope: str, *, kind: str | None = None, limit: int = 1) -> list[Note]:
         """The newest notes (of ``kind`` if given), newest first."""
         found: list[Note] = []
         end = "+"
         while len(found) < limit:
-            batch = self.redis.xrevrange(self.keys.notes(scope), end, "-", count=200)
+            batch = range_entries(self.redis.xrevrange(self.keys.notes(scope), end, "-", count=200))
             if not batch:
                 break
             for eid, fields in batch:

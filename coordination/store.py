@@ -27,6 +27,7 @@ from coordination.errors import (
     PayloadTooLarge,
     VersionConflict,
 )
+from coordination.replies import blob
 
 T = TypeVar("T")
 
@@ -249,7 +250,7 @@ class RecordStore:
             version, data = self.redis.hmget(key, "v", "d")
         except redis.ResponseError as exc:
             raise MalformedRecord(key, f"not a versioned record ({exc})") from exc
-        return _decode(key, version, data)
+        return _decode(key, blob(version), blob(data))
 
     def get_many(self, keys: Sequence[str]) -> list[Versioned | None]:
         """Several records in one round trip; absent ones are None."""

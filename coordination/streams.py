@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import redis
 
+from coordination.replies import read_entries
+from coordination.replies import text as _text
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -18,10 +21,6 @@ class Entry:
     id: str
     fields: dict[str, str]
     deliveries: int = 1
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _fields(raw: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -80,7 +79,7 @@ class StreamGroup:
             self.ensure()
             return []
         out: list[Entry] = []
-        for _stream, entries in reply or []:
+        for _stream, entries in read_entries(reply):
             for eid, raw in entries:
                 if raw:  # a pending entry whose data was trimmed away comes back empty
                     out.append(Entry(_text(eid), _fields(raw), deliveries=1 if start == ">" else 2))
