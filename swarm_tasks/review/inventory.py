@@ -278,13 +278,12 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
         return skipped(SkipReason.NOT_SOURCE, f"{language} is not reviewed")
     if language is None and "." in name.lstrip("."):
         return skipped(SkipReason.NOT_SOURCE, "not a source file type")
-    scope = scope_for(root, config)
     try:  # the one door for reading: a symlink out, '..' past the root or an absolute path elsewhere stop here
-        path = scope.resolve(path)
-        size = path.stat().st_size
-        if size > config.max_file_bytes:
-            return skipped(SkipReason.TOO_LARGE, f"{size} bytes > max {config.max_file_bytes}")
-        data = scope.read_bytes(path)
+        with scope_for(root, config).open(rel) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > config.max_file_bytes:
+                return skipped(SkipReason.TOO_LARGE, f"{size} bytes > max {config.max_file_bytes}")
+            data = fh.read()
     except OutsideRoot as exc:
         return skipped(SkipReason.SYMLINK if exc.symlink else SkipReason.OUTSIDE, exc.detail)
     except OSError as exc:

@@ -102,11 +102,10 @@ def read_bytes_confined(root: Path, file: SourceFile, limit: int = -1) -> bytes:
     """The bytes of ``file`` (at most ``limit``), read only inside the repository; :class:`ReviewError`
     when it cannot be read or leads outside."""
     try:
-        path = source_path(root, file)
         if Path(file.path).is_absolute():
-            with path.open("rb") as fh:
+            with source_path(root, file).open("rb") as fh:
                 return fh.read(limit)
-        return repo_scope(root).read_bytes(path, limit)
+        return repo_scope(root).read_bytes(file.abs_path(root).relative_to(root), limit)
     except OSError as exc:
         raise ReviewError(f"cannot read {file.path}: {exc.strerror or exc}") from None
 

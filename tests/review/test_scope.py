@@ -3,6 +3,7 @@ file outside the repository, and each refusal is listed with its reason (as the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,10 @@ def test_a_node_modules_link_out_of_the_root_is_not_read_for_twins(tmp_path: Pat
     (repo / "node_modules" / "inside" / "lib.js").unlink()
     inv = build_inventory(repo, ReviewConfig())
     assert [f.path for f in inv.files] == ["web/lib.js"]  # the copy outside was not looked at
+
+
+def test_a_fifo_named_by_an_import_is_skipped_without_blocking(tmp_path: Path) -> None:
+    repo = hostile_repo(tmp_path)
+    os.mkfifo(repo / "pkg" / "fifo.py")  # `from . import fifo`: reading it would wait for a writer forever
+    described = describe_file(repo, "pkg/fifo.py", ReviewConfig())
+    assert isinstance(described, SkippedPath) and described.reason is SkipReason.UNREADABLE, described
