@@ -61,7 +61,7 @@ mkdir -p "$(dirname "$out")"
 echo "uid: $(id -u)"
 echo "--- env"; env | sort; echo "--- end env"
 echo "password file: $(cat {password_file} 2>&1 | head -c 300)"
-if echo x > {proof}/wrote-outside 2>/dev/null; then echo "outside: written"; else echo "outside: blocked"; fi
+if echo x > {outside}/wrote-outside 2>/dev/null; then echo "outside: written"; else echo "outside: blocked"; fi
 if echo x > {remote}/planted 2>/dev/null; then echo "remote: written"; else echo "remote: blocked"; fi
 python3 - <<'PY'
 import socket
@@ -87,7 +87,7 @@ PLANT = ("mkdir -p seen; {{ for h in " + " ".join(HOOKS) + "; do printf '#!/bin/
 
 @dataclass(frozen=True)
 class Config:
-    mode: str  # the setting: auto (bubblewrap here) or subprocess
+    mode: str  # the setting: bwrap (nothing else will do) or subprocess (the fallback)
     root: bool  # the worker runs as root, else as NOBODY
 
     @property
@@ -98,7 +98,7 @@ class Config:
         return f"{'bwrap' if self.isolated else 'fallback'}-{'root' if self.root else 'nonroot'}"
 
 
-CONFIGS = [Config("auto", True), Config("subprocess", True), Config("subprocess", False), Config("auto", False)]
+CONFIGS = [Config("bwrap", True), Config("subprocess", True), Config("subprocess", False), Config("bwrap", False)]
 
 
 @dataclass
@@ -162,10 +162,18 @@ def _give(path: Path, uid: int) -> None:
 def _run(config: Config, base: Path, embedded: EmbeddedRedis, sock: Path) -> Outcome:
     if not config.root and (os.geteuid() != 0 or shutil.which("setpriv") is None):
         pytest.skip("a non-root worker needs root and setpriv here")
-    if config.isolated and config.root and sandbox_problem(Sandbox("bwrap", SwarmSettings())) is not None:
-        pytest.skip("bubblewrap is unusable here")
-    proof = base / "proof"
+    if config.isolated and (problem := sandbox_problem(Sandbox("bwrap", SwarmSettings()))) is not None:
+        pytest.skip(f"bubblewrap is unusable here: {problem}")
+    if config.isolated and not config.root:
+        tried = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "bwrap",
+                                "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+                               capture_output=True, text=True, check=False)
+        if tried.returncode != 0:
+            pytest.skip(f"bubblewrap is unusable for a normal user here: {tried.stderr.strip()}")
+    proof = base / "proof"  # where a planted hook or fsmonitor would leave its mark: writable by the worker
     proof.mkdir(parents=True)
+    outside = base / "outside"  # a directory of root's the probe tries to write
+    outside.mkdir()
     marker = f"779.{secrets.randbelow(10**6):06d}"
     state = base / "state"
     state.mkdir()
@@ -176,7 +184,7 @@ def _run(config: Config, base: Path, embedded: EmbeddedRedis, sock: Path) -> Out
                                                        "probe.sh": ""})
     for bare in (model_remote, codemod_remote):  # the probe and the task, naming this run's paths
         seed = bare.parent / "seed"
-        probe = PROBE.format(marker=marker, password_file=embedded.config_path, proof=proof, remote=bare,
+        probe = PROBE.format(marker=marker, password_file=embedded.config_path, outside=outside, remote=bare,
                              port=embedded.port, sock=sock)
         (seed / "probe.sh").write_text(probe)
         (seed / "TODO.md").write_text(f"SHELL: {PLANT.format(proof=proof)}\n")
@@ -187,8 +195,8 @@ def _run(config: Config, base: Path, embedded: EmbeddedRedis, sock: Path) -> Out
     if not config.root:  # the worker's user must reach its interpreter, code and files
         for path in (Path(sys.base_prefix) / "bin", Path(sys.prefix) / "bin", Path(__file__), state):
             make_traversable(path)
-        _give(state, NOBODY)
-        _give(remotes, NOBODY)
+        for path in (state, remotes, proof):
+            _give(path, NOBODY)
         launcher = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--"]
     settings = SwarmSettings(redis_url=SecretStr(embedded.url), state_dir=state, model_guard="local-only",
                              sandbox=config.mode, agent_turn_lease_s=60.0, agent_step_grace_s=60.0,
@@ -259,7 +267,7 @@ def test_check_codemod_and_run_check_stay_inside(outcome: Outcome) -> None:
         env = seen.split("--- env", 1)[1].split("--- end env", 1)[0]
         assert "REDIS" not in env and "SWARM_" not in env and "OPENAI" not in env, f"{where}: {env}"
         assert "requirepass" not in seen, f"{where} read the Redis password file"
-        assert "outside: blocked" in seen and not (out.proof / "wrote-outside").exists(), where
+        assert "outside: blocked" in seen and not (out.proof.parent / "outside" / "wrote-outside").exists(), where
         uid = int(seen.split("uid: ", 1)[1].split()[0])
         assert uid != 0 and (uid == NOBODY) == (not out.config.root), f"{where} ran as uid {uid}"
         if out.config.isolated:
