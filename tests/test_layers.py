@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("coordination", "swarm_tasks")
 CELERY = ("celery", "kombu", "flower")
 WORKER = ("swarm_tasks.celery", "swarm_tasks.runtime", "swarm_tasks.control", "swarm_tasks.cluster")
+BASE = ("swarm_tasks.settings", "swarm_tasks.errors", "swarm_tasks.runs", "swarm_tasks.outcome", "swarm_tasks.signing",
+        "swarm_tasks.security", "swarm_tasks.display", "swarm_tasks.sources")
 FRONT = ("swarm_tasks.api", "swarm_tasks.cli", "swarm_tasks.cli_runs", "swarm_tasks.dashboard")
 
 
@@ -127,6 +129,12 @@ def test_no_import_cycles():
 
 def test_coordination_knows_nothing_of_swarm_tasks_celery_or_models():
     assert violations(("coordination",), ("swarm_tasks", *CELERY, "litellm")) == []
+
+
+def test_the_base_imports_nothing_above_it():
+    above = ("swarm_tasks.host", "swarm_tasks.models", "swarm_tasks.agents", "swarm_tasks.plugins",
+             "swarm_tasks.launch")
+    assert violations(BASE, (*above, *WORKER, *workflows(), *FRONT)) == []
 
 
 def test_the_host_layer_imports_no_workflow_agent_runtime_worker_or_celery():
