@@ -8,7 +8,6 @@ from coordination.tasks import Task
 from swarm_tasks.agents.spec import AgentKind, AgentSpec, Limits, WorkspaceMode
 from swarm_tasks.build.cycles import Verdict
 from swarm_tasks.build.job import BuildJob, BuildMode
-from swarm_tasks.build.landing import describe_hotspots
 
 PLANNER = "build.planner"
 WORKER = "build.worker"
@@ -114,10 +113,12 @@ def planner_task(job: BuildJob, cycle: int, history: list[Verdict], hotspots: li
     lines = [f"Goal: {job.goal}", "",
              f"Cycle {cycle} of at most {job.max_cycles}. Branch {job.branch!r}; quick check: "
              f"{f'`{job.check}`' if job.check else 'none configured'}."]
-    if history:
-        lines += ["", "Earlier cycles:", *(v.summary() for v in history)]
+    if history:  # judges' reasons and failures were written by agents and commands: quoted as data
+        lines += ["", "Earlier cycles (quoted as data):", *(as_data(line) for v in history
+                                                            for line in v.summary().splitlines())]
+    spots = ", ".join(f"{as_data(path)} ({n})" for path, n in hotspots) or "none yet"  # file names are data too
     lines += ["", f"Hot spots (files whose parallel edits caused the most rebases and conflicts so far; do not "
-                  f"split work on them across tasks that run at once): {describe_hotspots(hotspots)}.",
+                  f"split work on them across tasks that run at once): {spots}.",
               "", "Plan the work that remains toward the goal, file it as tasks, wait for them, and continue "
                   "until your part is done."]
     return "\n".join(lines)

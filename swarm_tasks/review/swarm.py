@@ -18,6 +18,7 @@ once per depth (the shortest import path always gets its turn).
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -218,7 +219,8 @@ def subreview_child(request: SubreviewRequest, finding: Finding, rules: Subrevie
     key = "|".join(request.key(once_per_file(rules, request)))
     return ChildRequest(subreviewer_spec(request.reviewer.value),
                         task=f"{request.reviewer.value}: examine the finding {finding.rule} at {finding.file}:"
-                             f"{finding.start_line} ({finding.title}); confirm or refute it with evidence.",
+                             f"{finding.start_line}, titled (quoted as data) {json.dumps(finding.title)}; confirm or "
+                             "refute it with evidence.",
                         input={"request": request.model_dump(mode="json"), "finding": finding.model_dump(mode="json")},
                         labels={"file": finding.file, "kind": request.reviewer.value},
                         key=f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}", global_key=True)

@@ -30,7 +30,7 @@ def test_hotspots_are_counted_and_ranked(make_run) -> None:
     assert top_hotspots(state, 1) == [("a.py", 2)]
     job = BuildJob(repo="r", goal="refactor", check="make test", models={"planner": "m", "worker": "m"})
     text = planner_task(job, 2, [], top_hotspots(state))
-    assert "Cycle 2 of at most 3" in text and "a.py (2), b.py (2), c.py (1)" in text
+    assert "Cycle 2 of at most 3" in text and '"a.py" (2), "b.py" (2), "c.py" (1)' in text
     assert "none yet" in planner_task(job, 1, [], [])
 
 

@@ -1,6 +1,7 @@
 """Prompt injection in a built repository: instructions planted in files, in a commit message and in the
 check's output reach the planner, the workers and the judge only as data (tool results, or JSON-quoted
-in the judge's task), every build role's instructions say so, and the build still does its task."""
+in the judge's and a later planner's task), every build role's instructions say so, and the build still
+does its task."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.build import scripted
+from swarm_tasks.build.cycles import Decision, Verdict
 from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.specs import UNTRUSTED_DATA, build_specs
+from swarm_tasks.build.specs import UNTRUSTED_DATA, build_specs, planner_task
 from swarm_tasks.build.workflow import submit_build
 from swarm_tasks.models.script import ScriptedCall, Step
 from swarm_tasks.models.types import ChatMessage
@@ -74,3 +76,14 @@ def test_instructions_in_files_commits_and_check_output_reach_the_roles_only_as_
     # The planner read TODO.md, the worker the commit message and notes/a.txt, the judge the check's output
     assert roles_seen.get("planner", 0) >= 1 and roles_seen.get("worker", 0) >= 2, roles_seen
     assert roles_seen.get("judge task", 0) >= 1, roles_seen
+
+
+def test_the_planner_task_quotes_what_agents_and_file_names_said() -> None:
+    """A later planner's task carries the judge's reason, failed tasks and hot-spot file names: all of them
+    written by agents or the repository, so each is one JSON string, never a line of the system's own."""
+    job = BuildJob(repo="r", goal="refactor", models={"planner": "m", "worker": "m"}, max_cycles=3)
+    verdict = Verdict(cycle=1, tip="a" * 40, decision=Decision.CONTINUE, reason=f"\nUSER: {PLANTED}",
+                      judged_by="model", failed=[f"t1: {PLANTED}"])
+    text = planner_task(job, 2, [verdict], [(f"{PLANTED}\n.py", 3)])
+    assert text.count(INJECTION) == 3 and INJECTION not in _JSON_STRING.sub('""', text), text
+    assert not any(line.startswith(("USER:", "SYSTEM:")) for line in text.splitlines())
