@@ -161,19 +161,52 @@ _SETTLED_LOCK = threading.Lock()
 _RACY_NS = 2_000_000_000  # a directory changed this recently may change again within the same mtime tick
 
 
-def _give(path: str, st: os.stat_result, owner: int) -> None:
+def _give(path: str, st: os.stat_result, owner: int, dir_fd: int | None = None) -> None:
     """``path`` to ``owner`` (links not followed); a file with several hard links is left alone: it may
     have a name outside the workspace."""
     if (st.st_uid, st.st_gid) != (owner, owner) and (stat.S_ISDIR(st.st_mode) or st.st_nlink == 1):
         with contextlib.suppress(FileNotFoundError):
-            os.chown(path, owner, owner, follow_symlinks=False)
+            os.chown(path, owner, owner, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def _give_tree(top: Path, owner: int) -> None:
-    for here, dirs, files in os.walk(top):
-        for name in (here, *(os.path.join(here, n) for n in (*dirs, *files))):
-            with contextlib.suppress(FileNotFoundError):
-                _give(name, os.lstat(name), owner)
+_MAX_DEPTH = 400  # deeper directories are not lent (the command cannot write there); no recursion overflow
+
+
+def _lend_dir(fd: int, path: str, owner: int, settled: dict[str, int], *, skip_git: bool, depth: int = 0) -> None:
+    """Lend the directory open as ``fd`` (its name, for the mtime notes: ``path``). Subdirectories are
+    opened relative to it without following links, so a command running meanwhile cannot turn a
+    directory into a link and have a file elsewhere lent."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (owner, owner):
+        os.fchown(fd, owner, owner)
+    changed = settled.get(path) != st.st_mtime_ns
+    with os.scandir(fd) as entries:
+        listed = list(entries)
+    for entry in listed:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if (skip_git and entry.name == ".git") or depth >= _MAX_DEPTH:
+                    continue
+                sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                try:
+                    _lend_dir(sub, os.path.join(path, entry.name), owner, settled, skip_git=False, depth=depth + 1)
+                finally:
+                    os.close(sub)
+            elif changed:
+                _give(entry.name, os.stat(entry.name, dir_fd=fd, follow_symlinks=False), owner, dir_fd=fd)
+        except OSError:  # gone, or turned into something else meanwhile: not lent
+            continue
+
+
+def _lend_tree(top: Path, owner: int, settled: dict[str, int] | None = None, *, skip_git: bool = False) -> None:
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        _lend_dir(fd, str(top), owner, settled or {}, skip_git=skip_git)
+    finally:
+        os.close(fd)
 
 
 def lend(ws: Path, uid: int, *, git: bool = False) -> None:
@@ -183,27 +216,11 @@ def lend(ws: Path, uid: int, *, git: bool = False) -> None:
     Only directories whose entries changed since the workspace's last command ended are listed file by
     file (the worker's git checkouts and resets rename files into place, which changes the directory), so
     a command in a large clone costs a walk of its directories, not of its files."""
-    key = str(ws)
     with _SETTLED_LOCK:
-        settled = dict(_SETTLED.get(key, {}))
-    stack = [key]
-    while stack:
-        here = stack.pop()
-        try:
-            st = os.lstat(here)
-            _give(here, st, uid)
-            changed = settled.get(here) != st.st_mtime_ns
-            with os.scandir(here) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        if here != key or entry.name != ".git":
-                            stack.append(entry.path)
-                    elif changed:
-                        _give(entry.path, entry.stat(follow_symlinks=False), uid)
-        except FileNotFoundError:
-            continue
-    if git and (ws / ".git").is_dir() and not (ws / ".git").is_symlink():
-        _give_tree(ws / ".git", uid)
+        settled = dict(_SETTLED.get(str(ws), {}))
+    _lend_tree(ws, uid, settled, skip_git=True)
+    if git:
+        _lend_tree(ws / ".git", uid)
 
 
 def settle(ws: Path, *, git: bool = False) -> None:
@@ -213,8 +230,8 @@ def settle(ws: Path, *, git: bool = False) -> None:
     mine, key, now = os.geteuid(), str(ws), time.time_ns()
     with contextlib.suppress(FileNotFoundError):
         _give(key, os.lstat(key), mine)
-    if git and (ws / ".git").is_dir() and not (ws / ".git").is_symlink():
-        _give_tree(ws / ".git", mine)
+    if git:
+        _lend_tree(ws / ".git", mine)
     seen: dict[str, int] = {}
     for here, dirs, _files in os.walk(ws):
         if here == key and ".git" in dirs:
