@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from amqp import exceptions as amqp_errors
 from celery import Celery, signals
-from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
+from kombu.entity import Exchange, Queue
 from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from coordination.errors import CoordinationError, NotFound, VersionConflict
 from coordination.registry import Kind
+from coordination.replies import texts
 from coordination.run import global_registry
 from coordination.store import OUTAGE_ERRORS, RECONNECT
 from coordination.streams import StreamGroup
@@ -33,6 +34,7 @@ from swarm_tasks.runs import RUN_ROOT, RunStatus
 log = logging.getLogger("swarm_tasks.control")
 
 WAITING_RECHECK_S = 300.0
+_AWAY: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, BrokerUnavailable)  # a restart or failover
 
 
 class ControlLoop:
@@ -87,7 +89,7 @@ class ControlLoop:
         while not self._stop.is_set():
             try:
                 self.cycle(block_ms=500)
-            except (*OUTAGE_ERRORS, BrokerUnavailable) as exc:  # a restart or failover: wait for it as clients do
+            except _AWAY as exc:  # a restart or failover: wait for it as clients do
                 if outage == 0:  # one line, no traceback; an unsent idle hook stays pending and is read again
                     away = "the broker" if isinstance(exc, BrokerUnavailable) else "Redis"
                     log.warning("%s unreachable (%s); the control loop retries until it is back", away, exc)
@@ -106,8 +108,8 @@ class ControlLoop:
         # A full listing every 2 s, and at once when a new run appears: a short run's idle wake-up
         # otherwise waited up to 2 s for the loop to learn of the run (most of a small review's time).
         runs = self.services.runs
-        head = runs.redis.zrevrange(runs.index_key, 0, 0)
-        newest = head[0].decode() if head else None
+        head = texts(runs.redis.zrevrange(runs.index_key, 0, 0))
+        newest = head[0] if head else None
         if time.monotonic() - self._runs_at > 2.0 or newest != self._newest:
             self._runs = [r.id for r in runs.list(limit=200)
                           if r.status in (RunStatus.RUNNING, RunStatus.FINALIZING)]

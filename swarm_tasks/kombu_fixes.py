@@ -38,4 +38,4 @@ def guard_closed_channel() -> None:
         return original(self, asynchronous=asynchronous)
 
     setattr(_connparams, _GUARD, True)
-    kombu_redis.Channel._connparams = _connparams
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]  # the patch itself

@@ -190,3 +190,7 @@ class RunStore:
     def ensure_new(self, run_id: str) -> None:
         if self.exists(run_id):
             raise AlreadyExists(self.keys(run_id).run_record(), 0, 1)
+
+
+# RunStatus and RunOutcome are defined in swarm_tasks.outcome (a leaf) and read from here as well
+__all__ = ["RUN_ROOT", "SIGNED_FIELDS", "RunLimits", "RunOutcome", "RunRecord", "RunStatus", "RunStore"]

@@ -65,13 +65,13 @@ def bwrap_argv(bwrap: str, ws: Path, wd: Path, *, network: bool, as_root: bool, 
     args += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_ALLOWLIST:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for path in extra_ro:
-        args += ["--ro-bind", path, path]
+    for shared in extra_ro:
+        args += ["--ro-bind", shared, shared]
     size = ["--size", str(tmpfs_size)] if tmpfs_size else []
     private = ("/tmp", "/dev/shm")  # noqa: S108 - the sandbox's own, empty and size-capped
     args += ["--proc", "/proc", "--dev", "/dev"]
-    for path in private:
-        args += ["--perms", "1777", *size, "--tmpfs", path]
+    for scratch in private:
+        args += ["--perms", "1777", *size, "--tmpfs", scratch]
     made: set[Path] = set()
     for path in (*borrowed, ws):  # after /tmp: they may live there
         for parent in reversed(path.parents):
