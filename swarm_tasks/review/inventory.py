@@ -200,7 +200,7 @@ def _walk_dir(walk: _Walk, rel_dir: str, specs: list[tuple[str, GitIgnoreSpec]])
         elif walk.ignore is not None and walk.ignore.match_file(rel):
             _skip(walk, rel, SkipReason.IGNORED, "config ignore pattern")
         else:
-            result = describe_file(walk.root, rel, walk.config, node_roots=walk.node_roots)
+            result = describe_file(walk.root, rel, walk.config, node_roots=walk.node_roots, walked=True)
             if isinstance(result, SourceFile):
                 walk.files.append(result)
             else:
@@ -257,10 +257,13 @@ def _skip_symlink(walk: _Walk, rel: str, link: Path) -> None:
 
 
 def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin = FileOrigin.REPOSITORY,
-                  package: str | None = None, node_roots: list[Path] | None = None) -> SourceFile | SkippedPath:
+                  package: str | None = None, node_roots: list[Path] | None = None,
+                  walked: bool = False) -> SourceFile | SkippedPath:
     """A :class:`SourceFile` for ``root/rel`` or the reason it is not reviewable. ``rel`` may be absolute
     for files under an external third-party root. The repository's own JS/TS files are also checked for
-    vendored or bundled content (vendored.py); ``node_roots`` are where to look for identical copies."""
+    vendored or bundled content (vendored.py); ``node_roots`` are where to look for identical copies.
+    ``walked``: the inventory's walk reached ``rel`` from the root through no symlink (it follows none),
+    so it is inside by construction and read directly; any other path goes through the read scope."""
     shown, raw_hex = fs_relpath(rel)
     name = rel.rsplit("/", 1)[-1]
     path = root / rel
@@ -279,7 +282,7 @@ def describe_file(root: Path, rel: str, config: ReviewConfig, origin: FileOrigin
     if language is None and "." in name.lstrip("."):
         return skipped(SkipReason.NOT_SOURCE, "not a source file type")
     try:  # the one door for reading: a symlink out, '..' past the root or an absolute path elsewhere stop here
-        with scope_for(root, config).open(rel) as fh:
+        with (path.open("rb") if walked else scope_for(root, config).open(rel)) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > config.max_file_bytes:
                 return skipped(SkipReason.TOO_LARGE, f"{size} bytes > max {config.max_file_bytes}")
