@@ -8,8 +8,9 @@ else; this package imports no workflow (``review``, ``build``), no agent runtime
 - :mod:`~swarm_tasks.host.commands`: the build's check and codemod, through that sandbox.
 - :mod:`~swarm_tasks.host.launcher`: the first process inside the sandbox (limits, uid, no_new_privs,
   the sweep of everything the command left).
-- :mod:`~swarm_tasks.host.processes`: process plumbing (bubblewrap arguments, uids, lending a workspace,
-  output, running a trusted child, stopping a process group).
+- :mod:`~swarm_tasks.host.processes`: process plumbing (bubblewrap arguments, output, running a trusted
+  child, stopping a process group).
+- :mod:`~swarm_tasks.host.uids`: the uid a root worker's commands run as, and lending it the workspace.
 - :mod:`~swarm_tasks.host.git`: the one git wrapper for repositories agents or reviewed projects wrote.
 - :mod:`~swarm_tasks.host.gitread`: read-only git queries on a repository under review.
 - :mod:`~swarm_tasks.host.policy`: what the door stops and every launch path (the README's tables).

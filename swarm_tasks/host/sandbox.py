@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -47,13 +47,10 @@ from swarm_tasks.host.processes import (
     bwrap_supports_size,
     kill_group,
     kill_uid,
-    lend,
     limit_hit,
-    make_traversable,
     nproc_limit,
-    settle,
-    workspace_uid,
 )
+from swarm_tasks.host.uids import lend, make_traversable, running_as, settle, workspace_uid
 
 if TYPE_CHECKING:
     from swarm_tasks.settings import SwarmSettings
@@ -63,8 +60,6 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LAUNCHER = Path(__file__).with_name("launcher.py").read_text(encoding="utf-8")
 _FLOOD_MIN_BYTES = 16 * 1024**2
 _TERM_GRACE_S = 5.0  # the launcher's sweep after SIGTERM, before the group is killed outright
-_ACTIVE: dict[int, int] = {}  # sandbox uid -> commands running as it in this process
-_ACTIVE_LOCK = threading.Lock()
 log = logging.getLogger("swarm_tasks.host.sandbox")
 
 
@@ -119,6 +114,12 @@ class Sandbox:
                     f"files, its workspace (read-write) and a private /tmp; no network unless a call "
                     f"asks for it; other processes are invisible (own PID namespace); {who}; {env}; "
                     f"{limits}.")
+        elif self.as_root:
+            text = (f"WARNING: restricted subprocess only - there is NO filesystem isolation and NO "
+                    f"network isolation: the command can read any file every user may, write where every "
+                    f"user may (/tmp) besides its workspace and reach the network; it cannot touch the "
+                    f"worker's own files. Protection is only: {limits}; {env}; the clone's .git read-only; "
+                    f"cwd in the workspace; {who}.")
         else:
             text = (f"WARNING: restricted subprocess only - there is NO filesystem isolation and NO "
                     f"network isolation: the command can read and write any file this worker can and "
@@ -146,7 +147,7 @@ class Sandbox:
         host_tmp = None
         if self.mode == "subprocess":
             host_tmp = tempfile.mkdtemp(prefix="swarm-sh-")
-        with _running_as(uid) as alone:
+        with running_as(uid) as alone:
             if uid is not None:
                 lend(ws, uid, git=git_writable)
                 if host_tmp:
@@ -268,28 +269,6 @@ def _check_dirs(workspace: Path, cwd: Path | None) -> tuple[Path, Path]:
     if ws == Path("/"):
         raise SandboxError("the file system root cannot be a workspace")
     return ws, wd
-
-
-@contextlib.contextmanager
-def _running_as(uid: int | None) -> Iterator[Callable[[], bool]]:
-    """Count the commands running as ``uid``; yields whether this one is (now) the only one."""
-    if uid is None:
-        yield lambda: False
-        return
-    with _ACTIVE_LOCK:
-        _ACTIVE[uid] = _ACTIVE.get(uid, 0) + 1
-
-    def alone() -> bool:
-        with _ACTIVE_LOCK:
-            return _ACTIVE.get(uid) == 1
-
-    try:
-        yield alone
-    finally:
-        with _ACTIVE_LOCK:
-            _ACTIVE[uid] -= 1
-            if not _ACTIVE[uid]:
-                del _ACTIVE[uid]
 
 
 def worker_tools() -> tuple[Path, ...]:

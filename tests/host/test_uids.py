@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tasks.host.processes import lend, settle, workspace_uid
+from swarm_tasks.host.uids import lend, settle, workspace_uid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker lends its workspaces")
 
