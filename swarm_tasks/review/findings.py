@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePosixPath
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from swarm_tasks.review.enums import Category, FileOrigin, FindingSource, Severity
 from swarm_tasks.review.records import Record
@@ -165,6 +166,15 @@ class FindingDraft(Record):
     confidence: float = Field(ge=0.0, le=1.0)
     cwe: str | None = Field(default=None, pattern=r"^CWE-\d+$")
     related: list[Location] = Field(default_factory=list)
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, file: str) -> str:
+        """A model's finding names a file the tools showed it: never one reached by climbing with '..'
+        (no tool reads there, and a report must not name it as reviewed)."""
+        if "\x00" in file or ".." in PurePosixPath(file).parts:
+            raise ValueError(f"{file!r} is not a path inside the repository")
+        return file
 
     def to_finding(self, model: str, agent_id: str, origin: FileOrigin = FileOrigin.REPOSITORY,
                    package: str | None = None) -> Finding:

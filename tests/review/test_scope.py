@@ -12,6 +12,7 @@ from swarm_tasks.errors import ReviewError
 from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.enums import SkipReason
 from swarm_tasks.review.inventory import build_inventory, describe_file
+from swarm_tasks.review.model_agents import drafts_to_findings
 from swarm_tasks.review.pipeline import review_locally
 from swarm_tasks.review.report_json import render_json
 from swarm_tasks.review.report_markdown import render_markdown
@@ -86,3 +87,11 @@ def test_a_fifo_named_by_an_import_is_skipped_without_blocking(tmp_path: Path) -
     os.mkfifo(repo / "pkg" / "fifo.py")  # `from . import fifo`: reading it would wait for a writer forever
     described = describe_file(repo, "pkg/fifo.py", ReviewConfig())
     assert isinstance(described, SkippedPath) and described.reason is SkipReason.UNREADABLE, described
+
+
+def test_a_model_finding_on_a_path_climbing_out_is_dropped() -> None:
+    draft = {"file": "app.py", "start_line": 1, "severity": "high", "category": "security", "rule": "x",
+             "title": "t", "confidence": 0.5}
+    kept = drafts_to_findings([draft, {**draft, "file": "../../etc/passwd", "evidence": "root:x:0:0"},
+                               {**draft, "file": "pkg/../../x.py"}], "m", "a1")
+    assert [f.file for f in kept] == ["app.py"]
