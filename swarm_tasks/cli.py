@@ -10,120 +10,35 @@ than ``SWARM_REDIS_RECONNECT_S``), 130 interrupted (Ctrl-C), 143 stopped by SIGT
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import signal
-import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import redis
-from pydantic import ValidationError
 from rich import box
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from coordination.connection import redact_url
-from coordination.errors import ConfigurationError, CoordinationError, RedisUnreachable
+from coordination.errors import ConfigurationError
 from swarm_tasks.agent_list import UNFINISHED
+from swarm_tasks.cli_common import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    SEVERITY_RANK,
+    console,
+    emit_json,
+    err,
+    exit_for,
+    fail,
+    finish_review,
+    guarded,
+    interrupted,
+    open_swarm,
+    say_outage,
+    settings_or_fail,
+)
 from swarm_tasks.display import console_text, duration
-from swarm_tasks.errors import GitError, JobSpecError, RunNotFound, SwarmError
 from swarm_tasks.phases import phase_rows
-from swarm_tasks.runs import RunRecord, RunStatus
-from swarm_tasks.security import install_log_redaction
-from swarm_tasks.settings import SwarmSettings, get_settings
-
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-EXIT_UNREACHABLE = 5  # Redis did not answer: nothing was done (or the run goes on without this command)
-EXIT_HANGUP, EXIT_TERMINATED = 128 + signal.SIGHUP, 128 + signal.SIGTERM  # 129, 143: as a shell reports them
-_SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-
-console = Console()
-# Messages are left to the terminal to wrap: rich would break a run id or a command in two, and a line
-# copied from the terminal would no longer work.
-err = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err.print(f"[bold red]error:[/] {console_text(redact_url(message))}")
-    sys.exit(code)
-
-
-def settings_or_fail() -> SwarmSettings:
-    try:
-        settings = get_settings()
-        install_log_redaction(settings)
-        return settings
-    except ValidationError as exc:
-        fail(f"invalid SWARM_* setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
-        raise  # unreachable
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (sent by ``timeout``, systemd, ``docker stop``, a closed terminal): the command stops
-    the way Ctrl-C stops it, local workers and embedded Redis included, and exits 128 + the signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _stop_on_signals() -> None:
-    """Make SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (the first one: what it starts,
-    stopping workers and cancelling the run, must finish, so later ones are ignored)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def stop(signum: int, _frame: object) -> None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        raise Stopped(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
-
-
-def interrupted_code(exc: KeyboardInterrupt) -> int:
-    """130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
-    return 128 + exc.signum if isinstance(exc, Stopped) else EXIT_INTERRUPTED
-
-
-def guarded(fn: Callable[..., int | None]) -> Callable[..., None]:
-    """Turn our errors into clear messages and exit codes (never a traceback for bad input)."""
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        _stop_on_signals()
-        try:
-            code = fn(*args, **kwargs)
-        except RunNotFound as exc:
-            fail(str(exc))
-        except (JobSpecError, GitError, ValidationError, ValueError) as exc:  # GitError: a bad remote or branch
-            fail(str(exc))
-        except RedisUnreachable as exc:
-            fail(str(exc), EXIT_UNREACHABLE)
-        except ConfigurationError as exc:  # a bad URL, TLS file or credential: input to fix
-            fail(str(exc))
-        except (SwarmError, CoordinationError) as exc:
-            fail(str(exc), EXIT_RUN_FAILED)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # away longer than SWARM_REDIS_RECONNECT_S
-            fail(f"lost Redis: {type(exc).__name__}: {exc}; the run itself goes on in the workers if they reach it",
-                 EXIT_UNREACHABLE)
-        except redis.RedisError as exc:  # it refused a command (permissions, memory)
-            fail(f"Redis refused a command: {type(exc).__name__}: {exc}", EXIT_RUN_FAILED)
-        except KeyboardInterrupt as exc:
-            err.print(f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted")
-            sys.exit(interrupted_code(exc))
-        sys.exit(code or EXIT_OK)
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-def emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from swarm_tasks.settings import SwarmSettings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,14 +70,14 @@ def main() -> None:
 @click.option("--honor-noqa", is_flag=True, help="Honour the code's own # noqa and # nosec comments "
               "(# swarm: ignore[RULE] reason always is).")
 @click.option("--include-vendored", is_flag=True, help="Review vendored and generated code too.")
-@click.option("--min-severity", type=click.Choice(list(_SEVERITY_RANK)),
+@click.option("--min-severity", type=click.Choice(list(SEVERITY_RANK)),
               help="Lowest severity the Markdown summary lists (default medium; the rest are counted).")
 @click.option("--link-base", help="URL prefix for file links in the Markdown report, e.g. "
               "https://github.com/OWNER/REPO/blob/COMMIT/")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Copy the reports into this directory.")
 @click.option("--detach", is_flag=True, help="Submit and print the run id without waiting (needs SWARM_REDIS_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no live view).")
-@click.option("--fail-on", type=click.Choice(list(_SEVERITY_RANK)), help="Exit 3 if a finding is this severe or worse.")
+@click.option("--fail-on", type=click.Choice(list(SEVERITY_RANK)), help="Exit 3 if a finding is this severe or worse.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up waiting after this many seconds.")
 @guarded
 def review(source: str, ref: str | None, model: str | None, scanner_model: str | None, reviewer_model: str | None,
@@ -220,33 +135,6 @@ def review(source: str, ref: str | None, model: str | None, scanner_model: str |
         return finish_review(run, record, out, as_json, fail_on)
 
 
-def say_outage(waited_s: float, error: BaseException | None) -> None:
-    """Tell the terminal, once each way, that Redis went away and came back (the run goes on meanwhile)."""
-    if error is not None and waited_s == 0:
-        err.print(f"[bold yellow]Redis unreachable[/] ({console_text(str(error))}): reconnecting, the run goes on "
-                  "in the workers")
-    elif error is None:
-        err.print(f"Redis is back after {waited_s:.1f} s")
-
-
-def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
-    """Ctrl-C, SIGTERM or SIGHUP while following a run: a run that lives in this command's embedded Redis is
-    cancelled (it could not outlive the command); one on a shared Redis goes on, to be watched or resumed.
-    Leaving the ``with Swarm`` block then stops the local workers and the embedded Redis."""
-    how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
-    if swarm.handle.is_embedded:
-        with contextlib.suppress(Exception):  # whatever happens here, the workers are stopped next
-            run.cancel(f"{how} from the terminal" if how == "interrupted" else how)
-            if swarm.cluster is not None:  # agents mid-turn finish it and wait for a step no worker will run:
-                swarm.cluster.stop()  # end them too, so the run's record says what was not done
-                run.cancel()
-        err.print(f"{how}: cancelled run {run.id} (no worker is left to run it). What it did is kept: "
-                  f"`swarm report {run.id}` for a review's partial report, `swarm retry {run.id}` to finish it")
-    else:
-        err.print(f"{how}: left run {run.id} running; follow it with `swarm watch {run.id}`")
-    return interrupted_code(exc)
-
-
 def check_models_here(models: dict[str, str], settings: SwarmSettings, limits: dict[str, object],
                       workers: int | None) -> None:
     """Refuse at once, before any server or worker starts, a run whose models have no key here, when the
@@ -272,57 +160,6 @@ def check_review_job(source: str, ref: str | None, models: dict[str, str], confi
     job = ReviewJob.parse({"source": {"location": source, "ref": ref}, "config": config, "models": models,
                            "limits": limits})
     check_since(job)
-
-
-def finish_review(run: Any, record: RunRecord, out: Path | None, as_json: bool, fail_on: str | None) -> int:
-    """Print the review's result and say how it ended; the exit code follows the outcome first (a partial
-    or failed review never exits 0, whatever --fail-on says), then the findings."""
-    result = record.result if isinstance(record.result, dict) else {}
-    outcome = record.outcome.model_dump(mode="json") if record.outcome else None
-    if "report_dir" not in result:  # no report: cancelled, or the review could not even be merged
-        if as_json:
-            emit_json({"run": run.id, "status": record.status.value, "reason": record.reason, "outcome": outcome})
-        else:
-            err.print(f"[bold red]run {run.id} {record.status.value}[/]: {console_text(record.reason or '')}")
-        return _exit_for(record.status)
-    report_dir = Path(str(result.get("report_dir", "")))
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("report.md", "report.json", "report.sarif"):
-            if (report_dir / name).exists():
-                shutil.copy2(report_dir / name, out / name)
-        if (out / "report.md").exists():  # its links lead to the repository from where it now is
-            from swarm_tasks.review.report_markdown import render_markdown
-
-            (out / "report.md").write_text(render_markdown(run.report(), directory=out))
-        report_dir = out
-    counts = result.get("by_severity") or {}
-    if as_json:
-        emit_json({"run": run.id, "status": record.status.value, "reason": record.reason, **result,
-                   "report_dir": str(report_dir), "outcome": outcome})
-    else:
-        # Short lines, each its own fact: a long table title wrapped into broken lines at 80 columns.
-        console.print(Text.assemble(("review ", "bold"), (run.id, "bold"), " ", (record.status.value, "bold")))
-        console.print(f"{result.get('findings', 0)} findings (merged) · {result.get('files_scanned', 0)} of "
-                      f"{result.get('files_inventoried', result.get('files_scanned', 0))} files scanned · "
-                      f"{result.get('files_reviewed', 0)} reviewed · {result.get('agents', 0)} agents · "
-                      f"{result.get('mode', '')}")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for sev in _SEVERITY_RANK.__reversed__():
-            table.add_column(sev, justify="right")
-        table.add_row(*(str(counts.get(sev, 0)) for sev in reversed(list(_SEVERITY_RANK))))
-        console.print(table)
-        console.print(f"report: [bold]{console_text(str(report_dir / 'report.md'))}[/]  (also report.json, "
-                      "report.sarif)", soft_wrap=True)
-        if record.status is not RunStatus.COMPLETED:
-            err.print(f"[bold {'red' if record.status is RunStatus.FAILED else 'yellow'}]review "
-                      f"{record.status.value}[/]: {console_text(record.reason or '')}")
-            err.print(f"list the agents that did not finish: swarm status {run.id} --failed")
-    if record.status is not RunStatus.COMPLETED:
-        return _exit_for(record.status)
-    if fail_on and any(n and _SEVERITY_RANK[sev] >= _SEVERITY_RANK[fail_on] for sev, n in counts.items()):
-        return EXIT_FINDINGS
-    return EXIT_OK
 
 
 # -- build ----------------------------------------------------------------------------------------
@@ -404,16 +241,10 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, check_ch
         else:
             console.print(f"build {run.id} {record.status.value}: {console_text(record.reason or '')}")
             console.print_json(data=record.result) if record.result else None
-        return _exit_for(record.status)
+        return exit_for(record.status)
 
 
 # -- reading and steering runs --------------------------------------------------------------------
-
-def _client() -> Any:
-    from swarm_tasks.api import Swarm
-
-    # Without SWARM_REDIS_URL: the state directory's embedded Redis, running or started on its data.
-    return Swarm(settings_or_fail(), workers=0)
 
 
 @main.command()
@@ -427,7 +258,7 @@ def status(run_id: str | None, as_json: bool, failed: bool, limit: int) -> int:
     hot spots), list its agents that did not finish (--failed), or list recent runs."""
     from swarm_tasks.watch import render
 
-    with _client() as swarm:
+    with open_swarm() as swarm:
         if run_id is None:
             if failed:
                 fail("--failed needs a RUN_ID")
@@ -464,13 +295,6 @@ def status(run_id: str | None, as_json: bool, failed: bool, limit: int) -> int:
         return EXIT_OK
 
 
-def _exit_for(status: RunStatus) -> int:
-    """The exit code of a run that has ended (or is left as it is): 0 completed, 4 partial, 1 anything else."""
-    if status is RunStatus.PARTIAL:
-        return EXIT_PARTIAL
-    return EXIT_OK if status is RunStatus.COMPLETED else EXIT_RUN_FAILED
-
-
 def snapshot(run: Any, progress: Any) -> dict[str, object]:
     """One run's progress as one JSON object (``status --json``, ``watch --json``): its outcome and reason,
     real elapsed time, agents and tasks by status, usage; for a build its cycles and hot spots too."""
@@ -499,7 +323,7 @@ def findings_count(result: object, counters: dict[str, int]) -> dict[str, object
     merged = result.get("by_severity") if isinstance(result, dict) else None
     if isinstance(merged, dict):
         return {"merged": True, "by_severity": merged}
-    return {"merged": False, "by_severity": {s: counters.get(f"findings.{s}", 0) for s in reversed(_SEVERITY_RANK)}}
+    return {"merged": False, "by_severity": {s: counters.get(f"findings.{s}", 0) for s in reversed(SEVERITY_RANK)}}
 
 
 @main.command()
@@ -513,7 +337,7 @@ def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
     cancelled or is still going when --timeout ends the watch."""
     from swarm_tasks.watch import watch as live
 
-    with _client() as swarm:
+    with open_swarm() as swarm:
         run = swarm.run(run_id)
         if as_json:
             with contextlib.suppress(TimeoutError):  # the snapshot shows where it is
@@ -521,7 +345,7 @@ def watch(run_id: str, as_json: bool, timeout: float | None) -> int:
             emit_json(snapshot(run, run.progress()))
         else:
             live(run, console=console, timeout_s=timeout)
-        return _exit_for(run.status)
+        return exit_for(run.status)
 
 
 @main.command()
@@ -532,14 +356,14 @@ def cancel(run_id: str, reason: str) -> int:
     """Cancel a run: nothing new starts, agents end at their next step. Exit 0 once cancelled; a run
     that had already ended is left as it is (exit 0 if it completed, 4 if partial, 1 if it failed or was
     cancelled)."""
-    with _client() as swarm:
+    with open_swarm() as swarm:
         run = swarm.run(run_id)
         if run.cancel(reason):
             console.print(f"run {run_id} cancelled")
             return EXIT_OK
         status = run.status
         console.print(f"run {run_id} had already ended: {status.value}")
-        return _exit_for(status)
+        return exit_for(status)
 
 
 @main.command()
@@ -551,12 +375,12 @@ def resume(run_id: str, as_json: bool, timeout: float | None) -> int:
     """Push a stalled run on (after workers died or Redis restarted). Without SWARM_REDIS_URL (a run of
     the embedded Redis whose command is gone) it starts local workers and follows the run to its end. An
     ended run is left as it is: exit 0 if it completed, 4 if partial, 1 if it failed or was cancelled."""
-    with _client() as swarm:
+    with open_swarm() as swarm:
         run = swarm.run(run_id)
         status = run.status
         if status.terminal:
             console.print(f"run {run_id} is {status.value}: nothing to resume")
-            return _exit_for(status)
+            return exit_for(status)
         if swarm.handle.is_embedded:
             swarm.start_workers()
         moved = run.resume()
@@ -579,7 +403,7 @@ def report(run_id: str, fmt: str, out: Path | None) -> int:
     from swarm_tasks.review.report_markdown import render_markdown
     from swarm_tasks.review.report_sarif import render_sarif
 
-    with _client() as swarm:
+    with open_swarm() as swarm:
         data = swarm.run(run_id).report()
         where = out.parent if out is not None else Path.cwd()  # Markdown links lead from there to the files
         text = render_markdown(data, directory=where) if fmt == "md" else {
@@ -602,7 +426,7 @@ def workers(as_json: bool) -> int:
     from swarm_tasks.consumers import live_workers
     from swarm_tasks.fleet import queue_rows, render_fleet, starved_runs, worker_rows
 
-    with _client() as swarm:
+    with open_swarm() as swarm:
         live = live_workers(swarm.client)
         rows = worker_rows(live, swarm.client.records.now())
         if as_json:

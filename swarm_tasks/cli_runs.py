@@ -10,18 +10,18 @@ from typing import Any
 
 import click
 
-from swarm_tasks.cli import (
+from swarm_tasks.cli_common import (
     EXIT_OK,
     EXIT_RUN_FAILED,
-    _client,
-    _exit_for,
     console,
     emit_json,
     err,
+    exit_for,
     fail,
     finish_review,
     guarded,
     interrupted,
+    open_swarm,
     say_outage,
     settings_or_fail,
 )
@@ -50,7 +50,7 @@ def follow(swarm: Any, run: Any, as_json: bool, timeout: float | None) -> int:
                    "outcome": record.outcome.model_dump(mode="json") if record.outcome else None})
     else:
         console.print(f"{record.kind} {run.id} {record.status.value}: {console_text(record.reason or '')}")
-    return _exit_for(record.status)
+    return exit_for(record.status)
 
 
 @click.command()
@@ -83,7 +83,7 @@ def retry(run_id: str, failed_only: bool, role: str | None, workers: int | None,
             status = run.status
             err.print(f"run {run_id} is {status.value}: no agent{f' of role {role}' if role else ''} {what}, "
                       "nothing to retry")
-            return _exit_for(status) if status.terminal else EXIT_OK
+            return exit_for(status) if status.terminal else EXIT_OK
         err.print(f"run {run_id}: {len(started)} agent(s) started over" + (
             f"; follow it with `swarm watch {run_id}`" if detach else ""))
         if detach:
@@ -105,7 +105,7 @@ def agents(run_id: str, failed: bool, stopped: bool, role: str | None, as_json: 
     from swarm_tasks.agent_list import FAILED, STOPPED
 
     wanted = (FAILED if failed else frozenset()) | (STOPPED if stopped else frozenset())
-    with _client() as swarm:
+    with open_swarm() as swarm:
         return list_agents(swarm.run(run_id), wanted or None, role, as_json)
 
 
@@ -136,7 +136,7 @@ def logs(run_id: str, agent_id: str | None, full: bool, as_json: bool) -> int:
     from swarm_tasks.logs import collect, render
     from swarm_tasks.security import Redactor
 
-    with _client() as swarm:
+    with open_swarm() as swarm:
         run = swarm.run(run_id)
         ctx = swarm.client.run(run_id)
         redactor = Redactor.from_settings(swarm.settings)

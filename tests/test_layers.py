@@ -118,13 +118,8 @@ def test_the_graph_is_read():  # the rules below are not vacuous
     assert "swarm_tasks.models.gateway" not in graph()["swarm_tasks.agents.services"]  # only under TYPE_CHECKING
 
 
-# The one cycle left, until the CLI's shared helpers get a module of their own (see HELPERS.md): listed so
-# that it cannot grow, and so that this list must shrink when it is gone.
-KNOWN_CYCLES = [["swarm_tasks.cli", "swarm_tasks.cli_runs"]]
-
-
 def test_no_import_cycles():
-    assert cycles() == KNOWN_CYCLES
+    assert cycles() == []
 
 
 def test_coordination_knows_nothing_of_swarm_tasks_celery_or_models():

@@ -47,7 +47,7 @@ def test_every_cli_command_in_the_readme_exists():
 
 
 def test_outcome_table_matches_the_exit_codes_the_cli_returns():
-    from swarm_tasks import cli
+    from swarm_tasks import cli_common as cli
     from swarm_tasks.outcome import ReasonClass, RunStatus
 
     table = README.split("<!-- outcome-table -->", 1)[1].split("<!-- /outcome-table -->", 1)[0]
@@ -55,7 +55,7 @@ def test_outcome_table_matches_the_exit_codes_the_cli_returns():
     codes = {state: int(code.strip("`")) for state, code, _meaning in rows}
     for status in RunStatus:
         if status.terminal:
-            assert codes[f"`{status.value}`"] == cli._exit_for(status), status
+            assert codes[f"`{status.value}`"] == cli.exit_for(status), status
     assert codes["`completed`, findings at or above `--fail-on`"] == cli.EXIT_FINDINGS
     assert codes["bad input"] == cli.EXIT_BAD_INPUT and codes["interrupted"] == cli.EXIT_INTERRUPTED
     assert codes["stopped by SIGTERM"] == cli.EXIT_TERMINATED and codes["stopped by SIGHUP"] == cli.EXIT_HANGUP

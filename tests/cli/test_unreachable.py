@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tasks.cli import EXIT_UNREACHABLE
+from swarm_tasks.cli_common import EXIT_UNREACHABLE
 from tests.cli.test_cli import swarm
 
 
