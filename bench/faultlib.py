@@ -114,7 +114,9 @@ class Outcome:
     injected: list[str] = field(default_factory=list)
     same_findings: bool = False  # review: the undisturbed run's findings; build: the sequential tree
     agents: int = 0
-    lost: int = 0  # review: agents that did not end done; build: board tasks that did not end done
+    lost: int = 0  # review: agents that did not end done (but as designed); build: board tasks not done
+    budget_stops: int = 0  # review: reviewers of a poison file stopped by the findings budget, as designed
+    expected_status: str = RunStatus.COMPLETED.value  # poison files: partial (a reviewer's findings were cut)
     duplicated: int = 0  # reviewers that ran more than once for one file and kind
     commits_lost: int = 0  # build tasks with no commit on the branch
     commits_duplicated: int = 0  # build tasks with more than one commit on the branch
@@ -125,7 +127,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return (self.status == RunStatus.COMPLETED.value and self.same_findings and not self.lost
+        return (self.status == self.expected_status and self.same_findings and not self.lost
                 and not self.duplicated and not self.commits_lost and not self.commits_duplicated
                 and not self.leases_left)
 
@@ -325,7 +327,7 @@ class FaultHarness:
     def _outcome(self, fault: Fault, run_id: str, status: RunStatus, injected: list[str], wall: float) -> Outcome:
         ctx = self.client.run(run_id)
         agents = all_agents(ctx)
-        report = load_report(self.client, run_id) if status is RunStatus.COMPLETED else None
+        report = load_report(self.client, run_id) if status in (RunStatus.COMPLETED, RunStatus.PARTIAL) else None
         # every place of every finding: an aggregated finding's first place moves when files are added
         findings = frozenset((p.file, p.start_line, f.rule, f.severity.value) for f in report.findings
                              for p in f.places()) if report else frozenset()
@@ -340,10 +342,16 @@ class FaultHarness:
                        and a.spec not in ("review.scan", "review.inventory")]
         reviewers = Counter((a.spec, a.labels.get("file")) for a in specialists)
         running = sum(1 for a in agents if a.status is AgentStatus.RUNNING)
+        # A reviewer of a poison file whose findings were cut ends stopped, with the reason, and the review
+        # partial (issue 17: "end their agents with a reason and the review completes (partial)").
+        budget = [a for a in agents if fault is Fault.POISON_FILES and a.status is AgentStatus.STOPPED
+                  and a.labels.get("file") in POISON and (a.reason or "").startswith("findings budget:")]
         return Outcome(
             fault=fault, run_id=run_id, status=status.value, injected=injected,
             same_findings=report is not None and (self.reference is None or findings == self.reference),
-            agents=len(agents), lost=sum(1 for a in agents if a.status is not AgentStatus.DONE),
+            budget_stops=len(budget),
+            expected_status=RunStatus.PARTIAL.value if budget else RunStatus.COMPLETED.value,
+            agents=len(agents), lost=sum(1 for a in agents if a.status is not AgentStatus.DONE) - len(budget),
             duplicated=sum(n - 1 for n in reviewers.values() if n > 1),
             leases_left=running + int(ctx.state.redis.zcard(ctx.state.keys.leases())),
             turns_lost=sum(a.turns_lost for a in agents), wall_s=wall)

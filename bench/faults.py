@@ -49,7 +49,7 @@ def run(full: bool, *, runs: int | None = None) -> BenchResult:
     faulted = outcomes[len(references):]
     lost = sum(o.lost for o in faulted)
     duplicated = sum(o.duplicated for o in faulted)
-    wrong = sum(1 for o in faulted if not o.same_findings or o.status != "completed")
+    wrong = sum(1 for o in faulted if not o.same_findings or o.status != o.expected_status)
     commits_lost = sum(o.commits_lost for o in faulted)
     commits_duplicated = sum(o.commits_duplicated for o in faulted)
     by_kind = Counter(f"{o.workflow.value}, {o.fault.value}" for o in faulted)
@@ -67,7 +67,9 @@ def run(full: bool, *, runs: int | None = None) -> BenchResult:
     return BenchResult(name="faults", rows=rows, machine=machine, params={"runs": runs},
                        notes=["Reviews: model mode on examples/vulnerable-shop (scripted model, 0.3 s per reply); "
                               "builds: a counting codemod on 18 files, 3 builders, 9 tasks; 3 worker processes; Redis "
-                              "embedded with AOF. Every run is in the table below."],
+                              "embedded with AOF. A review with poison files ends partial: the quality reviewer of "
+                              "the file with 3,000 undefined names is stopped by the findings budget, as designed "
+                              "(not counted as lost). Every run is in the table below."],
                        tables=[f"**faults**: every run\n\n{table(outcomes)}"],
                        details={"runs": [o.__dict__ | {"fault": o.fault.value, "workflow": o.workflow.value, "ok": o.ok}
                                          for o in outcomes]})
