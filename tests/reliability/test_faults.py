@@ -2,8 +2,9 @@
 kind of fault injected mid-run (kill -9 of workers, a Redis restart with AOF, dropped connections, a
 broker outage, a warm stop of workers by SIGTERM; for the review, poison files beside the example). Each
 review must end exactly like the undisturbed one (with poison files: the same findings on the example, every
-poison file reviewed, in bounded time, and partial: the findings budget stops one reviewer, with its reason); each build with the tree of the codemod run file by file, one commit
-per task. The table of faults and outcomes is printed."""
+poison file reviewed, in bounded time, and partial: the findings budget stops one reviewer, with its reason);
+each build with the tree of the codemod run file by file, one commit per task. The table of faults and
+outcomes is printed."""
 
 from __future__ import annotations
 
