@@ -32,9 +32,9 @@ from pydantic import SecretStr
 
 from bench.common import BenchResult, Row, machine_info, progress, redis_for_bench
 from swarm_tasks.agents.services import SwarmClient
-from swarm_tasks.build.gitops import run_git
-from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.workflow import submit_build
+from swarm_tasks.builder.gitops import run_git
+from swarm_tasks.builder.job import BuildJob
+from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.models.mock_server import MockServer

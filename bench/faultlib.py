@@ -38,10 +38,10 @@ from coordination.embedded import EmbeddedRedis
 from coordination.tasks import TaskStatus
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
-from swarm_tasks.build.codemod import sequential_reference, split_by_file
-from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.landing import TRAILER
-from swarm_tasks.build.workflow import submit_build
+from swarm_tasks.builder.codemod import sequential_reference, split_by_file
+from swarm_tasks.builder.job import BuildJob
+from swarm_tasks.builder.landing import TRAILER
+from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.review.job import ReviewJob

@@ -32,7 +32,7 @@ import psutil
 
 from bench.common import BenchResult, Row, at_least, machine_info, progress, ratio, run_together
 from coordination.backoff import Backoff
-from swarm_tasks.build import (
+from swarm_tasks.builder import (
     PUSH_BACKOFF,
     RebaseConflict,
     RemoteSpec,

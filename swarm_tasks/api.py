@@ -23,7 +23,7 @@ from coordination.errors import VersionConflict
 from coordination.store import ride_out
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
-from swarm_tasks.build.job import forget_secret
+from swarm_tasks.builder.job import forget_secret
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.control import sweep_agents
@@ -201,7 +201,7 @@ class RunHandle:
         result = record.result if isinstance(record.result, dict) else {}
         if isinstance(result.get("cycles"), list):
             return list(result["cycles"])  # type: ignore[arg-type]
-        from swarm_tasks.build.cycles import CycleBook
+        from swarm_tasks.builder.cycles import CycleBook
 
         return [v.model_dump(mode="json") for v in CycleBook(self.client.run(self.id).state).current().history]
 
@@ -209,7 +209,7 @@ class RunHandle:
         """A build's files that caused the most rebases and conflicts, most first; [] otherwise."""
         if self.record().kind != "build":
             return []
-        from swarm_tasks.build.landing import top_hotspots
+        from swarm_tasks.builder.landing import top_hotspots
 
         return top_hotspots(self.client.run(self.id).state, limit)
 
@@ -311,10 +311,10 @@ class Swarm:
         return RunHandle(self.client, submit_review(self.client, job).id, warnings=check.warnings)
 
     def build(self, repo: str | Path, **job: object) -> RunHandle:
-        """Start a build swarm on a repository (see :mod:`swarm_tasks.build.workflow`)."""
-        from swarm_tasks.build.job import BuildMode
-        from swarm_tasks.build.job import resolve_models as build_models
-        from swarm_tasks.build.workflow import BuildJob, submit_build
+        """Start a build swarm on a repository (see :mod:`swarm_tasks.builder.workflow`)."""
+        from swarm_tasks.builder.job import BuildMode
+        from swarm_tasks.builder.job import resolve_models as build_models
+        from swarm_tasks.builder.workflow import BuildJob, submit_build
 
         spec = BuildJob.parse({"repo": str(repo), **job})
         models = build_models(spec, self.settings) if spec.mode is BuildMode.MODEL else {}

@@ -210,7 +210,7 @@ def build(repo: str, goal: str, branch: str, check_command: str | None, check_ch
                               "builders": builders}
     if max_cost is not None:
         job["limits"] = {"max_cost_usd": max_cost}
-    from swarm_tasks.build.job import UNION_DEFAULT, BuildJob, BuildMode, resolve_models, validate_job
+    from swarm_tasks.builder.job import UNION_DEFAULT, BuildJob, BuildMode, resolve_models, validate_job
 
     job.update({"check_changed": check_changed, "codemod_changed_exit": list(ok_exit),
                 "union_merge": [*UNION_DEFAULT, *union_merge], "mechanical_merge": not no_mechanical_merge})

@@ -112,7 +112,7 @@ def cycles() -> list[list[str]]:
 
 
 def test_the_graph_is_read():  # the rules below are not vacuous
-    assert len(modules()) > 150 and set(workflows()) >= {"swarm_tasks.review", "swarm_tasks.build"}
+    assert len(modules()) > 150 and set(workflows()) >= {"swarm_tasks.review", "swarm_tasks.builder"}
     assert "swarm_tasks.agents.turn" in graph()["swarm_tasks.agents.runner"]
     assert "swarm_tasks.agents.tools.files" in graph()["swarm_tasks.agents.toolset"]  # a function-level import
     assert "swarm_tasks.models.gateway" not in graph()["swarm_tasks.agents.services"]  # only under TYPE_CHECKING

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from coordination.connection import connect
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentSpec
-from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.specs import build_specs
+from swarm_tasks.builder.job import BuildJob
+from swarm_tasks.builder.specs import build_specs
 from swarm_tasks.errors import PluginError
 from swarm_tasks.launch import start_agents
 from swarm_tasks.plugins import Workflow, Workflows, discover, load

@@ -89,13 +89,13 @@ LAUNCH_TABLE: tuple[LaunchRow, ...] = (
               "on the tip",
               "the sandbox, in the clone (or a scratch worktree, which may read its clone's git directory), "
               ".git read-only, the worker's virtualenv first on PATH; the whole process tree killed at its end",
-              "tests/build_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
+              "tests/builder_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
     LaunchRow("the agents' `run_check` tool",
               "the same as the check",
-              "tests/build_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
+              "tests/builder_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
     LaunchRow("the build's codemod (`--codemod`, run per file)",
               "the same as the check",
-              "tests/build_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
+              "tests/builder_swarm/test_containment.py::test_check_codemod_and_run_check_stay_inside"),
     LaunchRow("git on a clone an agent wrote (clone, fetch, rebase, push; git_status/diff/commit; "
               "`review --since`)",
               "outside the sandbox, through one wrapper: no system or global config, environment from an "
@@ -103,7 +103,7 @@ LAUNCH_TABLE: tuple[LaunchRow, ...] = (
               "the build's, no signing, only the file, git, http(s) and ssh transports, no submodules; the "
               "clone's filter drivers emptied; a config naming any other program (diff.external, a diff or "
               "merge driver, an upload-pack, core.worktree) refused",
-              "tests/build_swarm/test_containment.py::test_planted_hooks_and_fsmonitor_never_run"),
+              "tests/builder_swarm/test_containment.py::test_planted_hooks_and_fsmonitor_never_run"),
     LaunchRow("the review's analyzers (ruff, ESLint)",
               "outside the sandbox: they parse the code and never execute it; ruff runs --isolated (no "
               "configuration of the repository), ESLint with the swarm's own config only (--no-config-lookup, "

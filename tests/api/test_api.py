@@ -16,7 +16,7 @@ from swarm_tasks.api import Progress, RunHandle, Swarm
 from swarm_tasks.errors import JobSpecError, RunNotFound
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import QUEUES, SwarmSettings
-from tests.build_swarm.helpers import make_remote
+from tests.builder_swarm.helpers import make_remote
 from tests.review.helpers import EXAMPLE, write_tree
 
 TINY = {"app.py": 'import subprocess\n\nPASSWORD = "hunter22-secret"\n\n\ndef run(cmd):\n'

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from swarm_tasks.build.job import BuildJob
-from swarm_tasks.build.workflow import submit_build
+from swarm_tasks.builder.job import BuildJob
+from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.runs import RunStatus
-from tests.build_swarm.helpers import drive, make_remote
+from tests.builder_swarm.helpers import drive, make_remote
 from tests.cli.test_cli import env, swarm  # noqa: F401 - env is a fixture
 
 STRIP = "sed -i 's/[[:space:]]*$//' {path}"

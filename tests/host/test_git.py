@@ -10,7 +10,7 @@ import pytest
 
 from swarm_tasks.errors import GitError
 from swarm_tasks.host.git import git, git_env
-from tests.build import git as raw_git
+from tests.builder import git as raw_git
 
 HOOKS = ("pre-commit", "commit-msg", "post-commit", "pre-push", "reference-transaction", "post-checkout",
          "post-merge", "pre-rebase", "post-rewrite", "pre-auto-gc")

@@ -23,7 +23,7 @@ import pytest
 
 from swarm_tasks.agents.tools.base import run_tool
 from swarm_tasks.agents.tools.shell import ShellTool
-from swarm_tasks.build.gitops import borrowed_objects
+from swarm_tasks.builder.gitops import borrowed_objects
 from swarm_tasks.errors import SandboxError
 from swarm_tasks.host import sandbox as sandbox_module
 from swarm_tasks.host.processes import nproc_limit
@@ -32,7 +32,7 @@ from swarm_tasks.host.uids import sandbox_uid
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.runtime import _make_sandbox
 from tests.agents import make_ctx, make_settings
-from tests.build import clone_of, make_remote, remote_tip
+from tests.builder import clone_of, make_remote, remote_tip
 
 SETTINGS = make_settings()
 AS_ROOT = os.geteuid() == 0
