@@ -26,10 +26,10 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, Limits
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunLimits, RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 MODEL = "openai/mock-model"
 # litellm caps its async HTTP pool at 500 connections per host per process unless told otherwise (read at
@@ -175,7 +175,8 @@ def run(full: bool, *, agents: int | None = None, turns: int = 3, latency_s: flo
         Row("time to launch all agents", ours["launch_s"], unit="s"),
     ]
     notes = [f"all {agents} agents are alive at once (none ends before the last turns); each worker process runs at "
-             f"most {concurrency} of their turns at a time, the rest wait on the queue (see swarm_tasks/runtime.py).",
+             f"most {concurrency} of their turns at a time, the rest wait on the queue "
+             "(see swarm_tasks/worker/runtime.py).",
              f"{agents} LLM agents x {turns} turns (K-1 tool calls to list_files, then finish) at {latency_s}s model "
              f"latency on {workers} Celery worker processes (threads pool, concurrency {concurrency} each); each turn "
              "is one Celery task with late ack, one compare-and-set of the agent record, and one litellm call.",

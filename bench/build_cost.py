@@ -36,12 +36,12 @@ from swarm_tasks.builder.gitops import run_git
 from swarm_tasks.builder.job import BuildJob
 from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.models.mock_server import MockServer
 from swarm_tasks.models.script import ScriptedCall, Step
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.runs import RunLimits, RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 SCRIPT = "py:bench.build_cost:respond"
 MODEL = "openai/bench-model"

@@ -397,7 +397,7 @@ def progress(message: str) -> None:
 
 
 def worker_names(cluster: Any) -> list[str]:
-    """Celery node names (``name@host``) of a :class:`swarm_tasks.cluster.LocalCluster`'s workers."""
+    """Celery node names (``name@host``) of a :class:`swarm_tasks.worker.cluster.LocalCluster`'s workers."""
     import socket
 
     return [f"{w.name}@{socket.gethostname()}" for w in cluster.workers]

@@ -33,10 +33,10 @@ from swarm_tasks.agents.program import ProgramContext, ProgramResult
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.celery import CeleryScheduler, app, ping, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunLimits
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 
 def noop_program(_ctx: ProgramContext) -> ProgramResult:

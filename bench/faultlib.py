@@ -43,12 +43,12 @@ from swarm_tasks.builder.job import BuildJob
 from swarm_tasks.builder.landing import TRAILER
 from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.workflow import all_agents, load_report, submit_review
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
+from swarm_tasks.worker.cluster import LocalCluster
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
 SLOW_MODEL = "scripted/py:swarm_tasks.review.scripted:slow_reviewer"

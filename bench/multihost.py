@@ -39,9 +39,9 @@ from coordination.run import global_registry
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.errors import SwarmError
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 _SITECUSTOMIZE = '''"""Test clock skew for this worker (bench/multihost.py): SWARM_TEST_CLOCK_OFFSET_S sets Python's
 wall clock that many seconds off; SWARM_TEST_SLEEP_SHIM makes time.sleep wait with select(), because under

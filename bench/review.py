@@ -27,12 +27,12 @@ from bench.review_offline import offline_rows
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.workflow import all_agents, load_report, submit_review
 from swarm_tasks.runs import RunLimits, RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
+from swarm_tasks.worker.cluster import LocalCluster
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
 SCRIPT = "py:swarm_tasks.review.scripted:reviewer"

@@ -40,10 +40,10 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec, Limits
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunLimits
 from swarm_tasks.settings import ModelPrice, SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 PRICE = ModelPrice(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0)
 WORKERS = 2

@@ -25,8 +25,6 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.builder.job import forget_secret
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
-from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import JobSpecError, RunNotFound
 from swarm_tasks.models.preflight import ModelCheck, check_models, cost_capped
 from swarm_tasks.outcome import AgentEnd, ReasonClass, RunOutcome, Tally
@@ -35,10 +33,12 @@ from swarm_tasks.review.job import ReviewJob, resolve_models
 from swarm_tasks.runs import RunLimits, RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings, get_settings
 from swarm_tasks.sources import SourceSpec
+from swarm_tasks.worker.cluster import LocalCluster
+from swarm_tasks.worker.control_loop import sweep_agents
 
 if TYPE_CHECKING:
-    from swarm_tasks.consumers import QueueNeed
     from swarm_tasks.review.report import Report
+    from swarm_tasks.worker.consumers import QueueNeed
 
 T = TypeVar("T")
 _ZERO_USAGE: dict[str, float] = dict.fromkeys(
@@ -185,7 +185,7 @@ class RunHandle:
     def queue_needs(self) -> list[QueueNeed]:
         """The queues the run's waiting agents are on, with the live workers consuming each; a starved one
         (``need.starved``: nobody consumes it) is why a run can sit "running" with nothing happening."""
-        from swarm_tasks.consumers import queue_needs
+        from swarm_tasks.worker.consumers import queue_needs
 
         return queue_needs(self.client, self.client.run(self.id))
 

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import math
 import os
+import ssl
+import sys
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,16 +27,17 @@ from kombu.entity import Exchange, Queue
 from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
-from coordination.connection import RedisHandle, connect, redact_url
+from coordination.connection import RedisHandle, client_options, connect, redact_url
+from coordination.settings import CoordinationSettings
 from coordination.store import OUTAGE_ERRORS, RECONNECT
 from swarm_tasks.agents.runner import StepOutcome
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.errors import BrokerUnavailable
-from swarm_tasks.kombu_fixes import guard_closed_channel
 from swarm_tasks.runs import RunStatus
-from swarm_tasks.runtime import WorkerRuntime
-from swarm_tasks.security import celery_wire_options, install_log_redaction
+from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
+from swarm_tasks.worker.kombu_fixes import guard_closed_channel
+from swarm_tasks.worker.runtime import WorkerRuntime
 
 log = logging.getLogger("swarm_tasks")
 
@@ -155,6 +158,34 @@ def celery_config(settings: SwarmSettings, url: str) -> dict[str, Any]:
     }
 
 
+def celery_wire_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
+    """Celery settings for TLS (``rediss://`` URLs: the certificate checked against ``SWARM_REDIS_SSL_CA_CERTS``)
+    and, when ``SWARM_TASK_SIGNING_KEY`` is set, signed task messages only (:mod:`swarm_tasks.signing`: the body,
+    task name, id, queue and an expiry under one HMAC; replays refused)."""
+    options: dict[str, Any] = {}
+    if urlsplit(url).scheme == "rediss":
+        # Celery's redis backend refuses rediss:// without ssl_cert_reqs; kombu would not verify at all.
+        tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        tls.update({k: v for k, v in client_options(settings, url).items() if k.startswith("ssl_")})
+        options["broker_use_ssl"] = tls
+        options["redis_backend_use_ssl"] = dict(tls)
+    key = getattr(settings, "task_signing_key", None)
+    if key is not None and key.get_secret_value():
+        from swarm_tasks.worker import celery_signing as signing  # Celery's worker modules: only where signing is on
+
+        signing.install(key.get_secret_value(), key_prefix=settings.key_prefix,
+                        ttl_s=float(getattr(settings, "task_signature_ttl_s", 86_400.0)))
+        options.update({"task_serializer": signing.SIGNED_SERIALIZER, "result_serializer": signing.SIGNED_SERIALIZER,
+                        "accept_content": [signing.SIGNED_CONTENT_TYPE],
+                        "result_accept_content": [signing.SIGNED_CONTENT_TYPE],
+                        # Refuses a message whose signature does not hold for its name, id, queue and expiry,
+                        # and one that already ran, before Celery looks at it.
+                        "worker_consumer": "swarm_tasks.worker.celery_signing:SignedConsumer"})
+    elif "swarm_tasks.worker.celery_signing" in sys.modules:  # a process that signed before: not for this app
+        sys.modules["swarm_tasks.worker.celery_signing"].uninstall()
+    return options
+
+
 def _wire_options(settings: SwarmSettings, broker: str, backend: str | None) -> dict[str, Any]:
     """Message signing, and TLS for whichever of broker and backend is a ``rediss://`` server."""
     options = celery_wire_options(settings, broker)  # signing; TLS when the broker is rediss://
@@ -171,7 +202,7 @@ def _lazy_config() -> dict[str, Any]:
     return celery_config(PROCESS.settings, handle.url)
 
 
-guard_closed_channel()  # before any worker connects: see swarm_tasks/kombu_fixes.py
+guard_closed_channel()  # before any worker connects: see swarm_tasks/worker/kombu_fixes.py
 app = Celery("swarm_tasks")
 app.add_defaults(_lazy_config)
 

@@ -423,8 +423,8 @@ def workers(as_json: bool) -> int:
     """Live worker processes (queues, steps in flight and done, load, heartbeat age, as Flower shows them),
     the queues' messages and consumers, and a warning for each queue a running run waits on that no live
     worker consumes."""
-    from swarm_tasks.consumers import live_workers
-    from swarm_tasks.fleet import queue_rows, render_fleet, starved_runs, worker_rows
+    from swarm_tasks.worker.consumers import live_workers
+    from swarm_tasks.worker.fleet import queue_rows, render_fleet, starved_runs, worker_rows
 
     with open_swarm() as swarm:
         live = live_workers(swarm.client)

@@ -1,9 +1,6 @@
-"""What crosses the wire and what reaches logs: TLS for Celery, signed task messages, redaction.
+"""What reaches logs, events and reports: redaction. (TLS and signed messages for Celery are
+:func:`swarm_tasks.celery.celery_wire_options`.)
 
-* :func:`celery_wire_options`: the Celery settings for a ``rediss://`` broker and result backend
-  (certificate checked against ``SWARM_REDIS_SSL_CA_CERTS``), and, when ``SWARM_TASK_SIGNING_KEY``
-  is set, signed task messages only (:mod:`swarm_tasks.signing`: the body, task name, id, queue and
-  an expiry under one HMAC; replays refused).
 * :func:`redact`: secrets out of text bound for logs, events, transcripts and reports: URL
   passwords, common API-key shapes, ``password=...`` style assignments, PEM private keys, and the
   configured secret values themselves. :func:`install_log_redaction` applies it to every log record.
@@ -13,44 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, JsonValue
 
-from coordination.connection import client_options, redact_url
+from coordination.connection import redact_url
 from coordination.settings import CoordinationSettings
-
-# -- Celery over TLS, and signed messages ---------------------------------------------------------
-
-def celery_wire_options(settings: CoordinationSettings, url: str) -> dict[str, Any]:
-    """Celery settings for TLS (``rediss://`` URLs) and message signing (a signing key is set)."""
-    options: dict[str, Any] = {}
-    if urlsplit(url).scheme == "rediss":
-        # Celery's redis backend refuses rediss:// without ssl_cert_reqs; kombu would not verify at all.
-        tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-        tls.update({k: v for k, v in client_options(settings, url).items() if k.startswith("ssl_")})
-        options["broker_use_ssl"] = tls
-        options["redis_backend_use_ssl"] = dict(tls)
-    key = getattr(settings, "task_signing_key", None)
-    if key is not None and key.get_secret_value():
-        from swarm_tasks import celery_signing as signing  # Celery's worker modules: only where signing is on
-
-        signing.install(key.get_secret_value(), key_prefix=settings.key_prefix,
-                        ttl_s=float(getattr(settings, "task_signature_ttl_s", 86_400.0)))
-        options.update({"task_serializer": signing.SIGNED_SERIALIZER, "result_serializer": signing.SIGNED_SERIALIZER,
-                        "accept_content": [signing.SIGNED_CONTENT_TYPE],
-                        "result_accept_content": [signing.SIGNED_CONTENT_TYPE],
-                        # Refuses a message whose signature does not hold for its name, id, queue and expiry,
-                        # and one that already ran, before Celery looks at it.
-                        "worker_consumer": "swarm_tasks.celery_signing:SignedConsumer"})
-    elif "swarm_tasks.celery_signing" in sys.modules:  # a process that signed before: not for this app
-        sys.modules["swarm_tasks.celery_signing"].uninstall()
-    return options
-
 
 # -- redaction -------------------------------------------------------------------------------------
 
@@ -260,5 +227,5 @@ def install_log_redaction(settings: CoordinationSettings) -> RedactingFilter:
     return active
 
 
-__all__ = ["RedactingFilter", "Redactor", "celery_wire_options", "install_log_redaction", "quoted_secrets", "redact",
+__all__ = ["RedactingFilter", "Redactor", "install_log_redaction", "quoted_secrets", "redact",
            "secrets_of"]

@@ -128,7 +128,7 @@ class SwarmSettings(CoordinationSettings):
         "kombu cannot use one. Unset: SWARM_REDIS_URL is the broker too.")
     broker_visibility_timeout_s: int = Field(default=3600, gt=0, description="Redis broker re-delivery time.")
     worker_pool: Literal["threads", "prefork", "solo"] = Field(
-        default="threads", description="Celery pool for agent queues (see swarm_tasks.runtime for why).")
+        default="threads", description="Celery pool for agent queues (see swarm_tasks.worker.runtime for why).")
     worker_concurrency: int = Field(default=512, ge=1, description="Agent turns one worker process runs at once.")
     task_signing_key: SecretStr | None = Field(
         default=None, description="If set, task messages are signed with HMAC-SHA256 (name, id, queue, expiry and "

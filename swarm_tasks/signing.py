@@ -1,6 +1,6 @@
 """Signing with ``SWARM_TASK_SIGNING_KEY``, the HMACs themselves (no Celery here): a body's envelope,
 a task message bound to what it is, and the records workers act on bound to who submitted them. What it
-protects against is said in the README's trust model; :mod:`swarm_tasks.celery_signing` puts the
+protects against is said in the README's trust model; :mod:`swarm_tasks.worker.celery_signing` puts the
 message part into Celery.
 
 * Envelope: the body of a task message with an HMAC-SHA256 of it (the ``swarm-signed`` serializer).

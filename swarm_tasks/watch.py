@@ -15,10 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from swarm_tasks.api import Progress, RunHandle
-from swarm_tasks.consumers import QueueNeed
 from swarm_tasks.display import console_text, duration
 from swarm_tasks.outcome import RunStatus
 from swarm_tasks.phases import PhaseRow, RateMeter, eta_s, phase_rows
+from swarm_tasks.worker.consumers import QueueNeed
 
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}

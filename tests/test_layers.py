@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("coordination", "swarm_tasks")
 CELERY = ("celery", "kombu", "flower")
-WORKER = ("swarm_tasks.celery", "swarm_tasks.runtime", "swarm_tasks.control", "swarm_tasks.cluster")
+WORKER = ("swarm_tasks.celery", "swarm_tasks.worker")
 BASE = ("swarm_tasks.settings", "swarm_tasks.errors", "swarm_tasks.runs", "swarm_tasks.outcome", "swarm_tasks.signing",
         "swarm_tasks.security", "swarm_tasks.display", "swarm_tasks.sources")
 FRONT = ("swarm_tasks.api", "swarm_tasks.cli", "swarm_tasks.cli_runs", "swarm_tasks.dashboard")

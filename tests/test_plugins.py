@@ -21,9 +21,9 @@ from swarm_tasks.launch import start_agents
 from swarm_tasks.plugins import Workflow, Workflows, discover, load
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.specs import review_specs
-from swarm_tasks.runtime import WorkerRuntime
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
+from swarm_tasks.worker.runtime import WorkerRuntime
 from tests.runtime.harness import LocalScheduler, drain
 
 # A workflow of another distribution, as a user would ship it: a package and the entry point that names it.

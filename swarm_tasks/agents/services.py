@@ -3,7 +3,7 @@
 :class:`SwarmClient` (Redis, the run records, per-run contexts, a scheduler) serves every process that
 starts, reads or drives runs; :class:`AgentServices` adds a worker's model gateway, tools, sandbox and
 event loop; :class:`Holder` fences the writes of the one turn that holds an agent. The worker builds them
-(:mod:`swarm_tasks.runtime`); the runner and the turn only use them, so nothing here imports either.
+(:mod:`swarm_tasks.worker.runtime`); the runner and the turn only use them, so nothing here imports either.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ class Views:
         assert isinstance(shown, dict)
         warnings: list[JsonValue] = []
         if not record.status.terminal:
-            from swarm_tasks.consumers import queue_needs
+            from swarm_tasks.worker.consumers import queue_needs
 
             try:
                 warnings = [n.warning() for n in queue_needs(self.client, ctx) if n.starved]

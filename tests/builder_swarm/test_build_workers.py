@@ -18,9 +18,9 @@ from swarm_tasks.builder.job import BuildJob
 from swarm_tasks.builder.specs import CODEMOD_WORKER, WORKER
 from swarm_tasks.builder.workflow import agents_of, submit_build
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.builder_swarm.helpers import COUNTING, NOTES_CHECK, SCRIPTED, checkout, git, make_remote, show, wait_run
 
 pytestmark = pytest.mark.slow

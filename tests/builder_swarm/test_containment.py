@@ -34,13 +34,13 @@ import redis
 from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis, find_redis_server
-from swarm_tasks import celery_signing
 from swarm_tasks.agents.services import SwarmClient
-from swarm_tasks.cluster import REPO_ROOT, LocalCluster, settings_env
 from swarm_tasks.host.sandbox import Sandbox, sandbox_problem
 from swarm_tasks.host.uids import make_traversable
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker import celery_signing
+from swarm_tasks.worker.cluster import REPO_ROOT, LocalCluster, settings_env
 from tests.builder_swarm.helpers import git, make_remote, show, wait_run
 
 pytestmark = pytest.mark.slow

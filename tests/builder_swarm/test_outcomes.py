@@ -16,8 +16,8 @@ import redis
 from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.builder_swarm.helpers import git, make_remote, refs, show, tip
 
 pytestmark = pytest.mark.slow

@@ -17,16 +17,16 @@ from pydantic import SecretStr
 
 from coordination import codec
 from coordination.store import Versioned, Write
-from swarm_tasks import celery_signing
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentState
 from swarm_tasks.builder.job import BuildJob
 from swarm_tasks.builder.workflow import submit_build
 from swarm_tasks.celery import celery_config
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.errors import RecordSignatureError
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker import celery_signing
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.builder_swarm.helpers import make_remote
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from swarm_tasks.api import Swarm
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import QUEUES
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.review.helpers import EXAMPLE, write_tree
 from tests.review.test_reports import validate_sarif
 

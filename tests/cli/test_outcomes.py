@@ -22,10 +22,10 @@ from pydantic import SecretStr
 
 from coordination.embedded import EmbeddedRedis
 from swarm_tasks.api import Swarm
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.models.mock_server import MockServer
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import QUEUES, ModelPrice, SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.review.helpers import EXAMPLE, write_tree
 from tests.review.test_reports import validate_sarif
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from swarm_tasks.api import Swarm
-from swarm_tasks.cluster import LocalCluster
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.cli.test_cli import env, swarm  # noqa: F401 - env is a fixture
 from tests.review.helpers import write_tree
 

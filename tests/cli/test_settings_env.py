@@ -15,8 +15,8 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import QUEUES
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.cli.test_cli import swarm
 from tests.review.helpers import write_tree
 

@@ -19,10 +19,10 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster, settings_env
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster, settings_env
 from tests.deploy.conftest import FLOWER_AUTH, Proc, child_env, flushed, free_port, http_get, live_workers, wait_for
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 
 from coordination.errors import ConfigurationError
 from swarm_tasks.celery import agent_step, app, use_settings
-from swarm_tasks.flower_config import TASK_COLUMNS, configure, flower_options, open_api
-from swarm_tasks.flower_metrics import METRIC, QueueDepth, QueueDepthCollector, queue_depths
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.flower_config import TASK_COLUMNS, configure, flower_options, open_api
+from swarm_tasks.worker.flower_metrics import METRIC, QueueDepth, QueueDepthCollector, queue_depths
 
 URL = "redis://127.0.0.1:1/0"  # never contacted by flower_options
 
@@ -97,7 +97,7 @@ def test_queue_depth_counts_reserved_messages_that_left_the_list(broker: SwarmSe
 def test_queue_metrics_read_a_separate_redis_broker_and_stay_off_for_rabbitmq(redis_url: str) -> None:
     from urllib.parse import urlsplit
 
-    from swarm_tasks.flower_metrics import install, scrape_client
+    from swarm_tasks.worker.flower_metrics import install, scrape_client
 
     cluster = "redis+cluster://:pw@10.0.0.1:7000"
     separate = SwarmSettings(redis_url=SecretStr(cluster), broker_url=SecretStr(redis_url))
@@ -146,7 +146,7 @@ def test_flower_keeps_the_shadow_name_whatever_order_events_arrive_in(order: tup
 
     from flower.events import EventsState
 
-    from swarm_tasks.flower_config import ShadowNamedTask, install_task_names
+    from swarm_tasks.worker.flower_config import ShadowNamedTask, install_task_names
 
     install_task_names()
     state = EventsState()

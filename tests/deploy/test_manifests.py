@@ -421,7 +421,7 @@ def test_keda_scales_every_worker_deployment_on_ready_plus_reserved_messages():
 
 
 def test_the_metric_keda_reads_is_the_one_flower_exports():
-    from swarm_tasks.flower_metrics import METRIC
+    from swarm_tasks.worker.flower_metrics import METRIC
 
     assert all(METRIC in t["metadata"]["query"] for so in by_kind("ScaledObject").values()
                for t in so["spec"]["triggers"] if t["type"] == "prometheus")

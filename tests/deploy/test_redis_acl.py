@@ -24,9 +24,9 @@ import redis
 from pydantic import SecretStr
 
 from swarm_tasks.agents.services import SwarmClient
-from swarm_tasks.cluster import LocalCluster, settings_env
 from swarm_tasks.dashboard.views import Views
 from swarm_tasks.settings import QUEUES, SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster, settings_env
 from tests.deploy.conftest import DEPLOY, Proc, child_env, free_port, http_get, wait_for
 from tests.review.helpers import write_tree
 

@@ -30,7 +30,7 @@ from swarm_tasks.host.processes import nproc_limit
 from swarm_tasks.host.sandbox import SANDBOX_TABLE, Sandbox, make_sandbox, sandbox_problem
 from swarm_tasks.host.uids import sandbox_uid
 from swarm_tasks.host.workspace import git_alternates
-from swarm_tasks.runtime import _make_sandbox
+from swarm_tasks.worker.runtime import _make_sandbox
 from tests.agents import make_ctx, make_settings
 from tests.builder import clone_of, make_remote, remote_tip
 

@@ -51,7 +51,7 @@ def mock_server() -> Iterator[MockServer]:
 def run() -> Iterator[Run[Any]]:
     """Run a coroutine on one event loop kept for the session, as a worker process keeps one: litellm
     caches its HTTP clients per loop, so a fresh loop per test would be unlike production."""
-    from swarm_tasks.runtime import _cancel_pending
+    from swarm_tasks.worker.runtime import _cancel_pending
 
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete

@@ -25,8 +25,8 @@ from pydantic import SecretStr
 from coordination.connection import connect
 from coordination.embedded import CONFIG_NAME
 from coordination.settings import CoordinationSettings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                 reason="needs root and setpriv to run a process as another user")

@@ -20,11 +20,11 @@ import redis
 from celery import Celery
 from pydantic import SecretStr
 
-from swarm_tasks import celery_signing
 from swarm_tasks.celery import celery_config
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.signing import SIGNATURE_HEADER, MessageSigner
+from swarm_tasks.worker import celery_signing
+from swarm_tasks.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

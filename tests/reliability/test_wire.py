@@ -36,10 +36,10 @@ from coordination.run import RunState
 from coordination.settings import CoordinationSettings
 from coordination.store import RecordStore
 from swarm_tasks.celery import celery_config
-from swarm_tasks.celery_signing import SIGNED_CONTENT_TYPE, SIGNED_SERIALIZER, register_signed_serializer
 from swarm_tasks.errors import MessageSignatureError
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.signing import sign, verify
+from swarm_tasks.worker.celery_signing import SIGNED_CONTENT_TYPE, SIGNED_SERIALIZER, register_signed_serializer
 
 PASSWORD = "s3cret-Alice-9f2"
 KEY = "k" * 8 + "-test-signing-key-0123"

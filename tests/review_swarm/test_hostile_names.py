@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.settings import QUEUES
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.cli.test_cli import env, swarm  # noqa: F401 - the env fixture
 from tests.review.helpers import write_tree
 

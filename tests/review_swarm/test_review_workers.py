@@ -13,13 +13,13 @@ import pytest
 from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.pipeline import review_locally
 from swarm_tasks.review.workflow import load_report, submit_review
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
+from swarm_tasks.worker.cluster import LocalCluster
 from tests.review.helpers import EXAMPLE
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunLimits, RunRecord
-from swarm_tasks.runtime import WorkerRuntime
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.runtime import WorkerRuntime
 from tests.runtime.harness import LocalScheduler, drain
 
 

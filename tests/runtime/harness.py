@@ -6,8 +6,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from swarm_tasks.agents.state import AgentState
-from swarm_tasks.control import ControlLoop
-from swarm_tasks.runtime import WorkerRuntime
+from swarm_tasks.worker.control_loop import ControlLoop
+from swarm_tasks.worker.runtime import WorkerRuntime
 
 
 @dataclass

@@ -22,12 +22,12 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, celery_config, ping, use_settings
-from swarm_tasks.cluster import LocalCluster
-from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RUN_ROOT, RunLimits, RunStatus
 from swarm_tasks.settings import QUEUES, SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
+from swarm_tasks.worker.control_loop import sweep_agents
 from tests.runtime.harness import LocalScheduler
 
 REDIS = "redis://:pw@127.0.0.1:6390/0"

@@ -13,8 +13,8 @@ from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.spec import AgentKind, AgentSpec
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolResult, run_tool
-from swarm_tasks.control import sweep_agents
 from swarm_tasks.errors import StoppedBySignal
+from swarm_tasks.worker.control_loop import sweep_agents
 from tests.runtime.conftest import Local
 from tests.runtime.programs import WorkerDied
 
@@ -153,8 +153,8 @@ def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_
 def test_on_real_workers_the_attempts_and_result_budgets_hold(swarm_settings, tmp_path):
     from swarm_tasks.agents.services import SwarmClient
     from swarm_tasks.celery import CeleryScheduler, app, use_settings
-    from swarm_tasks.cluster import LocalCluster
     from swarm_tasks.launch import start_agents
+    from swarm_tasks.worker.cluster import LocalCluster
 
     settings = swarm_settings.model_copy(update={"max_record_bytes": 64_000})
     client = SwarmClient.create(settings, use_settings(settings).client, CeleryScheduler(app))

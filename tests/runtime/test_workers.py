@@ -13,10 +13,10 @@ from swarm_tasks.agents.services import SwarmClient
 from swarm_tasks.agents.spec import AgentSpec
 from swarm_tasks.agents.state import AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
-from swarm_tasks.cluster import LocalCluster
 from swarm_tasks.launch import start_agents
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

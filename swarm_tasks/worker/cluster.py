@@ -20,7 +20,7 @@ from swarm_tasks.errors import SwarmError
 from swarm_tasks.host.processes import signal_group, wait_or_kill
 from swarm_tasks.settings import QUEUES, SwarmSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_env(settings: SwarmSettings) -> dict[str, str]:

@@ -31,7 +31,7 @@ from swarm_tasks.launch import watch_idle
 from swarm_tasks.models.preflight import advertised_names
 from swarm_tasks.runs import RUN_ROOT, RunStatus
 
-log = logging.getLogger("swarm_tasks.control")
+log = logging.getLogger("swarm_tasks.worker.control_loop")
 
 WAITING_RECHECK_S = 300.0
 _AWAY: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, BrokerUnavailable)  # a restart or failover

@@ -22,7 +22,7 @@ What it sets, and why:
   the pages. An explicit ``FLOWER_UNAUTHENTICATED_API`` in the environment is Flower's as it is.
 * the tasks page shows the ``args`` column: ``run=.. agent=.. role=.. spec=.. seq=..``.
 * offline workers are forgotten after five minutes (an autoscaled fleet comes and goes).
-* ``/metrics`` also exports ``swarm_queue_messages{queue,state}`` (see :mod:`swarm_tasks.flower_metrics`).
+* ``/metrics`` also exports ``swarm_queue_messages{queue,state}`` (see :mod:`swarm_tasks.worker.flower_metrics`).
 * a task keeps the name its worker reported (``swarm.agent.step:<spec>``) when the client's
   ``task-sent`` event, which carries the plain task name, arrives after the worker's events
   (:class:`ShadowNamedTask`).
@@ -42,8 +42,8 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 
 from coordination.errors import ConfigurationError
-from swarm_tasks import flower_metrics
 from swarm_tasks.settings import SwarmSettings, get_settings
+from swarm_tasks.worker import flower_metrics
 
 FLOWER_DEFAULT_TASK_COLUMNS = "name,uuid,state,received,runtime,worker"
 TASK_COLUMNS = "name,args,state,received,started,runtime,worker,uuid"

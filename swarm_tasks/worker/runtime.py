@@ -45,17 +45,17 @@ from coordination.run import record_store
 from swarm_tasks.agents.runner import AgentRunner, StepOutcome
 from swarm_tasks.agents.services import AgentServices, Scheduler
 from swarm_tasks.agents.toolset import ToolRegistry, default_tools
-from swarm_tasks.control import ControlLoop
 from swarm_tasks.errors import RecordSignatureError
 from swarm_tasks.plugins import Workflows, installed
 from swarm_tasks.runs import RunStatus, RunStore
 from swarm_tasks.settings import SwarmSettings
+from swarm_tasks.worker.control_loop import ControlLoop
 
 if TYPE_CHECKING:
     from swarm_tasks.host.sandbox import Sandbox
     from swarm_tasks.models.gateway import ModelGateway
 
-log = logging.getLogger("swarm_tasks.runtime")
+log = logging.getLogger("swarm_tasks.worker.runtime")
 
 
 def _make_gateway(settings: SwarmSettings, client: redis.Redis, now: Callable[[], float]) -> ModelGateway:

@@ -13,10 +13,10 @@ from rich.table import Table
 from rich.text import Text
 
 from coordination.registry import Registration
-from swarm_tasks.consumers import QueueNeed, consumers_by_queue, queue_needs
 from swarm_tasks.display import console_text
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import QUEUES
+from swarm_tasks.worker.consumers import QueueNeed, consumers_by_queue, queue_needs
 
 STALE_BEAT_S = 10.0  # a worker beats every 5 s: older than this, it is late (busy, or dying)
 
@@ -46,7 +46,7 @@ def queue_rows(swarm: Any, live: list[Registration]) -> list[dict[str, Any]]:
     depths = {}
     settings = swarm.settings
     if settings.broker_url is None and not settings.cluster:  # else the messages live in another broker
-        from swarm_tasks.flower_metrics import queue_depths
+        from swarm_tasks.worker.flower_metrics import queue_depths
 
         depths = queue_depths(swarm.handle.client, queues)
     rows = []
@@ -59,7 +59,7 @@ def queue_rows(swarm: Any, live: list[Registration]) -> list[dict[str, Any]]:
 
 def starved_runs(swarm: Any, limit: int = 200) -> list[tuple[str, QueueNeed]]:
     """(run, need) for every queue a running run waits on that no live worker consumes."""
-    from swarm_tasks.consumers import live_workers
+    from swarm_tasks.worker.consumers import live_workers
 
     live = live_workers(swarm.client)
     found = []

@@ -25,7 +25,7 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from coordination.connection import client_options
 from swarm_tasks.settings import QUEUES, SwarmSettings
 
-log = logging.getLogger("swarm_tasks.flower_metrics")
+log = logging.getLogger("swarm_tasks.worker.flower_metrics")
 
 METRIC = "swarm_queue_messages"
 REDIS_SCHEMES = ("redis", "rediss", "unix")

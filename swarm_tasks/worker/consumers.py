@@ -2,7 +2,7 @@
 would otherwise show "running, 1 active" forever (a review on a shared Redis with no worker on ``scan``).
 
 A run needs the queue of every agent of it that waits for a worker (READY: its step is on the queue).
-Workers register the queues they consume (``swarm_tasks.control`` heartbeats them, with their load);
+Workers register the queues they consume (``swarm_tasks.worker.control_loop`` heartbeats them, with their load);
 a needed queue none of them consumes is *starved*, and the warning says since when: the oldest waiting
 agent's wait. The CLI (``status``, ``watch``, ``workers``), the dashboard and the API read it here.
 """
