@@ -138,17 +138,22 @@ class RunHandle:
                 raise TimeoutError(f"run {self.id} is still {record.status.value} after {timeout_s}s")
             time.sleep(poll_s)
 
-    def cancel(self, reason: str = "cancelled by user") -> bool:
-        """Stop the run: nothing new starts; agents end at their next step. False if it had already ended."""
+    def cancel(self, reason: str = "cancelled by user", *, orphaned: bool = False) -> bool:
+        """Stop the run: nothing new starts; agents end at their next step. False if it had already ended.
+
+        ``orphaned``: the workers that were running its agents are gone (a command stopped its own local
+        workers), so agents still marked running end now too; a worker that did still hold one would
+        find its next write fenced by the record's version and the agent ended."""
         changed = self.client.runs.transition(self.id, RunStatus.CANCELLED, reason=reason,
                                               only_from=(RunStatus.RUNNING, RunStatus.FINALIZING))
         ctx = self.client.run(self.id)
         if changed is not None and changed.kind == "build":
             forget_secret(ctx.state)  # ended: no worker needs the remote's credential any more
         ctx.state.board.cancel_all(reason)
-        for status in (AgentStatus.QUEUED, AgentStatus.READY, AgentStatus.WAITING):
+        statuses = (AgentStatus.QUEUED, AgentStatus.READY, AgentStatus.WAITING)
+        for status in (*statuses, AgentStatus.RUNNING) if orphaned else statuses:
             for agent_id in ctx.agents.ids(status):
-                _end_agent(ctx, agent_id, AgentStatus.CANCELLED, reason)
+                _end_agent(ctx, agent_id, AgentStatus.CANCELLED, reason, running_too=orphaned)
         return changed is not None
 
     def resume(self) -> int:
@@ -250,10 +255,10 @@ class RunHandle:
         raise JobSpecError(f"run {self.id} has no report (kind {record.kind}, {record.status.value})")
 
 
-def _end_agent(ctx, agent_id: str, status: AgentStatus, reason: str) -> None:
+def _end_agent(ctx, agent_id: str, status: AgentStatus, reason: str, *, running_too: bool = False) -> None:
     for _ in range(8):
         agent, version = ctx.agents.load(agent_id)
-        if agent.status.terminal or agent.status is AgentStatus.RUNNING:
+        if agent.status.terminal or (agent.status is AgentStatus.RUNNING and not running_too):
             return
         now = ctx.state.records.now()
         try:

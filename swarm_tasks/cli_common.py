@@ -139,7 +139,7 @@ def interrupted(swarm: Any, run: Any, exc: KeyboardInterrupt) -> int:
             run.cancel(f"{how} from the terminal" if how == "interrupted" else how)
             if swarm.cluster is not None:  # agents mid-turn finish it and wait for a step no worker will run:
                 swarm.cluster.stop()  # end them too, so the run's record says what was not done
-                run.cancel()
+                run.cancel(orphaned=True)  # turns cut short by the stop (a slow model reply) end as well
         err.print(f"{how}: cancelled run {run.id} (no worker is left to run it). What it did is kept: "
                   f"`swarm report {run.id}` for a review's partial report, `swarm retry {run.id}` to finish it")
     else:

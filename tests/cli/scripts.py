@@ -3,12 +3,15 @@ call ``finish``, so the loop guard or a budget stops them. Stateless, so any wor
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from swarm_tasks.models.script import ScriptedCall, Step
 from swarm_tasks.models.types import ChatMessage
 from swarm_tasks.review.scripted import reviewer
 
+HOLD_FILE = "test-hold-shop-scans"  # see uneven_scanner
 _KIND = re.compile(r"Review \S+ for (\w+) problems")
 
 
@@ -39,5 +42,10 @@ def uneven_scanner(messages: list[ChatMessage], tools: object) -> Step:
     a run stays mid-way for a while, some files scanned and reviewed, some not yet."""
     task = str(next((m.get("content") or "" for m in messages if m["role"] == "user"), ""))
     slow = "Quick-scan shop/" in task
-    return reviewer(messages, tools).model_copy(update={"delay_s": 4.0 if slow else 0.05})
+    # A test that must act mid-run holds the shop scans (25 s a reply) with a file saying "hold" in the state
+    # directory the workers share, so a loaded machine cannot finish the run first; "go" lets them run fast.
+    gate = Path(os.environ.get("SWARM_STATE_DIR", "/nonexistent")) / HOLD_FILE
+    said = gate.read_text().strip() if slow and gate.is_file() else ""
+    delay = {"hold": 25.0, "go": 0.05}.get(said, 4.0) if slow else 0.05
+    return reviewer(messages, tools).model_copy(update={"delay_s": delay})
 
