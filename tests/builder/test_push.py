@@ -253,10 +253,12 @@ def test_refresh_first_replays_before_pushing(remote: RemoteSpec, tmp_path: Path
 
 def test_recheck_contended_skips_the_check_when_files_are_disjoint(remote: RemoteSpec, tmp_path: Path) -> None:
     runs: list[str] = []
+    scratch = tmp_path / "check"  # a workspace of its own: a root worker lends it to the check's sandbox uid,
+    scratch.mkdir()  # which the remote beside it must never be
 
     def check() -> CheckResult:
         runs.append("ran")
-        return run_check("true", tmp_path, 30)
+        return run_check("true", scratch, 30)
 
     for upstream_file, expected in (("a.txt", []), ("shared.txt", ["ran"])):
         runs.clear()
