@@ -95,6 +95,7 @@ def _give(path: str, st: os.stat_result, owner: int, dir_fd: int | None = None) 
             os.chown(path, owner, owner, dir_fd=dir_fd, follow_symlinks=False)
 
 
+_REPOSITORY = frozenset({"HEAD", "objects", "refs"})  # what a bare git repository holds
 _MAX_DEPTH = 400  # deeper directories are not lent (the command cannot write there); no recursion overflow
 
 
@@ -102,12 +103,15 @@ def _lend_dir(fd: int, path: str, owner: int, settled: dict[str, int], *, skip_g
     """Lend the directory open as ``fd`` (its name, for the mtime notes: ``path``). Subdirectories are
     opened relative to it without following links, so a command running meanwhile cannot turn a
     directory into a link and have a file elsewhere lent."""
+    with os.scandir(fd) as entries:
+        listed = list(entries)
+    names = {entry.name for entry in listed}
+    if depth and (".git" in names or names >= _REPOSITORY):
+        return  # a repository of its own inside the workspace (a vendored clone, a bare one): not lent
     st = os.fstat(fd)
     if (st.st_uid, st.st_gid) != (owner, owner):
         os.fchown(fd, owner, owner)
     changed = settled.get(path) != st.st_mtime_ns
-    with os.scandir(fd) as entries:
-        listed = list(entries)
     for entry in listed:
         try:
             if entry.is_dir(follow_symlinks=False):
