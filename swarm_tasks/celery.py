@@ -97,6 +97,10 @@ def use_settings(settings: SwarmSettings) -> RedisHandle:
             app._pool.force_close_all()
             app._pool = None
         kombu_pools.reset()
+        # Nor its result store: Celery keeps the backend it made first (per thread), so a result sent or read
+        # after switching went to the previous server (``python -m bench all`` failed on one that had stopped).
+        app._backend_cache = None
+        app._local = threading.local()
         # Nor its queue declarations and routes (a RabbitMQ broker's exchanges are topic, a Redis one's
         # direct): Celery builds them once per app, so the whole AMQP part is made again.
         app.__dict__.pop("amqp", None)

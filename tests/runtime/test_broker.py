@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from celery import Celery
@@ -115,6 +116,17 @@ def test_a_turn_recorded_while_the_broker_is_away_stands_and_its_successor_is_se
     done = agents.ids(AgentStatus.DONE)
     assert len(done) == 4 and first in done
     assert int(ctx.state.redis.hget(ctx.state.keys.children_open(), RUN_ROOT) or 0) == 0
+
+
+def test_switching_servers_sends_and_reads_results_on_the_new_one(redis_url: str, tmp_path: Path) -> None:
+    use_settings(SwarmSettings(redis_url=SecretStr(redis_url), state_dir=tmp_path))
+    first = app.backend
+    assert first.connparams["db"] == 0
+    other = urlsplit(redis_url)._replace(path="/1").geturl()  # another server, as far as Celery can tell
+    use_settings(SwarmSettings(redis_url=SecretStr(other), state_dir=tmp_path))
+    assert app.backend is not first and app.backend.connparams["db"] == 1
+    use_settings(SwarmSettings(redis_url=SecretStr(redis_url), state_dir=tmp_path))
+    assert app.backend.connparams["db"] == 0
 
 
 def test_a_sub_second_pause_is_sent_to_rabbitmq_as_whole_seconds() -> None:
