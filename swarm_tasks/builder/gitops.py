@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from coordination.connection import redact_url
 from swarm_tasks.errors import GitError, WorkspaceError
-from swarm_tasks.host.git import git, marker_lines
+from swarm_tasks.host.git import git, worktree_markers
 from swarm_tasks.host.processes import ProcessResult
 from swarm_tasks.host.workspace import git_alternates
 from swarm_tasks.settings import SwarmSettings
@@ -411,23 +411,9 @@ def prepare_clone(spec: RemoteSpec, dest: Path, *, author_name: str, author_emai
 
 def find_conflict_markers(root: Path, paths: Sequence[str]) -> list[tuple[str, int]]:
     """``(path, line number)`` of every conflict-marker line (see :func:`marker_lines`) in the text files
-    ``paths`` under ``root``. Missing files, symlinks and binary files are skipped.
-    """
-    root_resolved = root.resolve()
-    found: list[tuple[str, int]] = []
-    for rel in paths:
-        path = root / rel
-        if path.is_symlink():  # a link is committed as a link: its target is not our content
-            continue
-        if not path.resolve().is_relative_to(root_resolved):
-            raise WorkspaceError(f"{rel!r} is outside the clone")
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if b"\0" in data[:8000]:
-            continue
-        found += [(rel, number) for number in marker_lines(data)]
-    return found
+    ``paths`` under ``root``. Missing files, symlinks and binary files are skipped; any size is read (a
+    marker left in a large file must not land)."""
+    return worktree_markers(root, paths)
 
 
 def format_markers(markers: Sequence[tuple[str, int]]) -> str:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from swarm_tasks.errors import GitError
 from swarm_tasks.host.processes import ProcessResult, run_process
+from swarm_tasks.host.workspace import Workspace
 
 DEFAULT_TIMEOUT_S = 300.0
 SAFE_CONFIG: tuple[str, ...] = (
@@ -144,4 +146,34 @@ def marker_lines(data: bytes) -> list[int]:
     return sorted(found + separators) if found else []
 
 
-__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "marker_lines", "repository_overrides"]
+def text_marker_lines(data: bytes) -> list[int]:
+    """:func:`marker_lines` of a text file's content; none in a binary one (a NUL in its first 8 KiB)."""
+    return [] if b"\x00" in data[:8192] else marker_lines(data)
+
+
+def worktree_markers(root: Path, paths: Iterable[str], *, max_bytes: int | None = None) -> list[tuple[str, int]]:
+    """``(path, line)`` of every conflict marker in the work-tree files ``paths`` (relative to ``root``).
+
+    Links are skipped (committed as links: their target is not the content), so are missing and binary
+    files and, with ``max_bytes``, larger ones; a path leading outside ``root`` raises WorkspaceError.
+    """
+    ws = Workspace(root)
+    found: list[tuple[str, int]] = []
+    for rel in paths:
+        if (root / rel).is_symlink():
+            continue
+        target = ws.resolve(rel)
+        try:
+            st = target.stat()
+            if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+                continue
+            with ws.open(rel) as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            continue
+        found += [(rel, number) for number in text_marker_lines(data)]
+    return found
+
+
+__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "marker_lines", "repository_overrides", "text_marker_lines",
+           "worktree_markers"]

@@ -17,7 +17,7 @@ from pydantic import Field
 from swarm_tasks.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from swarm_tasks.agents.tools.files import confined, workspace_of
 from swarm_tasks.errors import GitError, ToolError
-from swarm_tasks.host.git import git, marker_lines
+from swarm_tasks.host.git import git, marker_lines, text_marker_lines, worktree_markers
 from swarm_tasks.host.workspace import Workspace
 
 GIT_TIMEOUT_S = 120.0
@@ -40,24 +40,9 @@ def find_conflict_markers(repo_path: Path, paths: Iterable[str], *, staged: bool
         for path, sha in _index_blobs(repo_path, wanted).items():
             if int(run_git(repo_path, ["cat-file", "-s", sha]).strip()) <= MARKER_MAX_FILE_BYTES:
                 blob = git(["cat-file", "blob", sha], cwd=repo_path, timeout_s=GIT_TIMEOUT_S, config=_NO_NETWORK)
-                hits += [(path, no) for no in _text_markers(blob.stdout)]
+                hits += [(path, no) for no in text_marker_lines(blob.stdout)]
         return hits
-    ws = Workspace(repo_path)
-    for path in wanted:
-        try:
-            target = ws.resolve(path)
-            if target.is_symlink() or not target.is_file() or target.stat().st_size > MARKER_MAX_FILE_BYTES:
-                continue
-            with ws.open(path) as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            continue
-        hits += [(path, no) for no in _text_markers(data)]
-    return hits
-
-
-def _text_markers(data: bytes) -> list[int]:
-    return [] if b"\x00" in data[:8192] else marker_lines(data)
+    return worktree_markers(repo_path, wanted, max_bytes=MARKER_MAX_FILE_BYTES)
 
 
 def _index_blobs(root: Path, paths: list[str]) -> dict[str, str]:
