@@ -138,9 +138,11 @@ def test_a_cancelled_quickstart_review_has_its_partial_report(tmp_path: Path) ->
     hold = tmp_path / "state" / HOLD_FILE  # the shop scans wait until the run is interrupted
     hold.parent.mkdir(parents=True, exist_ok=True)
     hold.write_text("hold")
+    # Ctrl-C as a terminal sends it: a signal the test process happens to ignore (something earlier in the
+    # suite set SIGINT to SIG_IGN) would stay ignored in the child, and the review would run to its end.
     cli = subprocess.Popen([sys.executable, "-m", "swarm_tasks.cli", "review", str(EXAMPLE), "--json",
                             "--scanner-model", SLOW_MODEL], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         deadline = time.monotonic() + 120
         while not any((tmp_path / "state" / "workspaces").glob("*/*")):  # a model agent used a tool: mid-run
@@ -170,6 +172,7 @@ def test_a_cancelled_quickstart_review_has_its_partial_report(tmp_path: Path) ->
     finally:
         if cli.poll() is None:
             cli.kill()
+            cli.wait()
         hold.write_text("go")  # the retry below finishes them quickly
     assert cli.returncode == 130 and f"cancelled run {running['id']}" in err, err
     assert f"swarm report {running['id']}" in err  # it says where the partial report is
