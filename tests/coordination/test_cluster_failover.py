@@ -119,6 +119,7 @@ def test_takeover_after_a_partition_loses_an_acknowledged_write_and_the_fencing_
     b, b_store = _state(url, out, "b", run_id)
     a.board.create("worker", "the task", task_id="t")
     key = a.keys.task("t")
+    redis_cluster.wait_healthy()  # an earlier failover's old master may still be rejoining as a replica
     shard = redis_cluster.shard_of(key)
     master, replica = shard.master, shard.replicas[0]
     lease = a.board.claim("a", "worker")
