@@ -13,7 +13,7 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from coordination.errors import AlreadyExists
+from coordination.errors import AlreadyExists, MalformedRecord
 from coordination.store import RecordStore, Write
 from swarm_tasks.agents.children import ChildRequest
 from swarm_tasks.agents.services import RunContext, SwarmClient
@@ -76,7 +76,12 @@ def _report_key(client: SwarmClient, run_id: str) -> str:
 
 def load_report(client: SwarmClient, run_id: str) -> Report | None:
     """The merged report of a finished review, from Redis."""
-    record = _reports(client).get(_report_key(client, run_id))
+    key = _report_key(client, run_id)
+    try:
+        record = _reports(client).get(key)
+    except MalformedRecord:  # stored by an earlier version as a plain value (a state directory kept since)
+        blob = client.client.get(key)
+        return None if blob is None else parse_json(zlib.decompress(blob))
     return None if record is None else parse_json(zlib.decompress(record.data))
 
 

@@ -169,3 +169,14 @@ def test_a_file_flagged_only_as_undocumented_gets_the_analyzers_not_four_model_r
     _, everyone = run(ReviewConfig(risk_threshold=RiskLevel.LOW))
     assert sorted(spec for (file, spec) in everyone if file == "app/util.py") == sorted(
         f"review.{k.value}" for k in ReviewerKind)
+
+
+def test_a_report_stored_before_reports_were_versioned_records_is_still_read(local):
+    """A state directory kept from an earlier version holds the report as a plain compressed value."""
+    record, report = review(local)
+    key = local.services.run(record.id).state.keys.record("report", "json")
+    blob = local.services.client.hget(key, "d")
+    local.services.client.delete(key)
+    local.services.client.set(key, blob)
+    again = load_report(local.services, record.id)
+    assert again is not None and len(again.findings) == len(report.findings)
