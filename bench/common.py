@@ -60,6 +60,11 @@ class BenchResult:
     details: dict[str, Any] = field(default_factory=dict)
     # Further Markdown tables (a title line, then the table) for shapes that are not one row per metric.
     tables: list[str] = field(default_factory=list)
+    # Set by ``python -m bench`` around the run: what was run, at which size, and how long it took
+    # (so a table assembled from several runs can say where each row comes from).
+    command: str = ""
+    full: bool | None = None
+    elapsed_s: float | None = None
 
     @property
     def goals_met(self) -> bool:
@@ -74,7 +79,8 @@ class BenchResult:
         rows = [Row(**row) for row in raw.get("rows", [])]
         return cls(name=raw["name"], rows=rows, machine=raw.get("machine", {}), params=raw.get("params", {}),
                    notes=list(raw.get("notes", [])), details=raw.get("details", {}),
-                   tables=list(raw.get("tables", [])))
+                   tables=list(raw.get("tables", [])), command=raw.get("command", ""),
+                   full=raw.get("full"), elapsed_s=raw.get("elapsed_s"))
 
 
 def ratio(ours: float | None, baseline: float | None) -> float | None:
