@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_build_cost_small_run_lands_every_feature_and_states_its_goals() -> None:
-    result = build_cost.run(False, features=3, latency_s=0.0, builders=(1, 2))
+    result = build_cost.run(False, features=3, latency_s=0.0, builders=(1, 2), compare_models=True)
     rows = {row.metric: row for row in result.rows}
     for label in ("1 builders", "2 builders", "2 builders, every conflict to a model"):
         landed = rows[f"features landed and verified, {label}"]
