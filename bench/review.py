@@ -3,20 +3,26 @@ and the offline review against its analyzers run directly (bench/review_offline.
 
 The mock OpenAI-compatible server answers every agent (scanner, reviewers, sub-reviewers) at latency L
 with the scripted review behaviour (``swarm_tasks.review.scripted:reviewer``), through litellm's normal
-``openai/`` route. Reported: wall time, agents run, agent turns per second, peak memory, and the
-critical-path lower bound: the longest chain of model calls from the root agent to any agent (a child
-starts only after its parent finished) times the latency. Goal: wall time within 3x of that bound.
-Default 300 files at L = 1 s; ``--full`` 1,000 files.
+``openai/`` route. Reported: wall time, agents run, agent turns per second, peak memory, and two lower
+bounds measured in the same run: the critical path (the longest chain of model calls from the root agent
+to any agent, a child starting only after its parent finished, times the latency) and the model-call
+floor (the run's model calls at the rate bare ``litellm.acompletion`` reaches against the same server,
+with 1,000 calls in flight, or the review's peak if higher, over as many processes as there are
+workers). Goal: wall time at most 1.5x the larger of the two. A small review runs first, unmeasured,
+so the workers have imported litellm and the analyzers before the clock starts (as the baseline's
+processes have). Default 300 files at L = 1 s; ``--full`` 1,000 files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -29,11 +35,14 @@ from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.celery import CeleryScheduler, app, use_settings
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.workflow import all_agents, load_report, submit_review
-from swarm_tasks.runs import RunLimits, RunStatus
+from swarm_tasks.runs import RunLimits, RunRecord, RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
 from swarm_tasks.worker.cluster import LocalCluster
 
+GOAL_X = 1.5
+WARMUP_FILES = 20
+BARE_CONCURRENCY = 1000  # CPU-bound well below it at L = 1 s on this machine (~170 calls/s)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vulnerable-shop"
 SCRIPT = "py:swarm_tasks.review.scripted:reviewer"
 MODEL = "openai/mock-model"
@@ -74,6 +83,11 @@ class Mock:
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip().split()[-1]
 
+    def max_in_flight(self) -> int:
+        """The most chat requests the server has held at once since it started."""
+        with urllib.request.urlopen(self.url.removesuffix("/v1") + "/stats", timeout=10) as reply:
+            return int(json.load(reply)["max_in_flight"])
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -113,41 +127,48 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
         cluster.start(timeout_s=180)
         try:
             pids = [w.pid for w in cluster.workers]
+            models = {"scanner": MODEL, "reviewer": MODEL, "subreviewer": MODEL}
+            limits = RunLimits(max_agents=50_000, max_concurrent_agents=20_000)
+            progress(f"review: warm-up review of {WARMUP_FILES} files (unmeasured)")
+            warm = Path(tmp) / "warm"
+            generate_repo(warm, WARMUP_FILES, seed=11)
+            _review(client, ReviewJob(source=SourceSpec(location=str(warm)), models=models, limits=limits), pids)
             progress(f"review: {files} files, model agents at {latency_s}s latency on {workers} workers")
-            job = ReviewJob(source=SourceSpec(location=str(repo)),
-                            models={"scanner": MODEL, "reviewer": MODEL, "subreviewer": MODEL},
-                            limits=RunLimits(max_agents=50_000, max_concurrent_agents=20_000))
-            started = time.monotonic()
-            record = submit_review(client, job)
-            peak = rss_mb(pids)
-            while not client.runs.get(record.id).status.terminal:
-                peak = max(peak, rss_mb(pids))
-                time.sleep(0.5)
-            wall = time.monotonic() - started
+            job = ReviewJob(source=SourceSpec(location=str(repo)), models=models, limits=limits)
+            record, wall, peak = _review(client, job, pids)
             final = client.runs.get(record.id)
             ctx = client.run(record.id)
             agents = all_agents(ctx)
             report = load_report(client, record.id) if final.status is RunStatus.COMPLETED else None
-            # The machine's own ceiling: bare litellm calls per second against the same server (workers idle).
-            progress("review: bare litellm ceiling on the same server")
-            bare = measure_bare(mock.url, 2000, 1000, workers)
+            # The machine's own floor: bare litellm calls per second against the same server (workers idle),
+            # over as many processes as the review had workers, at BARE_CONCURRENCY: at least as many calls in
+            # flight as the review ever had, so the floor is the machine's, not the review's own parallelism.
+            in_flight = mock.max_in_flight()
+            calls = int(sum(a.usage.model_calls for a in agents))
+            concurrency = max(BARE_CONCURRENCY, in_flight)
+            progress(f"review: bare litellm floor on the same server ({concurrency} calls in flight)")
+            bare = measure_bare(mock.url, 2 * concurrency, concurrency, workers)
         finally:
             cluster.stop()
             mock.stop()
         machine = machine_info(target.client)
-    calls = int(sum(a.usage.model_calls for a in agents))
-    bound = critical_path_calls(agents) * latency_s
+    path = critical_path_calls(agents) * latency_s
     done = sum(1 for a in agents if a.status is AgentStatus.DONE)
-    floor = calls / bare["calls_per_s"] if bare["calls_per_s"] else None
+    floor = calls / bare["calls_per_s"] if bare["calls_per_s"] else float("inf")
+    bound = max(path, floor)
     at_goal_size = files >= 1000
+    x = ratio(wall, bound)
     rows = [
         Row("review completed", float(final.status is RunStatus.COMPLETED), goal="completed",
             goal_met=final.status is RunStatus.COMPLETED),
-        Row("wall time", wall, unit="s", baseline=bound, baseline_name="critical path (longest call chain x L)",
-            ratio=ratio(wall, bound), goal="<= 3x" if at_goal_size else "<= 3x at 1,000 files (--full)",
-            goal_met=(ratio(wall, bound) or 99) <= 3 if at_goal_size else None),
-        Row("wall time vs litellm's own floor", wall, unit="s", baseline=floor,
-            baseline_name="model calls / bare litellm calls per second", ratio=ratio(wall, floor)),
+        Row("wall time", wall, unit="s", baseline=bound,
+            baseline_name="max(critical path, model calls / bare litellm rate)", ratio=x,
+            goal=f"<= {GOAL_X}x" if at_goal_size else f"<= {GOAL_X}x at 1,000 files (--full)",
+            goal_met=(x or 99) <= GOAL_X if at_goal_size else None),
+        Row("wall time vs critical path", wall, unit="s", baseline=path,
+            baseline_name="longest call chain x L", ratio=ratio(wall, path)),
+        Row("wall time vs model-call floor", wall, unit="s", baseline=floor,
+            baseline_name=f"{calls} calls / bare litellm {bare['calls_per_s']:.0f}/s", ratio=ratio(wall, floor)),
         Row("agents run", float(len(agents)), unit="agents", baseline=float(done), baseline_name="ended done"),
         Row("model calls", float(calls), unit="calls"),
         Row("agent turns per second", calls / wall, unit="/s"),
@@ -162,16 +183,32 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
                               "reviewers, sub-reviewers) answered by the mock server through litellm.",
                               "critical path: the longest chain of model calls from the root agent to any agent, "
                               "counted from the agents that ran, times the latency.",
-                              "litellm's floor: the run's model calls at the rate bare litellm.acompletion reaches "
-                              f"on this machine against the same server ({bare['calls_per_s']:.0f}/s, "
+                              "model-call floor: the run's model calls at the rate bare litellm.acompletion reaches "
+                              f"on this machine against the same server, measured after the review with {concurrency} "
+                              f"calls in flight over {workers} processes ({bare['calls_per_s']:.0f}/s, "
                               f"{bare['cpu_ms_per_call']:.1f} ms CPU per call): no swarm on this machine can make "
                               "its calls faster than that, whatever the critical path.",
+                              f"a {WARMUP_FILES}-file review runs first on the same workers, unmeasured: the "
+                              "baseline's processes import litellm before timing, so ours do too.",
                               "offline review: the deterministic review (no model) through an embedded Redis and "
                               f"{workers} local workers, submission to written report, against bandit, ruff and "
                               "radon run as commands over the same Python files and the JS/TS analyzers in "
                               "process; start-up (server and workers ready) apart, paid once per command."],
                        details={"status": final.status.value, "reason": final.reason,
-                                "agents_by_spec": _by_spec(agents), "bare": bare, "offline": offline_details})
+                                "agents_by_spec": _by_spec(agents), "bare": bare,
+                                "review_max_in_flight": in_flight, "critical_path_s": path, "floor_s": floor,
+                                "offline": offline_details})
+
+
+def _review(client: SwarmClient, job: ReviewJob, pids: list[int]) -> tuple[RunRecord, float, float]:
+    """Submit ``job`` and wait for its end: the run, its wall time and the workers' peak memory."""
+    started = time.monotonic()
+    record = submit_review(client, job)
+    peak = rss_mb(pids)
+    while not client.runs.get(record.id).status.terminal:
+        peak = max(peak, rss_mb(pids))
+        time.sleep(0.2)
+    return record, time.monotonic() - started, peak
 
 
 def _by_spec(agents: list[AgentState]) -> dict[str, int]:
