@@ -43,6 +43,9 @@ class ModelCatalog:
         self._script_dirs = list(script_dirs)
         self._info: dict[str, dict[str, Any]] = {}
         self._learned: dict[str, int] = {}  # windows providers stated in context-length errors
+        # Models litellm's (static, local) map cannot price: asking again raises again, and building the
+        # exception each time was 3% of a model review worker's CPU (three asks per turn).
+        self._unpriced: set[str] = set()
 
     # -- what litellm knows ------------------------------------------------------------------------
     def info(self, model: str) -> dict[str, Any]:
@@ -120,10 +123,13 @@ class ModelCatalog:
             return price.cost_usd(prompt_tokens, completion_tokens)
         if model.startswith(SCRIPTED_PREFIX):
             return 0.0
+        if model in self._unpriced:
+            return None
         try:
             prompt, completion = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
                                                         completion_tokens=completion_tokens)
         except Exception:
+            self._unpriced.add(model)
             return None
         return float(prompt + completion)
 

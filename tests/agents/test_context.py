@@ -81,3 +81,25 @@ def test_finish_carries_the_result_schema() -> None:
     else:
         raise AssertionError("a result of the wrong shape passed the finish schema")
     assert finish_schema(base, None) is base
+
+
+def test_a_finish_result_is_checked_against_the_schema_as_jsonschema_validate_would() -> None:
+    from swarm_tasks.agents.calls import Finish as Finished
+    from swarm_tasks.agents.calls import parse_finish
+    from swarm_tasks.agents.spec import AgentSpec
+    from swarm_tasks.agents.toolset import default_tools
+    from swarm_tasks.models.types import ToolCall
+
+    tools = default_tools()
+    spec = AgentSpec(name="r", role="reviewer", result_schema=FINDINGS_SCHEMA)
+    bad = {"findings": [{"file": "a.py", "severity": "nope"}]}
+    try:
+        jsonschema.validate(bad, FINDINGS_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        expected = exc.message
+    for _ in range(2):  # the second time from the cached validator
+        answer = parse_finish(tools, spec, ToolCall("c1", "finish", json.dumps({"summary": "s", "result": bad})))
+        assert answer == (f"error: your result does not match the required schema: {expected}; "
+                          "fix it and call finish again")
+    good = parse_finish(tools, spec, ToolCall("c2", "finish", json.dumps({"summary": "s", "result": {"findings": []}})))
+    assert isinstance(good, Finished) and good.args.result == {"findings": []}

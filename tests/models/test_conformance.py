@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -138,3 +139,23 @@ def test_calls_in_flight_are_capped_across_gateways(make_gateway: Make, run: Run
         assert run(many()) == ["Done."] * 8
         assert server.counters.max_in_flight == 2
     assert limiter.in_flight(MODEL) == 0  # every slot given back
+
+
+def test_litellm_is_asked_once_whether_it_can_price_a_model(make_gateway: Make, run: Run,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm_tasks.models.gateway import litellm
+
+    asked: list[str] = []
+    real = litellm.cost_per_token
+
+    def counting(**kwargs: Any) -> Any:
+        asked.append(kwargs["model"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(litellm, "cost_per_token", counting)
+    with MockServer() as server:
+        gateway = make_gateway(api_key="k", api_base=server.url)
+        replies = [run(gateway.complete(MODEL, msgs())) for _ in range(3)]
+    assert all(not r.priced and r.cost_usd == 0.0 for r in replies)
+    assert asked.count(MODEL) == 1  # unknown to litellm's local map: it stays unknown
+    assert gateway.catalog.cost_usd("openai/gpt-4o", 1000, 0) and asked.count("openai/gpt-4o") == 1
