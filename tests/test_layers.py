@@ -159,7 +159,7 @@ def _dist(requirement: str) -> str:
 
 
 # Imported for their error types and models, always installed with (and pinned by) what we declare.
-THROUGH = {"amqp": "kombu", "pydantic-core": "pydantic"}
+THROUGH = {"amqp": "kombu", "pydantic-core": "pydantic", "openai": "litellm"}
 
 
 def test_every_package_imported_at_run_time_is_declared_as_a_runtime_dependency():
