@@ -135,7 +135,7 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
             _review(client, ReviewJob(source=SourceSpec(location=str(warm)), models=models, limits=limits), pids)
             progress(f"review: {files} files, model agents at {latency_s}s latency on {workers} workers")
             job = ReviewJob(source=SourceSpec(location=str(repo)), models=models, limits=limits)
-            record, wall, peak = _review(client, job, pids)
+            record, wall, peak, worker_cpu = _review(client, job, pids)
             final = client.runs.get(record.id)
             ctx = client.run(record.id)
             agents = all_agents(ctx)
@@ -172,6 +172,9 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
         Row("agents run", float(len(agents)), unit="agents", baseline=float(done), baseline_name="ended done"),
         Row("model calls", float(calls), unit="calls"),
         Row("agent turns per second", calls / wall, unit="/s"),
+        Row("worker CPU per model call", worker_cpu * 1000 / max(calls, 1), unit="ms",
+            baseline=bare["cpu_ms_per_call"], baseline_name="bare litellm.acompletion's CPU per call",
+            ratio=ratio(worker_cpu * 1000 / max(calls, 1), bare["cpu_ms_per_call"])),
         Row("peak memory of workers", peak, unit="MB"),
         Row("findings (merged)", float(len(report.findings)) if report else 0.0),
         *offline,
@@ -197,18 +200,36 @@ def run(full: bool, *, files: int | None = None, latency_s: float = 1.0, workers
                        details={"status": final.status.value, "reason": final.reason,
                                 "agents_by_spec": _by_spec(agents), "bare": bare,
                                 "review_max_in_flight": in_flight, "critical_path_s": path, "floor_s": floor,
+                                "worker_cpu_s": worker_cpu,
                                 "offline": offline_details})
 
 
-def _review(client: SwarmClient, job: ReviewJob, pids: list[int]) -> tuple[RunRecord, float, float]:
-    """Submit ``job`` and wait for its end: the run, its wall time and the workers' peak memory."""
+def cpu_s(pids: list[int]) -> float:
+    """User and system CPU seconds the processes ``pids`` (and their children) have used."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for one in [proc, *proc.children(recursive=True)]:
+                times = one.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _review(client: SwarmClient, job: ReviewJob, pids: list[int]) -> tuple[RunRecord, float, float, float]:
+    """Submit ``job`` and wait for its end: the run, its wall time, the workers' peak memory and CPU seconds."""
+    cpu = cpu_s(pids)
     started = time.monotonic()
     record = submit_review(client, job)
     peak = rss_mb(pids)
     while not client.runs.get(record.id).status.terminal:
         peak = max(peak, rss_mb(pids))
         time.sleep(0.2)
-    return record, time.monotonic() - started, peak
+    return record, time.monotonic() - started, peak, cpu_s(pids) - cpu
 
 
 def _by_spec(agents: list[AgentState]) -> dict[str, int]:
