@@ -181,6 +181,10 @@ class Keys:
         """Sorted set of call tokens started for ``name`` in the last minute, scored by start time."""
         return f"{self._base}:limit:started:{limit_name(name)}"
 
+    def landing_wake(self, name: str) -> str:
+        """List holding at most one token, pushed when a turn at landing on ``name`` ends: one waiter wakes."""
+        return f"{self._base}:landing:wake:{limit_name(name)}"
+
     # -- everything of the scope, for cleanup -----------------------------------------------
     def pattern(self) -> str:
         return f"{self._base}:*"

@@ -10,11 +10,14 @@ Files contended or conflicted in rebases are counted per run: the hot spots fed 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pydantic import JsonValue
 
+from coordination.keys import GLOBAL_SCOPE, Keys
+from coordination.landing import LandingTurns
 from coordination.run import RunState
 from swarm_tasks.builder.gitops import Clone, RemoteSpec, prepare_clone
 from swarm_tasks.builder.rebase import PushOutcome, PushStatus
@@ -93,6 +96,13 @@ def outcome_record(outcome: PushOutcome) -> dict[str, JsonValue]:
             "checked_on_landed_tree": outcome.checked, "attempts": outcome.attempts, "rebases": outcome.rebases,
             "first_try": outcome.first_try, "conflicted_files": list(outcome.conflicted_files),
             "hot_spots": outcome.hot_spots, "reason": outcome.reason}
+
+
+def landing_turns(state: RunState, clone: Clone) -> Callable[[], AbstractContextManager[bool]]:
+    """The queue for landing on the clone's remote branch, shared by every run pushing there (global
+    scope): each push attempt waits for its turn instead of racing the others (coordination/landing.py)."""
+    keys = Keys(state.settings.key_prefix, GLOBAL_SCOPE)
+    return LandingTurns(state.redis, keys, f"{clone.spec.display_url}#{clone.spec.branch}").turn
 
 
 def record_hotspots(state: RunState, outcome: PushOutcome) -> None:

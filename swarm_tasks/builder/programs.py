@@ -28,6 +28,7 @@ from swarm_tasks.builder.judge import MAX_CHANGED_KEPT, judge_id
 from swarm_tasks.builder.landing import (
     commit_message,
     landed_commit,
+    landing_turns,
     once_only,
     outcome_record,
     record_hotspots,
@@ -104,7 +105,8 @@ def _land(pctx: ProgramContext, job: BuildJob, clone: Clone, task_id: str, base:
     # With a check: onto the freshest tip first, so the check runs on what will most likely land.
     return push_with_rebase(clone, resolve=resolve, overlaps_conflict=True, max_attempts=job.push_attempts,
                             check=gate if gate.configured else None, recheck=gate.recheck,
-                            check_first=gate.configured, refresh_first=gate.configured)
+                            check_first=gate.configured, refresh_first=gate.configured,
+                            turns=landing_turns(state, clone))
 
 
 def codemod_worker(pctx: ProgramContext) -> ProgramResult:

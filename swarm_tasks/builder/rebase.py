@@ -12,6 +12,7 @@ import enum
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from coordination.backoff import Backoff
@@ -260,7 +261,8 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
                      max_attempts: int = 5, backoff: Backoff | None = None, overlaps_conflict: bool = False,
                      recheck: Recheck = Recheck.ALWAYS, refresh_first: bool = False,
                      rng: random.Random | None = None, checked: str | None = None, check_first: bool = False,
-                     sleep: Callable[[float], None] = time.sleep) -> PushOutcome:
+                     sleep: Callable[[float], None] = time.sleep,
+                     turns: Callable[[], AbstractContextManager[bool]] | None = None) -> PushOutcome:
     """Push the clone's branch to the shared branch, replaying onto it whenever it moved.
 
     ``resolve`` is called for each commit that conflicts (see :class:`RebaseConflict`); False aborts
@@ -274,6 +276,10 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     check passed on. ``check_first``: run the check before the first push (after the refresh) unless
     it already passed on that tree. Whatever the outcome the clone is left on its branch with no
     rebase or cherry-pick in progress, and the remote holds either all of it or none of it.
+    ``turns``: the branch's queue (:class:`coordination.landing.LandingTurns.turn`): each attempt
+    (fetch, replay, push) waits for its turn instead of racing, and fetches first, since whoever held
+    the turn before moved the branch. Correctness never rests on it: the push stays git's own
+    compare-and-set of the branch.
     """
     if max_attempts < 1:
         raise GitError("max_attempts must be at least 1")
@@ -289,22 +295,23 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     run = _Run(clone, resolve, check, recheck, overlaps_conflict, checked)
     kind, reason, refresh = _Push.ERROR, "", refresh_first
     for attempt in range(1, max_attempts + 1):
-        if refresh:
-            try:
-                done = run.rebase(attempt, only_if_moved=attempt == 1)
-            except _Transient as error:
-                done, kind, reason = None, _Push.ERROR, str(error)
+        with turns() if turns is not None else nullcontext(False) as queued:
+            if refresh or queued:
+                try:
+                    done = run.rebase(attempt, only_if_moved=attempt == 1)
+                except _Transient as error:
+                    done, kind, reason = None, _Push.ERROR, str(error)
+                if done is not None:
+                    return done
+            if check_first and check is not None and attempt == 1 and run.checked_tree != run.tree(run.candidate):
+                done = run.run_check()
+                if done is not None:
+                    return done
+            done = run.markers()
             if done is not None:
                 return done
-        if check_first and check is not None and attempt == 1 and run.checked_tree != run.tree(run.candidate):
-            done = run.run_check()
-            if done is not None:
-                return done
-        done = run.markers()
-        if done is not None:
-            return done
-        run.tally.attempts = attempt
-        kind, detail = _push(clone, run.candidate)
+            run.tally.attempts = attempt
+            kind, detail = _push(clone, run.candidate)
         if kind in (_Push.PUSHED, _Push.UP_TO_DATE):
             return run.landed(detail)
         if kind is _Push.REFUSED:

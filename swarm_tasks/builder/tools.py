@@ -26,6 +26,7 @@ from swarm_tasks.builder.landing import (
     decline,
     describe_hotspots,
     landed_commit,
+    landing_turns,
     once_only,
     open_clone,
     outcome_record,
@@ -297,7 +298,8 @@ class CommitAndPushTool(Tool):
         resolve = resolve_insertions if job.mechanical_merge else decline
         outcome = push_with_rebase(clone, resolve=once_only(resolve, ctx.run_id, task_id, base),
                                    check=gate if gate.configured else None, recheck=gate.recheck,
-                                   check_first=gate.configured, refresh_first=True, max_attempts=job.push_attempts)
+                                   check_first=gate.configured, refresh_first=True, max_attempts=job.push_attempts,
+                                   turns=landing_turns(state, clone))
         record_hotspots(state, outcome)
         record = outcome_record(outcome)
         if outcome.landed:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import redis
 
 from coordination.backoff import Backoff
+from coordination.keys import GLOBAL_SCOPE, Keys
+from coordination.landing import LandingTurns
 from swarm_tasks.builder import (
     CheckResult,
     Clone,
@@ -185,6 +190,16 @@ def test_vanished_local_remote_of_a_shared_clone_is_reported(remote: RemoteSpec,
 
 
 def test_many_pushers_at_once_lose_nothing(tmp_path: Path) -> None:
+    _many_pushers(tmp_path, None)
+
+
+def test_pushers_taking_turns_lose_no_push(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # One turn at a time: whoever holds it fetches, replays and pushes, so no push can find the branch moved.
+    turns = LandingTurns(redis_client, Keys("push-test", GLOBAL_SCOPE), "shared#main", width=1, max_wait_s=120)
+    _many_pushers(tmp_path, turns.turn)
+
+
+def _many_pushers(tmp_path: Path, turns: Callable[[], AbstractContextManager[bool]] | None) -> None:
     workers, commits = 8, 3
     sections = "".join(f"[w{i}]\nnothing yet\n\n\n" for i in range(workers))
     spec = make_remote(tmp_path, {"shared.txt": sections})
@@ -216,7 +231,7 @@ def test_many_pushers_at_once_lose_nothing(tmp_path: Path) -> None:
                 (clone.path / "shared.txt").write_text(f"{text[:start]}commit {n}{text[end:]}")
                 commit_all(clone, f"w{worker} c{n}")
                 outcome = push_with_rebase(clone, resolve=union(worker), max_attempts=60,
-                                           backoff=Backoff(base_s=0.005, cap_s=0.1))
+                                           backoff=Backoff(base_s=0.005, cap_s=0.1), turns=turns)
                 outcomes[worker].append(outcome)
         except BaseException as exc:
             errors.append(exc)
@@ -228,6 +243,8 @@ def test_many_pushers_at_once_lose_nothing(tmp_path: Path) -> None:
         thread.join(timeout=100)
     assert not errors, errors
     assert all(o.landed for per in outcomes for o in per), [o.reason for per in outcomes for o in per]
+    if turns is not None:
+        assert all(o.attempts == 1 for per in outcomes for o in per)  # type: ignore[attr-defined]
     checkout = clone_of(spec, tmp_path, "final")
     subjects = set(git(checkout.path, "log", "--format=%s").splitlines())
     assert {f"w{w} c{n}" for w in range(workers) for n in range(commits)} <= subjects
