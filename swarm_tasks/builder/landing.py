@@ -104,7 +104,9 @@ def landing_turns(state: RunState, clone: Clone) -> Callable[[], AbstractContext
     Landings with a gate check do not take turns: an attempt's check (seconds to minutes) would be run
     holding the turn and serialise every builder's checks; they race as before."""
     keys = Keys(state.settings.key_prefix, GLOBAL_SCOPE)
-    return LandingTurns(state.redis, keys, f"{clone.spec.display_url}#{clone.spec.branch}").turn
+    # The server's clock, as every other lease: hosts whose clocks are minutes apart agree on when a turn lapses.
+    return LandingTurns(state.redis, keys, f"{clone.spec.display_url}#{clone.spec.branch}",
+                        now=state.records.now).turn
 
 
 def record_hotspots(state: RunState, outcome: PushOutcome) -> None:
