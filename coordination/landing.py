@@ -18,6 +18,7 @@ holder died without waking anyone.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,12 +57,16 @@ class LandingTurns:
     def turn(self) -> Iterator[bool]:
         """Wait for this branch's turn and hold it for the block; yields False if it was not had in time
         (the block runs anyway, racing as without turns)."""
-        token = self._wait()
+        try:
+            token = self._wait()
+        except redis.RedisError:  # advice only: without Redis a pusher races as it would without turns
+            token = None
         try:
             yield token is not None
         finally:
             if token is not None:
-                self._end(token)
+                with contextlib.suppress(redis.RedisError):  # unreleased, the turn lapses with its lease
+                    self._end(token)
 
     def _wait(self) -> str | None:
         deadline = time.monotonic() + self.max_wait_s

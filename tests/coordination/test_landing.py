@@ -91,3 +91,10 @@ def test_other_branches_have_their_own_turns(redis_client: redis.Redis) -> None:
     other = LandingTurns(redis_client, keys, "repo#release", width=1, max_wait_s=0.1)
     with one.turn() as a, other.turn() as b:
         assert a and b
+
+
+def test_without_redis_a_pusher_races_instead_of_failing() -> None:
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    turns = LandingTurns(unreachable, _keys(), "repo#main", width=1)
+    with turns.turn() as had:
+        assert had is False  # the push goes ahead, racing: git's ref update keeps the branch correct
