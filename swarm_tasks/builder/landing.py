@@ -100,9 +100,7 @@ def outcome_record(outcome: PushOutcome) -> dict[str, JsonValue]:
 
 def landing_turns(state: RunState, clone: Clone) -> Callable[[], AbstractContextManager[bool]]:
     """The queue for landing on the clone's remote branch, shared by every run pushing there (global
-    scope): each push attempt waits for its turn instead of racing the others (coordination/landing.py).
-    Landings with a gate check do not take turns: an attempt's check (seconds to minutes) would be run
-    holding the turn and serialise every builder's checks; they race as before."""
+    scope): each push attempt waits for its turn instead of racing the others (coordination/landing.py)."""
     keys = Keys(state.settings.key_prefix, GLOBAL_SCOPE)
     # The server's clock, as every other lease: hosts whose clocks are minutes apart agree on when a turn lapses.
     return LandingTurns(state.redis, keys, f"{clone.spec.display_url}#{clone.spec.branch}",

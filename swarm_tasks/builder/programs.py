@@ -106,7 +106,7 @@ def _land(pctx: ProgramContext, job: BuildJob, clone: Clone, task_id: str, base:
     return push_with_rebase(clone, resolve=resolve, overlaps_conflict=True, max_attempts=job.push_attempts,
                             check=gate if gate.configured else None, recheck=gate.recheck,
                             check_first=gate.configured, refresh_first=gate.configured,
-                            turns=None if gate.configured else landing_turns(state, clone))
+                            turns=landing_turns(state, clone))
 
 
 def codemod_worker(pctx: ProgramContext) -> ProgramResult:

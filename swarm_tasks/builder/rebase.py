@@ -279,7 +279,8 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
     ``turns``: the branch's queue (:class:`coordination.landing.LandingTurns.turn`): each attempt
     (fetch, replay, push) waits for its turn instead of racing, and fetches first, since whoever held
     the turn before moved the branch. Correctness never rests on it: the push stays git's own
-    compare-and-set of the branch.
+    compare-and-set of the branch. With a ``check`` no turn is taken: an attempt's check (seconds to
+    minutes) would run holding the turn and serialise every pusher's checks, so such pushes race.
     """
     if max_attempts < 1:
         raise GitError("max_attempts must be at least 1")
@@ -292,6 +293,8 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
         return _Tally().outcome(PushStatus.REMOTE_ERROR, head or None,
                                 f"the remote {clone.spec.display_url} is gone, and this clone borrows its "
                                 "objects (a local remote is cloned with --shared): put the remote back")
+    if check is not None:
+        turns = None
     run = _Run(clone, resolve, check, recheck, overlaps_conflict, checked)
     kind, reason, refresh = _Push.ERROR, "", refresh_first
     for attempt in range(1, max_attempts + 1):

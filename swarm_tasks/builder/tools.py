@@ -299,7 +299,7 @@ class CommitAndPushTool(Tool):
         outcome = push_with_rebase(clone, resolve=once_only(resolve, ctx.run_id, task_id, base),
                                    check=gate if gate.configured else None, recheck=gate.recheck,
                                    check_first=gate.configured, refresh_first=True, max_attempts=job.push_attempts,
-                                   turns=None if gate.configured else landing_turns(state, clone))
+                                   turns=landing_turns(state, clone))
         record_hotspots(state, outcome)
         record = outcome_record(outcome)
         if outcome.landed:
