@@ -36,8 +36,9 @@ from swarm_tasks.errors import BrokerUnavailable
 from swarm_tasks.runs import RunStatus
 from swarm_tasks.security import install_log_redaction
 from swarm_tasks.settings import QUEUES, SwarmSettings, get_settings
-from swarm_tasks.worker.kombu_fixes import guard_closed_channel
+from swarm_tasks.worker.kombu_fixes import guard_closed_channel, reuse_pool_clients
 from swarm_tasks.worker.runtime import WorkerRuntime
+from swarm_tasks.worker.task_events import EventsFromTheLoop
 
 log = logging.getLogger("swarm_tasks")
 
@@ -207,8 +208,10 @@ def _lazy_config() -> dict[str, Any]:
 
 
 guard_closed_channel()  # before any worker connects: see swarm_tasks/worker/kombu_fixes.py
+reuse_pool_clients()
 app = Celery("swarm_tasks")
 app.add_defaults(_lazy_config)
+app.steps["consumer"].add(EventsFromTheLoop)  # see swarm_tasks/worker/task_events.py
 
 
 # What a publish raises once Celery's own retries gave up on the broker (kombu wraps most connection

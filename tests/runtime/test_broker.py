@@ -5,6 +5,7 @@ where there is none)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from celery import Celery
+from kombu import Connection
 from pydantic import SecretStr, ValidationError
 
 from bench.common import tasks_started, worker_names
@@ -194,3 +196,59 @@ def test_workers_on_rabbitmq_run_agents_and_delayed_steps(vhost: Vhost, redis_ur
         assert "Failed to setup delayed delivery" not in logs and "Failed to bind queue" not in logs, logs[-2000:]
     finally:
         cluster.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_task_events_on_rabbitmq_never_stall_a_worker_of_threads(vhost: Vhost, redis_url: str, tmp_path: Path) -> None:
+    """Celery 5.7 reads the worker's event connection in its event loop (for broker heartbeats) while a pool
+    thread that filled the task-event buffer publishes it and waits on the same socket for the broker's
+    confirm: when the loop read that confirm, the thread waited for the next frame (a heartbeat, minutes
+    away) holding the dispatcher's lock, and the loop, flushing events, waited for the lock: no step ran
+    for ~3 minutes (seen as the README's RabbitMQ block hanging in CI). A thousand agents on 64 threads
+    end, and Flower's task events are still published."""
+    settings = SwarmSettings(redis_url=SecretStr(redis_url), broker_url=SecretStr(vhost.url), state_dir=tmp_path,
+                             model_guard="local-only")
+    handle = use_settings(settings)
+    client = SwarmClient.create(settings, handle.client, CeleryScheduler(app))
+    cluster = LocalCluster(settings, workers=1, queues=("agents", "control"), concurrency=64, name_prefix="events",
+                           log_dir=tmp_path / "logs").start(timeout_s=120)
+    try:
+        received: list[str] = []
+        with app.connection_for_read() as conn:
+            recv = app.events.Receiver(conn, handlers={"task-succeeded": lambda e: received.append(e["uuid"])})
+            with recv.consumer_context() as (connection, _, _):  # the event queue is bound from here on
+                spec = AgentSpec(name="noop", role="agent", kind=AgentKind.PROGRAM,
+                                 program="bench.dispatch:noop_program", tools=())
+                run = start_agents(client, [spec], [ChildRequest("noop", "go", key=f"n{i}") for i in range(1000)],
+                                   limits=RunLimits(max_agents=1000, max_concurrent_agents=1000))
+                deadline = time.monotonic() + 150
+                while not (record := client.runs.get(run.id)).status.terminal:
+                    ended = len(client.run(run.id).agents.ids(AgentStatus.DONE))
+                    assert time.monotonic() < deadline, f"{ended} of 1000 agents ended in 150 s: the worker stalled"
+                    time.sleep(1.0)
+                assert record.status is RunStatus.COMPLETED, record.reason
+                deadline = time.monotonic() + 30
+                while len(received) < 100 and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        connection.drain_events(timeout=1.0)
+        assert len(received) >= 100, "the worker published no task events"
+    finally:
+        cluster.stop()
+
+
+def test_a_redis_broker_channel_builds_its_client_once_per_pool(redis_url: str) -> None:
+    """kombu made a redis.Redis per publish and ack (swarm_tasks/worker/kombu_fixes.py): one per pool now,
+    and messages still go through it (swarm_tasks.celery, imported here as by every worker, installs it)."""
+    with Connection(redis_url) as conn:
+        queue = conn.SimpleQueue("swarm-test-client-reuse")
+        channel = queue.channel
+        first = channel._create_client()
+        assert channel._create_client() is first
+        queue.put({"n": 1})
+        assert queue.get(timeout=5).payload == {"n": 1}
+        assert channel._create_client() is first
+        channel._pool = None  # what a reset does: the next pool gets its own client
+        assert channel._create_client() is not first
+        queue.clear()
+        queue.close()

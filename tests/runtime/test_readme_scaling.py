@@ -23,7 +23,7 @@ from bench.rabbitmq import Vhost, rabbitmq_unavailable
 from bench.redis_cluster import RedisClusterServers
 from swarm_tasks.settings import QUEUES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # a block may take up to 240 s
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "### Past one Redis: RabbitMQ and Redis Cluster"
 
@@ -56,9 +56,11 @@ def run_block(block: str, urls: dict[str, str], tmp_path: Path) -> subprocess.Co
         shell = subprocess.Popen(["bash", "-c", block], cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
                                  start_new_session=True)
     try:
-        shell.wait(timeout=300)  # bash ends with the review; the worker it started runs on
+        shell.wait(timeout=240)  # bash ends with the review; the worker it started runs on
     finally:
         stop_group(shell.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            shell.wait(timeout=10)  # reaped: never left to warn in a garbage collection later
     return subprocess.CompletedProcess(shell.args, shell.returncode, out.read_text(), err.read_text())
 
 
