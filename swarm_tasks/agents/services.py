@@ -152,6 +152,10 @@ class AgentServices(SwarmClient):
                     self._gateway = self.gateway_factory()
         return self._gateway
 
+    def built_gateway(self) -> ModelGateway | None:
+        """The model gateway if it was built already (no hand-off to the tool pool needed), else None."""
+        return self._gateway
+
     def on_loop(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Hand a coroutine (a model call) to the process's event loop, where thousands interleave."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -193,19 +193,28 @@ class AgentStore:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.agent_children(agent_id)))
 
     def usage(self, facet: str = "run") -> dict[str, float]:
-        raw = self.redis.hgetall(self.keys.usage(facet))
-        return {k.decode(): float(v) for k, v in raw.items()}
+        return self.usages(facet)[0]
+
+    def usages(self, *facets: str) -> list[dict[str, float]]:
+        """The tallies of ``facets`` (``run``, ``role:<name>``...), read in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for facet in facets:
+            pipe.hgetall(self.keys.usage(facet))
+        return [{k.decode(): float(v) for k, v in raw.items()} for raw in pipe.execute()]
 
     def due(self, now: float, limit: int = 200) -> list[str]:
         return [m.decode() for m in self.redis.zrangebyscore(self.keys.agent_deadlines(), "-inf", now,
                                                               start=0, num=limit)]
 
-    def count_spent(self, usage: Usage) -> None:
+    def count_spent(self, usage: Usage, *, in_flight_done: int = 0) -> None:
         """Add a model reply's tokens and cost to the run's *spent* tally the moment it arrives, for the
         live views: the run's usage grows only when the turn is recorded (after its tool calls), and
-        never counts a reply whose turn was lost and redone, though the provider billed it."""
+        never counts a reply whose turn was lost and redone, though the provider billed it. Its prompt's
+        ``in_flight_done`` tokens leave the in-flight count in the same round trip."""
         key = self.keys.usage("spent")
         pipe = self.redis.pipeline(transaction=False)
+        if in_flight_done:
+            pipe.hincrby(key, "prompt_tokens_in_flight", -in_flight_done)
         pipe.hincrby(key, "prompt_tokens", usage.prompt_tokens)
         pipe.hincrby(key, "completion_tokens", usage.completion_tokens)
         pipe.hincrby(key, "model_calls", usage.model_calls)

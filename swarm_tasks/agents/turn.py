@@ -256,7 +256,8 @@ class Turn:
                      "SWARM_MODELS, or use the workflow's deterministic mode", append=pending,
                      reason_class=ReasonClass.NO_MODEL, **changes)
             return
-        gateway = self.holder.wait(self.services.tool_executor.submit(self.services.model_gateway))
+        gateway = self.services.built_gateway() or self.holder.wait(
+            self.services.tool_executor.submit(self.services.model_gateway))  # built once, off this thread
         prompt = TurnPrompt(self, gateway, model)
         self.fit = prompt.fit_result
         left = unanswered(history + pending)
@@ -273,8 +274,8 @@ class Turn:
                 return
         try:
             AgentBudget.resolve(self.spec.limits, self.settings).check(agent, self.now())
-            check_run(record.limits, self.ctx.agents.usage("run"), agent.role,
-                      self.ctx.agents.usage(f"role:{agent.role}"))
+            run_usage, role_usage = self.ctx.agents.usages("run", f"role:{agent.role}")
+            check_run(record.limits, run_usage, agent.role, role_usage)
         except BudgetExceeded as exc:
             self.end(AgentStatus.STOPPED, budget_reason(exc), append=pending, usage=usage,
                      reason_class=ReasonClass.BUDGET if exc.scope == "agent" else ReasonClass.COST_CAP, **changes)
@@ -286,8 +287,12 @@ class Turn:
         self.ctx.agents.count_in_flight(sending)
         try:
             sent = prompt.send(conversation)
-        finally:
+        except BaseException:
             self.ctx.agents.count_in_flight(-sending)
+            raise
+        if sent.reply is None:
+            self.ctx.agents.count_in_flight(-sending)
+            sending = 0
         usage = usage.plus(sent.usage)
         rewrite: list[ChatMessage] | None = None
         if sent.compactions:  # the stored conversation is replaced by the compacted one
@@ -313,7 +318,7 @@ class Turn:
                           model_failures=failures, **changes)
             return
         spent = reply_usage(reply)
-        self.ctx.agents.count_spent(spent)
+        self.ctx.agents.count_spent(spent, in_flight_done=sending)  # one round trip for both counters
         usage = usage.plus(spent)
         changes.update(turn=agent.turn + 1, model=reply.model, model_failures=0,
                        last_prompt_tokens=reply.prompt_tokens)
