@@ -84,6 +84,7 @@ def codemod_build(client: SwarmClient, root: Path) -> tuple[str, Path, str]:
     return submit_build(client, job).id, bare, expected
 
 
+@pytest.mark.timeout(600)  # its own waits allow 240 s per build; 55 s on a quiet machine, 116 s at load 9
 def test_eight_worker_processes_land_overlapping_edits_and_a_200_file_codemod(client, cluster, tmp_path: Path) -> None:
     """Both builds at once on one fleet of eight processes (starting eight costs more than either build)."""
     cluster(8, "b")
