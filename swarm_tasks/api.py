@@ -100,16 +100,17 @@ class RunHandle:
 
     def progress(self) -> Progress:
         ctx = self.client.run(self.id)
-        usage = ctx.agents.usage("run")
-        roles = {r: ctx.agents.usage(f"role:{r}") for r in self.roles()}
-        spent = ctx.agents.usage("spent")
+        names = self.roles()
+        usage, spent, phase_tally, counters, *role_usages = ctx.agents.usages(
+            "run", "spent", "phases", "counters", *(f"role:{r}" for r in names))  # one round trip
+        roles = dict(zip(names, role_usages, strict=True))
         phases: dict[str, dict[str, int]] = {}
-        for name, value in ctx.agents.usage("phases").items():
+        for name, value in phase_tally.items():
             phase, _, what = name.rpartition(".")
             phases.setdefault(phase, {"started": 0, "ended": 0})[what] = int(value)
         return Progress(status=self.status, agents={s.value: n for s, n in ctx.agents.counts().items()},
                         roles=roles, tasks={s.value: n for s, n in ctx.state.board.counts().items()},
-                        counters={k: int(v) for k, v in ctx.agents.usage("counters").items()},
+                        counters={k: int(v) for k, v in counters.items()},
                         tokens=int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
                         cost_usd=float(usage.get("cost_usd", 0.0)), phases=phases,
                         spent_tokens=int(spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)),

@@ -193,14 +193,14 @@ class AgentStore:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.agent_children(agent_id)))
 
     def usage(self, facet: str = "run") -> dict[str, float]:
-        return self.usages(facet)[0]
+        return _tally(self.redis.hgetall(self.keys.usage(facet)))
 
     def usages(self, *facets: str) -> list[dict[str, float]]:
         """The tallies of ``facets`` (``run``, ``role:<name>``...), read in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for facet in facets:
             pipe.hgetall(self.keys.usage(facet))
-        return [{k.decode(): float(v) for k, v in raw.items()} for raw in pipe.execute()]
+        return [_tally(raw) for raw in pipe.execute()]
 
     def due(self, now: float, limit: int = 200) -> list[str]:
         return [m.decode() for m in self.redis.zrangebyscore(self.keys.agent_deadlines(), "-inf", now,
@@ -443,3 +443,8 @@ def phase_of(agent: AgentState) -> str:
 
 def _dump(message: ChatMessage) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def _tally(raw: dict[bytes, bytes]) -> dict[str, float]:
+    """A usage hash as read from Redis, decoded."""
+    return {k.decode(): float(v) for k, v in raw.items()}
