@@ -3,9 +3,9 @@
 Many workers push to one branch. Racing, each push that finds the branch moved costs a fetch, a replay
 and another push, and with 32 pushers on two cores most of the machine went to those losing attempts
 (3.5-5.8 retries per landed commit, ``python -m bench git``). A turn is one slot of the shared call
-limiter (:class:`~coordination.limiter.CallLimiter`, at most ``width`` in flight per branch, two by
-default): a holder fetches, replays and pushes, and the others wait without spending CPU on attempts
-that would lose meanwhile.
+limiter (:class:`~coordination.limiter.CallLimiter`, at most ``width`` in flight per branch, one by
+default): a holder reads the tip, replays and pushes, and the others wait without spending CPU on
+attempts that would lose meanwhile.
 
 The turn is advice, never what keeps the branch correct: git's own ref update stays the
 compare-and-set of the branch, so a pusher that is not queued (a person, another tool), a holder whose
@@ -30,10 +30,14 @@ from coordination.limiter import CallLimiter
 
 LEASE_S = 5.0  # far above a fetch, replay and push (~0.1 s); a longer check simply lets it lapse
 POLL_S = 0.25  # a waiter asks again at least this often (a holder that died wakes nobody)
-# Two turns at once: one pusher replays while the other pushes. Measured with `python -m bench git` at
-# load 17-23 on 2 cores: one turn at a time serialised every fetch, replay and push (16 pushers 5.3x one),
-# two gave 16 pushers 12.5x with 0.70 retries per commit, racing blind 4.0x with 4.04.
-WIDTH = 2
+# One turn at a time, so a queued push never loses. Two (one replaying while the other pushes) paid
+# for it with a losing push per landing: at 32 pushers 0.95 retries and 1.7-2.1x one pusher's CPU per
+# commit, against 0 retries, 1.2-1.4x and a higher rate with one, now that a turn holds only a tip read
+# (no fetch), a merge-tree, a commit written in-process and the push (`python -m bench git`, a quiet
+# 2-core machine). Under heavy load from other work every process in the turn waits for a core: there
+# two turns did better (load 17-23: 16 pushers 12.5x one against 5.3x with one), before a turn was
+# made this short.
+WIDTH = 1
 
 
 class LandingTurns:
@@ -48,7 +52,7 @@ class LandingTurns:
         self.limiter = CallLimiter(client, keys, now)
         self.lease_s = lease_s
         self.poll_s = poll_s
-        self.width = width  # turns held at once: 2 lets one replay while another pushes, at most one loses
+        self.width = width  # turns held at once: with more than one, all but one holder may lose its push
         # Past this a waiter pushes without its turn (and may race): the queue must never be slower than
         # racing, whatever happens to the holders.
         self.max_wait_s = 4 * lease_s if max_wait_s is None else max_wait_s

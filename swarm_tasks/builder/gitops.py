@@ -257,6 +257,7 @@ class Tip:
 
     sha: str
     tree: str
+    tracked: bool = True  # the remote-tracking ref was moved to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,13 +300,15 @@ class Clone:
         """Fetch the shared branch; return its tip."""
         return self.fetch_tip().sha
 
-    def fetch_tip(self) -> Tip:
+    def fetch_tip(self, *, track: bool = True) -> Tip:
         """Bring the remote-tracking ref up to the shared branch's tip on the remote; return the tip.
 
         A clone that borrows a local remote's objects (see :func:`prepare_clone`) has every object of
         the remote already: it reads the tip from the remote's refs and moves the tracking ref (two
         short git calls, nothing transferred, no files written but the ref). Any other clone fetches.
-        A failure raises :class:`GitError` (redacted).
+        ``track=False``: a borrowing clone only reads the tip and leaves the tracking ref where it was
+        (the caller moves it later, out of a push's race window, see :meth:`track`). A failure raises
+        :class:`GitError` (redacted).
         """
         shared = self.borrowed_remote()
         if shared is not None:
@@ -314,13 +317,18 @@ class Clone:
                            timeout_s=self.spec.timeout_s, check=False)
             words = _decode(read.stdout).split()
             if read.ok and len(words) == 2:
-                self.git("update-ref", "-m", "swarm: tip read from the shared remote", self.upstream_ref, words[0])
-                return Tip(words[0], words[1])
+                if track:
+                    self.track(words[0])
+                return Tip(words[0], words[1], tracked=track)
             # fetch instead: it reports what is wrong with the remote in git's own words
         self.git("fetch", "--quiet", "--no-tags", self.spec.git_url,
                  f"+refs/heads/{self.branch}:{self.upstream_ref}", network=True)
         sha, tree = self.out("rev-parse", self.upstream_ref, f"{self.upstream_ref}^{{tree}}").split()
         return Tip(sha, tree)
+
+    def track(self, sha: str, why: str = "tip read from the shared remote") -> None:
+        """Move the remote-tracking ref to ``sha`` (a commit the remote's branch was seen at)."""
+        self.git("update-ref", "-m", f"swarm: {why}", self.upstream_ref, sha)
 
     def upstream_sha(self) -> str:
         """The remote-tracking ref's commit, as of the last fetch (read from its file when it is loose)."""

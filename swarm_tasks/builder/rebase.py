@@ -117,8 +117,7 @@ def _push(clone: Clone, sha: str) -> tuple[_Push, str]:
         refs, _, summary = rest.partition("\t")
         if len(flag) != 1 or not refs.endswith(f":{ref}"):
             continue
-        if flag in "= +*-":  # the remote's branch is at sha now: so is our tracking ref, as `git push origin` does
-            clone.git("update-ref", "-m", "swarm: pushed", clone.upstream_ref, sha)
+        if flag in "= +*-":  # the remote's branch is at sha now (the caller moves the tracking ref)
             return (_Push.UP_TO_DATE if flag == "=" else _Push.PUSHED), summary
         if "[remote rejected]" in summary:
             raced = any(word in summary for word in _LOCK_RACE)
@@ -173,6 +172,9 @@ class _Run:
         self.clone, self.check, self.recheck = clone, check, recheck
         self.checked_tree = self.tree(checked) if checked else None
         self.first_head, self.candidate, self.last_onto = self.head, self.head, ""
+        # A tip read but not yet written to the tracking ref: that write waits until after the push,
+        # out of the window between reading the tip and pushing (see :meth:`track`).
+        self.untracked: str | None = None
         self.ours, self.scan = _outgoing(clone), True
         self.replayer = Replayer(clone, resolve, overlaps_conflict=overlaps_conflict)
         self.tally = _Tally()
@@ -180,7 +182,15 @@ class _Run:
     def tree(self, commit: str) -> str:
         return self.clone.out("rev-parse", f"{commit}^{{tree}}")
 
+    def track(self, sha: str | None = None, why: str = "tip read from the shared remote") -> None:
+        """Bring the tracking ref to ``sha`` (what was pushed), else to the last tip read, if it lags."""
+        target = sha or self.untracked
+        if target is not None:
+            self.clone.track(target, why)
+        self.untracked = None
+
     def finish(self, status: PushStatus, sha: str, why: str, checked: bool | None = None) -> PushOutcome:
+        self.track()
         if self.last_onto:  # hot spots, computed once and after the race: ours vs all that landed meanwhile
             self.tally.contended |= self.ours & self.replayer.upstream_files(self.first_head, self.last_onto)
         return self.tally.outcome(status, sha, why, checked)
@@ -215,17 +225,19 @@ class _Run:
         clone = self.clone
         before = clone.upstream_sha() if only_if_moved else ""
         try:
-            tip = clone.fetch_tip()
+            tip = clone.fetch_tip(track=False)
         except GitError as error:
             raise _Transient(str(error)) from error
         onto, onto_tree = tip.sha, tip.tree
         if onto == before:
             return None
+        self.untracked = None if tip.tracked else onto
         self.last_onto = onto
         self.tally.rebases += 1
         contended_check = self.check is not None and self.recheck is Recheck.CONTENDED
         replayed = self.replayer.replay(self.head, onto, onto_tree, ours=self.ours, attempt=attempt,
-                                        want_upstream=contended_check)
+                                        want_upstream=contended_check,
+                                        base=before or (clone.upstream_sha() if self.replayer.undecided else None))
         self.tally.conflicted |= replayed.conflicted
         self.tally.resolved += replayed.resolved
         if replayed.state is ReplayState.ABORTED:
@@ -238,6 +250,7 @@ class _Run:
         if replayed.state is ReplayState.EMPTY:
             return self.finish(PushStatus.UP_TO_DATE, self.head, "every local change was already upstream")
         if replayed.resolved:
+            self.track()  # ours is measured from the tip replayed onto
             self.ours, self.scan = _outgoing(clone), True
         contended = bool(self.ours & (replayed.upstream_files or set()))
         if self.check is not None and (self.recheck is Recheck.ALWAYS or contended or replayed.resolved):
@@ -315,7 +328,8 @@ def push_with_rebase(clone: Clone, *, resolve: Resolver, check: Callable[[], Che
                 return done
             run.tally.attempts = attempt
             kind, detail = _push(clone, run.candidate)
-        if kind in (_Push.PUSHED, _Push.UP_TO_DATE):
+        if kind in (_Push.PUSHED, _Push.UP_TO_DATE):  # the branch is at the candidate: so is our tracking ref
+            run.track(run.candidate, "pushed")
             return run.landed(detail)
         if kind is _Push.REFUSED:
             return run.finish(PushStatus.REJECTED, run.head, f"remote refused the push: {detail}")

@@ -17,12 +17,14 @@ run on the same file) merge silently into one.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarm_tasks.builder.gitops import Clone, find_conflict_markers, format_markers, split_z
 from swarm_tasks.errors import GitError
+from swarm_tasks.host.git import loose_object, write_loose_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,12 @@ class Replayer:
         self.resolve = resolve
         self.overlaps_conflict = overlaps_conflict
         self._single: bool | None = None
-        self._meta: tuple[bytes, dict[str, str]] | None = None
+        self._meta: _Meta | None = None
+
+    @property
+    def undecided(self) -> bool:
+        """Whether the local commits were not yet counted (the first replay counts them)."""
+        return self._single is None
 
     def upstream_files(self, head: str, onto: str) -> set[str]:
         """Files changed upstream since ``head`` forked from it."""
@@ -118,10 +125,13 @@ class Replayer:
         return set(split_z(diff.stdout))
 
     def replay(self, head: str, onto: str, onto_tree: str, *, ours: set[str], attempt: int,
-               want_upstream: bool = False) -> ReplayResult:
-        """Replay the local commits ``onto..head`` (``head`` is the branch, clean) onto ``onto``."""
+               want_upstream: bool = False, base: str | None = None) -> ReplayResult:
+        """Replay the local commits ``onto..head`` (``head`` is the branch, clean) onto ``onto``.
+        ``base``: the remote-tracking ref's commit before this fetch, an ancestor of ``onto``."""
         upstream = self.upstream_files(head, onto) if (want_upstream or self.overlaps_conflict) else None
         commits: list[str] | None = None
+        if self._single is None and base is not None:
+            self._single = self._one_on(head, base) or None
         if self._single is None:
             commits = self._commits(head, onto)
             self._single = len(commits) == 1
@@ -153,19 +163,64 @@ class Replayer:
             self.clone.git("reset", "--quiet", "--hard", onto)
         return ReplayResult(ReplayState.EMPTY, onto, upstream_files=upstream)
 
+    def _one_on(self, head: str, base: str) -> bool:
+        """Whether ``head`` is a single commit on ``base`` (so ``onto..head`` is at most ``head``), read
+        from the object itself when the commit is still loose: no rev-list or cat-file in the race."""
+        found = loose_object(self.clone.git_dir(), head)
+        if found is None or found[0] != "commit":
+            return False
+        meta = _Meta.parse(found[1])
+        if meta.parents != [base]:
+            return False
+        self._meta = meta
+        return True
+
     def _commit(self, head: str, tree: str, onto: str) -> str:
-        """A commit of ``tree`` on ``onto`` with the author and message of ``head``."""
+        """A commit of ``tree`` on ``onto`` with the author and message of ``head``, committed by whoever
+        committed ``head`` (this clone's identity), now. Written straight into the clone's object store
+        (the bytes ``commit-tree`` would write) unless ``head`` is not a plain SHA-1 commit."""
         if self._meta is None:
-            headers, _, message = self.clone.git("cat-file", "commit", head).stdout.partition(b"\n\n")
-            env: dict[str, str] = {}
-            for line in headers.decode("utf-8", "replace").splitlines():
-                if line.startswith("author "):
-                    who, _, when = line.removeprefix("author ").rpartition("> ")
-                    name, _, email = who.partition(" <")
-                    env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": when}
-            self._meta = (message, env)
-        message, env = self._meta
-        return self.clone.out_with("commit-tree", tree, "-p", onto, "-F", "-", stdin=message, extra_env=env)
+            self._meta = _Meta.parse(self.clone.git("cat-file", "commit", head).stdout)
+        meta = self._meta
+        if meta.author and meta.committer and len(head) == 40:
+            when = time.localtime()
+            offset = when.tm_gmtoff // 60
+            zone = f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+            content = (b"tree %s\nparent %s\nauthor %s\ncommitter %s %d %s\n\n"
+                       % (tree.encode(), onto.encode(), meta.author, meta.committer, int(time.time()),
+                          zone.encode()) + meta.message)
+            return write_loose_object(self.clone.git_dir(), "commit", content)
+        return self.clone.out_with("commit-tree", tree, "-p", onto, "-F", "-", stdin=meta.message,
+                                   extra_env=meta.author_env())
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """What a replayed commit keeps of the one it replays: message, author, committer's identity."""
+
+    message: bytes
+    parents: list[str]
+    author: bytes  # the whole header value: name, email, date
+    committer: bytes  # name and email only: a replay is committed now
+
+    @classmethod
+    def parse(cls, body: bytes) -> _Meta:
+        headers, _, message = body.partition(b"\n\n")
+        author = committer = b""
+        parents: list[str] = []
+        for line in headers.split(b"\n"):
+            if line.startswith(b"parent "):
+                parents.append(line[7:].decode("ascii", "replace"))
+            elif line.startswith(b"author "):
+                author = line[7:]
+            elif line.startswith(b"committer "):
+                committer = line[10:].rpartition(b"> ")[0] + b">"
+        return cls(message, parents, author, committer if committer != b">" else b"")
+
+    def author_env(self) -> dict[str, str]:
+        who, _, when = self.author.decode("utf-8", "replace").rpartition("> ")
+        name, _, email = who.partition(" <")
+        return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": when} if who else {}
 
 
 def _pick_all(clone: Clone, orig: str, onto: str, commits: list[str], resolve: Resolver,

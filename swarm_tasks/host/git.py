@@ -23,10 +23,14 @@ root worker in the fallback, nothing can be planted there in the first place; th
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import stat
+import tempfile
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -124,6 +128,51 @@ def git(args: Sequence[str], *, cwd: Path | None, timeout_s: float = DEFAULT_TIM
     return run_process(argv, cwd, timeout_s, env=git_env(env), stdin=stdin)
 
 
+def loose_object(git_dir: Path, sha: str, *, max_bytes: int = 1 << 20) -> tuple[str, bytes] | None:
+    """``(type, content)`` of the object ``sha`` when it is loose in ``git_dir``'s own object store (as
+    ``git cat-file <type> <sha>`` prints it); None when it is not there (packed, borrowed, absent), larger
+    than ``max_bytes``, or does not hash to ``sha``. No git process: a commit just made is read this way
+    on a push's hot path, where every process counts. SHA-1 repositories only."""
+    if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+        return None
+    try:
+        data = (git_dir / "objects" / sha[:2] / sha[2:]).read_bytes()
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(data, max_bytes + 64)
+    except (OSError, zlib.error):
+        return None
+    if inflate.unconsumed_tail or hashlib.sha1(raw).hexdigest() != sha:  # noqa: S324 (git's object name)
+        return None
+    header, _, body = raw.partition(b"\0")
+    kind, _, size = header.partition(b" ")
+    if not size.isdigit() or int(size) != len(body):
+        return None
+    return kind.decode("ascii", "replace"), body
+
+
+def write_loose_object(git_dir: Path, kind: str, content: bytes) -> str:
+    """Store ``content`` as a loose object of ``kind`` in ``git_dir``'s object store, as ``git
+    hash-object -w`` does (compressed, written aside and linked into place, read-only); return its name.
+    No git process: a push's replayed commit is written this way inside the race window."""
+    raw = b"%s %d\0" % (kind.encode("ascii"), len(content)) + content
+    sha = hashlib.sha1(raw).hexdigest()  # noqa: S324 (git's object name)
+    folder = git_dir / "objects" / sha[:2]
+    target = folder / sha[2:]
+    if target.exists():
+        return sha
+    folder.mkdir(exist_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(zlib.compress(raw, 1))  # git's own default for loose objects (core.looseCompression)
+        os.chmod(scratch, 0o444)
+        with contextlib.suppress(FileExistsError):  # the same object, written meanwhile by someone else
+            os.link(scratch, target)
+    finally:
+        os.unlink(scratch)
+    return sha
+
+
 _OPEN, _SEP, _BASE, _CLOSE = b"<<<<<<<", b"=======", b"|||||||", b">>>>>>>"
 
 
@@ -175,5 +224,5 @@ def worktree_markers(root: Path, paths: Iterable[str], *, max_bytes: int | None 
     return found
 
 
-__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "marker_lines", "repository_overrides", "text_marker_lines",
-           "worktree_markers"]
+__all__ = ["BASE_ENV", "SAFE_CONFIG", "git", "git_env", "loose_object", "marker_lines", "repository_overrides",
+           "text_marker_lines", "worktree_markers", "write_loose_object"]

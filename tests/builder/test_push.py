@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -62,6 +63,11 @@ def test_racing_on_different_files_rebases_and_both_land(remote: RemoteSpec, tmp
     assert remote_tip(remote) == second.sha == b.head()
     assert git(b.path, "log", "-1", "--format=%an <%ae> %ad %s", "--date=raw") == git(
         b.path, "log", "-1", "--format=%an <%ae> %ad %s", "--date=raw", mine)  # author kept by the replay
+    # The replay is written in-process (no commit-tree): committed by the clone's identity, now, and whole.
+    assert git(b.path, "log", "-1", "--format=%cn <%ce> %P") == f"b <b@example.invalid> {first.sha}"
+    assert abs(int(git(b.path, "log", "-1", "--format=%ct")) - time.time()) < 60
+    git(b.path, "fsck", "--strict", "--no-dangling")
+    git(Path(remote.url), "fsck", "--strict", "--no-dangling")
     assert remote_file(remote, "a.txt") == "from a" and remote_file(remote, "b.txt") == "from b"
     assert_sane(b)
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from swarm_tasks.errors import GitError
-from swarm_tasks.host.git import git, git_env
+from swarm_tasks.host.git import git, git_env, loose_object, write_loose_object
 from tests.builder import git as raw_git
+
+
+def raw_git_bytes(cwd: Path, *args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout
+
 
 HOOKS = ("pre-commit", "commit-msg", "post-commit", "pre-push", "reference-transaction", "post-checkout",
          "post-merge", "pre-rebase", "post-rewrite", "pre-auto-gc")
@@ -101,3 +107,25 @@ def test_gits_environment_is_an_allowlist(repo: Path, monkeypatch: pytest.Monkey
     # what a program git starts sees (an alias is the caller's own: the wrapper passes args as given)
     seen = git(["-c", "alias.showenv=!env", "showenv"], cwd=repo).stdout.decode()
     assert "leaked-" not in seen and "GIT_CONFIG_NOSYSTEM=1" in seen
+
+
+def test_loose_objects_are_read_and_written_as_git_does(repo: Path) -> None:
+    git_dir = repo / ".git"
+    head = raw_git(repo, "rev-parse", "HEAD")
+    found = loose_object(git_dir, head)
+    assert found is not None and found == ("commit", raw_git_bytes(repo, "cat-file", "commit", head))
+    content = (b"tree %s\nparent %s\nauthor A <a@x> 1700000000 +0100\ncommitter C <c@x> 1700000001 -0230\n\n"
+               b"subject\n\nbody\n" % (raw_git(repo, "rev-parse", "HEAD^{tree}").encode(), head.encode()))
+    written = write_loose_object(git_dir, "commit", content)
+    assert written == subprocess.run(["git", "hash-object", "-t", "commit", "--stdin"], cwd=repo, input=content,
+                                     capture_output=True, check=True).stdout.decode().strip()
+    assert raw_git_bytes(repo, "cat-file", "commit", written) == content
+    assert write_loose_object(git_dir, "commit", content) == written  # already there: left as it is
+    raw_git(repo, "fsck", "--strict", "--no-dangling")
+    assert loose_object(git_dir, written) == ("commit", content)
+    (git_dir / "objects" / written[:2] / written[2:]).chmod(0o644)
+    (git_dir / "objects" / written[:2] / written[2:]).write_bytes(b"not zlib")
+    assert loose_object(git_dir, written) is None  # corrupt: read by git instead, which says so
+    assert loose_object(git_dir, "0" * 40) is None and loose_object(git_dir, "HEAD") is None
+    raw_git(repo, "gc", "--quiet", "--prune=now")
+    assert loose_object(git_dir, head) is None  # packed: not read here
