@@ -390,9 +390,10 @@ def run(full: bool = False, *, pushers: Sequence[int] | None = None, commits: in
     cpu = ", ".join(f"{n} pushers {m.cpu_ms_per_commit:.0f} ms" for n, m in measured.items())
     cpu_disk = ", ".join(f"{n} pushers {m.cpu_ms_per_commit:.0f} ms" for n, m in disk.items())
     notes.append(f"CPU per commit (each pusher and its git processes, the bare repository's side of every fetch "
-                 f"and push included): {cpu}{f'; on disk {cpu_disk}' if disk else ''}. The gap is the retries' "
-                 "fetch, replay and push; with this many processes on few cores, CPU and the fetch-to-push "
-                 "window bound the rate, not the sleeps.")
+                 f"and push included): {cpu}{f'; on disk {cpu_disk}' if disk else ''}. Taking turns, the gap is the "
+                 "replay (a merge-tree; the commit is written in-process), moving the clone to it and the hot-spot "
+                 "diff; racing, also the losing pushes. With this many processes on few cores, CPU and the length "
+                 "of a turn bound the rate, not the sleeps.")
     if p.rounds > 1:
         notes.append(f"Each pusher count was measured {p.rounds} times, interleaved with the others; the table "
                      "shows the median round (by commits per minute), and a round with a commit that did not land "
