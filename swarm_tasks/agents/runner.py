@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 
 from coordination.errors import LeaseLost, NotFound, VersionConflict
@@ -47,29 +48,41 @@ class AgentRunner:
         self.services = services
         self._owner_seq = 0
 
-    def step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
+    def step(self, run_id: str, agent_id: str, seq: int, *, chain: Callable[[], bool] | None = None) -> StepOutcome:
+        """Run the step ``seq`` of the agent. ``chain``: asked whenever the agent goes on at once; while it
+        says True the agent's next steps run here, one after another, instead of being sent as messages.
+        Each is acquired and recorded as its own turn, so a crash between two loses nothing: the
+        sweeper re-sends a recorded step that nobody took."""
+        while True:
+            outcome, turn = self._step(run_id, agent_id, seq, chain)
+            if turn is None or not turn.chained:
+                return outcome
+            seq = turn.agent.seq
+
+    def _step(self, run_id: str, agent_id: str, seq: int,
+              chain: Callable[[], bool] | None) -> tuple[StepOutcome, Turn | None]:
         services = self.services
         ctx = services.run(run_id)
         try:
             agent, version = ctx.agents.load(agent_id)
         except NotFound:
-            return StepOutcome.MISSING
+            return StepOutcome.MISSING, None
         if agent.status.terminal:
-            return StepOutcome.ENDED
+            return StepOutcome.ENDED, None
         if agent.seq != seq:
-            return StepOutcome.STALE
+            return StepOutcome.STALE, None
         now = ctx.state.records.now()
         if agent.status is AgentStatus.RUNNING and (agent.owner_expires_at or 0) > now:
-            return StepOutcome.BUSY
+            return StepOutcome.BUSY, None
         if agent.status not in (AgentStatus.READY, AgentStatus.RUNNING):
-            return StepOutcome.NOT_READY
+            return StepOutcome.NOT_READY, None
         try:  # with signing on, a run or spec changed in Redis since its submitter signed it is refused
             spec = ctx.specs.get(agent.spec)
             record = ctx.record()
             if not run_is_live(record):  # read again before ending an agent for it: a run may be reopened
                 record = ctx.record(max_age_s=0.0)
         except RecordSignatureError as exc:
-            return self.refuse(ctx, agent, version, exc)
+            return self.refuse(ctx, agent, version, exc), None
         lease_s = services.settings.agent_turn_lease_s
         self._owner_seq += 1
         held = agent.evolve(status=AgentStatus.RUNNING, owner=f"{services.node}#{self._owner_seq}",
@@ -81,19 +94,22 @@ class AgentRunner:
         try:
             holder.save(held)
         except LeaseLost:
-            return StepOutcome.LOST_RACE
-        turn = Turn(services, ctx, spec, holder)
+            return StepOutcome.LOST_RACE, None
+        turn = Turn(services, ctx, spec, holder, chain)
         try:
             if held.attempts > services.settings.agent_max_turn_attempts:  # it killed or stalled its workers
                 turn.give_up()
-                return StepOutcome.GAVE_UP
+                return StepOutcome.GAVE_UP, None
             turn.run(record)
-            return StepOutcome.RAN
+            return StepOutcome.RAN, turn
         except LeaseLost:
             log.warning("agent %s lost its turn lease mid-turn; its work was not recorded", agent_id)
-            return StepOutcome.LEASE_LOST
+            return StepOutcome.LEASE_LOST, None
         except Exception as exc:  # the turn raised: retry it a bounded number of times, never endlessly
-            return self.failed(turn, exc)
+            outcome = self.failed(turn, exc)
+            if turn.chained:  # it went on (recorded) and then raised: its next step is sent after all
+                services.send(ctx, [turn.agent])
+            return outcome, None
 
     def failed(self, turn: Turn, exc: Exception) -> StepOutcome:
         """Record a turn that raised: retried after a pause, or, past ``agent_max_turn_attempts``

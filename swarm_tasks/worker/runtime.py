@@ -160,11 +160,21 @@ class WorkerRuntime:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def run_step(self, run_id: str, agent_id: str, seq: int) -> StepOutcome:
-        """Run one step in the calling (pool) thread; its model call goes through the process's loop."""
+    def run_step(self, run_id: str, agent_id: str, seq: int, *, chain_s: float = 0.0,
+                 stopping: Callable[[], bool] = lambda: False) -> StepOutcome:
+        """Run one step in the calling (pool) thread; its model call goes through the process's loop.
+        ``chain_s``: for that long the agent's following steps, when it goes on at once, run here too
+        instead of being sent, unless ``stopping`` says the worker is shutting down."""
+        chain = None
+        if chain_s > 0:
+            until = time.monotonic() + chain_s
+
+            def chain() -> bool:
+                return time.monotonic() < until and not stopping()
+
         self.stats.begin()
         try:
-            return self.runner.step(run_id, agent_id, seq)
+            return self.runner.step(run_id, agent_id, seq, chain=chain)
         finally:
             self.stats.end()
 

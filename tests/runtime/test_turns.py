@@ -247,3 +247,29 @@ def test_configured_secrets_never_reach_a_transcript(swarm_settings, make_spec, 
         assert all(secret not in json.dumps(m) for m in agents.conversation(agent) if m["role"] != "user")
     finally:
         local.close()
+
+
+def test_an_agent_going_on_takes_its_next_turns_in_the_same_step(local, make_spec):
+    """A step may chain the agent's following turns (what a Celery worker does for up to CHAIN_S):
+    each is still acquired and recorded as its own turn, and no step message is sent between them."""
+    run = local.start([make_spec("editor", "file_worker")], [ChildRequest("editor", "edit things", key="e")])
+    (step,) = local.scheduler.steps
+    local.scheduler.steps.clear()
+    sent = local.scheduler.sent
+    assert local.runtime.run_step(*step, chain_s=60.0).value == "ran"
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+    assert agent.turn == 4 and agent.seq == step[2] + 3  # four turns, each recorded under its own seq
+    assert local.scheduler.sent == sent and not local.scheduler.steps
+
+
+def test_a_worker_shutting_down_sends_the_next_step_instead_of_chaining_it(local, make_spec):
+    run = local.start([make_spec("editor", "file_worker")], [ChildRequest("editor", "edit things", key="e")])
+    (step,) = local.scheduler.steps
+    local.scheduler.steps.clear()
+    assert local.runtime.run_step(*step, chain_s=60.0, stopping=lambda: True).value == "ran"
+    assert list(local.scheduler.steps) == [(run.id, step[1], step[2] + 1)]  # one turn, the next one sent
+    local.drain()
+    agents = local.agents(run.id)
+    (agent,) = [agents.get(a) for a in agents.ids(AgentStatus.DONE)]
+    assert agent.turn == 4
