@@ -11,6 +11,7 @@ file) can overflow the window on its own. The ``finish`` tool carries the agent'
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from swarm_tasks.agents.services import AgentServices, Holder, RunContext
     from swarm_tasks.agents.spec import AgentSpec
     from swarm_tasks.agents.state import AgentState
+    from swarm_tasks.agents.toolset import ToolRegistry
     from swarm_tasks.models.gateway import ModelGateway
     from swarm_tasks.settings import SwarmSettings
 
@@ -42,6 +44,28 @@ def reply_usage(reply: ModelReply) -> Usage:
     return Usage(prompt_tokens=reply.prompt_tokens + reply.failed_prompt_tokens,
                  completion_tokens=reply.completion_tokens + reply.failed_completion_tokens,
                  cost_usd=reply.cost_usd + reply.failed_cost_usd, model_calls=1)
+
+
+_TOOLS: dict[int, tuple[AgentSpec, ToolRegistry, list[dict[str, Any]] | None]] = {}
+_TOOLS_LOCK = threading.Lock()
+
+
+def _tools_of(spec: AgentSpec, services: AgentServices) -> list[dict[str, Any]] | None:
+    """The tools' schemas a spec's model is given (the finish tool carrying its result schema), made once
+    per spec object (a run's specs are cached for its life; building them copied the result schema on
+    every turn). Held with the spec and registry they were made from, so a recycled id never matches."""
+    registry = services.tools
+    with _TOOLS_LOCK:
+        entry = _TOOLS.get(id(spec))
+    if entry is not None and entry[0] is spec and entry[1] is registry:
+        return entry[2]
+    schemas = registry.schemas(spec.tools)
+    tools = [finish_schema(s, spec.result_schema) if s["function"]["name"] == "finish" else s for s in schemas] or None
+    with _TOOLS_LOCK:
+        if len(_TOOLS) >= 512:  # runs come and go: forget the oldest specs
+            del _TOOLS[next(iter(_TOOLS))]
+        _TOOLS[id(spec)] = (spec, registry, tools)
+    return tools
 
 
 @dataclass
@@ -78,10 +102,7 @@ class TurnPrompt:
         self.role = turn.agent.role
         self.budget = self.threshold = 0
         self.resize()
-        spec = turn.spec
-        schemas = turn.services.tools.schemas(spec.tools)
-        self.tools: list[dict[str, Any]] | None = [
-            finish_schema(s, spec.result_schema) if s["function"]["name"] == "finish" else s for s in schemas] or None
+        self.tools: list[dict[str, Any]] | None = _tools_of(turn.spec, turn.services)
 
     # -- sizes ------------------------------------------------------------------------------------
     def resize(self) -> None:

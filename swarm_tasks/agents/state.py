@@ -197,10 +197,22 @@ class AgentStore:
 
     def usages(self, *facets: str) -> list[dict[str, float]]:
         """The tallies of ``facets`` (``run``, ``role:<name>``...), read in one round trip."""
+        return self.conversation_and_usages(None, *facets)[1]
+
+    def conversation_and_usages(self, agent: AgentState | None,
+                                *facets: str) -> tuple[list[ChatMessage], list[dict[str, float]]]:
+        """The agent's conversation (none without an agent) and the tallies of ``facets``, in one round
+        trip: what a model turn reads before its budget check."""
         pipe = self.redis.pipeline(transaction=False)
+        read = agent is not None and agent.conv_len > 0
+        if read:
+            assert agent is not None
+            pipe.lrange(self.keys.conversation(agent.id, agent.conv_gen), 0, agent.conv_len - 1)
         for facet in facets:
             pipe.hgetall(self.keys.usage(facet))
-        return [_tally(raw) for raw in pipe.execute()]
+        replies = pipe.execute()
+        conversation = [json.loads(m) for m in replies.pop(0)] if read else []
+        return conversation, [_tally(raw) for raw in replies]
 
     def due(self, now: float, limit: int = 200) -> list[str]:
         return [m.decode() for m in self.redis.zrangebyscore(self.keys.agent_deadlines(), "-inf", now,

@@ -246,7 +246,9 @@ class Turn:
     # -- LLM agents ------------------------------------------------------------------------------
     def run_llm(self, record: RunRecord) -> None:
         agent = self.agent
-        history = self.ctx.agents.conversation(agent)
+        # The budget check's tallies are read with the conversation: one round trip for both.
+        history, (run_usage, role_usage) = self.ctx.agents.conversation_and_usages(agent, "run",
+                                                                                  f"role:{agent.role}")
         pending: list[ChatMessage] = []
         usage = Usage()
         changes: dict[str, Any] = {}
@@ -280,9 +282,9 @@ class Turn:
             if outcome.control is not None:
                 self.apply_control(outcome.control, pending, usage, **changes)
                 return
+            run_usage, role_usage = self.ctx.agents.usages("run", f"role:{agent.role}")  # after tools: again
         try:
             AgentBudget.resolve(self.spec.limits, self.settings).check(agent, self.now())
-            run_usage, role_usage = self.ctx.agents.usages("run", f"role:{agent.role}")
             check_run(record.limits, run_usage, agent.role, role_usage)
         except BudgetExceeded as exc:
             self.end(AgentStatus.STOPPED, budget_reason(exc), append=pending, usage=usage,
@@ -410,7 +412,8 @@ class Turn:
         if self.spec.workspace is WorkspaceMode.PARENT and self.agent.parent:
             owner = self.agent.parent
         path = self.settings.state_dir / "workspaces" / self.agent.run / owner
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():  # one stat on the usual path: mkdir of an existing directory costs an error
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def process_calls(self, calls: list[ToolCall], *, interrupted: set[str]) -> CallsOutcome:
