@@ -175,10 +175,7 @@ class AgentStore:
         return out
 
     def conversation(self, agent: AgentState) -> list[ChatMessage]:
-        if agent.conv_len == 0:
-            return []
-        raw = self.redis.lrange(self.keys.conversation(agent.id, agent.conv_gen), 0, agent.conv_len - 1)
-        return [json.loads(m) for m in raw]
+        return self.conversation_and_usages(agent)[0]
 
     def ids(self, status: AgentStatus) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.agent_status(status)))
