@@ -155,7 +155,8 @@ def watch(run: RunHandle, *, console: Console | None = None, refresh_s: float = 
         def outage(waited_s: float, error: BaseException | None) -> None:  # say so while Redis is away
             if error is not None:
                 live.update(Group(panel, Text(f"Redis unreachable for {waited_s:.0f} s ({error}): reconnecting, "
-                                              "the run goes on in the workers", style="bold yellow")))
+                                              "the run goes on in the workers", style="bold yellow")),
+                            refresh=True)  # drawn now: the next frame may replace it before a refresh tick
 
         while not progress.status.terminal:
             if timeout_s is not None and time.monotonic() - start > timeout_s:

@@ -72,6 +72,16 @@ def network_guard() -> Iterator[None]:
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
 
 
+# -- order ----------------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test first, each file's tests kept together and in their order. bin/test hands
+    whole files to its test processes in this order (``--dist loadfile``): a long file started last would
+    run alone at the end while the other processes sit idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
+
+
 # -- Redis ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
