@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import time
 import traceback
@@ -93,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status = max(status, NOT_IMPLEMENTED)
             continue
         began = time.monotonic()
+        load_at_start = [round(x, 2) for x in os.getloadavg()]  # each benchmark records the load when it ends
         try:
             result = run_one(name, opts.full)
+            result.machine["load_at_start"] = load_at_start
             elapsed[name] = result.elapsed_s = round(time.monotonic() - began, 1)
             result.full = opts.full
             result.command = f"python -m bench {opts.name}" + (" --full" if opts.full else "")

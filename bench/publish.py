@@ -44,15 +44,20 @@ def load_results(names: Sequence[str], directory: Path = RESULTS_DIR) -> tuple[l
 
 
 def provenance(result: BenchResult) -> str:
-    """Where a benchmark's rows come from: command, date, machine, load at the start, time taken."""
+    """Where a benchmark's rows come from: command, date, machine, load (at the start where recorded), time taken."""
     m = result.machine
     command = result.command or f"python -m bench {result.name}" + (" --full" if result.full else "")
     size = " (size not recorded: run before results said)" if result.full is None and not result.command else ""
-    load = m.get("load_average")
-    load_text = f"load {load[0]}" if isinstance(load, list) and load else "load unknown"
+    start, load = m.get("load_at_start"), m.get("load_average")  # load_average: when the results were taken
+    if isinstance(start, list) and start:
+        load_text = f"load {start[0]} at the start"
+    elif isinstance(load, list) and load:
+        load_text = f"load {load[0]} when it ended"
+    else:
+        load_text = "load unknown"
     took = "" if result.elapsed_s is None else f", took {result.elapsed_s / 60:.1f} min"
     return (f"- **{result.name}**: `{command}`{size} on {str(m.get('date', '?'))[:16].replace('T', ' ')} UTC, "
-            f"{m.get('cores')} cores, {load_text} at the start{took}")
+            f"{m.get('cores')} cores, {load_text}{took}")
 
 
 def section(results: Sequence[BenchResult], missing: Sequence[str]) -> str:

@@ -52,7 +52,24 @@ def test_a_result_from_before_sizes_were_recorded_says_so(tmp_path: Path) -> Non
         del raw[key]  # the shape of result files written before these fields existed
     (tmp_path / "scale.json").write_text(json.dumps(raw))
     publish(["scale"], readme=readme, directory=tmp_path)
-    assert "`python -m bench scale` (size not recorded: run before results said)" in readme.read_text()
+    text = readme.read_text()
+    assert "`python -m bench scale` (size not recorded: run before results said)" in text
+    assert "load when it ended" not in text and " when it ended" in text  # its load was taken at its end
+
+
+def test_the_load_published_is_the_one_at_the_start_of_the_run(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    finished = _result("git", full=None)
+    finished.machine["load_average"] = [9.5, 2.0, 1.0]  # what the benchmark read as it ended
+    loads = iter([(3.25, 1.0, 1.0)])  # bench's own reading, before the run
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: next(loads))
+    monkeypatch.setattr(cli, "available", lambda name: name == "git")
+    monkeypatch.setattr(cli, "run_one", lambda name, full: finished)
+    assert cli.main(["git", "--out", str(tmp_path), "--json-only"]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    publish(["git"], readme=readme, directory=tmp_path)
+    assert "load 3.25 at the start" in readme.read_text() and "9.5" not in readme.read_text()
 
 
 def test_a_readme_without_markers_or_a_broken_result_is_an_error(tmp_path: Path,

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery, signals
+from celery._state import _set_task_join_will_block
+from celery.app.trace import reset_worker_optimizations
 from celery.contrib.testing.worker import TestWorkController
 from celery.worker import state as worker_state
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -267,6 +269,10 @@ def running_worker(app: Celery, queue: str) -> Iterator[None]:
         worker_state.should_terminate = None
         for signal, handler in _PRODUCT_HANDLERS:
             signal.connect(handler)
+        # A worker in this process made it a worker process: undone, or a later test in the same pytest
+        # process (bin/test runs several) that waits on a result is told it is inside a task.
+        reset_worker_optimizations(app)
+        _set_task_join_will_block(False)
     assert not thread.is_alive(), "the test worker did not stop"
 
 
