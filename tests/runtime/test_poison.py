@@ -107,13 +107,13 @@ def test_a_turn_that_raises_after_it_was_recorded_is_not_run_again(swarm_setting
     request.addfinalizer(local.close)
     sent = local.scheduler.enqueue
 
-    def drop_the_second(agent, queue, *, countdown_s=0.0):  # the first is the root's own step
-        if local.scheduler.sent == 1:
+    def drop_the_leafs(agent, queue, *, countdown_s=0.0):  # the first is the root's own step
+        if local.scheduler.sent in (1, 2):  # sent as the parent ends, and again after its end is recorded
             local.scheduler.sent += 1
             raise redis.ConnectionError("Connection closed by server.")
         sent(agent, queue, countdown_s=countdown_s)
 
-    local.scheduler.enqueue = drop_the_second  # type: ignore[method-assign]
+    local.scheduler.enqueue = drop_the_leafs  # type: ignore[method-assign]
     run = local.start([program("parent", "parent_of_one"), program("leaf", "leaf")],
                       [ChildRequest("parent", "start a leaf", key="p")])
     ctx = local.services.run(run.id)
@@ -126,6 +126,32 @@ def test_a_turn_that_raises_after_it_was_recorded_is_not_run_again(swarm_setting
     assert usage["agents_done"] == 2 and usage["active"] == 0  # each end counted once
     ended = [e for e in ctx.state.events.read() if e.type == "agent.done"]
     assert len(ended) == 2
+
+
+def test_the_agents_an_ending_starts_are_sent_before_the_ending_is_written(local):
+    """A chain of agents each starting the next waits one write less per link; a send that fails there is
+    made again once the ending is recorded, and nothing runs twice."""
+    seen: list[tuple[str, str]] = []
+    sent = local.scheduler.enqueue
+
+    def watch(agent, queue, *, countdown_s=0.0):
+        if agent.spec == "leaf":
+            parent = local.agents(agent.run).get(agent.parent)
+            seen.append((parent.status.value, "failed" if len(seen) == 0 and fail_first else "sent"))
+            if len(seen) == 1 and fail_first:
+                raise redis.ConnectionError("Connection closed by server.")
+        sent(agent, queue, countdown_s=countdown_s)
+
+    local.scheduler.enqueue = watch  # type: ignore[method-assign]
+    for fail_first in (False, True):
+        seen.clear()
+        run = local.start([program("parent", "parent_of_one"), program("leaf", "leaf")],
+                          [ChildRequest("parent", "start a leaf", key=f"p{fail_first}")])
+        assert local.drain() == ["ran", "ran", f"idle:{run.id}"]
+        # sent while the parent still held its turn; after a failed send, again once the parent had ended
+        assert seen == ([("running", "failed"), ("done", "sent")] if fail_first else [("running", "sent")])
+        agents = local.agents(run.id)
+        assert agents.usage("run")["agents_done"] == 2
 
 
 def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request):
