@@ -48,11 +48,11 @@ def provenance(result: BenchResult) -> str:
     m = result.machine
     command = result.command or f"python -m bench {result.name}" + (" --full" if result.full else "")
     size = " (size not recorded: run before results said)" if result.full is None and not result.command else ""
-    start, load = m.get("load_at_start"), m.get("load_average")  # load_average: when the results were taken
+    start, load = m.get("load_at_start"), m.get("load_average")  # load_average: read by the benchmark as it ran
     if isinstance(start, list) and start:
         load_text = f"load {start[0]} at the start"
     elif isinstance(load, list) and load:
-        load_text = f"load {load[0]} when it ended"
+        load_text = f"load {load[0]} during the run"
     else:
         load_text = "load unknown"
     took = "" if result.elapsed_s is None else f", took {result.elapsed_s / 60:.1f} min"

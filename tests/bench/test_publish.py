@@ -54,7 +54,7 @@ def test_a_result_from_before_sizes_were_recorded_says_so(tmp_path: Path) -> Non
     publish(["scale"], readme=readme, directory=tmp_path)
     text = readme.read_text()
     assert "`python -m bench scale` (size not recorded: run before results said)" in text
-    assert "load when it ended" not in text and " when it ended" in text  # its load was taken at its end
+    assert " during the run" in text and " at the start" not in text  # read by the benchmark, not before it
 
 
 def test_the_load_published_is_the_one_at_the_start_of_the_run(tmp_path: Path,
