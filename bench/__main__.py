@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status = max(status, NOT_IMPLEMENTED)
             continue
         began = time.monotonic()
-        load_at_start = [round(x, 2) for x in os.getloadavg()]  # each benchmark records the load when it ends
+        load_at_start = [round(x, 2) for x in os.getloadavg()]  # a benchmark reads the load itself, often as it ends
         try:
             result = run_one(name, opts.full)
             result.machine["load_at_start"] = load_at_start

@@ -108,6 +108,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _hold_port(port: int) -> socket.socket | None:
+    """A socket bound to ``port`` without listening (None if it cannot be bound): connections are
+    refused and the kernel gives the port to no other socket asking for a free one."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the stopped server's TIME_WAITs do not count
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 class EmbeddedRedis:
     """Start, own and stop one redis-server process."""
 
@@ -229,13 +242,26 @@ class EmbeddedRedis:
 
     def restart(self, timeout_s: float = 15.0, *, down_s: float = 0.0) -> None:
         """Stop and start again on the same port, directory and password (AOF replays if enabled),
-        staying down ``down_s`` seconds in between (an outage)."""
+        staying down ``down_s`` seconds in between (an outage). While it is down the port is held, bound
+        but not listening (a client is refused, as by a server that is away), so that another server
+        started meanwhile cannot be given it; :class:`EmbeddedRedisError` if it was taken all the same."""
         tmp, self._tmp = self._tmp, None  # keep the data directory across the restart
+        port = self.port
         self.stop()
-        if down_s > 0:
-            time.sleep(down_s)
+        hold = _hold_port(port) if port and down_s > 0 else None
+        try:
+            if down_s > 0:
+                time.sleep(down_s)
+        finally:
+            if hold is not None:
+                hold.close()
         self._tmp = tmp
         self.start(timeout_s)
+        if port is not None and self.port != port:  # start() moved on to a free port: nobody would find it
+            moved = self.port
+            self.stop()
+            raise EmbeddedRedisError(f"embedded Redis could not restart on port {port}: another process took it "
+                                     f"while it was down (it would have come back on {moved})")
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would."""

@@ -9,8 +9,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from coordination import embedded
 from coordination.connection import connect, redact_url
 from coordination.embedded import EmbeddedRedis, find_redis_server
 from coordination.errors import ConfigurationError, EmbeddedRedisError
@@ -124,6 +126,49 @@ def test_restart_keeps_port_password_and_appendonly_data(tmp_path: Path) -> None
         server.kill()
         assert not server.alive()
     finally:
+        server.stop()
+
+
+def test_a_restart_holds_its_port_while_down_and_says_so_if_it_was_taken(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run in several processes start servers on free ports: one started while another was down
+    for a restart could be given its port, and the restarted server came back elsewhere, unseen."""
+    server = EmbeddedRedis(tmp_path / "data").start()
+    port = server.port
+    assert port is not None
+
+    def during_restart(probe: Callable[[], object]) -> list[object]:
+        seen: list[object] = []
+        thread = threading.Thread(target=lambda: (time.sleep(0.7), seen.append(probe())))
+        thread.start()
+        try:
+            server.restart(down_s=1.5)
+        except EmbeddedRedisError as exc:
+            seen.append(exc)
+        thread.join()
+        return seen
+
+    held: list[socket.socket] = []
+    hold = embedded._hold_port
+    monkeypatch.setattr(embedded, "_hold_port", lambda p: held.append(hold(p)) or held[-1])
+
+    def refused_and_held() -> tuple[bool, bool]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            refused = probe.connect_ex(("127.0.0.1", port)) != 0  # refused, as by a server that is away
+        # bound to the port, so the kernel hands it to no one asking for a free port (as _free_port does)
+        return refused, len(held) == 1 and held[0].fileno() != -1 and held[0].getsockname()[1] == port
+
+    thief = EmbeddedRedis(tmp_path / "thief", port=port)  # another process's server, given the port
+    try:
+        assert during_restart(refused_and_held) == [(True, True)] and held[0].fileno() == -1  # let go
+        with redis.Redis.from_url(server.url) as client:
+            assert server.port == port and client.ping()
+        monkeypatch.setattr(embedded, "_hold_port", lambda _port: None)  # as if it had been taken first
+        (error,) = [e for e in during_restart(thief.start) if isinstance(e, EmbeddedRedisError)]
+        assert f"could not restart on port {port}: another process took it" in str(error)
+        assert not server.alive() and thief.alive()
+    finally:
+        thief.stop()
         server.stop()
 
 
