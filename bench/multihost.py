@@ -177,28 +177,33 @@ class MultiHostHarness(FaultHarness):
         return self.network.hosts
 
     # -- topology --------------------------------------------------------------------------------
-    def host_settings(self, index: int) -> SwarmSettings:
-        """What host ``index``'s workers are configured with: Redis over the bridge, their own state dir."""
+    def host_settings(self, index: int, turn_lease_s: float | None = None) -> SwarmSettings:
+        """What host ``index``'s workers are configured with: Redis over the bridge, their own state dir
+        (and a turn lease other than the harness's where given)."""
         return self.settings.model_copy(update={
             "redis_url": SecretStr(self.redis.url_at(self.network.bridge_address)),
-            "state_dir": self.tmp / f"host{index}"})
+            "state_dir": self.tmp / f"host{index}",
+            "agent_turn_lease_s": turn_lease_s or self.settings.agent_turn_lease_s})
 
     def use_hosts(self, indices: Sequence[int], *, skews: dict[int, float] | None = None,
-                  timeout_s: float = 180.0) -> None:
-        """Workers on exactly ``indices`` (restarted where their clock skew changes); waits until live."""
+                  turn_lease_s: float | None = None, timeout_s: float = 180.0) -> None:
+        """Workers on exactly ``indices`` (restarted where their clock skew or turn lease changes); waits
+        until live."""
         skews = skews or {}
+        lease_s = turn_lease_s or self.settings.agent_turn_lease_s
         started: list[str] = []
         for index in range(len(self.hosts)):
             cluster = self.clusters[index]
             wanted = index in indices
-            if cluster is not None and (not wanted or self.skews.get(index, 0.0) != skews.get(index, 0.0)):
+            if cluster is not None and (not wanted or self.skews.get(index, 0.0) != skews.get(index, 0.0)
+                                        or cluster.settings.agent_turn_lease_s != lease_s):
                 cluster.stop()
                 self.clusters[index] = cluster = None
             if wanted and cluster is None:
                 extra: dict[str, str] = {}
                 if skews.get(index):
                     extra, self.skew_mechanism = clock_skew_env(skews[index], self.tmp / f"skew{index}")
-                cluster = LocalCluster(self.host_settings(index), workers=self.workers_per_host, queues=QUEUES,
+                cluster = LocalCluster(self.host_settings(index, lease_s), workers=self.workers_per_host, queues=QUEUES,
                                        concurrency=6, name_prefix=f"h{index}-", log_dir=self.tmp / "logs",
                                        extra_env=extra, launcher=self.hosts[index].launcher)
                 for worker in range(self.workers_per_host):
@@ -245,6 +250,13 @@ class MultiHostHarness(FaultHarness):
                   if a is not None and a.last_node]
         return Counter(int(a.last_node.split("-", 1)[0].removeprefix("h")) for a in agents  # type: ignore[union-attr]
                        if (a.last_node or "").startswith("h"))
+
+    def takeovers(self) -> list[str]:
+        """What the hosts' workers logged of turns taken over (whose, by how much the lease had lapsed)
+        and of turns they lost: the lines that say why a turn was redone."""
+        return [f"{log.stem}: {line.strip()}" for log in sorted((self.tmp / "logs").glob("*.log"))
+                for line in log.read_text(errors="replace").splitlines()
+                if "lapsed" in line or "lost its turn lease" in line]
 
     def clock_offsets_min(self, run_id: str) -> Counter[int]:
         """Events of the run by how far the writer's wall clock was from the server's, in whole minutes

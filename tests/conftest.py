@@ -9,6 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -80,6 +81,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     run alone at the end while the other processes sit idle."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
+
+
+# Packages whose tests share a package fixture too costly to build in each test process: the multi-host
+# harness (three network namespaces with workers in each, a git daemon, a bridged Redis and a reference
+# run). Whole, each goes to one process; built in three at once, they loaded CI enough to starve workers.
+ONE_PROCESS_PACKAGES = ("tests/multihost/",)
+
+
+def process_scope(nodeid: str) -> str:
+    """What bin/test hands whole to one test process: the file, or the package for those listed above."""
+    path = nodeid.split("::", 1)[0]
+    return next((package for package in ONE_PROCESS_PACKAGES if path.startswith(package)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileOrPackage(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return process_scope(nodeid)
+
+    return ByFileOrPackage(config, log)
 
 
 # -- Redis ----------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class AgentRunner:
             holder.save(held)
         except LeaseLost:
             return StepOutcome.LOST_RACE, None
+        if agent.status is AgentStatus.RUNNING:  # a worker lost a turn: say whose, and by how much it lapsed
+            log.warning("agent %s: took over the turn held by %s, lapsed %.1f s ago (server clock)", agent_id,
+                        agent.owner, now - (agent.owner_expires_at or now))
         turn = Turn(services, ctx, spec, holder, chain)
         try:
             if held.attempts > services.settings.agent_max_turn_attempts:  # it killed or stalled its workers

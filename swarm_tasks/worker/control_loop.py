@@ -239,6 +239,9 @@ def sweep_agents(client: SwarmClient, ctx: RunContext, *, now: float | None = No
             _, saved = ctx.agents.save(agent, version, new)
         except VersionConflict:
             continue  # someone else acted on it first
+        if agent.status is AgentStatus.RUNNING:  # a worker lost a turn: say whose, and by how much it lapsed
+            log.warning("agent %s: the turn held by %s lapsed %.1f s ago (server clock); handed on", agent_id,
+                        agent.owner, clock - (agent.owner_expires_at or clock))
         if saved.status is AgentStatus.READY:
             log.info("re-sending step of agent %s (%s)", agent_id, agent.status.value)
             client.send(ctx, [saved])

@@ -4,6 +4,7 @@ for its record is stored apart with it, within a size budget checked before anyt
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -154,7 +155,8 @@ def test_the_agents_an_ending_starts_are_sent_before_the_ending_is_written(local
         assert agents.usage("run")["agents_done"] == 2
 
 
-def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request):
+def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_settings, request, caplog):
+    caplog.set_level(logging.WARNING, logger="swarm_tasks.worker.control_loop")
     local = Local(swarm_settings.model_copy(update={"agent_turn_lease_s": 0.2}))
     request.addfinalizer(local.close)
     run = local.start([program("crasher", "dies")], [ChildRequest("crasher", "crash", key="c")])
@@ -173,6 +175,32 @@ def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_
     assert agent.status is AgentStatus.FAILED and agent.turns_lost == limit and agent.attempts == limit
     assert agent.reason == (f"its turn was started {limit} times and never finished: the worker running it died or "
                             "stalled each time (killed, out of memory, or a crash on this agent's input)")
+    # each hand-over is logged with whose turn it was and by how much its lease had lapsed
+    handed = [r.getMessage() for r in caplog.records if "handed on" in r.getMessage()]
+    assert len(handed) == limit and all(f"agent {agent_id}: the turn held by {local.services.node}#" in m
+                                        and "lapsed" in m for m in handed), handed
+
+
+def test_a_step_redelivered_after_its_worker_died_takes_the_lapsed_turn_over_and_says_so(swarm_settings, request,
+                                                                                         caplog):
+    caplog.set_level(logging.WARNING, logger="swarm_tasks.agents")
+    local = Local(swarm_settings.model_copy(update={"agent_turn_lease_s": 0.2}))
+    request.addfinalizer(local.close)
+    run = local.start([program("crasher", "dies")], [ChildRequest("crasher", "crash", key="c")])
+    ctx = local.services.run(run.id)
+    run_id, agent_id, seq = local.scheduler.steps.popleft()
+    with pytest.raises(WorkerDied):
+        local.runtime.run_step(run_id, agent_id, seq)
+    local.runtime.run_step(run_id, agent_id, seq)  # re-delivered while the turn is held: left alone
+    assert ctx.agents.get(agent_id).attempts == 1 and not [r for r in caplog.records if "took over" in r.getMessage()]
+    time.sleep(0.3)
+    with pytest.raises(WorkerDied):  # once the lease has lapsed, the same step takes the turn over
+        local.runtime.run_step(run_id, agent_id, seq)
+    agent = ctx.agents.get(agent_id)
+    assert agent.turns_lost == 1 and agent.attempts == 2
+    taken = [r.getMessage() for r in caplog.records if "took over" in r.getMessage()]
+    assert len(taken) == 1, taken
+    assert f"agent {agent_id}: took over the turn held by {local.services.node}#1" in taken[0], taken
 
 
 @pytest.mark.slow
