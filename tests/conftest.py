@@ -85,7 +85,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # Packages whose tests share a package fixture too costly to build in each test process: the multi-host
 # harness (three network namespaces with workers in each, a git daemon, a bridged Redis and a reference
-# run). Whole, each goes to one process; built in three at once, they loaded CI enough to starve workers.
+# run). Whole, each goes to one process: spread file by file, the harness was built in each process that
+# got a file, up to three at once, on a CI box where a loaded worker had already lost its turns.
 ONE_PROCESS_PACKAGES = ("tests/multihost/",)
 
 

@@ -22,7 +22,8 @@ from tests.deploy.conftest import Proc, free_port, http_get, wait_for
 from tests.review.helpers import EXAMPLE
 from tests.review.test_reports import validate_sarif
 
-pytestmark = pytest.mark.slow
+# Two reviews each (75 s alone on an idle 2-core box): the default 120 s ran out under CI's three test processes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 SLOW_MODEL = "scripted/py:tests.cli.scripts:uneven_scanner"  # scans of shop/ take 4 s a reply: mid-run for a while
 
 
