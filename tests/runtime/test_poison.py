@@ -184,7 +184,7 @@ def test_an_agent_that_kills_its_worker_every_time_fails_with_that_reason(swarm_
 def test_a_step_redelivered_after_its_worker_died_takes_the_lapsed_turn_over_and_says_so(swarm_settings, request,
                                                                                          caplog):
     caplog.set_level(logging.WARNING, logger="swarm_tasks.agents")
-    local = Local(swarm_settings.model_copy(update={"agent_turn_lease_s": 0.2}))
+    local = Local(swarm_settings.model_copy(update={"agent_turn_lease_s": 2.0}))
     request.addfinalizer(local.close)
     run = local.start([program("crasher", "dies")], [ChildRequest("crasher", "crash", key="c")])
     ctx = local.services.run(run.id)
@@ -193,7 +193,7 @@ def test_a_step_redelivered_after_its_worker_died_takes_the_lapsed_turn_over_and
         local.runtime.run_step(run_id, agent_id, seq)
     local.runtime.run_step(run_id, agent_id, seq)  # re-delivered while the turn is held: left alone
     assert ctx.agents.get(agent_id).attempts == 1 and not [r for r in caplog.records if "took over" in r.getMessage()]
-    time.sleep(0.3)
+    time.sleep(2.2)
     with pytest.raises(WorkerDied):  # once the lease has lapsed, the same step takes the turn over
         local.runtime.run_step(run_id, agent_id, seq)
     agent = ctx.agents.get(agent_id)
