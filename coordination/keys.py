@@ -129,6 +129,11 @@ class Keys:
     def agent_children(self, agent_id: str) -> str:
         return f"{self._base}:agent_children:{check_id(agent_id, 'agent id')}"
 
+    def work_claims(self) -> str:
+        """Hash of run-wide work keys -> the agent that took that work on, for work done inside an agent
+        rather than as an agent of its own (a deterministic review's dependency scans and sub-reviews)."""
+        return f"{self._base}:work_claims"
+
     def usage(self, facet: str) -> str:
         """Hash of usage counters (tokens, cost, turns) for ``run``, ``role:<r>`` or ``agent:<id>``."""
         return f"{self._base}:usage:{facet}"

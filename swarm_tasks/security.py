@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -88,12 +89,21 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# What every pattern above (and a URL's password) needs somewhere in the text, in one pass: most text
+# (paths, ids, titles) has none of it and skips the dozen patterns.
+_SUSPECT = re.compile(rf"PRIVATE KEY|bearer|basic|token|sk-|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abposr]-|hf_|"
+                      rf"AIza|eyJ|@|{_SENSITIVE_WORDS}|{_KEYWORDS}", re.I)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with secrets replaced by ``***``: each of ``secrets`` (literally and URL-encoded),
     URL passwords, API-key shapes, secret assignments and PEM private keys. Idempotent."""
     if not text:
         return text
-    text = redact_url(mask_secrets(text, secrets))
+    text = mask_secrets(text, secrets)
+    if not _SUSPECT.search(text):
+        return text
+    text = redact_url(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -145,9 +155,9 @@ class Redactor:
         seen anywhere in it (a quoted value bound to a secret name, or a string under a secret-named
         key) is masked in every string of it, alone or inside other text. Keys are kept."""
         found: set[str] = set(self.secrets)
-        _collect(value, found)
+        _collect(value, found, seen=set())
         bound = Redactor(found)
-        return _masked(value, bound)
+        return _masked(value, bound, {})
 
     def model(self, record: M) -> M:
         """A pydantic record with :meth:`tree` applied to everything it holds (validated again)."""
@@ -157,26 +167,38 @@ class Redactor:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _collect(value: JsonValue, found: set[str], key: str = "") -> None:
+@lru_cache(maxsize=4096)
+def _sensitive_key(key: str) -> bool:  # a record's few field names, asked thousands of times per report
+    return _SENSITIVE_KEY.match(key) is not None
+
+
+# A report repeats its strings (paths, kinds, statuses: thousands of agent runs name a few hundred files), so
+# one pass looks at each distinct string once: ``seen`` and ``done`` hold the strings of this pass only.
+def _collect(value: JsonValue, found: set[str], key: str = "", *, seen: set[str]) -> None:
     if isinstance(value, str):
-        found.update(quoted_secrets(value))
-        if key and _SENSITIVE_KEY.match(key) and _worth_collecting(value):
+        if value not in seen:
+            seen.add(value)
+            found.update(quoted_secrets(value))
+        if key and _sensitive_key(key) and _worth_collecting(value):
             found.add(value)
     elif isinstance(value, list):
         for item in value:
-            _collect(item, found)
+            _collect(item, found, seen=seen)
     elif isinstance(value, dict):
         for name, item in value.items():
-            _collect(item, found, str(name))
+            _collect(item, found, str(name), seen=seen)
 
 
-def _masked(value: JsonValue, redactor: Redactor) -> JsonValue:
+def _masked(value: JsonValue, redactor: Redactor, done: dict[str, str]) -> JsonValue:
     if isinstance(value, str):
-        return redactor(value)
+        masked = done.get(value)
+        if masked is None:
+            masked = done[value] = redactor(value)
+        return masked
     if isinstance(value, list):
-        return [_masked(item, redactor) for item in value]
+        return [_masked(item, redactor, done) for item in value]
     if isinstance(value, dict):
-        return {name: _masked(item, redactor) for name, item in value.items()}
+        return {name: _masked(item, redactor, done) for name, item in value.items()}
     return value
 
 

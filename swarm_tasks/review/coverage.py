@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.outcome import class_of
 from swarm_tasks.review.enums import ReviewerKind
-from swarm_tasks.review.swarm import BATCH, SCAN, reviewer_kind
+from swarm_tasks.review.swarm import BATCH, GROUP, SCAN, reviewer_kind
 
 
 @dataclass
@@ -49,6 +49,7 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
     batch_of: dict[str, AgentState] = {}
     unreviewed: set[str] = set()
     reviewers: dict[str, dict[str, AgentState]] = {}
+    inline: dict[str, set[str]] = {}  # path -> reviewer kinds run inside a group agent
     for agent in agents:
         if agent.spec == SCAN:
             body = scan_body(agent)
@@ -69,6 +70,21 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
                 cov.flagged.update(str(e["input"]["path"]) for e in agent.result.get("scans") or [])
                 unreviewed.update(str(p) for p in agent.result.get("unreviewed") or [])
                 cov.flagged.update(unreviewed)
+        elif agent.spec == GROUP:  # scanned and reviewed inside the agent: its result says what it did
+            inp = agent.input if isinstance(agent.input, dict) else {}
+            for path in inp.get("paths") or []:
+                batch_of[str(path)] = agent
+            result = agent.result if isinstance(agent.result, dict) else {}
+            if agent.status in (AgentStatus.DONE, AgentStatus.STOPPED):  # stopped: a reviewer's findings budget
+                cov.scanned.update(str(p) for p in result.get("scanned") or [])
+                for entry in result.get("scans") or []:
+                    if entry.get("flagged") and entry["input"]["depth"] == 0:
+                        cov.flagged.add(str(entry["input"]["path"]))
+                for run in result.get("runs") or []:
+                    if run.get("role") == "reviewer":
+                        inline.setdefault(str(run.get("file")), set()).add(str(run.get("kind")))
+                    if run.get("role") in ("reviewer", "subreviewer"):
+                        cov.reviewers_done += run.get("status") == "done"
         elif (kind := reviewer_kind(agent.spec)) is not None:  # a model reviewer, or the analyzers as one
             reviewers.setdefault(agent.labels.get("file", ""), {})[kind] = agent
             cov.reviewers_done += agent.status is AgentStatus.DONE
@@ -79,12 +95,16 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
     for path in inventoried:
         if path not in cov.scanned:
             scan = scans.get(path) or batch_of.get(path)
-            why = f"its {'batch ' if scan is not None and scan.spec == BATCH else ''}scan " \
+            group = {BATCH: "batch ", GROUP: "group's "}.get(scan.spec, "") if scan is not None else ""
+            why = f"its {group}scan " \
                   f"{_why_not(scan)}" if scan is not None and scan.status is not AgentStatus.DONE else budget
             cov.left_out.append((path, f"not scanned ({why})"))
         elif path in unreviewed:
             cov.left_out.append((path, "flagged but not reviewed (the trivial files' share of the agent budget "
                                        "was spent: raise --max-agents)"))
+        elif path in cov.flagged and inline.get(path, set()) >= {k.value for k in ReviewerKind}:
+            continue  # its four reviewers ran inside its group (one cut short by its findings budget is
+            # named by the group's reason)
         elif path in cov.flagged:
             mine = reviewers.get(path, {})
             missing = [f"{k.value} reviewer {_why_not(mine[k.value]) if k.value in mine else 'never started'}"

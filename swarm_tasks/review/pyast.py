@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import re
 import threading
 import warnings
@@ -83,9 +84,12 @@ def exclusive_ast() -> contextlib.AbstractContextManager[object]:
     return _PARSING
 
 
+@functools.lru_cache(maxsize=16)
 def parse_python(text: str, filename: str = "<review>") -> ast.Module:
     """ast.parse with the reviewed code's own warnings (bad escapes, ...) silenced: they are not ours.
-    :class:`NestingTooDeep` for a tree deeper than :data:`MAX_AST_DEPTH`."""
+    :class:`NestingTooDeep` for a tree deeper than :data:`MAX_AST_DEPTH`. The last few trees are kept: a
+    file's scan and its reviewers parse the same text one after another. Nothing may change a tree it
+    gets from here (none of the analyzers does)."""
     with _PARSING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = ast.parse(text, filename=filename)

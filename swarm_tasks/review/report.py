@@ -53,6 +53,9 @@ class AgentRun(Record):
     status: str = Field(default="done", description="How it ended: done, failed, stopped, cancelled.")
     reason_class: ReasonClass | None = Field(default=None, description="Why it did not finish (auth, loop...).")
     reason: str = Field(default="", description="Why it did not finish, as its record says.")
+    inside_agent_id: str = Field(default="", description="The agent this ran inside, for the analyzers' runs of "
+                                 "a review without models (a group of files is reviewed whole by one agent); "
+                                 "empty for an agent of its own.")
 
 
 class ReviewedFile(Record):

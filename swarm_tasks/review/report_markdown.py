@@ -16,7 +16,7 @@ from swarm_tasks.display import code_fence, code_span, inert, md_text
 from swarm_tasks.outcome import RunStatus
 from swarm_tasks.review.enums import FileOrigin, ReviewReason, Severity
 from swarm_tasks.review.findings import Finding
-from swarm_tasks.review.report import Report, ReviewMode
+from swarm_tasks.review.report import AgentRole, Report, ReviewMode
 
 MAX_RELATED = 5
 MAX_OCCURRENCES = 10
@@ -75,8 +75,13 @@ def render_markdown(report: Report, top: int = 25, *, directory: Path | None = N
             f"({flagged} flagged, {len(report.reviewed) - flagged} imported dependencies); "
             f"skipped: {len(report.skipped)}",
             f"- Findings: {len(report.findings)}"]
-    roles = report.agents_by_role()
-    out.append("- Agents run: " + ", ".join(f"{count} {role}s" for role, count in roles.items()))
+    inside = Counter(a.role for a in report.agents if a.inside_agent_id)
+    if inside:  # a review without models: groups of files, each reviewed whole by one agent
+        runs = ", ".join(f"{inside[role]} {role}s" for role in AgentRole if inside[role])
+        out.append(f"- Agents run: {len(report.agents) - inside.total()}, with the analyzers run inside them as "
+                   f"{runs}")
+    else:
+        out.append("- Agents run: " + ", ".join(f"{n} {role}s" for role, n in report.agents_by_role().items()))
     if report.usage is not None:
         out.append(f"- Tokens: {report.usage.prompt_tokens + report.usage.completion_tokens:,} "
                    f"({report.usage.prompt_tokens:,} prompt, {report.usage.completion_tokens:,} completion); "

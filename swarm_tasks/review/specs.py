@@ -13,11 +13,20 @@ from swarm_tasks.review.model_agents import (
     SUBREVIEW_SCHEMA,
     SUBREVIEWER_INSTRUCTIONS,
 )
-from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, analyzer_reviewer_spec, reviewer_spec, subreviewer_spec
+from swarm_tasks.review.swarm import (
+    BATCH,
+    GROUP,
+    INVENTORY,
+    SCAN,
+    analyzer_reviewer_spec,
+    reviewer_spec,
+    subreviewer_spec,
+)
 
 _PROGRAMS = "swarm_tasks.review.swarm"
 _HOOKS = "swarm_tasks.review.model_agents"
-PROGRAM_MODULES = (_PROGRAMS, _HOOKS)  # what the specs below name as programs and hooks
+_GROUP = "swarm_tasks.review.group"
+PROGRAM_MODULES = (_PROGRAMS, _HOOKS, _GROUP)  # what the specs below name as programs and hooks
 _READ_TOOLS = ("read_file", "grep", "list_files")  # read-only: the workspace is the repository itself
 _SHOW = f"{_HOOKS}:show_repository"
 
@@ -29,6 +38,9 @@ def review_specs(job: ReviewJob) -> list[AgentSpec]:
              # Trivial files (a flood of one-liners) are quick-scanned by the analyzers in batches, in every mode.
              AgentSpec(name=BATCH, role="scanner", kind=AgentKind.PROGRAM, queue="scan",
                        program=f"{_PROGRAMS}:batch_program", tools=())]
+    if job.mode == "deterministic":  # no model at all: the files in groups, each reviewed whole by one agent
+        specs.append(AgentSpec(name=GROUP, role="reviewer", kind=AgentKind.PROGRAM, queue="scan",
+                               program=f"{_GROUP}:group_program", tools=()))
     scanner = job.model_for("scanner")
     if scanner:
         specs.append(AgentSpec(name=SCAN, role="scanner", model=scanner, queue="scan",

@@ -5,6 +5,9 @@ inventory ─► scan (one per file) ─► security / quality / complexity / do
    │             └─► scan of each imported file (dependencies, bounded depth)
    └─► batch scan (a flood of trivial files, 100 per agent) ─► reviewers of those it flags, within its allowance
 
+That is a review with a model. Without one, the inventory starts groups of files instead, and each does all
+of the above for its files inside one agent (:mod:`swarm_tasks.review.group`).
+
 The inventory plans the scans (:mod:`swarm_tasks.review.triage`): risky files first, trivial files in
 batches, and no more than the run's agent budget can also give reviewers; the rest is left out and the
 review ends partial, naming it.
@@ -52,12 +55,13 @@ from swarm_tasks.review.subreview_rules import (
     plan_subreviews,
 )
 from swarm_tasks.review.subreviewers import run_subreviewer
-from swarm_tasks.review.triage import PER_FILE, plan_scans
+from swarm_tasks.review.triage import PER_FILE, plan_groups, plan_scans
 
 INVENTORY = "review.inventory"
 SCAN = "review.scan"
 BATCH = "review.batch"
-SCANNERS = (INVENTORY, SCAN, BATCH)
+GROUP = "review.group"  # a review without models: a group of files reviewed whole (swarm_tasks.review.group)
+SCANNERS = (INVENTORY, SCAN, BATCH, GROUP)
 
 
 def reviewer_spec(kind: ReviewerKind | str) -> str:
@@ -282,8 +286,10 @@ def scan_request(path: str) -> ChildRequest:
 def inventory_program(pctx: ProgramContext) -> ProgramResult:
     """List the repository's files and start their scans: risky files first, trivial ones in batches,
     no more than the agent budget can also review (see :mod:`swarm_tasks.review.triage`)."""
-    _job, root, inventory = context_of(pctx)
+    job, root, inventory = context_of(pctx)
     started = int(float(pctx.state.redis.hget(pctx.state.keys.usage("run"), "agents_started") or 0))
+    if job.mode == "deterministic":
+        return _plan_groups(root, inventory, pctx.run.limits.max_agents - started)
     plan = plan_scans(root, inventory.to_scan(), pctx.run.limits.max_agents - started)
     children = [scan_request(f.path) for f in plan.individual]
     # Each batch gets its own share of the allowance, fixed here: drawn from one run-wide counter, which
@@ -301,6 +307,22 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
                                           "batched": plan.batched, "batches": len(plan.batches),
                                           "trivial_allowance": plan.trivial_allowance,
                                           "left_out": len(plan.left_out)}},
+                         children=children, reason=None)
+
+
+def _plan_groups(root: Path, inventory: Inventory, budget: int) -> ProgramResult:
+    """A review without models: the files in groups, each reviewed whole by one agent."""
+    plan = plan_groups(root, inventory.to_scan(), budget)
+    children = [ChildRequest(GROUP, task=f"Review {len(group)} files with the analyzers.",
+                             labels={"group": str(n), "phase": "review"},
+                             input={"paths": [f.path for f in group]}, key=f"group:{n}", global_key=True)
+                for n, group in enumerate(plan.groups)]
+    grouped = sum(len(g) for g in plan.groups)
+    return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,
+                                 "third_party": inventory.third_party.model_dump(mode="json"),
+                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped],
+                                 "plan": {"budget": plan.budget, "groups": len(plan.groups), "grouped": grouped,
+                                          "left_out": len(inventory.to_scan()) - grouped}},
                          children=children, reason=None)
 
 

@@ -29,6 +29,8 @@ from swarm_tasks.review.source import SourceFile, read_bytes_confined
 
 TRIVIAL_MAX_BYTES = 512
 BATCH_FILES = 100
+GROUP_FILES = 50  # files per agent of a review without models (see plan_groups)
+MIN_GROUPS = 8  # and at least this many groups (of fewer files) where there are files enough: work for every worker
 BATCH_MIN_FILES = 50  # fewer trivial files than this are scanned one by one: batching would not pay
 HEAD_BYTES = 16_384
 PER_FILE = 1 + len(ReviewerKind)  # its scan and its reviewers
@@ -113,4 +115,27 @@ def plan_scans(root: Path, files: list[SourceFile], budget: int) -> ScanPlan:
     room -= len(plan.batches)
     plan.trivial_allowance = room if plan.batches else 0
     plan.reserved = plan.budget - room
+    return plan
+
+
+@dataclass
+class GroupPlan:
+    """A review without models: every file in a group, each group reviewed whole inside one agent."""
+
+    groups: list[list[SourceFile]] = field(default_factory=list)
+    budget: int = 0
+
+
+def plan_groups(root: Path, files: list[SourceFile], budget: int) -> GroupPlan:
+    """``files`` in groups of about :data:`GROUP_FILES`, no more groups than ``budget`` agents (bigger
+    groups instead: without models a file costs an agent nothing, so no file is left out while one agent
+    can be started). A group's file is scanned, reviewed by the four analyzers, its imports followed and
+    its findings sub-reviewed, all inside the group's agent. Files are dealt round the groups largest
+    first, so the groups' work is even (the size is known without reading the file)."""
+    plan = GroupPlan(budget=max(0, budget))
+    if not files or plan.budget == 0:
+        return plan
+    ranked = sorted(files, key=lambda f: (-f.size, f.path))
+    count = min(plan.budget, max(-(-len(ranked) // GROUP_FILES), min(len(ranked), MIN_GROUPS)))
+    plan.groups = [ranked[n::count] for n in range(count)]
     return plan

@@ -38,7 +38,7 @@ from swarm_tasks.review.report_sarif import render_sarif
 from swarm_tasks.review.results import refine, report_settings
 from swarm_tasks.review.source import SkippedPath, SourceFile
 from swarm_tasks.review.specs import review_specs
-from swarm_tasks.review.swarm import BATCH, INVENTORY, SCAN, SCANNERS, reviewer_kind
+from swarm_tasks.review.swarm import BATCH, GROUP, INVENTORY, SCAN, SCANNERS, reviewer_kind
 from swarm_tasks.runs import RunRecord, RunStatus
 from swarm_tasks.security import Redactor
 from swarm_tasks.sources import check_source
@@ -136,7 +136,7 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
             "report_dir": str(out), "findings": len(report.findings), "by_severity": counts,
             "files_inventoried": report.files_inventoried, "files_scanned": report.files_scanned,
             "files_reviewed": len(report.reviewed), "files_left_out": outcome.left_out_total,
-            "agents": len(report.agents), "mode": report.mode.value})
+            "agents": sum(1 for a in report.agents if not a.inside_agent_id), "mode": report.mode.value})
     except Exception as exc:
         log.exception("finalizing review %s failed", run.id)
         services.runs.transition(run.id, RunStatus.FAILED, reason=f"report failed: {type(exc).__name__}: {exc}")
@@ -164,6 +164,7 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
     skipped: dict[str, SkippedPath] = {}  # the inventory's
     dep_skipped: dict[str, SkippedPath] = {}  # dependencies that could not or may not be reviewed
     findings: list[Finding] = []
+    inside: list[AgentRun] = []  # the analyzers' runs inside group agents
     scans: dict[str, list[dict[str, object]]] = {}
     for agent in agents:
         result = agent.result if isinstance(agent.result, dict) else {}
@@ -172,8 +173,11 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
             for raw in result.get("skipped") or []:
                 skip = SkippedPath.model_validate(raw)
                 skipped[skip.path] = skip
-        elif agent.spec in (SCAN, BATCH):
+        elif agent.spec in (SCAN, BATCH, GROUP):
             bodies = [scan_body(agent)] if agent.spec == SCAN else list(result.get("scans") or [])
+            if agent.spec == GROUP:
+                findings += [Finding.model_validate(f) for f in result.get("findings") or []]
+                inside += [AgentRun.model_validate(r) for r in result.get("runs") or []]
             for body in bodies:
                 if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
                     continue
@@ -192,7 +196,7 @@ def assemble_report(ctx: RunContext, job: ReviewJob, root: Path, run: RunRecord)
     inventory = _inventory_of(root, job)
     index = CodeIndex(root, [*inventory.files, *(d.file for d in graph.files)])
     merged = merge_findings(findings)
-    runs = [agent_run(a) for a in agents]
+    runs = [*(agent_run(a) for a in agents), *sorted(inside, key=lambda r: r.agent_id)]
     refined = refine([*merged, *dependency_findings(merged, graph, index)], index, job.config, runs)
     usage = ctx.agents.usage("run")
     cov = coverage(agents, [f.path for f in inventory.to_scan()], run.limits.max_agents)
@@ -322,6 +326,8 @@ def agent_run(agent: AgentState) -> AgentRun:
     elif agent.spec == BATCH and agent.status is AgentStatus.DONE:
         summary = (f"{len(result.get('scanned') or [])} trivial files scanned, {len(result.get('scans') or [])} "
                    f"flagged, {len(result.get('unreviewed') or [])} left unreviewed")
+    elif agent.spec == GROUP and result:
+        summary = str(result.get("why")) if result.get("split") else f"{len(result.get('scanned') or [])} files scanned"
     return AgentRun(agent_id=agent.id, role=role, kind=kind, file=agent.labels.get("file", ""),
                     status=agent.status.value, reason_class=class_of(agent) if agent.status.terminal and
                     agent.status is not AgentStatus.DONE else None,

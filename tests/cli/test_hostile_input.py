@@ -37,10 +37,10 @@ def test_poison_files_end_their_agents_and_the_review_ends_partial(tmp_path: Pat
     assert done.returncode == 4, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["status"] == "partial" and "Traceback" not in done.stderr
-    (problem,) = result["outcome"]["problems"]  # only the reviewer whose findings were cut
-    assert problem["spec"] == "review.quality" and problem["subject"] == "undefined.py"
-    assert problem["status"] == "stopped" and problem["reason"].startswith(
-        "findings budget: 3,000 findings, the most severe 200 kept as they are; the other 2,800 are folded")
+    (problem,) = result["outcome"]["problems"]  # only the group whose quality reviewer's findings were cut
+    assert problem["spec"] == "review.group" and problem["status"] == "stopped" and problem["reason"].startswith(
+        "quality reviewer of undefined.py: findings budget: 3,000 findings, the most severe 200 kept as they are; "
+        "the other 2,800 are folded")
     report = json.loads((Path(result["report_dir"]) / "report.json").read_text())
     undefined = [f for f in report["findings"] if f["file"] == "undefined.py" and f["rule"] == "F821"]
     assert len(undefined) == 201 and sum(f["count"] for f in undefined) == 3000  # every place still listed

@@ -29,6 +29,8 @@ from swarm_tasks.worker.cluster import LocalCluster
 from tests.review.helpers import EXAMPLE, write_tree
 from tests.review.test_reports import validate_sarif
 
+SCRIPTED = "scripted/py:swarm_tasks.review.scripted:reviewer"
+
 pytestmark = pytest.mark.slow
 
 SWARM = [sys.executable, "-m", "swarm_tasks.cli"]
@@ -184,7 +186,9 @@ def test_a_review_stopped_by_max_cost_is_partial_and_names_the_cap(fleet):
 
 def test_max_agents_on_the_example_shop_is_partial_and_names_what_was_left_out(fleet):
     out = fleet.tmp / "capped"
-    done, result = fleet.review(str(EXAMPLE), "--max-agents", "20", "--fail-on", "critical", "--out", str(out))
+    # a model in the review (the sub-reviewers' here) makes each scan and reviewer an agent of its own
+    done, result = fleet.review(str(EXAMPLE), "--max-agents", "20", "--fail-on", "critical", "--out", str(out),
+                                "--subreviewer-model", SCRIPTED)
     assert done.returncode == 4, done.stderr
     assert result["status"] == "partial" and result["findings"] > 0
     left = result["outcome"]["left_out"]
@@ -201,7 +205,7 @@ def test_a_flood_of_tiny_files_does_not_hide_the_dangerous_one(fleet):
     files = {f"pkg{i // 500}/m{i}.py": f"X{i} = {i}\n" for i in range(20_000)}
     files["pkg7/run.py"] = "import os\nos.system(input())\n"
     repo = write_tree(fleet.tmp / "flood", files)
-    done, result = fleet.review(str(repo), "--max-agents", "250")
+    done, result = fleet.review(str(repo), "--max-agents", "250", "--subreviewer-model", SCRIPTED)
     assert done.returncode == 4, done.stderr
     assert result["status"] == "partial" and result["files_scanned"] == result["files_inventoried"] == 20_001
     with Swarm(fleet.settings, workers=0) as api:

@@ -17,6 +17,8 @@ from tests.dashboard.conftest import SCRIPTS
 from tests.dashboard.test_browser import ARTIFACTS, browser, pytestmark  # noqa: F401 - a fixture, and the chromium skip
 from tests.review.helpers import write_tree
 
+SCRIPTED = "scripted/py:swarm_tasks.review.scripted:reviewer"
+
 FILES = {
     "app/db.py": '"""Orders."""\n\n\ndef find(cur, name):\n    """Find."""\n'
                  '    cur.execute("SELECT * FROM o WHERE n = \'%s\'" % name)\n',
@@ -34,7 +36,9 @@ def test_a_review_in_the_live_view(local, dashboard, browser, tmp_path):  # noqa
     from playwright.sync_api import expect  # each panel is drawn on its own (throttled) schedule: wait on its text
 
     repo = write_tree(tmp_path / "repo", FILES)
-    run = submit_review(local.services, ReviewJob(source=SourceSpec(location=str(repo)), title="review of app"))
+    # a model in the review (the sub-reviewers' here) makes each scan and reviewer a node of its own
+    run = submit_review(local.services, ReviewJob(source=SourceSpec(location=str(repo)), title="review of app",
+                                                  models={"subreviewer": SCRIPTED}))
     page = browser.page
     page.goto(f"{dashboard.url}/#run={run.id}")
     browser.wait("window.__swarm && window.__swarm.nodeCount === 1 && window.__swarm.live")

@@ -50,13 +50,15 @@ CHAINS = {
 def comparable(report_json: str) -> dict[str, object]:
     """The whole report but what names the run: its id and when it ran. Agents keep their ids (derived from
     what they are) and their counts; only who spawned a file's reviewers is first come (the shallowest of
-    its scans, or a deeper one that finished first), so the agent tree's parent links are left out."""
+    its scans, or a deeper one that finished first), so the agent tree's parent links are left out, and so is
+    which group agent ran an analyzer (without models, a group claims an imported file first come)."""
     data = json.loads(report_json)
     for key in ("run_id", "started_at", "finished_at"):
         data.pop(key)
     for agent in data["agents"]:
         agent.pop("parent_agent_id")
         agent.pop("depth")
+        agent.pop("inside_agent_id")  # which group did an imported file's or a sub-review's work: first come
     return data
 
 
@@ -65,6 +67,7 @@ def comparable(report_json: str) -> dict[str, object]:
 # batch to flag a file took it: which files were reviewed depended on which batch ran first.
 FLOOD = {**{f"pkg{i // 60}/m{i}.py": f"X{i} = {i}\n" for i in range(120)},
          "run.py": "import os\nos.system(input())\n"}
+SCRIPTED = "scripted/py:swarm_tasks.review.scripted:reviewer"
 FLOOD_AGENTS = 1 + 6 + 2 + 8  # the inventory, the risky file's scan and reviewers, two batches, two files' reviewers
 
 
@@ -81,7 +84,8 @@ def test_ten_reviews_of_one_tree_give_identical_reports(swarm_settings, tmp_path
             assert run.wait(timeout_s=240).status.value == "completed", run.record().reason
             reports.append(comparable(render_json(run.report())))
         for _ in range(6):  # past the agent budget: partial, and the same files left out every time
-            run = swarm.review(flood, limits={"max_agents": FLOOD_AGENTS})
+            # (a model in the review, here a sub-reviewer's, makes every file and reviewer its own agent)
+            run = swarm.review(flood, limits={"max_agents": FLOOD_AGENTS}, models={"subreviewer": SCRIPTED})
             assert run.wait(timeout_s=240).status.value == "partial", run.record().reason
             floods.append(comparable(render_json(run.report())))
     reviewed = {a["file"] for a in floods[0]["agents"] if a["role"] == "reviewer"}
@@ -89,7 +93,7 @@ def test_ten_reviews_of_one_tree_give_identical_reports(swarm_settings, tmp_path
     for index, other in enumerate(floods[1:], start=1):
         assert other == floods[0], f"review {index} of the flood differs from review 0"
     first = reports[0]
-    assert len(first["agents"]) > 100 and len(first["findings"]) > 20
+    assert len(first["agents"]) > 100 and len(first["findings"]) > 20  # the analyzers' runs, inside group agents
     assert {f"{SITE}/m{i}.py" for i in range(4, 8)} <= {f["file"] for f in first["findings"]}  # each named import
     for index, other in enumerate(reports[1:], start=1):
         assert len(other["agents"]) == len(first["agents"]), index

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 
 from swarm_tasks.agents.state import AgentStatus
-from swarm_tasks.review.enums import ReviewerKind, Severity
+from swarm_tasks.review.enums import ReviewerKind, ReviewReason, Severity
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.pipeline import review_locally
 from swarm_tasks.review.report import AgentRole, ReviewMode
@@ -55,9 +55,13 @@ def test_deterministic_swarm_matches_the_serial_reference(local):
         r.label() for f in reference.findings for r in f.reporters}
     assert not any(r.label().startswith("a-") for f in report.findings for r in f.reporters)
     validate_sarif((local.settings.state_dir / "reports" / record.id / "report.sarif").read_text())
-    # honest counts: every agent in the report ran, and the run's records agree
+    # honest counts: every agent in the report ran, and the run's records agree; without models the files are
+    # reviewed in groups, and each analyzer run names the group agent it ran inside
     agents = local.agents(record.id)
-    assert len(report.agents) == sum(agents.counts().values())
+    own = [a for a in report.agents if not a.inside_agent_id]
+    assert len(own) == sum(agents.counts().values()) == record.result["agents"]
+    assert {a.kind for a in own} == {"inventory", "group"}
+    assert {a.inside_agent_id for a in report.agents if a.inside_agent_id} <= {a.agent_id for a in own}
     assert all(a.source.value == "analyzer" for a in report.agents)
     roles = Counter(a.role for a in report.agents)
     assert roles[AgentRole.REVIEWER] == 4 * len(report.reviewed)
@@ -69,7 +73,11 @@ def test_every_agent_ended_before_the_report(local):
     counts = local.agents(record.id).counts()
     live = sum(n for status, n in counts.items() if not status.terminal)
     assert live == 0 and counts[AgentStatus.FAILED] == 0
-    assert report.files_scanned == len([a for a in report.agents if a.kind == "scan" and a.depth == 1])
+    # every inventoried file scanned; the scans listed are those of the files reviewed (a dependency's names the
+    # scan of the file that imports it)
+    assert report.files_scanned == report.files_inventoried == 13
+    flagged = {r.path for r in report.reviewed if r.reason is ReviewReason.FLAGGED}
+    assert sorted(a.file for a in report.agents if a.kind == "scan" and not a.parent_agent_id) == sorted(flagged)
 
 
 def test_four_reviewers_ran_for_every_reviewed_file(local):

@@ -3,6 +3,7 @@ mid-run changes nothing in the findings."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from swarm_tasks.runs import RunStatus
 from swarm_tasks.settings import SwarmSettings
 from swarm_tasks.sources import SourceSpec
 from swarm_tasks.worker.cluster import LocalCluster
-from tests.review.helpers import EXAMPLE
+from tests.review.helpers import EXAMPLE, write_tree
 
 pytestmark = pytest.mark.slow
 
@@ -55,20 +56,28 @@ def findings_of(report) -> set[tuple[str, int, str, str]]:
     return {(f.file, f.start_line, f.rule, f.severity.value) for f in report.findings}
 
 
-def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_workers):
-    reference = findings_of(review_locally(EXAMPLE))
-    run = submit_review(client, ReviewJob(source=SourceSpec(location=str(EXAMPLE))))
+def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_workers, tmp_path):
+    # Without models the files are reviewed in groups, a group per agent: enough files that each group takes
+    # a while, so the kill lands while groups are in flight (the killed one's files then get an agent each).
+    tree = tmp_path / "tree"
+    shutil.copytree(EXAMPLE, tree)
+    write_tree(tree, {f"jobs/task{i}.py": f'"""Task {i}."""\nimport os\nfrom shop import db\n\n\n'
+                                          f'def run{i}(cmd):\n    """Run it."""\n    os.system(cmd)\n'
+                      for i in range(300)})
+    reference = findings_of(review_locally(tree))
+    run = submit_review(client, ReviewJob(source=SourceSpec(location=str(tree))))
     agents = client.run(run.id).agents
     deadline = time.monotonic() + 60
 
     def node1_finished_one() -> bool:  # an ended agent keeps the node that ran its last turn
         done = agents.get_many(agents.ids(AgentStatus.DONE))
-        return any(a is not None and (a.last_node or "").startswith("node1@") for a in done)
+        return any(a is not None and (a.last_node or "").startswith("node1@") and a.spec == "review.group"
+                   for a in done)
 
-    while (sum(agents.counts().values()) < 30 or not node1_finished_one()) and time.monotonic() < deadline:
+    while not node1_finished_one() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not client.runs.get(run.id).status.terminal  # the kill comes mid-run
-    three_workers.kill(1)  # mid-run: dozens of agents still to go
+    three_workers.kill(1)  # mid-run: groups still to go
     assert wait(client, run.id) is RunStatus.COMPLETED, client.runs.get(run.id).reason
     report = load_report(client, run.id)
     assert findings_of(report) == reference
