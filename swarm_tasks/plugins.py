@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from swarm_tasks.agents.tools.base import Tool
     from swarm_tasks.runs import RunRecord
 
+log = logging.getLogger("swarm_tasks.plugins")
 ENTRY_POINT_GROUP = "swarm_tasks.workflows"
 PLUGIN_MODULE = "plugin"
 
@@ -49,13 +51,16 @@ class Workflow:
     ``on_idle`` is called (on the ``control`` queue) when a run of ``kind`` has no live agent left: it
     ends the run, or starts its next agents. ``tools`` join every worker's tool registry (a spec names
     the ones its agents may use). ``programs`` are the modules whose functions the workflow's specs name
-    as programs and hooks: a worker imports them when it loads the workflow.
+    as programs and hooks: a worker imports them when it loads the workflow. ``warm_up`` is run once by a
+    worker as it starts, before it says it is ready: what a run's first agents would otherwise pay for
+    (imports done on first use, schemas built on first use), paid once per worker instead.
     """
 
     kind: str
     on_idle: IdleHook
     tools: tuple[Tool, ...] = ()
     programs: tuple[str, ...] = ()
+    warm_up: Callable[[], None] | None = None
 
 
 class Workflows:
@@ -73,6 +78,18 @@ class Workflows:
 
     def get(self, kind: str) -> Workflow | None:
         return self._by_kind.get(kind)
+
+    def warm_up(self) -> None:
+        """Each workflow's warm-up; one that raises is logged and skipped (a worker still starts)."""
+        for kind in self.kinds():
+            warm = self._by_kind[kind].warm_up
+            if warm is None:
+                continue
+            try:
+                warm()
+            except Exception as exc:
+                log.warning("the %s workflow's warm-up raised %s: %s; its first agents pay for it instead", kind,
+                            type(exc).__name__, exc)
 
     def tools(self) -> list[Tool]:
         """Every workflow's tools (names are checked for clashes where the registry is built)."""

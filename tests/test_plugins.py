@@ -138,3 +138,37 @@ def test_a_plugin_that_cannot_load_or_clashes_stops_the_worker_with_the_reason(i
     twice = Workflow(kind="again", on_idle=plain.on_idle, tools=review.tools[:1])
     with pytest.raises(PluginError, match="two tools named scan_file"):
         WorkerRuntime.tool_registry(Workflows([review, twice]))
+
+
+def test_a_worker_warms_each_workflow_up_as_it_starts_and_one_that_raises_is_named_not_fatal(caplog, redis_url: str,
+                                                                                           tmp_path: Path):
+    swarm_settings = SwarmSettings(redis_url=SecretStr(redis_url), state_dir=tmp_path / "state",
+                                   model_guard="local-only")
+    plain = load("swarm_tasks.plain.plugin")
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise OSError("no temporary directory")
+
+    fine = Workflow(kind="fine", on_idle=plain.on_idle, warm_up=lambda: ran.append("fine"))
+    workflows = Workflows([plain, fine, Workflow(kind="broken", on_idle=plain.on_idle, warm_up=broken)])
+    with caplog.at_level("WARNING", logger="swarm_tasks.plugins"):
+        runtime = WorkerRuntime(swarm_settings, connect(swarm_settings), LocalScheduler(), workflows=workflows,
+                                node="warm-test")
+    try:
+        assert ran == ["fine"]
+        assert "the broken workflow's warm-up raised OSError: no temporary directory" in caplog.text
+    finally:
+        runtime.close()
+    ran.clear()
+    WorkerRuntime(swarm_settings, connect(swarm_settings), LocalScheduler(), workflows=workflows, node="warm-test",
+                  control=False).close()
+    assert ran == []  # an in-process runtime (no control loop: not a worker) does not warm up
+
+
+def test_the_review_warm_up_reviews_a_small_tree_and_renders_its_report():
+    from swarm_tasks.review.workflow import warm_up
+
+    review = load("swarm_tasks.review.plugin")
+    assert review.warm_up is warm_up
+    warm_up()  # raises if any analyzer or report format cannot run

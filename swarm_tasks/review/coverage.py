@@ -84,7 +84,7 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
                     if run.get("role") == "reviewer":
                         inline.setdefault(str(run.get("file")), set()).add(str(run.get("kind")))
                     if run.get("role") in ("reviewer", "subreviewer"):
-                        cov.reviewers_done += run.get("status") == "done"
+                        cov.reviewers_done += run.get("status", "done") == "done"  # stored without defaults
         elif (kind := reviewer_kind(agent.spec)) is not None:  # a model reviewer, or the analyzers as one
             reviewers.setdefault(agent.labels.get("file", ""), {})[kind] = agent
             cov.reviewers_done += agent.status is AgentStatus.DONE
@@ -98,6 +98,8 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
             group = {BATCH: "batch ", GROUP: "group's "}.get(scan.spec, "") if scan is not None else ""
             why = f"its {group}scan " \
                   f"{_why_not(scan)}" if scan is not None and scan.status is not AgentStatus.DONE else budget
+            if scan is not None and scan.spec == GROUP and scan.status is AgentStatus.DONE:
+                why = "another group took it on and did not finish"
             cov.left_out.append((path, f"not scanned ({why})"))
         elif path in unreviewed:
             cov.left_out.append((path, "flagged but not reviewed (the trivial files' share of the agent budget "

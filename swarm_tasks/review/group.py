@@ -10,6 +10,9 @@ order and with the same rules:
 * a dependency is scanned once per run and depth, a file's four reviewers run once per run, and a
   sub-review once per run, by whichever group claims its key first in the run's work claims (a Redis hash,
   set-if-absent; a group's redone turn finds its own claims and does that work again);
+* a group claims its files a few at a time (``scan:<path>``) and, done with its own, takes on the other
+  groups' files not yet claimed, from their ends: a worker that the broker handed fewer groups, or lighter
+  ones, helps the others instead of idling;
 * the report lists each scan, reviewer and sub-reviewer run by the id the serial review gives it
   (:mod:`swarm_tasks.review.pipeline`), naming the agent it ran inside.
 
@@ -62,8 +65,10 @@ from swarm_tasks.review.swarm import (
     source_file,
     subreview_child,
 )
+from swarm_tasks.review.triage import deal
 
 STOP_SIGNAL = "StoppedBySignal"
+CLAIM_FILES = 4  # files a group claims at a time: small, so that groups that finish early share the rest evenly
 log = logging.getLogger("swarm_tasks.review")
 
 
@@ -116,9 +121,25 @@ class FileGroup:
                                                   **fields}))
 
     # -- the work ----------------------------------------------------------------------------------------
-    def review(self, paths: list[str]) -> None:
+    def review(self, home: list[str], others: list[list[str]]) -> None:
+        """Its own files, front to back; then the other groups' files not yet taken, back to front (their
+        groups work from the front), so that a worker done early helps one still busy."""
         prepare_batch(self.root, self.inventory.to_scan(), self.config)  # one ruff run for this process's share
-        self.files.extend(FileInput(path=p) for p in paths)
+        self.take(home, stop_when_taken=False)
+        for paths in others:
+            self.take(list(reversed(paths)), stop_when_taken=True)
+
+    def take(self, paths: list[str], *, stop_when_taken: bool) -> None:
+        """Review each of ``paths`` that this agent claims (``scan:<path>``), a few claims at a time."""
+        for start in range(0, len(paths), CLAIM_FILES):
+            chunk = paths[start:start + CLAIM_FILES]
+            mine = [p for p, won in zip(chunk, self.claim([f"scan:{p}" for p in chunk]), strict=True) if won]
+            if not mine and stop_when_taken:
+                return  # met its own group (or another helper) coming the other way
+            self.files.extend(FileInput(path=p) for p in mine)
+            self.drain()
+
+    def drain(self) -> None:
         while self.files or self.subreviews:  # files first: a sub-review may read what a scan followed
             if self.files:
                 inp = self.files.popleft()
@@ -234,7 +255,7 @@ class FileGroup:
             if self.cuts else None,
             result={"scanned": self.scanned, "scans": self.scans,
                     "findings": [f.model_dump(mode="json") for f in findings],
-                    "runs": [r.model_dump(mode="json") for r in self.runs]},
+                    "runs": [r.model_dump(mode="json", exclude_defaults=True) for r in self.runs]},
             children=self.children, events=finding_events(findings, self.me), counters=finding_counters(findings))
 
 
@@ -247,23 +268,42 @@ def file_child(inp: FileInput) -> ChildRequest:
                         global_key=True)
 
 
-def split_group(paths: list[str], why: str) -> ProgramResult:
-    """One scan agent per file of a group whose turn never finished, so a file that kills or hangs its
-    worker fails alone."""
+def split_group(group: FileGroup, home: list[str], others: list[list[str]], why: str) -> ProgramResult:
+    """One scan agent per file of a group whose turn never finished (its own files but those another group
+    took on, and the others' it had taken on), so a file that kills or hangs its worker fails alone."""
+    own = [p for p, won in zip(home, group.claim([f"scan:{p}" for p in home]), strict=True) if won]
+    theirs = [p for paths in others for p in paths]
+    held = group.pctx.state.redis.hmget(group.pctx.state.keys.work_claims(), [f"scan:{p}" for p in theirs]) \
+        if theirs else []
+    helped = [p for p, by in zip(theirs, held, strict=True) if by is not None and by.decode() == group.me]
+    paths = own + helped
     return ProgramResult(result={"scanned": [], "scans": [], "findings": [], "runs": [], "split": paths,
                                  "why": why}, children=[scan_request(p) for p in paths])
+
+
+def other_groups(inventory: Inventory, data: dict[str, object], home: list[str]) -> list[list[str]]:
+    """The other groups' files, dealt again as the inventory dealt them (nearest next first); none if this
+    process's inventory deals them differently."""
+    index, count = data.get("group"), data.get("groups")
+    if not isinstance(index, int) or not isinstance(count, int) or count < 1:
+        return []
+    dealt = [[f.path for f in g] for g in deal(inventory.to_scan(), count)]
+    if index >= len(dealt) or dealt[index] != home:
+        return []
+    return [dealt[(index + k) % count] for k in range(1, count)]
 
 
 def group_program(pctx: ProgramContext) -> ProgramResult:
     """Review a group of files whole (see the module's docstring)."""
     job, root, inventory = context_of(pctx)
     data = pctx.agent.input if isinstance(pctx.agent.input, dict) else {}
-    paths = [str(p) for p in data.get("paths") or []]
+    home = [str(p) for p in data.get("paths") or []]
+    others = other_groups(inventory, data, home)
     agent = pctx.agent
+    group = FileGroup(pctx, job, root, inventory)
     if agent.attempts > 1 and not (agent.last_error or "").startswith(STOP_SIGNAL):
         why = agent.last_error or "its worker died or hung"
-        return split_group(paths, f"an earlier try of this group did not finish ({why}): each file gets its own "
-                                  "scan agent")
-    group = FileGroup(pctx, job, root, inventory)
-    group.review(paths)
+        return split_group(group, home, others, f"an earlier try of this group did not finish ({why}): each "
+                                                "file gets its own scan agent")
+    group.review(home, others)
     return group.result()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from swarm_tasks.plugins import Workflow
 from swarm_tasks.review.model_agents import REVIEW_TOOLS
 from swarm_tasks.review.specs import PROGRAM_MODULES
-from swarm_tasks.review.workflow import on_idle
+from swarm_tasks.review.workflow import on_idle, warm_up
 
-WORKFLOW = Workflow(kind="review", on_idle=on_idle, tools=tuple(REVIEW_TOOLS), programs=PROGRAM_MODULES)
+WORKFLOW = Workflow(kind="review", on_idle=on_idle, tools=tuple(REVIEW_TOOLS), programs=PROGRAM_MODULES,
+                    warm_up=warm_up)

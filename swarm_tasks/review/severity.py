@@ -13,6 +13,7 @@ The table (``KINDS``) is rendered in the README's "Severity" section; a test kee
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 
@@ -78,13 +79,17 @@ _LOWER = {C: H, H: M, M: L, L: L, Severity.INFO: Severity.INFO}
 def kind_of(finding: Finding) -> Kind | None:
     """The table row of a finding: by rule id first (case-insensitive: models name rules in kebab-case),
     then by CWE."""
-    rule = finding.rule.lower()
+    return _kind_of(finding.rule.lower(), finding.cwe)
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind_of(rule: str, cwe: str | None) -> Kind | None:  # a review has a few hundred rules, asked per finding
     for kind in KINDS:
         if any(fnmatch.fnmatchcase(rule, glob.lower()) for glob in kind.rules):
             return kind
-    if finding.cwe:
+    if cwe:
         for kind in KINDS:
-            if finding.cwe in kind.cwes:
+            if cwe in kind.cwes:
                 return kind
     return None
 

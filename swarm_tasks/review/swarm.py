@@ -315,7 +315,8 @@ def _plan_groups(root: Path, inventory: Inventory, budget: int) -> ProgramResult
     plan = plan_groups(root, inventory.to_scan(), budget)
     children = [ChildRequest(GROUP, task=f"Review {len(group)} files with the analyzers.",
                              labels={"group": str(n), "phase": "review"},
-                             input={"paths": [f.path for f in group]}, key=f"group:{n}", global_key=True)
+                             input={"paths": [f.path for f in group], "group": n, "groups": len(plan.groups)},
+                             key=f"group:{n}", global_key=True)
                 for n, group in enumerate(plan.groups)]
     grouped = sum(len(g) for g in plan.groups)
     return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,

@@ -29,7 +29,7 @@ from swarm_tasks.review.source import SourceFile, read_bytes_confined
 
 TRIVIAL_MAX_BYTES = 512
 BATCH_FILES = 100
-GROUP_FILES = 50  # files per agent of a review without models (see plan_groups)
+GROUP_FILES = 100  # files per agent of a review without models (see plan_groups)
 MIN_GROUPS = 8  # and at least this many groups (of fewer files) where there are files enough: work for every worker
 BATCH_MIN_FILES = 50  # fewer trivial files than this are scanned one by one: batching would not pay
 HEAD_BYTES = 16_384
@@ -135,7 +135,13 @@ def plan_groups(root: Path, files: list[SourceFile], budget: int) -> GroupPlan:
     plan = GroupPlan(budget=max(0, budget))
     if not files or plan.budget == 0:
         return plan
-    ranked = sorted(files, key=lambda f: (-f.size, f.path))
-    count = min(plan.budget, max(-(-len(ranked) // GROUP_FILES), min(len(ranked), MIN_GROUPS)))
-    plan.groups = [ranked[n::count] for n in range(count)]
+    count = min(plan.budget, max(-(-len(files) // GROUP_FILES), min(len(files), MIN_GROUPS)))
+    plan.groups = deal(files, count)
     return plan
+
+
+def deal(files: list[SourceFile], count: int) -> list[list[SourceFile]]:
+    """``files`` dealt round ``count`` groups, largest first (every group agent can deal them again, the
+    same way, to know the others' files)."""
+    ranked = sorted(files, key=lambda f: (-f.size, f.path))
+    return [ranked[n::count] for n in range(count)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from swarm_tasks.agents.state import AgentState, AgentStatus
 from swarm_tasks.launch import all_agents, start_agents, tally_agents
 from swarm_tasks.outcome import RunOutcome, Tally, class_of, decide
 from swarm_tasks.review.code_index import CodeIndex
+from swarm_tasks.review.config import ReviewConfig
 from swarm_tasks.review.coverage import coverage, scan_body
 from swarm_tasks.review.dependencies import DependencyFile, DependencyGraph, ImportEdge
 from swarm_tasks.review.enums import FindingSource, ReviewReason, RiskLevel, ScanFlag
@@ -140,6 +142,26 @@ def on_idle(services: SwarmClient, run: RunRecord) -> None:
     except Exception as exc:
         log.exception("finalizing review %s failed", run.id)
         services.runs.transition(run.id, RunStatus.FAILED, reason=f"report failed: {type(exc).__name__}: {exc}")
+
+
+WARM_UP_TREE = {"app.py": '"""App."""\nimport os\n\n\ndef run(cmd):\n    """Run it."""\n    os.system(cmd)\n',
+                "util.js": "function f(x) { return eval(x); }\n"}
+
+
+def warm_up() -> None:
+    """Review a two-file tree serially and render its report: a worker imports bandit and radon, finds ruff
+    and builds the report formats' schemas as it starts, not inside a run's first agents (about a tenth of
+    a second each, paid again by every fresh ``swarm review``'s workers)."""
+    from swarm_tasks.review.pipeline import review_locally
+
+    with tempfile.TemporaryDirectory(prefix="swarm-warm-up-") as tmp:
+        root = Path(tmp)
+        for name, text in WARM_UP_TREE.items():
+            (root / name).write_text(text)
+        report = redacted(review_locally(root, ReviewConfig(eslint=False)), Redactor())
+        render_markdown(report, directory=root)
+        render_json(report)
+        render_sarif(report)
 
 
 def redacted(report: Report, redact: Redactor) -> Report:
@@ -327,7 +349,9 @@ def agent_run(agent: AgentState) -> AgentRun:
         summary = (f"{len(result.get('scanned') or [])} trivial files scanned, {len(result.get('scans') or [])} "
                    f"flagged, {len(result.get('unreviewed') or [])} left unreviewed")
     elif agent.spec == GROUP and result:
-        summary = str(result.get("why")) if result.get("split") else f"{len(result.get('scanned') or [])} files scanned"
+        dealt = len((agent.input or {}).get("paths") or []) if isinstance(agent.input, dict) else 0
+        # what it was dealt, not what it did: which group reviews which file is first come (they help each other)
+        summary = str(result.get("why")) if "split" in result else f"{dealt} files dealt to it"
     return AgentRun(agent_id=agent.id, role=role, kind=kind, file=agent.labels.get("file", ""),
                     status=agent.status.value, reason_class=class_of(agent) if agent.status.terminal and
                     agent.status is not AgentStatus.DONE else None,

@@ -146,7 +146,8 @@ class WorkerRuntime:
         self.runner = AgentRunner(self.services)
         self.stats = StepStats()
         self.control: ControlLoop | None = None
-        if control:
+        if control:  # a worker: warm up before its control loop says it is ready
+            self.workflows.warm_up()
             self.control = ControlLoop(self.services, on_idle or (lambda _run: None), queues=queues,
                                        celery_name=celery_name, stats=self.stats.snapshot)
             self.control.start()

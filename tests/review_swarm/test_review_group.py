@@ -8,7 +8,7 @@ from __future__ import annotations
 from swarm_tasks.agents.turn import Turn
 from swarm_tasks.errors import StoppedBySignal
 from swarm_tasks.review.enums import ReviewerKind
-from swarm_tasks.review.group import FileGroup
+from swarm_tasks.review.group import CLAIM_FILES, FileGroup
 from swarm_tasks.review.job import ReviewJob
 from swarm_tasks.review.pipeline import review_locally
 from swarm_tasks.review.swarm import GROUP, FileInput
@@ -58,10 +58,15 @@ def test_a_file_whose_work_raised_in_its_group_gets_an_agent_of_its_own(local, m
 def test_a_group_whose_turn_was_lost_gives_each_of_its_files_a_scan_agent(local, monkeypatch):
     run_program = Turn.run_program
     lost: list[str] = []
+    held: list[str] = []
 
     def lose_once(self: Turn, record: object) -> None:
         if self.spec.name == GROUP and FAILING in self.agent.input["paths"] and not lost:
             lost.append(self.agent.id)
+            # what its first try had claimed before its worker lost Redis: its first files
+            held.extend(self.agent.input["paths"][:CLAIM_FILES])
+            self.ctx.state.redis.hset(self.ctx.state.keys.work_claims(),
+                                      mapping={f"scan:{p}": self.agent.id for p in held})
             raise ConnectionError("the worker lost Redis mid-turn")  # the turn is not recorded, and redone
         run_program(self, record)
 
@@ -69,8 +74,8 @@ def test_a_group_whose_turn_was_lost_gives_each_of_its_files_a_scan_agent(local,
     report, own = review(local)
     group = next(a for a in own if a.agent_id == lost[0])
     assert "did not finish (ConnectionError: the worker lost Redis mid-turn)" in group.summary
-    paths = local.agents(report.run_id).get(lost[0]).input["paths"]
-    assert sorted(paths) == sorted(a.file for a in own if a.kind == "scan" and a.parent_agent_id == group.agent_id)
+    split = sorted(a.file for a in own if a.kind == "scan" and a.parent_agent_id == group.agent_id)
+    assert set(held) <= set(split)  # each file it held: a scan agent (the others' helpers took the rest)
     assert not any(a.inside_agent_id == group.agent_id for a in report.agents)
 
 
@@ -85,7 +90,7 @@ def test_a_group_stopped_by_a_signal_is_tried_whole_again(local, monkeypatch):
         run_program(self, record)
 
     monkeypatch.setattr(Turn, "run_program", stop_once)
-    report, own = review(local)
-    assert stopped and not any(a.kind == "scan" for a in own)  # no split
+    _report, own = review(local)
+    assert stopped and not any(a.kind == "scan" for a in own)  # no split: its files reviewed inside groups
     group = next(a for a in own if a.agent_id == stopped[0])
-    assert any(r.inside_agent_id == group.agent_id and r.file == FAILING for r in report.agents)
+    assert group.status == "done" and "did not finish" not in group.summary
