@@ -68,7 +68,7 @@ from swarm_tasks.review.swarm import (
 from swarm_tasks.review.triage import deal
 
 STOP_SIGNAL = "StoppedBySignal"
-CLAIM_FILES = 4  # files a group claims at a time: small, so that groups that finish early share the rest evenly
+CLAIM_FILES = 16  # files a group claims at a time: small, so that groups that finish early share the rest evenly
 log = logging.getLogger("swarm_tasks.review")
 
 
@@ -92,6 +92,7 @@ class FileGroup:
         self.cuts: list[str] = []
         self.files: deque[FileInput] = deque()
         self.subreviews: deque[tuple[SubreviewRequest, Finding]] = deque()
+        self.pending: list[tuple[SubreviewRequest, Finding]] = []  # sub-reviews planned, not yet claimed
         self.taken: set[str] = set()  # work keys this agent holds in the run's claims
         self.children: list[ChildRequest] = []  # work that raised here, handed to agents of its own
         self.started: set[str] = set()  # work keys asked for in this turn (each is done once)
@@ -140,10 +141,14 @@ class FileGroup:
             self.drain()
 
     def drain(self) -> None:
-        while self.files or self.subreviews:  # files first: a sub-review may read what a scan followed
+        while self.files or self.subreviews or self.pending:  # files first, then sub-reviews
+            if not self.files and self.pending:  # the sub-reviews planned so far, claimed in one round trip
+                planned, self.pending = self.pending, []
+                keys = [self.subreview_key(r) for r, _f in planned]
+                self.subreviews.extend(work for work, mine in zip(planned, self.claim(keys), strict=True) if mine)
+                continue
             if self.files:
-                inp = self.files.popleft()
-                self.isolated(lambda inp=inp: self.file(inp), file_child(inp))
+                self.scan_files([self.files.popleft() for _ in range(min(len(self.files), CLAIM_FILES))])
             else:
                 request, finding = self.subreviews.popleft()
                 self.isolated(lambda r=request, f=finding: self.subreview(r, f),
@@ -154,7 +159,7 @@ class FileGroup:
         its own for it instead, which fails alone with the reason, as it would in a model review. The work
         claims what it hands on only once it cannot raise any more, so nothing claimed is dropped."""
         marks = (len(self.scanned), len(self.scans), len(self.findings), len(self.runs), len(self.cuts),
-                 len(self.files), len(self.subreviews))
+                 len(self.files), len(self.subreviews), len(self.pending))
         try:
             work()
         except StoppedBySignal:
@@ -168,10 +173,27 @@ class FileGroup:
                 self.files.pop()
             while len(self.subreviews) > marks[6]:
                 self.subreviews.pop()
+            del self.pending[marks[7]:]
             self.children.append(instead)
 
-    def file(self, inp: FileInput) -> None:
-        """Scan one file; where flagged (or imported), its four reviewers, then its imports and sub-reviews."""
+    def scan_files(self, batch: list[FileInput]) -> None:
+        """Scan a few files; then, in one round trip, claim the reviewers of those to review (once per run)
+        and the scans of what they import (once per run and depth); then run the reviewers won."""
+        scanned: list[tuple[FileInput, SourceFile, set[ScanFlag], list[ChildRequest]]] = []
+        for inp in batch:
+            self.isolated(lambda inp=inp: self.scan_file(inp, scanned), file_child(inp))
+        keys = [key for _inp, file, _flags, deps in scanned
+                for key in (f"review:{file.path}", *(str(d.key) for d in deps))]
+        claims = iter(self.claim(keys))
+        for inp, file, flags, deps in scanned:
+            if next(claims):
+                self.isolated(lambda i=inp, f=file, g=flags: self.reviewers(f, scan_run_id(f.path, i.depth), g),
+                              file_child(inp))
+            self.files.extend(FileInput.model_validate(dep.input) for dep in deps if next(claims))
+
+    def scan_file(self, inp: FileInput,
+                  scanned: list[tuple[FileInput, SourceFile, set[ScanFlag], list[ChildRequest]]]) -> None:
+        """Scan one file; one to review (flagged, or imported) joins ``scanned`` with the scans it would start."""
         file = source_file(self.root, self.inventory, self.config, inp)
         if isinstance(file, SkippedPath):  # a dependency that may not be read: named in the report as skipped
             self.scans.append({"input": inp.model_dump(mode="json"), "skipped": [file.model_dump(mode="json")],
@@ -189,12 +211,7 @@ class FileGroup:
         self.run(agent_id=scan_id, role=AgentRole.SCANNER, kind="scan", file=file.path, parent_agent_id=importer,
                  summary=f"risk {scan.risk}, flags {', '.join(scan.flags) or 'none'}")
         self.scans.append(entry)
-        if self.claim([f"review:{file.path}"])[0]:  # a file's reviewers: once per run
-            self.reviewers(file, scan_id, set(scan.flags))
-        deps = [c for c in children if c.spec == SCAN and c.key]  # the scans of what it imports
-        for dep, mine in zip(deps, self.claim([str(c.key) for c in deps]), strict=True):
-            if mine:  # each once per run and depth
-                self.files.append(FileInput.model_validate(dep.input))
+        scanned.append((inp, file, set(scan.flags), [c for c in children if c.spec == SCAN and c.key]))
 
     def reviewers(self, file: SourceFile, scan_id: str, flags: set[ScanFlag]) -> None:
         found: list[Finding] = []
@@ -220,10 +237,12 @@ class FileGroup:
                                for r in plan_subreviews(merged, self.rules, flags, depth,
                                                         self.config.subreview_max_depth, parent or "")])
 
+    def subreview_key(self, request: SubreviewRequest) -> str:
+        key = "|".join(request.key(once_per_file(self.rules, request)))
+        return f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}"
+
     def queue_subreviews(self, planned: list[tuple[SubreviewRequest, Finding]]) -> None:
-        keys = ["|".join(r.key(once_per_file(self.rules, r))) for r, _f in planned]
-        claims = self.claim([f"sub:{hashlib.sha1(k.encode(), usedforsecurity=False).hexdigest()}" for k in keys])
-        self.subreviews.extend(work for work, mine in zip(planned, claims, strict=True) if mine)
+        self.pending += planned  # claimed together once the files queued now are done (see drain)
 
     def subreview(self, request: SubreviewRequest, finding: Finding) -> None:
         """One deterministic sub-reviewer, as :func:`swarm_tasks.review.swarm.subreviewer_program` runs it."""

@@ -35,17 +35,17 @@ def review(local):
 
 
 def test_a_file_whose_work_raised_in_its_group_gets_an_agent_of_its_own(local, monkeypatch):
-    work = FileGroup.file
+    work = FileGroup.scan_file
     raised: list[str] = []
 
-    def flaky(self: FileGroup, inp: FileInput) -> None:
+    def flaky(self: FileGroup, inp: FileInput, scanned: list) -> None:
         if inp.path == FAILING and inp.depth == 0 and not raised:
             raised.append(inp.path)
             self.runs.append(self.runs[-1] if self.runs else None)  # half done: forgotten with the rest
             raise ValueError("a bug on odd input")
-        work(self, inp)
+        work(self, inp, scanned)
 
-    monkeypatch.setattr(FileGroup, "file", flaky)
+    monkeypatch.setattr(FileGroup, "scan_file", flaky)
     _report, own = review(local)
     assert raised == [FAILING]
     groups = {a.agent_id for a in own if a.kind == "group"}
