@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,8 +23,7 @@ class CodeIndex:
         self._text: dict[str, str | None] = {}
         self._tree: dict[str, ast.Module | None] = {}
         self._js: dict[str, jsparse.JsTree | None] = {}
-        self._calls: dict[str, list[tuple[str, ast.Call]]] | None = None
-        self._lock = threading.Lock()
+        self._calls: dict[str, list[tuple[str, ast.Call]]] = {}  # by called name, each looked for once
         for file in files:
             self.add(file)
 
@@ -33,7 +31,7 @@ class CodeIndex:
         """Make ``file`` searchable."""
         if file.path not in self.files:
             self.files[file.path] = file
-            self._calls = None  # rebuilt with the new file on next use
+            self._calls = {}  # looked for again, the new file included
 
     def text(self, path: str) -> str | None:
         """The file's text, or None when unknown or unreadable."""
@@ -81,38 +79,36 @@ class CodeIndex:
         view = CodeIndex(self.root)
         view.files = {**self.files, file.path: file}
         view._text, view._tree, view._js = self._text, self._tree, self._js
-        base, extra = self._call_index(), _calls_in(view, [file.path])
-        view._calls = {**base, **{name: [*base.get(name, []), *found] for name, found in extra.items()}}
         return view
 
     def python_calls(self, name: str) -> list[tuple[str, ast.Call]]:
-        """(path, call) of every call of a function or method named ``name`` in the indexed Python code.
-        The index is built once, on first use, so many traces cost one walk of the code."""
-        return self._call_index().get(name, [])
-
-    def _call_index(self) -> dict[str, list[tuple[str, ast.Call]]]:
-        calls = self._calls
-        if calls is None:
-            with self._lock:
-                calls = self._calls
-                if calls is None:
-                    calls = self._calls = _calls_in(self, self.paths(Language.PYTHON))
-        return calls
+        """(path, call) of every call of a function or method named ``name`` in the indexed Python code, by
+        path, then in ``ast.walk`` order. Only files whose text holds the name are parsed and walked (a call
+        names its callee verbatim; a file with non-ASCII text is walked anyway, since Python reads its
+        identifiers NFKC-normalised), once per name: a review's traces ask for a few dozen names, where
+        indexing every call of every file first cost a parse of the whole repository in each worker."""
+        found = self._calls.get(name)
+        if found is None:
+            paths = [p for p in self.paths(Language.PYTHON) if _may_call(self.text(p), name)]
+            found = self._calls[name] = [(p, call) for p, call in _calls_in(self, paths) if _callee(call) == name]
+        return found
 
     def paths(self, *languages: Language) -> list[str]:
         """Indexed paths in these languages (all when none given), sorted."""
         return sorted(p for p, f in list(self.files.items()) if not languages or f.language in languages)
 
 
-def _calls_in(index: CodeIndex, paths: list[str]) -> dict[str, list[tuple[str, ast.Call]]]:
-    """Every call in the Python files ``paths`` of ``index``, by the called name."""
-    calls: dict[str, list[tuple[str, ast.Call]]] = {}
-    for path in paths:
-        tree = index.tree(path)
-        for node in ast.walk(tree) if tree is not None else ():
-            if isinstance(node, ast.Call):
-                func = node.func
-                callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-                if callee:
-                    calls.setdefault(callee, []).append((path, node))
-    return calls
+def _may_call(text: str | None, name: str) -> bool:
+    return text is not None and (name in text or not text.isascii())
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _calls_in(index: CodeIndex, paths: list[str]) -> list[tuple[str, ast.Call]]:
+    """Every call in the Python files ``paths`` of ``index``, in order."""
+    empty = ast.Module(body=[], type_ignores=[])
+    return [(path, node) for path in paths for node in ast.walk(index.tree(path) or empty)
+            if isinstance(node, ast.Call)]
