@@ -197,3 +197,22 @@ def test_auth_flow_checks_the_file(tmp_path: Path) -> None:
     outcome = run(root, weak, SubReviewerKind.AUTH_FLOW)
     rules = {(f.rule, f.start_line) for f in outcome.new_findings}
     assert rules == {("AUTH-WEAK-PASSWORD-HASH", 6), ("AUTH-PREDICTABLE-TOKEN", 7), ("AUTH-TIMING-COMPARE", 8)}
+
+
+def test_callers_are_found_in_every_file_that_calls_by_the_name_and_only_parsed_where_named(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, {
+        "db.py": "def find(term):\n    return term\n",
+        "app.py": "import db\n\n\ndef view(q):\n    return db.find(q)\n",
+        "other.py": "def unrelated():\n    return 1\n",
+        # Python reads identifiers NFKC-normalised: this calls find() without the text holding "find"
+        "sly.py": "def g(q):\n    return \ufb01nd(q)\n",
+        "broken.py": "def find(:\n",
+    })
+    index = CodeIndex(root, build_inventory(root, ReviewConfig()).files)
+    calls = index.python_calls("find")
+    assert "find" not in (root / "sly.py").read_text()
+    assert [(path, call.lineno) for path, call in calls] == [("app.py", 5), ("sly.py", 2)]
+    assert index.python_calls("find") is calls  # looked for once
+    assert "other.py" not in index._tree  # never parsed: its text does not name it
+    with_extra = index.including(next(f for f in build_inventory(root, ReviewConfig()).files if f.path == "db.py"))
+    assert [p for p, _c in with_extra.python_calls("find")] == ["app.py", "sly.py"]
