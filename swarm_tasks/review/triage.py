@@ -29,8 +29,10 @@ from swarm_tasks.review.source import SourceFile, read_bytes_confined
 
 TRIVIAL_MAX_BYTES = 512
 BATCH_FILES = 100
-GROUP_FILES = 100  # files per agent of a review without models (see plan_groups)
-MIN_GROUPS = 8  # and at least this many groups (of fewer files) where there are files enough: work for every worker
+GROUP_FILES = 250  # files per agent of a review without models (see plan_groups)
+# and at least this many groups (of fewer files) where there are files enough: work for more than one worker.
+# Few groups, since they help each other: more threads of analyzers in one worker only take turns at its GIL.
+MIN_GROUPS = 4
 BATCH_MIN_FILES = 50  # fewer trivial files than this are scanned one by one: batching would not pay
 HEAD_BYTES = 16_384
 PER_FILE = 1 + len(ReviewerKind)  # its scan and its reviewers

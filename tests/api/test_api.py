@@ -59,8 +59,8 @@ def test_review_end_to_end_status_progress_results_report_and_cost(swarm_setting
 
         progress = run.progress()
         assert progress.status is RunStatus.COMPLETED
-        # without models: the inventory and at least eight groups of files, each reviewed whole by one agent
-        assert progress.started == progress.ended == progress.agents["done"] >= 9
+        # without models: the inventory and at least four groups of files, each reviewed whole by one agent
+        assert progress.started == progress.ended == progress.agents["done"] >= 5
         assert progress.tokens == 0 and progress.cost_usd == 0.0  # analyzers: no model was called
         assert {"scanner", "reviewer"} == set(progress.roles)
 

@@ -57,8 +57,9 @@ def findings_of(report) -> set[tuple[str, int, str, str]]:
 
 
 def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_workers, tmp_path):
-    # Without models the files are reviewed in groups, a group per agent: enough files that each group takes
-    # a while, so the kill lands while groups are in flight (the killed one's files then get an agent each).
+    # Without models the files are reviewed in groups, a group per agent, which help each other: enough files
+    # that each group takes a while, and the kill lands while node1 runs one (a group whose turn is lost gives
+    # each file it had claimed a scan agent of its own, on the workers left).
     tree = tmp_path / "tree"
     shutil.copytree(EXAMPLE, tree)
     write_tree(tree, {f"jobs/task{i}.py": f'"""Task {i}."""\nimport os\nfrom shop import db\n\n\n'
@@ -69,19 +70,24 @@ def test_work_spreads_over_three_workers_and_survives_a_kill(client, three_worke
     agents = client.run(run.id).agents
     deadline = time.monotonic() + 60
 
-    def node1_finished_one() -> bool:  # an ended agent keeps the node that ran its last turn
-        done = agents.get_many(agents.ids(AgentStatus.DONE))
-        return any(a is not None and (a.last_node or "").startswith("node1@") and a.spec == "review.group"
-                   for a in done)
+    def running_group() -> tuple[str, int] | None:  # a running agent names the node that holds its turn
+        for agent in agents.get_many(agents.ids(AgentStatus.RUNNING)):
+            if agent is not None and agent.spec == "review.group" and (agent.last_node or "").startswith("node"):
+                return agent.id, int(agent.last_node.split("@")[0].removeprefix("node"))
+        return None
 
-    while not node1_finished_one() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not client.runs.get(run.id).status.terminal  # the kill comes mid-run
-    three_workers.kill(1)  # mid-run: groups still to go
+    while (found := running_group()) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert found is not None and not client.runs.get(run.id).status.terminal  # the kill comes mid-run
+    lost, victim = found
+    time.sleep(0.3)  # it has claimed files by now
+    three_workers.kill(victim)
     assert wait(client, run.id) is RunStatus.COMPLETED, client.runs.get(run.id).reason
     report = load_report(client, run.id)
     assert findings_of(report) == reference
     ids = [a for s in AgentStatus for a in agents.ids(s)]
     nodes = Counter((agent.last_node or "").split("@")[0] for agent in agents.get_many(ids) if agent)
-    assert {"node0", "node1", "node2"} <= set(nodes), nodes  # every worker did some of the work
+    assert {f"node{n}" for n in range(3) if n != victim} <= set(nodes), nodes  # the workers left did the rest
+    group = agents.get(lost)
+    assert group.turns_lost >= 1 and "did not finish" in (group.result or {}).get("why", ""), group
     assert all(agents.get(a).status is AgentStatus.DONE for a in ids)
