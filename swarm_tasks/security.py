@@ -153,15 +153,21 @@ class Redactor:
     def tree(self, value: JsonValue) -> JsonValue:
         """``value`` (JSON) with every string redacted, in one pass over the whole tree: a secret value
         seen anywhere in it (a quoted value bound to a secret name, or a string under a secret-named
-        key) is masked in every string of it, alone or inside other text. Keys are kept."""
+        key) is masked in every string of it, alone or inside other text. Keys are kept. ``value`` itself
+        when no string changes (the common case: nothing is rebuilt)."""
         found: set[str] = set(self.secrets)
-        _collect(value, found, seen=set())
+        strings: set[str] = set()
+        _collect(value, found, seen=strings)
         bound = Redactor(found)
-        return _masked(value, bound, {})
+        changed = {text: masked for text in strings if (masked := bound(text)) != text}
+        return _masked(value, changed) if changed else value
 
     def model(self, record: M) -> M:
-        """A pydantic record with :meth:`tree` applied to everything it holds (validated again)."""
-        return type(record).model_validate(self.tree(record.model_dump(mode="json")))
+        """A pydantic record with :meth:`tree` applied to everything it holds (validated again; the record
+        itself when nothing in it changes)."""
+        dumped = record.model_dump(mode="json")
+        masked = self.tree(dumped)
+        return record if masked is dumped else type(record).model_validate(masked)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -173,7 +179,7 @@ def _sensitive_key(key: str) -> bool:  # a record's few field names, asked thous
 
 
 # A report repeats its strings (paths, kinds, statuses: thousands of agent runs name a few hundred files), so
-# one pass looks at each distinct string once: ``seen`` and ``done`` hold the strings of this pass only.
+# each distinct string is looked at once: ``seen`` holds the strings of this tree, ``changed`` what masks them.
 def _collect(value: JsonValue, found: set[str], key: str = "", *, seen: set[str]) -> None:
     if isinstance(value, str):
         if value not in seen:
@@ -189,16 +195,13 @@ def _collect(value: JsonValue, found: set[str], key: str = "", *, seen: set[str]
             _collect(item, found, str(name), seen=seen)
 
 
-def _masked(value: JsonValue, redactor: Redactor, done: dict[str, str]) -> JsonValue:
+def _masked(value: JsonValue, changed: dict[str, str]) -> JsonValue:
     if isinstance(value, str):
-        masked = done.get(value)
-        if masked is None:
-            masked = done[value] = redactor(value)
-        return masked
+        return changed.get(value, value)
     if isinstance(value, list):
-        return [_masked(item, redactor, done) for item in value]
+        return [_masked(item, changed) for item in value]
     if isinstance(value, dict):
-        return {name: _masked(item, redactor, done) for name, item in value.items()}
+        return {name: _masked(item, changed) for name, item in value.items()}
     return value
 
 
