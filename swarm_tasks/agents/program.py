@@ -6,6 +6,7 @@ agents that ran, but are always named as what they are (``kind: program``) — n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class ProgramContext:
     state: RunState
     workspace: Path
     settings: SwarmSettings
+    # Whether the run still wants work (read again, not cancelled): a program that works a long while asks
+    # between its pieces of work and ends early (cancelled) when not.
+    run_live: Callable[[], bool] = lambda: True
 
 
 @dataclass

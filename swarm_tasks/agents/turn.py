@@ -235,7 +235,8 @@ class Turn:
     # -- program agents --------------------------------------------------------------------------
     def program_context(self) -> ProgramContext:
         return ProgramContext(agent=self.agent, spec=self.spec, run=self.ctx.record(), state=self.ctx.state,
-                              workspace=self.workspace(), settings=self.settings)
+                              workspace=self.workspace(), settings=self.settings,
+                              run_live=lambda: run_is_live(self.ctx.record(max_age_s=0.5)))
 
     def run_program(self, record: RunRecord) -> None:
         assert self.spec.program is not None

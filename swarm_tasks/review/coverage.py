@@ -75,7 +75,8 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
             for path in inp.get("paths") or []:
                 batch_of[str(path)] = agent
             result = agent.result if isinstance(agent.result, dict) else {}
-            if agent.status in (AgentStatus.DONE, AgentStatus.STOPPED):  # stopped: a reviewer's findings budget
+            # stopped: a reviewer's findings budget; cancelled: with the run, what it did before is counted
+            if agent.status in (AgentStatus.DONE, AgentStatus.STOPPED, AgentStatus.CANCELLED):
                 cov.scanned.update(str(p) for p in result.get("scanned") or [])
                 for entry in result.get("scans") or []:
                     if entry.get("flagged") and entry["input"]["depth"] == 0:

@@ -96,6 +96,7 @@ class FileGroup:
         self.taken: set[str] = set()  # work keys this agent holds in the run's claims
         self.children: list[ChildRequest] = []  # work that raised here, handed to agents of its own
         self.started: set[str] = set()  # work keys asked for in this turn (each is done once)
+        self.cancelled = False
 
     # -- run-wide claims ---------------------------------------------------------------------------------
     def claim(self, keys: list[str]) -> list[bool]:
@@ -133,6 +134,9 @@ class FileGroup:
     def take(self, paths: list[str], *, stop_when_taken: bool) -> None:
         """Review each of ``paths`` that this agent claims (``scan:<path>``), a few claims at a time."""
         for start in range(0, len(paths), CLAIM_FILES):
+            if self.cancelled or not self.pctx.run_live():
+                self.cancelled = True  # the run was cancelled: what is done so far is reported, no more
+                return
             chunk = paths[start:start + CLAIM_FILES]
             mine = [p for p, won in zip(chunk, self.claim([f"scan:{p}" for p in chunk]), strict=True) if won]
             if not mine and stop_when_taken:
@@ -268,10 +272,12 @@ class FileGroup:
 
     def result(self) -> ProgramResult:
         findings = self.findings
+        reason = "; ".join(self.cuts[:5]) + (f"; and {len(self.cuts) - 5} more" if len(self.cuts) > 5 else "")
+        if self.cancelled:
+            reason = "; ".join(r for r in ("the run was cancelled: its files not yet taken on were left", reason) if r)
         return ProgramResult(
-            status=AgentStatus.STOPPED if self.cuts else AgentStatus.DONE,
-            reason="; ".join(self.cuts[:5]) + (f"; and {len(self.cuts) - 5} more" if len(self.cuts) > 5 else "")
-            if self.cuts else None,
+            status=AgentStatus.CANCELLED if self.cancelled else AgentStatus.STOPPED if self.cuts else AgentStatus.DONE,
+            reason=reason or None,
             result={"scanned": self.scanned, "scans": self.scans,
                     "findings": [f.model_dump(mode="json") for f in findings],
                     "runs": [r.model_dump(mode="json", exclude_defaults=True) for r in self.runs]},

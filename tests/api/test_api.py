@@ -3,6 +3,7 @@ review end to end, and the steering calls (wait, cancel, resume) on a run that c
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -99,9 +100,15 @@ def test_review_end_to_end_status_progress_results_report_and_cost(swarm_setting
 
 
 @pytest.mark.slow
-def test_cancel_ends_a_run_that_workers_are_running(swarm_settings):
+def test_cancel_ends_a_run_that_workers_are_running(swarm_settings, tmp_path):
+    # Without models, groups of files review them, a few files at a time: enough files that the cancel lands
+    # while groups work, and they stop between two of their pieces of work.
+    tree = tmp_path / "tree"
+    shutil.copytree(EXAMPLE, tree)
+    write_tree(tree, {f"jobs/task{i}.py": f'"""Task {i}."""\nimport os\n\n\ndef run{i}(cmd):\n    """Run it."""\n'
+                                          "    os.system(cmd)\n" for i in range(600)})
     with Swarm(swarm_settings, workers=1, concurrency=4) as swarm:
-        run = swarm.review(EXAMPLE)
+        run = swarm.review(tree)
         deadline = time.monotonic() + 30
         while run.progress().started < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -113,6 +120,11 @@ def test_cancel_ends_a_run_that_workers_are_running(swarm_settings):
             time.sleep(0.2)
         statuses = Counter(a.status for a in run.agents())
         assert all(s.terminal for s in statuses) and statuses[AgentStatus.CANCELLED] >= 1, statuses
+        cancelled = [a for a in run.agents() if a.status is AgentStatus.CANCELLED]
+        # a group cancelled mid-turn stopped between two pieces of its work, and says so
+        assert all(a.reason.startswith("the run was cancelled: its files not yet taken on were left")
+                   for a in cancelled if a.spec == "review.group" and a.started_at), [(a.reason, a.started_at)
+                                                                                      for a in cancelled]
         time.sleep(1.0)
         assert run.status is RunStatus.CANCELLED  # no late worker completes it
         report = run.report()  # what it found until then, marked as what it is

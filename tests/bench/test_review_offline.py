@@ -16,6 +16,7 @@ def test_offline_rows_measure_both_sides_on_the_same_tree(tmp_path: Path) -> Non
     (tmp_path / "ui.js").write_text("export function show(html) { document.body.innerHTML = html; }\n")
     rows, details = offline_rows({"tiny": tmp_path}, workers=1)
     review, start_up = rows
-    assert details["tiny"]["status"] == "completed" and details["tiny"]["agents"] >= 10
+    # without models: the inventory and a group per file (two files: fewer than the four groups at least)
+    assert details["tiny"]["status"] == "completed" and details["tiny"]["agents"] == 3
     assert review.ours and review.baseline and review.ratio == review.ours / review.baseline
     assert review.goal == "<= 2x" and start_up.goal == "< 3 s" and start_up.ours and start_up.ours > 0
