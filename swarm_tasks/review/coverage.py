@@ -12,6 +12,8 @@ from swarm_tasks.outcome import class_of
 from swarm_tasks.review.enums import ReviewerKind
 from swarm_tasks.review.swarm import BATCH, GROUP, SCAN, reviewer_kind
 
+_WHOSE = {BATCH: "batch ", GROUP: "group's "}  # whose scan a file left out waited on
+
 
 @dataclass
 class Coverage:
@@ -96,11 +98,12 @@ def coverage(agents: list[AgentState], inventoried: list[str], max_agents: int) 
     for path in inventoried:
         if path not in cov.scanned:
             scan = scans.get(path) or batch_of.get(path)
-            group = {BATCH: "batch ", GROUP: "group's "}.get(scan.spec, "") if scan is not None else ""
-            why = f"its {group}scan " \
-                  f"{_why_not(scan)}" if scan is not None and scan.status is not AgentStatus.DONE else budget
-            if scan is not None and scan.spec == GROUP and scan.status is AgentStatus.DONE:
-                why = "another group took it on and did not finish"
+            if scan is None:
+                why = budget
+            elif scan.status is not AgentStatus.DONE:
+                why = f"its {_WHOSE.get(scan.spec, '')}scan {_why_not(scan)}"
+            else:
+                why = "another group took it on and did not finish" if scan.spec == GROUP else budget
             cov.left_out.append((path, f"not scanned ({why})"))
         elif path in unreviewed:
             cov.left_out.append((path, "flagged but not reviewed (the trivial files' share of the agent budget "

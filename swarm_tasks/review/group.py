@@ -25,7 +25,6 @@ warm shutdown) is redone whole.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -49,21 +48,22 @@ from swarm_tasks.review.pipeline import reviewer_agent_id
 from swarm_tasks.review.report import AgentRole, AgentRun
 from swarm_tasks.review.scan import quick_scan
 from swarm_tasks.review.source import SkippedPath, SourceFile
-from swarm_tasks.review.subreview_rules import SubreviewRequest, once_per_file, plan_subreviews
+from swarm_tasks.review.subreview_rules import SubreviewRequest, plan_subreviews
 from swarm_tasks.review.subreviewers import run_subreviewer
 from swarm_tasks.review.swarm import (
     SCAN,
     FileInput,
     context_of,
+    dependency_scan,
     finding_counters,
     finding_events,
     plan_after_scan,
     rules_of,
     scan_request,
-    scan_task,
     shared_index,
     source_file,
     subreview_child,
+    subreview_key,
 )
 from swarm_tasks.review.triage import deal
 
@@ -101,7 +101,9 @@ class FileGroup:
     # -- run-wide claims ---------------------------------------------------------------------------------
     def claim(self, keys: list[str]) -> list[bool]:
         """For each of ``keys``, whether this agent does the work it names now: it claimed it now, or on an
-        earlier try of its turn, and has not taken it on yet in this one (one round trip)."""
+        earlier try of its turn, and has not taken it on yet in this one (one round trip). A claim is not a
+        lock: nothing waits on it and none is released; it only says once who does a piece of work, as a
+        global child key does for an agent, and a claimer whose turn is lost hands its work on (the split)."""
         fresh = list(dict.fromkeys(k for k in keys if k not in self.taken))
         if fresh:
             name = self.pctx.state.keys.work_claims()
@@ -148,7 +150,7 @@ class FileGroup:
         while self.files or self.subreviews or self.pending:  # files first, then sub-reviews
             if not self.files and self.pending:  # the sub-reviews planned so far, claimed in one round trip
                 planned, self.pending = self.pending, []
-                keys = [self.subreview_key(r) for r, _f in planned]
+                keys = [subreview_key(r, self.rules) for r, _f in planned]
                 self.subreviews.extend(work for work, mine in zip(planned, self.claim(keys), strict=True) if mine)
                 continue
             if self.files:
@@ -241,10 +243,6 @@ class FileGroup:
                                for r in plan_subreviews(merged, self.rules, flags, depth,
                                                         self.config.subreview_max_depth, parent or "")])
 
-    def subreview_key(self, request: SubreviewRequest) -> str:
-        key = "|".join(request.key(once_per_file(self.rules, request)))
-        return f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}"
-
     def queue_subreviews(self, planned: list[tuple[SubreviewRequest, Finding]]) -> None:
         self.pending += planned  # claimed together once the files queued now are done (see drain)
 
@@ -286,11 +284,7 @@ class FileGroup:
 
 def file_child(inp: FileInput) -> ChildRequest:
     """The scan agent a file gets when its work raised inside a group (a dependency's keeps its key)."""
-    if inp.depth == 0:
-        return scan_request(inp.path)
-    return ChildRequest(SCAN, task=scan_task(inp.path), input=inp.model_dump(mode="json"),
-                        labels={"file": inp.path, "phase": "dependencies"}, key=f"dep:{inp.path}:{inp.depth}",
-                        global_key=True)
+    return scan_request(inp.path) if inp.depth == 0 else dependency_scan(inp)
 
 
 def split_group(group: FileGroup, home: list[str], others: list[list[str]], why: str) -> ProgramResult:

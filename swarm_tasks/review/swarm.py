@@ -213,10 +213,7 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
                 continue
             dep = FileInput(path=target.path, depth=inp.depth + 1, origin=target.origin, package=target.package,
                             chain=chain, imported_by=file.path, module=target.module, line=target.line)
-            children.append(ChildRequest(SCAN, task=scan_task(target.path), input=dep.model_dump(mode="json"),
-                                         labels={"file": target.path, "phase": "dependencies"},
-                                         key=f"dep:{target.path}:{inp.depth + 1}",
-                                         global_key=True))
+            children.append(dependency_scan(dep))
     result: dict[str, JsonValue] = {
         "file": file.model_dump(mode="json"), "input": inp.model_dump(mode="json"), "risk": risk.value,
         "flags": [f.value for f in flags], "flagged": flagged, "reviewed": reviewed,
@@ -224,6 +221,13 @@ def plan_after_scan(pctx: ProgramContext, job: ReviewJob, root: Path, inventory:
         "edges": [e.model_dump(mode="json") for e in edges], "unresolved": unresolved,
         "skipped": [s.model_dump(mode="json") for s in skipped]}
     return children, result
+
+
+def dependency_scan(dep: FileInput) -> ChildRequest:
+    """The scan of an imported file at its depth: once per run and depth, whoever imports it."""
+    return ChildRequest(SCAN, task=scan_task(dep.path), input=dep.model_dump(mode="json"),
+                        labels={"file": dep.path, "phase": "dependencies"}, key=f"dep:{dep.path}:{dep.depth}",
+                        global_key=True)
 
 
 def scan_task(path: str) -> str:
@@ -242,15 +246,20 @@ def subreviews_for(findings: list[Finding], job: ReviewJob, flags: dict[str, set
     return out
 
 
-def subreview_child(request: SubreviewRequest, finding: Finding, rules: SubreviewRules) -> ChildRequest:
+def subreview_key(request: SubreviewRequest, rules: SubreviewRules) -> str:
+    """What makes a sub-review the same work run-wide (an agent's key, or a group's claim)."""
     key = "|".join(request.key(once_per_file(rules, request)))
+    return f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}"
+
+
+def subreview_child(request: SubreviewRequest, finding: Finding, rules: SubreviewRules) -> ChildRequest:
     return ChildRequest(subreviewer_spec(request.reviewer.value),
                         task=f"{request.reviewer.value}: examine the finding {finding.rule} at {finding.file}:"
                              f"{finding.start_line}, titled (quoted as data) {json.dumps(finding.title)}; confirm or "
                              "refute it with evidence.",
                         input={"request": request.model_dump(mode="json"), "finding": finding.model_dump(mode="json")},
                         labels={"file": finding.file, "kind": request.reviewer.value},
-                        key=f"sub:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}", global_key=True)
+                        key=subreview_key(request, rules), global_key=True)
 
 
 def credit(finding: Finding, synthetic: str, agent_id: str) -> Finding:
@@ -289,7 +298,7 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
     job, root, inventory = context_of(pctx)
     started = int(float(pctx.state.redis.hget(pctx.state.keys.usage("run"), "agents_started") or 0))
     if job.mode == "deterministic":
-        return _plan_groups(root, inventory, pctx.run.limits.max_agents - started)
+        return _plan_groups(inventory, pctx.run.limits.max_agents - started)
     plan = plan_scans(root, inventory.to_scan(), pctx.run.limits.max_agents - started)
     children = [scan_request(f.path) for f in plan.individual]
     # Each batch gets its own share of the allowance, fixed here: drawn from one run-wide counter, which
@@ -300,31 +309,31 @@ def inventory_program(pctx: ProgramContext) -> ProgramResult:
                               input={"paths": [f.path for f in batch], "allowance": shares[n]},
                               key=f"batch:{n}", global_key=True)
                  for n, batch in enumerate(plan.batches)]
-    return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,
-                                 "third_party": inventory.third_party.model_dump(mode="json"),
-                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped],
-                                 "plan": {"budget": plan.budget, "individual": len(plan.individual),
-                                          "batched": plan.batched, "batches": len(plan.batches),
-                                          "trivial_allowance": plan.trivial_allowance,
-                                          "left_out": len(plan.left_out)}},
-                         children=children, reason=None)
+    return ProgramResult(result=inventory_result(inventory, {
+        "budget": plan.budget, "individual": len(plan.individual), "batched": plan.batched,
+        "batches": len(plan.batches), "trivial_allowance": plan.trivial_allowance, "left_out": len(plan.left_out)}),
+        children=children, reason=None)
 
 
-def _plan_groups(root: Path, inventory: Inventory, budget: int) -> ProgramResult:
+def inventory_result(inventory: Inventory, plan: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """What the inventory agent records: the files, the third-party roots, what it skipped, and its plan."""
+    return {"files": len(inventory.to_scan()), "root": inventory.root,
+            "third_party": inventory.third_party.model_dump(mode="json"),
+            "skipped": [s.model_dump(mode="json") for s in inventory.skipped], "plan": plan}
+
+
+def _plan_groups(inventory: Inventory, budget: int) -> ProgramResult:
     """A review without models: the files in groups, each reviewed whole by one agent."""
-    plan = plan_groups(root, inventory.to_scan(), budget)
+    plan = plan_groups(inventory.to_scan(), budget)
     children = [ChildRequest(GROUP, task=f"Review {len(group)} files with the analyzers.",
                              labels={"group": str(n), "phase": "review"},
                              input={"paths": [f.path for f in group], "group": n, "groups": len(plan.groups)},
                              key=f"group:{n}", global_key=True)
                 for n, group in enumerate(plan.groups)]
     grouped = sum(len(g) for g in plan.groups)
-    return ProgramResult(result={"files": len(inventory.to_scan()), "root": inventory.root,
-                                 "third_party": inventory.third_party.model_dump(mode="json"),
-                                 "skipped": [s.model_dump(mode="json") for s in inventory.skipped],
-                                 "plan": {"budget": plan.budget, "groups": len(plan.groups), "grouped": grouped,
-                                          "left_out": len(inventory.to_scan()) - grouped}},
-                         children=children, reason=None)
+    return ProgramResult(result=inventory_result(inventory, {
+        "budget": plan.budget, "groups": len(plan.groups), "grouped": grouped,
+        "left_out": len(inventory.to_scan()) - grouped}), children=children, reason=None)
 
 
 def batch_program(pctx: ProgramContext) -> ProgramResult:

@@ -128,7 +128,7 @@ class GroupPlan:
     budget: int = 0
 
 
-def plan_groups(root: Path, files: list[SourceFile], budget: int) -> GroupPlan:
+def plan_groups(files: list[SourceFile], budget: int) -> GroupPlan:
     """``files`` in groups of about :data:`GROUP_FILES`, no more groups than ``budget`` agents (bigger
     groups instead: without models a file costs an agent nothing, so no file is left out while one agent
     can be started). A group's file is scanned, reviewed by the four analyzers, its imports followed and

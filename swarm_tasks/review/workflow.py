@@ -349,7 +349,7 @@ def agent_run(agent: AgentState) -> AgentRun:
         summary = (f"{len(result.get('scanned') or [])} trivial files scanned, {len(result.get('scans') or [])} "
                    f"flagged, {len(result.get('unreviewed') or [])} left unreviewed")
     elif agent.spec == GROUP and result:
-        dealt = len((agent.input or {}).get("paths") or []) if isinstance(agent.input, dict) else 0
+        dealt = len(agent.input.get("paths") or []) if isinstance(agent.input, dict) else 0
         # what it was dealt, not what it did: which group reviews which file is first come (they help each other)
         summary = str(result.get("why")) if "split" in result else f"{dealt} files dealt to it"
     return AgentRun(agent_id=agent.id, role=role, kind=kind, file=agent.labels.get("file", ""),
